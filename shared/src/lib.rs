@@ -1,0 +1,34 @@
+//! The protocol crate: everything flsignal and flnode must agree on, and
+//! nothing that touches a socket, a task or a clock.
+//!
+//! * [`ids`], [`node_info`] and [`message`] are the wire format: fledger's
+//!   signalling protocol version 3, byte-compatible with fledger 0.10, plus a
+//!   few extensions that are only ever sent to nodes that asked for them.
+//! * [`identity`] and [`announce`] are node keys and what exactly they sign.
+//! * [`session`] is the server's per-connection state machine and
+//!   [`presence`] the server's view of who is online and who knows whom.
+//!   Both take events (and the current time) in and hand actions out, so they
+//!   are tested fast and exhaustively without a network.
+
+pub mod announce;
+pub mod close;
+pub mod identity;
+pub mod ids;
+pub mod message;
+pub mod node_info;
+pub mod presence;
+pub mod rate;
+pub mod session;
+
+pub use ids::{ChallengeNonce, NodeId};
+pub use message::{NodeMessage, PeerInfo, ServerMessage, SetupMessage};
+pub use node_info::NodeInfo;
+
+/// The signalling protocol version fledger 0.10 speaks. fledger nodes panic
+/// on any other number in `Challenge`, so the server always sends this one.
+pub const FLEDGER_PROTOCOL_VERSION: u32 = 3;
+
+/// The `Announce.version` our own nodes use: the signature is domain
+/// separated and bound to the server (see [`announce`]). It also opts the
+/// node in to our extension messages.
+pub const BOUND_PROTOCOL_VERSION: u32 = 4;

@@ -1,0 +1,239 @@
+//! Every frame of the signalling protocol, as Rust types whose serde form is
+//! fledger's wire format byte for byte (externally tagged enums, compact
+//! JSON, one document per WebSocket text frame).
+//!
+//! Extension variants are marked: fledger's decoders treat an unknown
+//! variant as an error, so the server only sends them to nodes that
+//! announced with [`crate::BOUND_PROTOCOL_VERSION`].
+
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::ids::{ChallengeNonce, NodeId, RealmId};
+use crate::node_info::NodeInfo;
+
+/// A frame the server sends to a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerMessage {
+    /// `[protocol version, challenge]`, sent once on connect.
+    Challenge(u32, ChallengeNonce),
+    SystemConfig(SystemConfig),
+    ListIDsReply(Vec<NodeInfo>),
+    /// A setup message from another node. The server relays the sender's
+    /// exact text, so this variant is what a node *receives*.
+    PeerSetup(PeerInfo),
+    Error(String),
+    /// Extension: nodes that joined or left since the last news, limited to
+    /// the nodes the receiver has been told about (see `presence`).
+    PresenceNews(PresenceNews),
+    /// Extension: a `PeerSetup` could not be delivered because the other
+    /// party is not connected to this server.
+    NotConnected(NodeId),
+}
+
+/// fledger's system configuration; this server never assigns a realm.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemConfig {
+    pub system_realm: Option<RealmId>,
+}
+
+/// Extension: incremental presence for our own nodes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceNews {
+    pub joined: Vec<NodeInfo>,
+    pub left: Vec<NodeId>,
+}
+
+/// A frame a node sends to the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeMessage {
+    Announce(Announce),
+    /// Serialised as the bare string `"ListIDsRequest"`; `{"ListIDsRequest":null}`
+    /// is accepted as well, as fledger does.
+    ListIDsRequest,
+    PeerSetup(PeerInfo),
+    NodeStats(Vec<NodeStat>),
+}
+
+/// A node's proof of identity for this connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announce {
+    /// 3 for fledger's plain signature, 4 for our bound one.
+    pub version: u32,
+    /// The challenge the node believes it is answering. Informational only:
+    /// the server verifies against the challenge it stored.
+    pub challenge: ChallengeNonce,
+    pub node_info: NodeInfo,
+    pub signature: SignatureBytes,
+    /// Extension (version 4): the server authority (`host:port`) the node
+    /// dialled and signed. fledger's decoders ignore unknown fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+}
+
+/// Addresses of one connection setup between two nodes. Both directions use
+/// the same pair; the server forwards to whichever is not the sender.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub id_init: NodeId,
+    pub id_follow: NodeId,
+    pub message: SetupMessage,
+}
+
+impl PeerInfo {
+    /// The other party of the setup, if `sender` is one of the two.
+    pub fn counterpart_of(&self, sender: &NodeId) -> Option<NodeId> {
+        if *sender == self.id_init {
+            Some(self.id_follow)
+        } else if *sender == self.id_follow {
+            Some(self.id_init)
+        } else {
+            None
+        }
+    }
+}
+
+/// One step of a WebRTC connection setup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SetupMessage {
+    /// Asks the initiator to send an offer.
+    Init,
+    Offer(String),
+    Answer(String),
+    /// A trickled candidate line (`candidate:...`), without sdpMid.
+    IceCandidate(String),
+}
+
+/// Statistics fledger nodes report about their peers. Accepted and ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStat {
+    pub id: NodeId,
+    pub version: String,
+    pub ping_ms: u32,
+    pub ping_rx: u32,
+}
+
+/// A 64-byte Ed25519 signature as 128 hex characters.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SignatureBytes(pub [u8; 64]);
+
+impl std::fmt::Debug for SignatureBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SignatureBytes({}…)", hex::encode(&self.0[..4]))
+    }
+}
+
+impl Serialize for SignatureBytes {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&hex::encode(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for SignatureBytes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        if text.len() != 128 {
+            return Err(de::Error::custom(format_args!(
+                "signature must be 128 hex characters, got {}",
+                text.len()
+            )));
+        }
+        let mut bytes = [0u8; 64];
+        hex::decode_to_slice(text.as_bytes(), &mut bytes)
+            .map_err(|_| de::Error::custom("signature is not hex"))?;
+        Ok(SignatureBytes(bytes))
+    }
+}
+
+impl ServerMessage {
+    /// Compact JSON, as sent on the wire.
+    pub fn to_json(&self) -> String {
+        // Serialising these types cannot fail: no maps with non-string keys,
+        // no fallible custom serialisers.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+impl NodeMessage {
+    /// Compact JSON, as sent on the wire.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Literal frames from `shared/reference/fledger-v3-wire.md`.
+    const ID: &str = "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c";
+    const INFO: &str = r#"{"NodeInfoV3":{"name":"node-a","client":"libc","pubkey":"8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c","modules":"STAT | RAND | GOSSIP | WEBPROXY | WEBPROXY_REQUESTS | DHT_ROUTER | DHT_STORAGE"}}"#;
+    const SIG: &str = "b5cb8d5f58cd3aea4e44d1ebbebb386bda26e5a3996fc0f13193c84ec689d1fd61c59e7056d6b3a1e789fff8eb95202b8323de5c32e61487f41119cece42ec01";
+
+    fn server_round_trip(json: &str) {
+        let msg: ServerMessage = serde_json::from_str(json).unwrap();
+        assert_eq!(msg.to_json(), json);
+    }
+
+    fn node_round_trip(json: &str) {
+        let msg: NodeMessage = serde_json::from_str(json).unwrap();
+        assert_eq!(msg.to_json(), json);
+    }
+
+    #[test]
+    fn server_frames_are_byte_exact() {
+        server_round_trip(&format!(r#"{{"Challenge":[3,"{}"]}}"#, "ab".repeat(32)));
+        server_round_trip(r#"{"SystemConfig":{"system_realm":null}}"#);
+        server_round_trip(&format!(r#"{{"ListIDsReply":[{INFO}]}}"#));
+        server_round_trip(&format!(
+            r#"{{"PeerSetup":{{"id_init":"{ID}","id_follow":"{ID}","message":{{"Offer":"v=0\r\n..."}}}}}}"#
+        ));
+        server_round_trip(r#"{"Error":"New Connection with same ID"}"#);
+    }
+
+    #[test]
+    fn node_frames_are_byte_exact() {
+        node_round_trip(&format!(
+            r#"{{"Announce":{{"version":3,"challenge":"{}","node_info":{INFO},"signature":"{SIG}"}}}}"#,
+            "ab".repeat(32)
+        ));
+        node_round_trip(r#""ListIDsRequest""#);
+        for message in [
+            r#""Init""#.to_owned(),
+            r#"{"Offer":"<sdp>"}"#.to_owned(),
+            r#"{"Answer":"<sdp>"}"#.to_owned(),
+            r#"{"IceCandidate":"candidate:506421950 1 udp 2130706431 10.99.0.1 37166 typ host"}"#
+                .to_owned(),
+        ] {
+            node_round_trip(&format!(
+                r#"{{"PeerSetup":{{"id_init":"{ID}","id_follow":"{ID}","message":{message}}}}}"#
+            ));
+        }
+        node_round_trip(&format!(
+            r#"{{"NodeStats":[{{"id":"{ID}","version":"0.10.0","ping_ms":12,"ping_rx":3}}]}}"#
+        ));
+    }
+
+    #[test]
+    fn list_request_in_map_form_is_accepted() {
+        let msg: NodeMessage = serde_json::from_str(r#"{"ListIDsRequest":null}"#).unwrap();
+        assert_eq!(msg, NodeMessage::ListIDsRequest);
+    }
+
+    #[test]
+    fn unknown_fields_ride_along_and_are_ignored() {
+        let json = format!(
+            r#"{{"PeerSetup":{{"id_init":"{ID}","id_follow":"{ID}","message":"Init","session":7,"sig":"x"}}}}"#
+        );
+        assert!(matches!(
+            serde_json::from_str::<NodeMessage>(&json).unwrap(),
+            NodeMessage::PeerSetup(_)
+        ));
+    }
+
+    #[test]
+    fn signatures_have_exact_length() {
+        assert!(serde_json::from_str::<SignatureBytes>(r#""abcd""#).is_err());
+        assert!(serde_json::from_str::<SignatureBytes>(&format!("\"{SIG}\"")).is_ok());
+        assert!(serde_json::from_str::<SignatureBytes>(&format!("\"{}\"", "g".repeat(128))).is_err());
+    }
+}

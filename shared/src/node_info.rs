@@ -1,0 +1,168 @@
+//! What a node says about itself when it announces: fledger's `NodeInfoV3`.
+//!
+//! The server keeps one of these per online node and repeats it to other
+//! nodes in every node list, so each field is length-capped and `modules` is
+//! checked against the grammar fledger's own parser accepts: a node must not
+//! be able to hand other nodes a list they cannot decode.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::NodeId;
+
+/// Longest accepted `name`, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+/// Longest accepted `client`, in bytes.
+pub const MAX_CLIENT_LEN: usize = 64;
+/// Longest accepted `modules`, in bytes (all eight flag names take 80).
+pub const MAX_MODULES_LEN: usize = 256;
+
+/// Module flag names fledger 0.10 knows, with their bit values.
+pub const MODULE_FLAGS: [(&str, u32); 8] = [
+    ("STAT", 0x1),
+    ("RAND", 0x2),
+    ("GOSSIP", 0x4),
+    ("PING", 0x8),
+    ("WEBPROXY", 0x10),
+    ("WEBPROXY_REQUESTS", 0x20),
+    ("DHT_ROUTER", 0x40),
+    ("DHT_STORAGE", 0x80),
+];
+
+/// The announced description of a node. Field order matches fledger's
+/// serialisation byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfoV3 {
+    pub name: String,
+    pub client: String,
+    pub pubkey: NodeId,
+    pub modules: String,
+}
+
+/// fledger wraps node info in a versioned enum. Only `V3` is accepted; the
+/// older forms are recognised so that they get a precise error instead of a
+/// generic parse failure (fledger's own server panics on `NodeInfoV1`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeInfo {
+    NodeInfoV3(NodeInfoV3),
+    #[serde(skip_serializing)]
+    NodeInfoV2(Obsolete),
+    #[serde(skip_serializing)]
+    NodeInfoV1(Obsolete),
+}
+
+/// The content of an obsolete node info, skipped unread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Obsolete;
+
+impl<'de> Deserialize<'de> for Obsolete {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(deserializer).map(|_| Obsolete)
+    }
+}
+
+/// Why a node's self-description was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeInfoError {
+    #[error("NodeInfoV1 and NodeInfoV2 are no longer supported; announce NodeInfoV3")]
+    Obsolete,
+    #[error("node info field `{field}` is {len} bytes; the limit is {max}")]
+    TooLong {
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error("node info `modules` has an unknown flag {0:?}")]
+    UnknownModule(String),
+}
+
+impl NodeInfo {
+    /// Wraps version-3 info the way fledger puts it on the wire.
+    pub fn v3(name: &str, client: &str, pubkey: NodeId, modules: &str) -> Self {
+        NodeInfo::NodeInfoV3(NodeInfoV3 {
+            name: name.to_owned(),
+            client: client.to_owned(),
+            pubkey,
+            modules: modules.to_owned(),
+        })
+    }
+
+    /// Returns the version-3 info if it is acceptable to relay to others.
+    pub fn validated(&self) -> Result<&NodeInfoV3, NodeInfoError> {
+        let NodeInfo::NodeInfoV3(info) = self else {
+            return Err(NodeInfoError::Obsolete);
+        };
+        check_len("name", &info.name, MAX_NAME_LEN)?;
+        check_len("client", &info.client, MAX_CLIENT_LEN)?;
+        check_len("modules", &info.modules, MAX_MODULES_LEN)?;
+        check_modules(&info.modules)?;
+        Ok(info)
+    }
+}
+
+fn check_len(field: &'static str, value: &str, max: usize) -> Result<(), NodeInfoError> {
+    if value.len() > max {
+        return Err(NodeInfoError::TooLong {
+            field,
+            len: value.len(),
+            max,
+        });
+    }
+    Ok(())
+}
+
+/// Accepts what fledger's flag parser accepts: `""`, or flag names and
+/// `0x` hex numbers joined by `|` with optional spaces.
+fn check_modules(modules: &str) -> Result<(), NodeInfoError> {
+    if modules.trim().is_empty() {
+        return Ok(());
+    }
+    for token in modules.split('|').map(str::trim) {
+        let known = MODULE_FLAGS.iter().any(|(name, _)| *name == token);
+        let hex = token
+            .strip_prefix("0x")
+            .is_some_and(|digits| !digits.is_empty() && u32::from_str_radix(digits, 16).is_ok());
+        if !known && !hex {
+            return Err(NodeInfoError::UnknownModule(token.chars().take(32).collect()));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REFERENCE: &str = r#"{"NodeInfoV3":{"name":"node-a","client":"libc","pubkey":"8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c","modules":"STAT | RAND | GOSSIP | WEBPROXY | WEBPROXY_REQUESTS | DHT_ROUTER | DHT_STORAGE"}}"#;
+
+    #[test]
+    fn reference_json_round_trips_byte_exact() {
+        let info: NodeInfo = serde_json::from_str(REFERENCE).unwrap();
+        assert!(info.validated().is_ok());
+        assert_eq!(serde_json::to_string(&info).unwrap(), REFERENCE);
+    }
+
+    #[test]
+    fn obsolete_versions_get_a_precise_error() {
+        for old in [r#"{"NodeInfoV1":{"x":1}}"#, r#"{"NodeInfoV2":{"pubkey":"AAAA"}}"#] {
+            let info: NodeInfo = serde_json::from_str(old).unwrap();
+            assert_eq!(info.validated(), Err(NodeInfoError::Obsolete));
+        }
+    }
+
+    #[test]
+    fn modules_grammar() {
+        let id = NodeId([1; 32]);
+        for ok in ["", "STAT", "STAT | PING", "STAT|0x100", " DHT_STORAGE "] {
+            assert!(NodeInfo::v3("n", "c", id, ok).validated().is_ok(), "{ok}");
+        }
+        for bad in ["stat", "STAT | ", "FOO", "0x", "0xzz", "STAT || RAND"] {
+            assert!(NodeInfo::v3("n", "c", id, bad).validated().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn long_fields_are_refused() {
+        let info = NodeInfo::v3(&"x".repeat(MAX_NAME_LEN + 1), "c", NodeId([1; 32]), "");
+        assert!(matches!(info.validated(), Err(NodeInfoError::TooLong { field: "name", .. })));
+    }
+}

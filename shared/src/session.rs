@@ -1,0 +1,294 @@
+//! The server's per-connection state machine.
+//!
+//! A [`ServerSession`] is fed what arrives on one WebSocket ([`Inbound`]) and
+//! the passing of time, and answers with [`Action`]s for the driver in
+//! `flsignal` to carry out. It never touches a socket, a task or a clock,
+//! which is why every rule about a single connection — handshake, rate,
+//! liveness, who may relay what — lives here and is tested without a network.
+
+use std::time::{Duration, Instant};
+
+use crate::announce::{verify_announce, AnnounceError, AnnouncePolicy, VerifiedNode};
+use crate::close::CloseReason;
+use crate::ids::{ChallengeNonce, NodeId};
+use crate::message::{NodeMessage, ServerMessage};
+use crate::rate::{RateLimit, TokenBucket};
+use crate::FLEDGER_PROTOCOL_VERSION;
+
+/// Default time a new connection has to announce itself.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time without any inbound frame (pongs included) before closing.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default interval between the server's WebSocket pings.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(20);
+/// Default number of refused Announces before the connection is closed.
+pub const DEFAULT_MAX_AUTH_FAILURES: u32 = 3;
+/// Default number of refused messages of other kinds before closing.
+pub const DEFAULT_MAX_PROTOCOL_ERRORS: u32 = 16;
+/// Default message rate: generous for trickled ICE candidates, far below
+/// what it takes to load the server.
+pub const DEFAULT_RATE_LIMIT: RateLimit = RateLimit {
+    per_second: 50,
+    burst: 200,
+};
+
+/// The per-connection limits.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub ping_interval: Duration,
+    pub max_auth_failures: u32,
+    pub max_protocol_errors: u32,
+    pub rate_limit: RateLimit,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            max_auth_failures: DEFAULT_MAX_AUTH_FAILURES,
+            max_protocol_errors: DEFAULT_MAX_PROTOCOL_ERRORS,
+            rate_limit: DEFAULT_RATE_LIMIT,
+        }
+    }
+}
+
+/// What arrived on the connection.
+#[derive(Debug, Clone, Copy)]
+pub enum Inbound<'a> {
+    Text(&'a str),
+    Binary,
+    /// A WebSocket ping or pong: proof of life, nothing else.
+    Control,
+    /// The transport refused a frame over the size limit.
+    TooLarge,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send this frame to the connection.
+    Send(ServerMessage),
+    /// The node proved its identity: enter it into presence and send it
+    /// `SystemConfig` and its node list. Another connection holding the same
+    /// ID loses it.
+    Register(VerifiedNode),
+    /// Send the node a fresh node list.
+    SendNodeList,
+    /// Forward the text that was just handed in, unchanged, to `to`. When
+    /// `to` is not connected and `notify` is set, tell the sender.
+    Relay { to: NodeId, notify: bool },
+    /// Tell the node why its message was refused (as an `Error` frame).
+    Refuse(Refusal),
+    /// Send a WebSocket ping.
+    Ping,
+    /// Close the connection with this reason; nothing follows.
+    Close(CloseReason),
+}
+
+/// Why one message was refused without closing the connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    #[error("announce first")]
+    NotAnnounced,
+    #[error("already announced on this connection")]
+    AlreadyAnnounced,
+    #[error("announce refused: {0}")]
+    Announce(#[from] AnnounceError),
+    #[error("you are neither id_init nor id_follow of this PeerSetup")]
+    SpoofedSender,
+    #[error("PeerSetup addressed to yourself")]
+    SelfAddressed,
+}
+
+impl Refusal {
+    /// A short label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Refusal::Malformed(_) => "malformed",
+            Refusal::NotAnnounced => "not_announced",
+            Refusal::AlreadyAnnounced => "already_announced",
+            Refusal::Announce(AnnounceError::NodeInfo(_)) => "bad_node_info",
+            Refusal::Announce(AnnounceError::Signature(_)) => "bad_signature",
+            Refusal::Announce(AnnounceError::BoundRequired) => "bound_required",
+            Refusal::Announce(AnnounceError::WrongServer { .. } | AnnounceError::MissingServer) => "wrong_server",
+            Refusal::Announce(AnnounceError::UnknownVersion(_)) => "unknown_version",
+            Refusal::SpoofedSender => "spoofed_sender",
+            Refusal::SelfAddressed => "self_addressed",
+        }
+    }
+}
+
+/// Longest serde error text passed back to a client.
+const MAX_ERROR_DETAIL: usize = 160;
+
+#[derive(Debug)]
+enum State {
+    AwaitingAnnounce { deadline: Instant, failures: u32 },
+    Registered { id: NodeId, bound: bool },
+    Closed,
+}
+
+/// One connection, from the server's side.
+#[derive(Debug)]
+pub struct ServerSession {
+    config: SessionConfig,
+    policy: AnnouncePolicy,
+    challenge: ChallengeNonce,
+    state: State,
+    rate: TokenBucket,
+    protocol_errors: u32,
+    last_heard: Instant,
+    next_ping: Instant,
+}
+
+impl ServerSession {
+    /// Starts a session; the first action is always the `Challenge`.
+    pub fn new(
+        config: SessionConfig,
+        policy: AnnouncePolicy,
+        challenge: ChallengeNonce,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) -> Self {
+        out.push(Action::Send(ServerMessage::Challenge(FLEDGER_PROTOCOL_VERSION, challenge)));
+        Self {
+            state: State::AwaitingAnnounce {
+                deadline: now + config.handshake_timeout,
+                failures: 0,
+            },
+            rate: TokenBucket::new(config.rate_limit, now),
+            protocol_errors: 0,
+            last_heard: now,
+            next_ping: now + config.ping_interval,
+            config,
+            policy,
+            challenge,
+        }
+    }
+
+    /// The node this connection speaks for, once it announced.
+    pub fn node_id(&self) -> Option<NodeId> {
+        match self.state {
+            State::Registered { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// When [`ServerSession::on_timer`] must be called next.
+    pub fn next_deadline(&self) -> Instant {
+        let idle = self.last_heard + self.config.idle_timeout;
+        let mut deadline = idle.min(self.next_ping);
+        if let State::AwaitingAnnounce { deadline: handshake, .. } = self.state {
+            deadline = deadline.min(handshake);
+        }
+        deadline
+    }
+
+    /// Handles the passing of time.
+    pub fn on_timer(&mut self, now: Instant, out: &mut Vec<Action>) {
+        match self.state {
+            State::Closed => {}
+            State::AwaitingAnnounce { deadline, .. } if now >= deadline => {
+                self.close(CloseReason::HandshakeTimeout, out)
+            }
+            _ if now >= self.last_heard + self.config.idle_timeout => self.close(CloseReason::IdleTimeout, out),
+            _ if now >= self.next_ping => {
+                self.next_ping = now + self.config.ping_interval;
+                out.push(Action::Ping);
+            }
+            _ => {}
+        }
+    }
+
+    /// Handles one inbound frame.
+    pub fn on_inbound(&mut self, inbound: Inbound<'_>, now: Instant, out: &mut Vec<Action>) {
+        if self.is_closed() {
+            return;
+        }
+        self.last_heard = now;
+        if !self.rate.try_take(now) {
+            return self.close(CloseReason::RateLimited, out);
+        }
+        match inbound {
+            Inbound::Control => {}
+            Inbound::Binary => self.close(CloseReason::BinaryFrame, out),
+            Inbound::TooLarge => self.close(CloseReason::TooLarge, out),
+            Inbound::Text(text) => self.on_text(text, out),
+        }
+    }
+
+    /// Ends the session from outside (shutdown, replacement, slow reader).
+    pub fn close(&mut self, reason: CloseReason, out: &mut Vec<Action>) {
+        if !self.is_closed() {
+            self.state = State::Closed;
+            out.push(Action::Close(reason));
+        }
+    }
+
+    fn on_text(&mut self, text: &str, out: &mut Vec<Action>) {
+        let message = match serde_json::from_str::<NodeMessage>(text) {
+            Ok(message) => message,
+            Err(error) => {
+                let mut detail = error.to_string();
+                detail.truncate(detail.floor_char_boundary(MAX_ERROR_DETAIL));
+                return self.refuse(Refusal::Malformed(detail), out);
+            }
+        };
+        match (&mut self.state, message) {
+            (State::AwaitingAnnounce { failures, .. }, NodeMessage::Announce(announce)) => {
+                match verify_announce(&announce, &self.challenge, &self.policy) {
+                    Ok(node) => {
+                        self.state = State::Registered {
+                            id: node.id(),
+                            bound: node.bound,
+                        };
+                        out.push(Action::Register(node));
+                    }
+                    Err(error) => {
+                        *failures += 1;
+                        let failures = *failures;
+                        out.push(Action::Refuse(Refusal::Announce(error)));
+                        if failures >= self.config.max_auth_failures {
+                            self.close(CloseReason::AuthFailed, out);
+                        }
+                    }
+                }
+            }
+            (State::AwaitingAnnounce { .. }, _) => self.refuse(Refusal::NotAnnounced, out),
+            (State::Registered { .. }, NodeMessage::Announce(_)) => self.refuse(Refusal::AlreadyAnnounced, out),
+            (State::Registered { .. }, NodeMessage::ListIDsRequest) => out.push(Action::SendNodeList),
+            (State::Registered { .. }, NodeMessage::NodeStats(_)) => {}
+            (State::Registered { id, bound }, NodeMessage::PeerSetup(setup)) => {
+                let (id, bound) = (*id, *bound);
+                match setup.counterpart_of(&id) {
+                    None => self.refuse(Refusal::SpoofedSender, out),
+                    Some(to) if to == id => self.refuse(Refusal::SelfAddressed, out),
+                    Some(to) => out.push(Action::Relay { to, notify: bound }),
+                }
+            }
+            (State::Closed, _) => {}
+        }
+    }
+
+    fn refuse(&mut self, refusal: Refusal, out: &mut Vec<Action>) {
+        out.push(Action::Refuse(refusal));
+        self.protocol_errors += 1;
+        if self.protocol_errors >= self.config.max_protocol_errors {
+            self.close(CloseReason::ProtocolErrors, out);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

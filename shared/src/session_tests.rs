@@ -1,0 +1,247 @@
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::announce::{sign_announce, AnnounceAuth};
+use crate::identity::NodeKey;
+use crate::message::{PeerInfo, SetupMessage};
+use crate::node_info::NodeInfo;
+
+const SERVER: &str = "signal.test:8765";
+
+fn policy() -> AnnouncePolicy {
+    AnnouncePolicy {
+        require_bound: false,
+        server_names: vec![SERVER.into()],
+    }
+}
+
+struct Harness {
+    session: ServerSession,
+    challenge: ChallengeNonce,
+    now: Instant,
+}
+
+impl Harness {
+    fn new(config: SessionConfig) -> (Self, Vec<Action>) {
+        let challenge = ChallengeNonce::random();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let session = ServerSession::new(config, policy(), challenge, now, &mut out);
+        (Self { session, challenge, now }, out)
+    }
+
+    fn text(&mut self, text: &str) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.session.on_inbound(Inbound::Text(text), self.now, &mut out);
+        out
+    }
+
+    fn announce(&mut self, key: &NodeKey, auth: &AnnounceAuth) -> Vec<Action> {
+        let info = NodeInfo::v3("n", "test", key.id(), "STAT");
+        let announce = sign_announce(key, self.challenge, info, auth);
+        self.text(&NodeMessage::Announce(announce).to_json())
+    }
+
+    fn advance(&mut self, by: Duration) -> Vec<Action> {
+        self.now += by;
+        let mut out = Vec::new();
+        self.session.on_timer(self.now, &mut out);
+        out
+    }
+}
+
+fn registered(key: &NodeKey, auth: AnnounceAuth) -> Harness {
+    let (mut harness, _) = Harness::new(SessionConfig::default());
+    let out = harness.announce(key, &auth);
+    assert!(matches!(out.as_slice(), [Action::Register(_)]), "{out:?}");
+    harness
+}
+
+fn setup(from: NodeId, to: NodeId) -> String {
+    NodeMessage::PeerSetup(PeerInfo {
+        id_init: from,
+        id_follow: to,
+        message: SetupMessage::Offer("v=0".into()),
+    })
+    .to_json()
+}
+
+#[test]
+fn starts_with_a_version_3_challenge() {
+    let (harness, out) = Harness::new(SessionConfig::default());
+    assert_eq!(
+        out,
+        vec![Action::Send(ServerMessage::Challenge(3, harness.challenge))]
+    );
+}
+
+#[test]
+fn valid_announces_register_with_their_flavour() {
+    let key = NodeKey::generate();
+    for (auth, bound) in [
+        (AnnounceAuth::Fledger, false),
+        (AnnounceAuth::Bound { server: SERVER.into() }, true),
+    ] {
+        let harness = registered(&key, auth);
+        assert_eq!(harness.session.node_id(), Some(key.id()));
+        let _ = bound;
+    }
+}
+
+#[test]
+fn list_and_relay_need_an_announce_first() {
+    let (mut harness, _) = Harness::new(SessionConfig::default());
+    let a = NodeKey::generate().id();
+    let b = NodeKey::generate().id();
+    assert_eq!(harness.text(r#""ListIDsRequest""#), vec![Action::Refuse(Refusal::NotAnnounced)]);
+    assert_eq!(harness.text(&setup(a, b)), vec![Action::Refuse(Refusal::NotAnnounced)]);
+}
+
+#[test]
+fn repeated_auth_failures_close() {
+    let (mut harness, _) = Harness::new(SessionConfig::default());
+    let key = NodeKey::generate();
+    let wrong_server = AnnounceAuth::Bound { server: "elsewhere:1".into() };
+    assert!(matches!(harness.announce(&key, &wrong_server).as_slice(), [Action::Refuse(_)]));
+    assert!(matches!(harness.announce(&key, &wrong_server).as_slice(), [Action::Refuse(_)]));
+    let out = harness.announce(&key, &wrong_server);
+    assert_eq!(out.last(), Some(&Action::Close(CloseReason::AuthFailed)));
+    assert!(harness.session.is_closed());
+    // A closed session ignores everything, even a valid announce.
+    assert!(harness.announce(&key, &AnnounceAuth::Fledger).is_empty());
+}
+
+#[test]
+fn handshake_times_out() {
+    let (mut harness, _) = Harness::new(SessionConfig::default());
+    assert!(harness.advance(DEFAULT_HANDSHAKE_TIMEOUT - Duration::from_millis(1)).is_empty());
+    assert_eq!(
+        harness.advance(Duration::from_millis(1)),
+        vec![Action::Close(CloseReason::HandshakeTimeout)]
+    );
+}
+
+#[test]
+fn pings_keep_an_idle_node_alive_only_while_it_answers() {
+    let key = NodeKey::generate();
+    let mut harness = registered(&key, AnnounceAuth::Fledger);
+    assert_eq!(harness.advance(DEFAULT_PING_INTERVAL), vec![Action::Ping]);
+    let mut out = Vec::new();
+    harness.session.on_inbound(Inbound::Control, harness.now, &mut out);
+    assert!(out.is_empty());
+    assert_eq!(harness.advance(DEFAULT_PING_INTERVAL), vec![Action::Ping]);
+    assert_eq!(harness.advance(DEFAULT_PING_INTERVAL), vec![Action::Ping]);
+    // No pong for the idle timeout since the last one heard: closed.
+    let out = harness.advance(DEFAULT_IDLE_TIMEOUT - 2 * DEFAULT_PING_INTERVAL);
+    assert_eq!(out, vec![Action::Close(CloseReason::IdleTimeout)]);
+}
+
+#[test]
+fn relays_only_for_a_party_of_the_setup() {
+    let key = NodeKey::generate();
+    let me = key.id();
+    let other = NodeKey::generate().id();
+    let third = NodeKey::generate().id();
+    let mut harness = registered(&key, AnnounceAuth::Fledger);
+    assert_eq!(harness.text(&setup(me, other)), vec![Action::Relay { to: other, notify: false }]);
+    assert_eq!(harness.text(&setup(other, me)), vec![Action::Relay { to: other, notify: false }]);
+    assert_eq!(harness.text(&setup(other, third)), vec![Action::Refuse(Refusal::SpoofedSender)]);
+    assert_eq!(harness.text(&setup(me, me)), vec![Action::Refuse(Refusal::SelfAddressed)]);
+}
+
+#[test]
+fn bound_nodes_are_told_about_undeliverable_setups() {
+    let key = NodeKey::generate();
+    let other = NodeKey::generate().id();
+    let mut harness = registered(&key, AnnounceAuth::Bound { server: SERVER.into() });
+    assert_eq!(harness.text(&setup(key.id(), other)), vec![Action::Relay { to: other, notify: true }]);
+}
+
+#[test]
+fn binary_and_oversize_frames_close_with_their_codes() {
+    for (inbound, reason) in [(Inbound::Binary, CloseReason::BinaryFrame), (Inbound::TooLarge, CloseReason::TooLarge)] {
+        let (mut harness, _) = Harness::new(SessionConfig::default());
+        let mut out = Vec::new();
+        harness.session.on_inbound(inbound, harness.now, &mut out);
+        assert_eq!(out, vec![Action::Close(reason)]);
+    }
+}
+
+#[test]
+fn a_flood_is_closed_by_the_rate_limit() {
+    let config = SessionConfig {
+        rate_limit: RateLimit { per_second: 10, burst: 20 },
+        ..SessionConfig::default()
+    };
+    let (mut harness, _) = Harness::new(config);
+    let mut out = Vec::new();
+    for _ in 0..20 {
+        harness.session.on_inbound(Inbound::Control, harness.now, &mut out);
+    }
+    assert!(out.is_empty());
+    harness.session.on_inbound(Inbound::Control, harness.now, &mut out);
+    assert_eq!(out, vec![Action::Close(CloseReason::RateLimited)]);
+}
+
+#[test]
+fn malformed_messages_are_refused_then_closed() {
+    let (mut harness, _) = Harness::new(SessionConfig::default());
+    for _ in 1..DEFAULT_MAX_PROTOCOL_ERRORS {
+        assert!(matches!(harness.text("{not json").as_slice(), [Action::Refuse(Refusal::Malformed(_))]));
+    }
+    let out = harness.text(r#"{"Nonsense":1}"#);
+    assert_eq!(out.last(), Some(&Action::Close(CloseReason::ProtocolErrors)));
+}
+
+#[test]
+fn errors_quote_no_more_than_a_bounded_detail() {
+    let (mut harness, _) = Harness::new(SessionConfig::default());
+    let huge = format!("{{\"Announce\":\"{}\"}}", "é".repeat(10_000));
+    let out = harness.text(&huge);
+    let [Action::Refuse(Refusal::Malformed(detail))] = out.as_slice() else {
+        panic!("{out:?}");
+    };
+    assert!(detail.len() <= MAX_ERROR_DETAIL);
+}
+
+/// Text shaped like our frames, so the fuzzing reaches past the JSON parser.
+const FRAME_LIKE: &str = "\\{\"(Announce|PeerSetup|ListIDsRequest|NodeStats)\":.{0,40}\\}";
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Whatever arrives, in whatever order, the session never panics and
+    /// closes at most once.
+    #[test]
+    fn never_panics_on_arbitrary_input(
+        frames in proptest::collection::vec(
+            prop_oneof![
+                any::<String>().prop_map(Some),
+                FRAME_LIKE.prop_map(Some),
+                Just(None),
+            ],
+            0..40,
+        ),
+        steps_ms in proptest::collection::vec(0u64..30_000, 0..40),
+    ) {
+        let (mut harness, _) = Harness::new(SessionConfig::default());
+        let mut closes = 0;
+        for (index, frame) in frames.iter().enumerate() {
+            let mut out = Vec::new();
+            match frame {
+                Some(text) => harness.session.on_inbound(Inbound::Text(text), harness.now, &mut out),
+                None => harness.session.on_inbound(Inbound::Control, harness.now, &mut out),
+            }
+            if let Some(step) = steps_ms.get(index) {
+                harness.now += Duration::from_millis(*step);
+                harness.session.on_timer(harness.now, &mut out);
+            }
+            closes += out.iter().filter(|a| matches!(a, Action::Close(_))).count();
+            let privileged = out.iter().any(|a| matches!(a, Action::Register(_) | Action::Relay { .. }));
+            prop_assert!(!privileged, "random input registered or relayed: {:?}", out);
+        }
+        prop_assert!(closes <= 1);
+    }
+}
