@@ -1,0 +1,208 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::message::ServerMessage;
+use crate::node_info::NodeInfo;
+
+fn id(n: u32) -> NodeId {
+    let mut bytes = [0u8; 32];
+    bytes[..4].copy_from_slice(&n.to_be_bytes());
+    NodeId(bytes)
+}
+
+fn info(n: u32) -> Box<str> {
+    serde_json::to_string(&NodeInfo::v3(&format!("n{n}"), "test", id(n), "")).unwrap().into()
+}
+
+fn presence(max_list_len: usize, join_fanout: usize) -> Presence<u32> {
+    Presence::with_seed(PresenceConfig { max_list_len, join_fanout }, 7)
+}
+
+fn join(p: &mut Presence<u32>, n: u32, bound: bool) -> String {
+    p.join(id(n), info(n), bound, n).node_list
+}
+
+fn listed(frame: &str) -> Vec<NodeId> {
+    match serde_json::from_str::<ServerMessage>(frame).unwrap() {
+        ServerMessage::ListIDsReply(list) => list
+            .into_iter()
+            .map(|info| match info {
+                NodeInfo::NodeInfoV3(v3) => v3.pubkey,
+                other => panic!("{other:?}"),
+            })
+            .collect(),
+        other => panic!("not a list: {other:?}"),
+    }
+}
+
+/// Every internal cross-reference agrees with its twin.
+fn check_invariants(p: &Presence<u32>) {
+    assert_eq!(p.all.len(), p.members.len());
+    assert_eq!(p.by_id.len(), p.members.len());
+    for (position, &slot) in p.all.iter().enumerate() {
+        assert_eq!(p.members[slot].position, position);
+    }
+    for (slot, member) in &p.members {
+        assert_eq!(p.by_id[&member.id], slot);
+        assert!(member.view.len() <= p.config.max_list_len);
+        assert_eq!(p.with_room.contains(&slot), member.view.len() < p.config.max_list_len);
+        assert!(!member.view.contains(&slot));
+        for &subject in &member.view {
+            assert_eq!(p.members[subject].watchers.iter().filter(|&&w| w == slot).count(), 1);
+        }
+        for &watcher in &member.watchers {
+            assert!(p.members[watcher].view.contains(&slot));
+        }
+        for &joined in &member.news.joined {
+            assert!(member.view.contains(&joined));
+        }
+        // A stale entry may outlive a member that left; a queued member is
+        // always listed.
+        assert!(!member.news.queued || p.queued.contains(&slot));
+    }
+}
+
+#[test]
+fn a_small_network_sees_everyone_join_and_leave() {
+    let mut p = presence(100, 256);
+    assert!(listed(&join(&mut p, 1, false)).is_empty());
+    assert_eq!(listed(&join(&mut p, 2, false)), vec![id(1)]);
+    // Node 1 (fledger flavour) gets its updated view as a list.
+    let news = p.drain_news();
+    assert_eq!(news.len(), 1);
+    assert_eq!(news[0].0, 1);
+    assert_eq!(listed(&news[0].1), vec![id(2)]);
+    assert!(p.drain_news().is_empty());
+
+    // Node 3 is bound: it gets deltas.
+    join(&mut p, 3, true);
+    p.drain_news();
+    join(&mut p, 4, false);
+    let news = p.drain_news();
+    let to_3 = news.iter().find(|(h, _)| *h == 3).unwrap();
+    assert!(to_3.1.starts_with(r#"{"PresenceNews":{"joined":[{"NodeInfoV3""#), "{}", to_3.1);
+    assert!(p.leave_if(&id(4), |&h| h == 4));
+    let news = p.drain_news();
+    assert_eq!(news.len(), 3, "every node that knew 4 hears it left");
+    let to_3 = news.iter().find(|(h, _)| *h == 3).unwrap();
+    let parsed: ServerMessage = serde_json::from_str(&to_3.1).unwrap();
+    assert_eq!(
+        parsed,
+        ServerMessage::PresenceNews(crate::message::PresenceNews { joined: vec![], left: vec![id(4)] })
+    );
+    check_invariants(&p);
+}
+
+#[test]
+fn a_join_and_leave_between_ticks_is_no_news() {
+    let mut p = presence(100, 256);
+    join(&mut p, 1, true);
+    p.drain_news();
+    join(&mut p, 2, false);
+    p.leave_if(&id(2), |_| true);
+    assert!(p.drain_news().is_empty());
+    check_invariants(&p);
+}
+
+#[test]
+fn a_replaced_connection_cannot_remove_its_successor() {
+    let mut p = presence(100, 256);
+    join(&mut p, 1, false);
+    let joined = p.join(id(1), info(1), true, 99);
+    assert_eq!(joined.replaced, Some(1));
+    assert!(!p.leave_if(&id(1), |&h| h == 1));
+    assert_eq!(p.get(&id(1)), Some(&99));
+    assert!(p.leave_if(&id(1), |&h| h == 99));
+    assert!(p.is_empty());
+}
+
+#[test]
+fn lists_are_capped_random_samples() {
+    let mut p = presence(10, 256);
+    for n in 0..50 {
+        join(&mut p, n, false);
+    }
+    let first = listed(&p.node_list(&id(0)).unwrap());
+    assert_eq!(first.len(), 10);
+    assert!(!first.contains(&id(0)));
+    let second = listed(&p.node_list(&id(0)).unwrap());
+    assert_ne!(first, second, "a new request draws a new sample");
+    check_invariants(&p);
+}
+
+#[test]
+fn a_join_storm_costs_o_n_times_list_len() {
+    let (nodes, cap) = (2_000u32, 20usize);
+    let mut p = presence(cap, 256);
+    let mut bytes = 0usize;
+    let mut frames = 0usize;
+    for n in 0..nodes {
+        bytes += join(&mut p, n, n % 2 == 0).len();
+        frames += 1;
+        if n % 100 == 0 {
+            for (_, frame) in p.drain_news() {
+                bytes += frame.len();
+                frames += 1;
+            }
+        }
+    }
+    for (_, frame) in p.drain_news() {
+        bytes += frame.len();
+        frames += 1;
+    }
+    let per_entry = info(0).len() + 1;
+    // Each node receives its initial list plus at most `cap` joins as news,
+    // and one fledger list re-send carries at most `cap` entries.
+    let bound = nodes as usize * per_entry * cap * 3;
+    assert!(bytes < bound, "{bytes} bytes in {frames} frames, bound {bound}");
+    check_invariants(&p);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Join(u32, bool),
+    Leave(u32),
+    List(u32),
+    Drain,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u32..40, any::<bool>()).prop_map(|(n, b)| Op::Join(n, b)),
+        3 => (0u32..40).prop_map(Op::Leave),
+        1 => (0u32..40).prop_map(Op::List),
+        1 => Just(Op::Drain),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Any sequence of joins, leaves, list requests and ticks keeps every
+    /// cross-reference consistent, and every frame parses as a server message.
+    #[test]
+    fn invariants_hold_under_random_operations(
+        ops in proptest::collection::vec(op(), 1..200),
+        cap in 1usize..6,
+        fanout in 1usize..6,
+    ) {
+        let mut p = presence(cap, fanout);
+        for op in ops {
+            match op {
+                Op::Join(n, bound) => { join(&mut p, n, bound); }
+                Op::Leave(n) => { p.leave_if(&id(n), |_| true); }
+                Op::List(n) => {
+                    if let Some(frame) = p.node_list(&id(n)) {
+                        prop_assert!(listed(&frame).len() <= cap);
+                    }
+                }
+                Op::Drain => {
+                    for (_, frame) in p.drain_news() {
+                        prop_assert!(serde_json::from_str::<ServerMessage>(&frame).is_ok());
+                    }
+                }
+            }
+            check_invariants(&p);
+        }
+    }
+}
