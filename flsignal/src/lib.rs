@@ -1,0 +1,108 @@
+//! flsignal: a public-grade WebRTC signalling server that speaks fledger's
+//! protocol version 3.
+//!
+//! The protocol decisions live in the `flproto` crate; this crate is the
+//! edge around them:
+//!
+//! * [`listener`] accepts TCP connections and enforces connection limits;
+//! * [`routes`] is the HTTP surface (WebSocket, `/healthz`, `/metrics`);
+//! * [`connection`] drives one WebSocket through `flproto::session`;
+//! * [`hub`] is what connections share: presence, relay, news;
+//! * [`config`] lists every flag and limit.
+
+pub mod config;
+pub mod connection;
+pub mod hub;
+pub mod listener;
+pub mod metrics;
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use flproto::announce::AnnouncePolicy;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+use hub::Hub;
+use listener::PerIpCounter;
+
+/// Everything the tasks of one server share.
+pub struct Shared {
+    pub config: Config,
+    pub hub: Hub,
+    per_ip: PerIpCounter,
+    /// Set when `--public-host` is given; otherwise built per request.
+    fixed_policy: Option<AnnouncePolicy>,
+    /// Cancelled on SIGTERM/SIGINT: stop accepting, close every node.
+    shutdown: CancellationToken,
+    /// Every connection task, so shutdown can wait for them.
+    tasks: TaskTracker,
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Validates `config` and binds its listen address.
+    pub async fn bind(config: Config) -> anyhow::Result<Server> {
+        config.validate()?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (is another server using it?)", config.listen))?;
+        let shared = Arc::new(Shared {
+            hub: Hub::new(config.presence()),
+            per_ip: PerIpCounter::default(),
+            fixed_policy: config.fixed_announce_policy(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            config,
+        });
+        Ok(Server { listener, shared })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.shared.config.listen)
+    }
+
+    /// Cancelling this token shuts the server down gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shared.shutdown.clone()
+    }
+
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then sends close 1001
+    /// to every node and waits up to `--drain-timeout` for them.
+    pub async fn run(self) {
+        let shared = self.shared;
+        let news = tokio::spawn(news_ticker(shared.clone()));
+        let router = routes::router(shared.clone());
+        listener::accept_loop(self.listener, shared.clone(), router).await;
+        shared.tasks.close();
+        if tokio::time::timeout(shared.config.drain_timeout, shared.tasks.wait()).await.is_err() {
+            tracing::warn!(remaining = shared.tasks.len(), "drain timeout: dropping connections");
+        }
+        news.abort();
+    }
+}
+
+/// Sends coalesced join/leave news every `--presence-interval`.
+async fn news_ticker(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(shared.config.presence_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => shared.hub.flush_news(),
+            () = shared.shutdown.cancelled() => return,
+        }
+    }
+}

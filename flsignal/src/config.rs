@@ -1,0 +1,217 @@
+//! Command-line flags and `FLSIGNAL_*` environment variables. Every limit
+//! the server enforces is here, with its default and why it exists.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use flproto::announce::{normalize_authority, AnnouncePolicy};
+use flproto::presence::{PresenceConfig, DEFAULT_JOIN_FANOUT, DEFAULT_MAX_LIST_LEN};
+use flproto::rate::RateLimit;
+use flproto::session::{SessionConfig, DEFAULT_MAX_AUTH_FAILURES, DEFAULT_MAX_PROTOCOL_ERRORS, DEFAULT_RATE_LIMIT};
+
+/// Largest accepted WebSocket message (and frame); larger closes with 1009.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024;
+/// Frames waiting for a slow client before it is disconnected.
+pub const DEFAULT_OUTBOUND_QUEUE: usize = 128;
+/// Simultaneous TCP connections, all kinds.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
+/// Simultaneous TCP connections from one IP address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+/// Time a TCP connection may spend before its WebSocket upgrade (or its
+/// plain HTTP answer) is done.
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a write to one client may take before the client is dropped.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Interval at which presence news is sent (a leave is visible within it).
+pub const DEFAULT_PRESENCE_INTERVAL: Duration = Duration::from_millis(250);
+/// WebSocket read buffer per connection; small, as idle memory is a target.
+pub const DEFAULT_WS_READ_BUFFER: usize = 4 * 1024;
+/// Time given to connections to close on shutdown.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(text)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// flsignal: a fledger-compatible WebRTC signalling server.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about)]
+pub struct Config {
+    /// Address to listen on for WebSocket, HTTP, /healthz and /metrics.
+    #[arg(long, env = "FLSIGNAL_LISTEN", default_value = "0.0.0.0:8765")]
+    pub listen: SocketAddr,
+
+    /// Public name(s) of this server as `host:port` (comma separated), the
+    /// names bound announces must be signed for. Unset: the Host header the
+    /// client sent is trusted, which is fine on a private network only.
+    #[arg(long, env = "FLSIGNAL_PUBLIC_HOST", value_delimiter = ',')]
+    pub public_host: Vec<String>,
+
+    /// Refuse fledger's plain (version 3) announces; only bound ones count.
+    #[arg(long, env = "FLSIGNAL_REQUIRE_BOUND_AUTH")]
+    pub require_bound_auth: bool,
+
+    /// Largest WebSocket message in bytes; larger closes with 1009.
+    #[arg(long, env = "FLSIGNAL_MAX_MESSAGE_SIZE", default_value_t = DEFAULT_MAX_MESSAGE_SIZE)]
+    pub max_message_size: usize,
+
+    /// Frames queued for one client before it counts as not reading and is dropped.
+    #[arg(long, env = "FLSIGNAL_OUTBOUND_QUEUE", default_value_t = DEFAULT_OUTBOUND_QUEUE)]
+    pub outbound_queue: usize,
+
+    /// Messages per second one connection may send on average.
+    #[arg(long, env = "FLSIGNAL_RATE_PER_SECOND", default_value_t = DEFAULT_RATE_LIMIT.per_second)]
+    pub rate_per_second: u32,
+
+    /// Messages one connection may send in a burst.
+    #[arg(long, env = "FLSIGNAL_RATE_BURST", default_value_t = DEFAULT_RATE_LIMIT.burst)]
+    pub rate_burst: u32,
+
+    /// Simultaneous TCP connections; more are closed at accept.
+    #[arg(long, env = "FLSIGNAL_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// Simultaneous TCP connections from one IP address.
+    #[arg(long, env = "FLSIGNAL_MAX_CONNECTIONS_PER_IP", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    pub max_connections_per_ip: usize,
+
+    /// Time to send a valid Announce after connecting.
+    #[arg(long, env = "FLSIGNAL_HANDSHAKE_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    pub handshake_timeout: Duration,
+
+    /// Time without any frame from a node (pongs count) before it is closed.
+    #[arg(long, env = "FLSIGNAL_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "60s")]
+    pub idle_timeout: Duration,
+
+    /// Interval of the server's WebSocket pings.
+    #[arg(long, env = "FLSIGNAL_PING_INTERVAL", value_parser = parse_duration, default_value = "20s")]
+    pub ping_interval: Duration,
+
+    /// Failed announces before a connection is closed.
+    #[arg(long, env = "FLSIGNAL_MAX_AUTH_FAILURES", default_value_t = DEFAULT_MAX_AUTH_FAILURES)]
+    pub max_auth_failures: u32,
+
+    /// Refused messages (malformed, out of order, spoofed) before a connection is closed.
+    #[arg(long, env = "FLSIGNAL_MAX_PROTOCOL_ERRORS", default_value_t = DEFAULT_MAX_PROTOCOL_ERRORS)]
+    pub max_protocol_errors: u32,
+
+    /// Most nodes in one ListIDsReply (a random sample when there are more).
+    #[arg(long, env = "FLSIGNAL_MAX_LIST_LEN", default_value_t = DEFAULT_MAX_LIST_LEN)]
+    pub max_list_len: usize,
+
+    /// Most nodes told about one join.
+    #[arg(long, env = "FLSIGNAL_JOIN_FANOUT", default_value_t = DEFAULT_JOIN_FANOUT)]
+    pub join_fanout: usize,
+
+    /// Interval at which join/leave news goes out.
+    #[arg(long, env = "FLSIGNAL_PRESENCE_INTERVAL", value_parser = parse_duration, default_value = "250ms")]
+    pub presence_interval: Duration,
+
+    /// Time a connection has for its HTTP request or WebSocket upgrade.
+    #[arg(long, env = "FLSIGNAL_HTTP_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    pub http_timeout: Duration,
+
+    /// Time one write to a client may take before the client is dropped.
+    #[arg(long, env = "FLSIGNAL_WRITE_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    pub write_timeout: Duration,
+
+    /// WebSocket read buffer per connection, in bytes.
+    #[arg(long, env = "FLSIGNAL_WS_READ_BUFFER", default_value_t = DEFAULT_WS_READ_BUFFER)]
+    pub ws_read_buffer: usize,
+
+    /// Time connections get to close on SIGTERM/SIGINT.
+    #[arg(long, env = "FLSIGNAL_DRAIN_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
+    pub drain_timeout: Duration,
+
+    /// Log format.
+    #[arg(long, env = "FLSIGNAL_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::parse_from(["flsignal"])
+    }
+}
+
+impl Config {
+    pub fn session(&self) -> SessionConfig {
+        SessionConfig {
+            handshake_timeout: self.handshake_timeout,
+            idle_timeout: self.idle_timeout,
+            ping_interval: self.ping_interval,
+            max_auth_failures: self.max_auth_failures,
+            max_protocol_errors: self.max_protocol_errors,
+            rate_limit: RateLimit {
+                per_second: self.rate_per_second,
+                burst: self.rate_burst,
+            },
+        }
+    }
+
+    pub fn presence(&self) -> PresenceConfig {
+        PresenceConfig {
+            max_list_len: self.max_list_len,
+            join_fanout: self.join_fanout,
+        }
+    }
+
+    /// The announce policy when public names are configured; `None` means
+    /// names come from each request's Host header.
+    pub fn fixed_announce_policy(&self) -> Option<AnnouncePolicy> {
+        if self.public_host.is_empty() {
+            return None;
+        }
+        Some(AnnouncePolicy {
+            require_bound: self.require_bound_auth,
+            server_names: self.public_host.iter().map(|h| normalize_authority(h, "ws")).collect(),
+        })
+    }
+
+    /// Checks combinations clap cannot check.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.max_message_size >= 1024, "--max-message-size must be at least 1024 bytes");
+        anyhow::ensure!(self.outbound_queue >= 1, "--outbound-queue must be at least 1");
+        anyhow::ensure!(self.rate_per_second >= 1 && self.rate_burst >= 1, "--rate-per-second and --rate-burst must be at least 1");
+        anyhow::ensure!(self.max_connections >= 1 && self.max_connections_per_ip >= 1, "connection limits must be at least 1");
+        anyhow::ensure!(self.max_list_len >= 1 && self.join_fanout >= 1, "--max-list-len and --join-fanout must be at least 1");
+        anyhow::ensure!(!self.presence_interval.is_zero(), "--presence-interval must be positive");
+        anyhow::ensure!(self.ws_read_buffer >= 256, "--ws-read-buffer must be at least 256 bytes");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flproto::session::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_PING_INTERVAL};
+
+    #[test]
+    fn defaults_match_the_documented_constants() {
+        let config = Config::default();
+        assert_eq!(config.listen.to_string(), "0.0.0.0:8765");
+        assert_eq!(config.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT);
+        assert_eq!(config.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(config.ping_interval, DEFAULT_PING_INTERVAL);
+        assert_eq!(config.http_timeout, DEFAULT_HTTP_TIMEOUT);
+        assert_eq!(config.write_timeout, DEFAULT_WRITE_TIMEOUT);
+        assert_eq!(config.presence_interval, DEFAULT_PRESENCE_INTERVAL);
+        assert_eq!(config.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
+        assert!(config.validate().is_ok());
+        assert!(config.fixed_announce_policy().is_none());
+    }
+
+    #[test]
+    fn public_hosts_are_normalised() {
+        let config = Config::parse_from(["flsignal", "--public-host", "Signal.Example:8765,other.example"]);
+        let policy = config.fixed_announce_policy().unwrap();
+        assert_eq!(policy.server_names, vec!["signal.example:8765", "other.example:80"]);
+    }
+}

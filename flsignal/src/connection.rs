@@ -1,0 +1,234 @@
+//! The driver of one WebSocket: feeds what arrives into the session state
+//! machine and carries out the actions it returns. Everything here is I/O;
+//! the decisions are in `flproto::session`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use flproto::announce::AnnouncePolicy;
+use flproto::close::CloseReason;
+use flproto::message::{ServerMessage, SystemConfig};
+use flproto::session::{Action, Inbound, ServerSession};
+use flproto::{ChallengeNonce, NodeId};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::{Hub, Kill, Outbound, PeerHandle, RelayOutcome};
+use crate::metrics::Metrics;
+use crate::Shared;
+
+/// Why the driver stops.
+enum Flow {
+    Continue,
+    Stop,
+}
+
+pub struct Connection {
+    socket: WebSocket,
+    shared: Arc<Shared>,
+    session: ServerSession,
+    handle: PeerHandle,
+    inbox: mpsc::Receiver<Outbound>,
+    /// The node this connection registered, to remove on the way out.
+    registered: Option<NodeId>,
+    actions: Vec<Action>,
+}
+
+/// Runs one WebSocket to its end.
+pub async fn run(socket: WebSocket, shared: Arc<Shared>, policy: AnnouncePolicy, shutdown: CancellationToken) {
+    shared.hub.metrics.sessions.inc();
+    let (outbox, inbox) = mpsc::channel(shared.config.outbound_queue);
+    let handle = PeerHandle {
+        conn: shared.hub.next_conn_id(),
+        outbox,
+        kill: Arc::new(Kill::default()),
+    };
+    let mut actions = Vec::new();
+    let session = ServerSession::new(
+        shared.config.session(),
+        policy,
+        ChallengeNonce::random(),
+        Instant::now(),
+        &mut actions,
+    );
+    let mut connection = Connection {
+        socket,
+        shared: shared.clone(),
+        session,
+        handle,
+        inbox,
+        registered: None,
+        actions,
+    };
+    connection.drive(shutdown).await;
+    if let Some(id) = connection.registered {
+        shared.hub.leave(&id, connection.handle.conn);
+    }
+    shared.hub.metrics.sessions.dec();
+}
+
+impl Connection {
+    async fn drive(&mut self, shutdown: CancellationToken) {
+        if let Flow::Stop = self.apply(None).await {
+            return;
+        }
+        let kill = self.handle.kill.clone();
+        loop {
+            let deadline = tokio::time::Instant::from_std(self.session.next_deadline());
+            let flow = tokio::select! {
+                inbound = self.socket.recv() => self.on_socket(inbound).await,
+                Some(outbound) = self.inbox.recv() => self.write(outbound).await,
+                reason = kill.killed() => {
+                    if reason == CloseReason::Replaced {
+                        let error = ServerMessage::Error("New Connection with same ID".into()).to_json();
+                        self.send_text(error.into()).await;
+                    }
+                    self.session.close(reason, &mut self.actions);
+                    self.apply(None).await
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    self.session.on_timer(Instant::now(), &mut self.actions);
+                    self.apply(None).await
+                }
+                () = shutdown.cancelled() => {
+                    self.session.close(CloseReason::Shutdown, &mut self.actions);
+                    self.apply(None).await
+                }
+            };
+            if let Flow::Stop = flow {
+                return;
+            }
+        }
+    }
+
+    async fn on_socket(&mut self, inbound: Option<Result<Message, axum::Error>>) -> Flow {
+        let now = Instant::now();
+        let text = match inbound {
+            None | Some(Ok(Message::Close(_))) => return Flow::Stop,
+            Some(Ok(Message::Text(text))) => {
+                self.session.on_inbound(Inbound::Text(text.as_str()), now, &mut self.actions);
+                Some(text)
+            }
+            Some(Ok(Message::Binary(_))) => {
+                self.session.on_inbound(Inbound::Binary, now, &mut self.actions);
+                None
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                self.session.on_inbound(Inbound::Control, now, &mut self.actions);
+                None
+            }
+            Some(Err(error)) => {
+                if !is_too_large(error) {
+                    return Flow::Stop;
+                }
+                self.session.on_inbound(Inbound::TooLarge, now, &mut self.actions);
+                None
+            }
+        };
+        self.apply(text.map(|text| (text, now))).await
+    }
+
+    /// Carries out the session's pending actions. `frame` is the text that
+    /// produced them, for a verbatim relay.
+    async fn apply(&mut self, frame: Option<(Utf8Bytes, Instant)>) -> Flow {
+        let actions = std::mem::take(&mut self.actions);
+        let mut flow = Flow::Continue;
+        for action in &actions {
+            flow = self.apply_one(action, frame.as_ref()).await;
+            if let Flow::Stop = flow {
+                break;
+            }
+        }
+        // Keep the allocation for the next frame.
+        self.actions = actions;
+        self.actions.clear();
+        flow
+    }
+
+    async fn apply_one(&mut self, action: &Action, frame: Option<&(Utf8Bytes, Instant)>) -> Flow {
+        let hub: &Hub = &self.shared.hub;
+        match action {
+            Action::Send(message) => self.send_text(message.to_json().into()).await,
+            Action::Register(node) => {
+                Metrics::count(&hub.metrics.handshakes, "ok");
+                self.registered = Some(node.id());
+                let list = hub.register(node, self.handle.clone());
+                let config = ServerMessage::SystemConfig(SystemConfig::default()).to_json();
+                tracing::debug!(node = %node.id(), bound = node.bound, "registered");
+                match self.send_text(config.into()).await {
+                    Flow::Continue => self.send_text(list.into()).await,
+                    Flow::Stop => Flow::Stop,
+                }
+            }
+            Action::SendNodeList => match self.registered.and_then(|id| hub.node_list(&id)) {
+                Some(list) => self.send_text(list.into()).await,
+                None => Flow::Continue,
+            },
+            Action::Relay { to, notify } => {
+                let Some((text, arrived)) = frame else {
+                    return Flow::Continue;
+                };
+                let outcome = hub.relay(to, text.clone(), *arrived);
+                if outcome == RelayOutcome::NotConnected && *notify {
+                    self.send_text(ServerMessage::NotConnected(*to).to_json().into()).await
+                } else {
+                    Flow::Continue
+                }
+            }
+            Action::Refuse(refusal) => {
+                let family = match refusal {
+                    flproto::session::Refusal::Announce(_) => &hub.metrics.handshakes,
+                    _ => &hub.metrics.refusals,
+                };
+                Metrics::count(family, refusal.label());
+                self.send_text(ServerMessage::Error(refusal.to_string()).to_json().into()).await
+            }
+            Action::Ping => self.send(Message::Ping(Default::default())).await,
+            Action::Close(reason) => {
+                Metrics::count(&hub.metrics.closes, reason.label());
+                tracing::debug!(reason = reason.label(), node = ?self.registered, "closing");
+                let frame = CloseFrame {
+                    code: reason.code(),
+                    reason: reason.label().into(),
+                };
+                let _ = self.send(Message::Close(Some(frame))).await;
+                Flow::Stop
+            }
+        }
+    }
+
+    async fn write(&mut self, outbound: Outbound) -> Flow {
+        let flow = self.send_text(outbound.text).await;
+        if let Some(arrived) = outbound.relayed_at {
+            self.shared.hub.metrics.relay_latency.observe(arrived.elapsed().as_secs_f64());
+        }
+        flow
+    }
+
+    async fn send_text(&mut self, text: Utf8Bytes) -> Flow {
+        self.send(Message::Text(text)).await
+    }
+
+    /// Writes one frame; a client that takes longer than the write timeout
+    /// is dropped.
+    async fn send(&mut self, message: Message) -> Flow {
+        match tokio::time::timeout(self.shared.config.write_timeout, self.socket.send(message)).await {
+            Ok(Ok(())) => Flow::Continue,
+            Ok(Err(_)) => Flow::Stop,
+            Err(_) => {
+                Metrics::count(&self.shared.hub.metrics.closes, "write_timeout");
+                Flow::Stop
+            }
+        }
+    }
+}
+
+/// True for the transport's "message or frame too large" error.
+fn is_too_large(error: axum::Error) -> bool {
+    let inner = error.into_inner();
+    matches!(
+        inner.downcast_ref::<tungstenite::Error>(),
+        Some(tungstenite::Error::Capacity(_))
+    )
+}

@@ -1,0 +1,96 @@
+//! The HTTP surface: one table of routes.
+//!
+//! * `GET /` with a WebSocket upgrade: the signalling protocol (the URL
+//!   fledger nodes use). Without an upgrade: a short page saying so.
+//! * `GET /healthz`: liveness and a little state, as JSON.
+//! * `GET /metrics`: Prometheus text format.
+
+use std::sync::Arc;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use flproto::announce::{normalize_authority, AnnouncePolicy};
+
+use crate::listener::ConnectionPermit;
+use crate::{connection, Shared};
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", get(signalling))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(shared)
+}
+
+const INDEX: &str = "<!doctype html><meta charset=utf-8><title>flsignal</title>\
+<p>This is <b>flsignal</b>, a WebRTC signalling server speaking fledger's protocol version 3. \
+Nodes connect to this URL with a WebSocket.</p>";
+
+async fn signalling(
+    State(shared): State<Arc<Shared>>,
+    Extension(permit): Extension<Arc<ConnectionPermit>>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let Ok(upgrade) = upgrade else {
+        return Html(INDEX).into_response();
+    };
+    let policy = announce_policy(&shared, &headers);
+    let config = &shared.config;
+    let shutdown = shared.shutdown.clone();
+    upgrade
+        .max_message_size(config.max_message_size)
+        .max_frame_size(config.max_message_size)
+        .read_buffer_size(config.ws_read_buffer)
+        .write_buffer_size(0)
+        .max_write_buffer_size(config.max_message_size * 4)
+        .on_upgrade(move |socket| async move {
+            // The permit lives as long as the WebSocket does.
+            let _permit = permit;
+            connection::run(socket, shared, policy, shutdown).await;
+        })
+}
+
+/// The names a bound announce may be signed for: the configured public
+/// names, or else the Host header this client used.
+fn announce_policy(shared: &Shared, headers: &HeaderMap) -> AnnouncePolicy {
+    if let Some(policy) = &shared.fixed_policy {
+        return policy.clone();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let server_names = if host.is_empty() {
+        Vec::new()
+    } else {
+        // Without a port the client may have used ws:// or wss://.
+        let mut names = vec![normalize_authority(host, "ws"), normalize_authority(host, "wss")];
+        names.dedup();
+        names
+    };
+    AnnouncePolicy {
+        require_bound: shared.config.require_bound_auth,
+        server_names,
+    }
+}
+
+async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let body = serde_json::json!({
+        "status": "ok",
+        "nodes": shared.hub.online(),
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string())
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        shared.hub.metrics.render(),
+    )
+}
