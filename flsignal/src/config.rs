@@ -177,13 +177,31 @@ impl Config {
 
     /// Checks combinations clap cannot check.
     pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.max_message_size >= 1024, "--max-message-size must be at least 1024 bytes");
+        anyhow::ensure!(
+            self.max_message_size >= 1024,
+            "--max-message-size must be at least 1024 bytes"
+        );
         anyhow::ensure!(self.outbound_queue >= 1, "--outbound-queue must be at least 1");
-        anyhow::ensure!(self.rate_per_second >= 1 && self.rate_burst >= 1, "--rate-per-second and --rate-burst must be at least 1");
-        anyhow::ensure!(self.max_connections >= 1 && self.max_connections_per_ip >= 1, "connection limits must be at least 1");
-        anyhow::ensure!(self.max_list_len >= 1 && self.join_fanout >= 1, "--max-list-len and --join-fanout must be at least 1");
-        anyhow::ensure!(!self.presence_interval.is_zero(), "--presence-interval must be positive");
-        anyhow::ensure!(self.ws_read_buffer >= 256, "--ws-read-buffer must be at least 256 bytes");
+        anyhow::ensure!(
+            self.rate_per_second >= 1 && self.rate_burst >= 1,
+            "--rate-per-second and --rate-burst must be at least 1"
+        );
+        anyhow::ensure!(
+            self.max_connections >= 1 && self.max_connections_per_ip >= 1,
+            "connection limits must be at least 1"
+        );
+        anyhow::ensure!(
+            self.max_list_len >= 1 && self.join_fanout >= 1,
+            "--max-list-len and --join-fanout must be at least 1"
+        );
+        anyhow::ensure!(
+            !self.presence_interval.is_zero(),
+            "--presence-interval must be positive"
+        );
+        anyhow::ensure!(
+            self.ws_read_buffer >= 256,
+            "--ws-read-buffer must be at least 256 bytes"
+        );
         Ok(())
     }
 }

@@ -107,7 +107,8 @@ impl Connection {
         let text = match inbound {
             None | Some(Ok(Message::Close(_))) => return Flow::Stop,
             Some(Ok(Message::Text(text))) => {
-                self.session.on_inbound(Inbound::Text(text.as_str()), now, &mut self.actions);
+                self.session
+                    .on_inbound(Inbound::Text(text.as_str()), now, &mut self.actions);
                 Some(text)
             }
             Some(Ok(Message::Binary(_))) => {
@@ -182,7 +183,8 @@ impl Connection {
                     _ => &hub.metrics.refusals,
                 };
                 Metrics::count(family, refusal.label());
-                self.send_text(ServerMessage::Error(refusal.to_string()).to_json().into()).await
+                self.send_text(ServerMessage::Error(refusal.to_string()).to_json().into())
+                    .await
             }
             Action::Ping => self.send(Message::Ping(Default::default())).await,
             Action::Close(reason) => {
@@ -201,7 +203,11 @@ impl Connection {
     async fn write(&mut self, outbound: Outbound) -> Flow {
         let flow = self.send_text(outbound.text).await;
         if let Some(arrived) = outbound.relayed_at {
-            self.shared.hub.metrics.relay_latency.observe(arrived.elapsed().as_secs_f64());
+            self.shared
+                .hub
+                .metrics
+                .relay_latency
+                .observe(arrived.elapsed().as_secs_f64());
         }
         flow
     }

@@ -88,7 +88,10 @@ impl Server {
         let router = routes::router(shared.clone());
         listener::accept_loop(self.listener, shared.clone(), router).await;
         shared.tasks.close();
-        if tokio::time::timeout(shared.config.drain_timeout, shared.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(shared.config.drain_timeout, shared.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(remaining = shared.tasks.len(), "drain timeout: dropping connections");
         }
         news.abort();

@@ -75,7 +75,10 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, router: Rou
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let shared = shared.clone();
-        shared.tasks.clone().spawn(serve_connection(stream, peer, permit, router, shared));
+        shared
+            .tasks
+            .clone()
+            .spawn(serve_connection(stream, peer, permit, router, shared));
     }
 }
 

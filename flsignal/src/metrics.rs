@@ -56,14 +56,30 @@ impl Metrics {
         let r = &mut metrics.registry;
         r.register("connections", "Open TCP connections", metrics.connections.clone());
         r.register("sessions", "Open WebSocket sessions", metrics.sessions.clone());
-        r.register("registered_nodes", "Announced nodes online", metrics.registered_nodes.clone());
-        r.register("rejected_connections", "Connections closed at accept", metrics.rejected_connections.clone());
+        r.register(
+            "registered_nodes",
+            "Announced nodes online",
+            metrics.registered_nodes.clone(),
+        );
+        r.register(
+            "rejected_connections",
+            "Connections closed at accept",
+            metrics.rejected_connections.clone(),
+        );
         r.register("handshakes", "Announces by outcome", metrics.handshakes.clone());
         r.register("refusals", "Refused messages by reason", metrics.refusals.clone());
         r.register("relayed_messages", "PeerSetup frames relayed", metrics.relayed.clone());
         r.register("drops", "Frames not delivered by reason", metrics.drops.clone());
-        r.register("closes", "Connections closed by the server by reason", metrics.closes.clone());
-        r.register("relay_latency_seconds", "PeerSetup arrival to write at destination", metrics.relay_latency.clone());
+        r.register(
+            "closes",
+            "Connections closed by the server by reason",
+            metrics.closes.clone(),
+        );
+        r.register(
+            "relay_latency_seconds",
+            "PeerSetup arrival to write at destination",
+            metrics.relay_latency.clone(),
+        );
         metrics
     }
 

@@ -135,7 +135,11 @@ pub fn verify_announce(
                     signed: server.chars().take(64).collect(),
                 });
             }
-            verify(&node, &bound_message(server, stored_challenge, &node), &announce.signature)?;
+            verify(
+                &node,
+                &bound_message(server, stored_challenge, &node),
+                &announce.signature,
+            )?;
             true
         }
         other => return Err(AnnounceError::UnknownVersion(other)),
@@ -214,7 +218,11 @@ mod tests {
             server: "signal.example:8765".into(),
         };
         let announce = sign_announce(&key, challenge, info(&key), &auth);
-        assert!(verify_announce(&announce, &challenge, &policy(&["signal.example:8765"])).unwrap().bound);
+        assert!(
+            verify_announce(&announce, &challenge, &policy(&["signal.example:8765"]))
+                .unwrap()
+                .bound
+        );
         assert!(matches!(
             verify_announce(&announce, &challenge, &policy(&["evil.example:8765"])),
             Err(AnnounceError::WrongServer { .. })
@@ -232,7 +240,12 @@ mod tests {
     fn bound_signature_cannot_pass_as_fledger_signature() {
         let key = NodeKey::generate();
         let challenge = ChallengeNonce::random();
-        let mut announce = sign_announce(&key, challenge, info(&key), &AnnounceAuth::Bound { server: "a:1".into() });
+        let mut announce = sign_announce(
+            &key,
+            challenge,
+            info(&key),
+            &AnnounceAuth::Bound { server: "a:1".into() },
+        );
         announce.version = FLEDGER_PROTOCOL_VERSION;
         assert!(verify_announce(&announce, &challenge, &policy(&["a:1"])).is_err());
     }
@@ -246,13 +259,22 @@ mod tests {
             require_bound: true,
             server_names: vec![],
         };
-        assert_eq!(verify_announce(&announce, &challenge, &strict), Err(AnnounceError::BoundRequired));
+        assert_eq!(
+            verify_announce(&announce, &challenge, &strict),
+            Err(AnnounceError::BoundRequired)
+        );
     }
 
     #[test]
     fn authorities_are_normalised() {
-        assert_eq!(authority_of_url("ws://Signal.Example:8765/").as_deref(), Some("signal.example:8765"));
-        assert_eq!(authority_of_url("wss://signal.example").as_deref(), Some("signal.example:443"));
+        assert_eq!(
+            authority_of_url("ws://Signal.Example:8765/").as_deref(),
+            Some("signal.example:8765")
+        );
+        assert_eq!(
+            authority_of_url("wss://signal.example").as_deref(),
+            Some("signal.example:443")
+        );
         assert_eq!(authority_of_url("ws://[::1]").as_deref(), Some("[::1]:80"));
         assert_eq!(authority_of_url("ws://[::1]:9/x").as_deref(), Some("[::1]:9"));
         assert_eq!(authority_of_url("nonsense"), None);

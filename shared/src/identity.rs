@@ -81,7 +81,10 @@ mod tests {
             "b5cb8d5f58cd3aea4e44d1ebbebb386bda26e5a3996fc0f13193c84ec689d1fd61c59e7056d6b3a1e789fff8eb95202b8323de5c32e61487f41119cece42ec01"
         );
         assert_eq!(verify(&key.id(), &[0xab; 32], &signature), Ok(()));
-        assert_eq!(verify(&key.id(), &[0xac; 32], &signature), Err(SignatureError::BadSignature));
+        assert_eq!(
+            verify(&key.id(), &[0xac; 32], &signature),
+            Err(SignatureError::BadSignature)
+        );
     }
 
     #[test]
@@ -90,6 +93,9 @@ mod tests {
         let mut identity = [0u8; 32];
         identity[0] = 1;
         let signature = SignatureBytes([0; 64]);
-        assert_eq!(verify(&NodeId(identity), b"x", &signature), Err(SignatureError::BadPublicKey));
+        assert_eq!(
+            verify(&NodeId(identity), b"x", &signature),
+            Err(SignatureError::BadPublicKey)
+        );
     }
 }

@@ -138,8 +138,7 @@ impl<'de> Deserialize<'de> for SignatureBytes {
             )));
         }
         let mut bytes = [0u8; 64];
-        hex::decode_to_slice(text.as_bytes(), &mut bytes)
-            .map_err(|_| de::Error::custom("signature is not hex"))?;
+        hex::decode_to_slice(text.as_bytes(), &mut bytes).map_err(|_| de::Error::custom("signature is not hex"))?;
         Ok(SignatureBytes(bytes))
     }
 }
@@ -201,8 +200,7 @@ mod tests {
             r#""Init""#.to_owned(),
             r#"{"Offer":"<sdp>"}"#.to_owned(),
             r#"{"Answer":"<sdp>"}"#.to_owned(),
-            r#"{"IceCandidate":"candidate:506421950 1 udp 2130706431 10.99.0.1 37166 typ host"}"#
-                .to_owned(),
+            r#"{"IceCandidate":"candidate:506421950 1 udp 2130706431 10.99.0.1 37166 typ host"}"#.to_owned(),
         ] {
             node_round_trip(&format!(
                 r#"{{"PeerSetup":{{"id_init":"{ID}","id_follow":"{ID}","message":{message}}}}}"#

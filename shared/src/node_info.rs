@@ -163,6 +163,9 @@ mod tests {
     #[test]
     fn long_fields_are_refused() {
         let info = NodeInfo::v3(&"x".repeat(MAX_NAME_LEN + 1), "c", NodeId([1; 32]), "");
-        assert!(matches!(info.validated(), Err(NodeInfoError::TooLong { field: "name", .. })));
+        assert!(matches!(
+            info.validated(),
+            Err(NodeInfoError::TooLong { field: "name", .. })
+        ));
     }
 }

@@ -11,11 +11,19 @@ fn id(n: u32) -> NodeId {
 }
 
 fn info(n: u32) -> Box<str> {
-    serde_json::to_string(&NodeInfo::v3(&format!("n{n}"), "test", id(n), "")).unwrap().into()
+    serde_json::to_string(&NodeInfo::v3(&format!("n{n}"), "test", id(n), ""))
+        .unwrap()
+        .into()
 }
 
 fn presence(max_list_len: usize, join_fanout: usize) -> Presence<u32> {
-    Presence::with_seed(PresenceConfig { max_list_len, join_fanout }, 7)
+    Presence::with_seed(
+        PresenceConfig {
+            max_list_len,
+            join_fanout,
+        },
+        7,
+    )
 }
 
 fn join(p: &mut Presence<u32>, n: u32, bound: bool) -> String {
@@ -80,7 +88,11 @@ fn a_small_network_sees_everyone_join_and_leave() {
     join(&mut p, 4, false);
     let news = p.drain_news();
     let to_3 = news.iter().find(|(h, _)| *h == 3).unwrap();
-    assert!(to_3.1.starts_with(r#"{"PresenceNews":{"joined":[{"NodeInfoV3""#), "{}", to_3.1);
+    assert!(
+        to_3.1.starts_with(r#"{"PresenceNews":{"joined":[{"NodeInfoV3""#),
+        "{}",
+        to_3.1
+    );
     assert!(p.leave_if(&id(4), |&h| h == 4));
     let news = p.drain_news();
     assert_eq!(news.len(), 3, "every node that knew 4 hears it left");
@@ -88,7 +100,10 @@ fn a_small_network_sees_everyone_join_and_leave() {
     let parsed: ServerMessage = serde_json::from_str(&to_3.1).unwrap();
     assert_eq!(
         parsed,
-        ServerMessage::PresenceNews(crate::message::PresenceNews { joined: vec![], left: vec![id(4)] })
+        ServerMessage::PresenceNews(crate::message::PresenceNews {
+            joined: vec![],
+            left: vec![id(4)]
+        })
     );
     check_invariants(&p);
 }

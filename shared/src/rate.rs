@@ -33,8 +33,8 @@ impl TokenBucket {
     pub fn try_take(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.updated);
         self.updated = now;
-        self.tokens = (self.tokens + elapsed.as_secs_f64() * f64::from(self.limit.per_second))
-            .min(f64::from(self.limit.burst));
+        self.tokens =
+            (self.tokens + elapsed.as_secs_f64() * f64::from(self.limit.per_second)).min(f64::from(self.limit.burst));
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -52,7 +52,13 @@ mod tests {
     #[test]
     fn allows_burst_then_refills_at_rate() {
         let start = Instant::now();
-        let mut bucket = TokenBucket::new(RateLimit { per_second: 10, burst: 5 }, start);
+        let mut bucket = TokenBucket::new(
+            RateLimit {
+                per_second: 10,
+                burst: 5,
+            },
+            start,
+        );
         assert!((0..5).all(|_| bucket.try_take(start)));
         assert!(!bucket.try_take(start));
         assert!(bucket.try_take(start + Duration::from_millis(100)));

@@ -156,7 +156,10 @@ impl ServerSession {
         now: Instant,
         out: &mut Vec<Action>,
     ) -> Self {
-        out.push(Action::Send(ServerMessage::Challenge(FLEDGER_PROTOCOL_VERSION, challenge)));
+        out.push(Action::Send(ServerMessage::Challenge(
+            FLEDGER_PROTOCOL_VERSION,
+            challenge,
+        )));
         Self {
             state: State::AwaitingAnnounce {
                 deadline: now + config.handshake_timeout,
@@ -188,7 +191,10 @@ impl ServerSession {
     pub fn next_deadline(&self) -> Instant {
         let idle = self.last_heard + self.config.idle_timeout;
         let mut deadline = idle.min(self.next_ping);
-        if let State::AwaitingAnnounce { deadline: handshake, .. } = self.state {
+        if let State::AwaitingAnnounce {
+            deadline: handshake, ..
+        } = self.state
+        {
             deadline = deadline.min(handshake);
         }
         deadline

@@ -29,7 +29,14 @@ impl Harness {
         let now = Instant::now();
         let mut out = Vec::new();
         let session = ServerSession::new(config, policy(), challenge, now, &mut out);
-        (Self { session, challenge, now }, out)
+        (
+            Self {
+                session,
+                challenge,
+                now,
+            },
+            out,
+        )
     }
 
     fn text(&mut self, text: &str) -> Vec<Action> {
@@ -71,10 +78,7 @@ fn setup(from: NodeId, to: NodeId) -> String {
 #[test]
 fn starts_with_a_version_3_challenge() {
     let (harness, out) = Harness::new(SessionConfig::default());
-    assert_eq!(
-        out,
-        vec![Action::Send(ServerMessage::Challenge(3, harness.challenge))]
-    );
+    assert_eq!(out, vec![Action::Send(ServerMessage::Challenge(3, harness.challenge))]);
 }
 
 #[test]
@@ -95,7 +99,10 @@ fn list_and_relay_need_an_announce_first() {
     let (mut harness, _) = Harness::new(SessionConfig::default());
     let a = NodeKey::generate().id();
     let b = NodeKey::generate().id();
-    assert_eq!(harness.text(r#""ListIDsRequest""#), vec![Action::Refuse(Refusal::NotAnnounced)]);
+    assert_eq!(
+        harness.text(r#""ListIDsRequest""#),
+        vec![Action::Refuse(Refusal::NotAnnounced)]
+    );
     assert_eq!(harness.text(&setup(a, b)), vec![Action::Refuse(Refusal::NotAnnounced)]);
 }
 
@@ -103,9 +110,17 @@ fn list_and_relay_need_an_announce_first() {
 fn repeated_auth_failures_close() {
     let (mut harness, _) = Harness::new(SessionConfig::default());
     let key = NodeKey::generate();
-    let wrong_server = AnnounceAuth::Bound { server: "elsewhere:1".into() };
-    assert!(matches!(harness.announce(&key, &wrong_server).as_slice(), [Action::Refuse(_)]));
-    assert!(matches!(harness.announce(&key, &wrong_server).as_slice(), [Action::Refuse(_)]));
+    let wrong_server = AnnounceAuth::Bound {
+        server: "elsewhere:1".into(),
+    };
+    assert!(matches!(
+        harness.announce(&key, &wrong_server).as_slice(),
+        [Action::Refuse(_)]
+    ));
+    assert!(matches!(
+        harness.announce(&key, &wrong_server).as_slice(),
+        [Action::Refuse(_)]
+    ));
     let out = harness.announce(&key, &wrong_server);
     assert_eq!(out.last(), Some(&Action::Close(CloseReason::AuthFailed)));
     assert!(harness.session.is_closed());
@@ -116,7 +131,9 @@ fn repeated_auth_failures_close() {
 #[test]
 fn handshake_times_out() {
     let (mut harness, _) = Harness::new(SessionConfig::default());
-    assert!(harness.advance(DEFAULT_HANDSHAKE_TIMEOUT - Duration::from_millis(1)).is_empty());
+    assert!(harness
+        .advance(DEFAULT_HANDSHAKE_TIMEOUT - Duration::from_millis(1))
+        .is_empty());
     assert_eq!(
         harness.advance(Duration::from_millis(1)),
         vec![Action::Close(CloseReason::HandshakeTimeout)]
@@ -145,10 +162,28 @@ fn relays_only_for_a_party_of_the_setup() {
     let other = NodeKey::generate().id();
     let third = NodeKey::generate().id();
     let mut harness = registered(&key, AnnounceAuth::Fledger);
-    assert_eq!(harness.text(&setup(me, other)), vec![Action::Relay { to: other, notify: false }]);
-    assert_eq!(harness.text(&setup(other, me)), vec![Action::Relay { to: other, notify: false }]);
-    assert_eq!(harness.text(&setup(other, third)), vec![Action::Refuse(Refusal::SpoofedSender)]);
-    assert_eq!(harness.text(&setup(me, me)), vec![Action::Refuse(Refusal::SelfAddressed)]);
+    assert_eq!(
+        harness.text(&setup(me, other)),
+        vec![Action::Relay {
+            to: other,
+            notify: false
+        }]
+    );
+    assert_eq!(
+        harness.text(&setup(other, me)),
+        vec![Action::Relay {
+            to: other,
+            notify: false
+        }]
+    );
+    assert_eq!(
+        harness.text(&setup(other, third)),
+        vec![Action::Refuse(Refusal::SpoofedSender)]
+    );
+    assert_eq!(
+        harness.text(&setup(me, me)),
+        vec![Action::Refuse(Refusal::SelfAddressed)]
+    );
 }
 
 #[test]
@@ -156,12 +191,21 @@ fn bound_nodes_are_told_about_undeliverable_setups() {
     let key = NodeKey::generate();
     let other = NodeKey::generate().id();
     let mut harness = registered(&key, AnnounceAuth::Bound { server: SERVER.into() });
-    assert_eq!(harness.text(&setup(key.id(), other)), vec![Action::Relay { to: other, notify: true }]);
+    assert_eq!(
+        harness.text(&setup(key.id(), other)),
+        vec![Action::Relay {
+            to: other,
+            notify: true
+        }]
+    );
 }
 
 #[test]
 fn binary_and_oversize_frames_close_with_their_codes() {
-    for (inbound, reason) in [(Inbound::Binary, CloseReason::BinaryFrame), (Inbound::TooLarge, CloseReason::TooLarge)] {
+    for (inbound, reason) in [
+        (Inbound::Binary, CloseReason::BinaryFrame),
+        (Inbound::TooLarge, CloseReason::TooLarge),
+    ] {
         let (mut harness, _) = Harness::new(SessionConfig::default());
         let mut out = Vec::new();
         harness.session.on_inbound(inbound, harness.now, &mut out);
@@ -172,7 +216,10 @@ fn binary_and_oversize_frames_close_with_their_codes() {
 #[test]
 fn a_flood_is_closed_by_the_rate_limit() {
     let config = SessionConfig {
-        rate_limit: RateLimit { per_second: 10, burst: 20 },
+        rate_limit: RateLimit {
+            per_second: 10,
+            burst: 20,
+        },
         ..SessionConfig::default()
     };
     let (mut harness, _) = Harness::new(config);
@@ -189,7 +236,10 @@ fn a_flood_is_closed_by_the_rate_limit() {
 fn malformed_messages_are_refused_then_closed() {
     let (mut harness, _) = Harness::new(SessionConfig::default());
     for _ in 1..DEFAULT_MAX_PROTOCOL_ERRORS {
-        assert!(matches!(harness.text("{not json").as_slice(), [Action::Refuse(Refusal::Malformed(_))]));
+        assert!(matches!(
+            harness.text("{not json").as_slice(),
+            [Action::Refuse(Refusal::Malformed(_))]
+        ));
     }
     let out = harness.text(r#"{"Nonsense":1}"#);
     assert_eq!(out.last(), Some(&Action::Close(CloseReason::ProtocolErrors)));

@@ -1,0 +1,469 @@
+//! The server's rules, each checked with real WebSocket clients against a
+//! real server on a loopback port.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestServer;
+use e2e::{Client, Event};
+use flproto::announce::AnnounceAuth;
+use flproto::identity::NodeKey;
+use flproto::message::{PresenceNews, ServerMessage, SetupMessage};
+use flproto::NodeId;
+
+const FLEDGER: AnnounceAuth = AnnounceAuth::Fledger;
+
+#[tokio::test]
+async fn every_connection_gets_a_fresh_version_3_challenge() {
+    let server = TestServer::start(&[]).await;
+    let a = Client::connect(&server.url).await.unwrap();
+    let b = Client::connect(&server.url).await.unwrap();
+    assert_ne!(a.challenge, b.challenge);
+}
+
+/// The exact frames a fledger 0.10 node sends, in its order: Announce and
+/// ListIDsRequest back to back, then an Offer and trickled candidates.
+#[tokio::test]
+async fn fledger_frames_register_and_relay() {
+    let server = TestServer::start(&[]).await;
+    let key_a = NodeKey::from_seed([1; 32]);
+    let key_b = NodeKey::generate();
+    let (mut b, _) = Client::join(&server.url, &key_b, &FLEDGER).await.unwrap();
+
+    let mut a = Client::connect(&server.url).await.unwrap();
+    let signature = hex(&key_a.sign(a.challenge.as_bytes()).0);
+    let announce = format!(
+        r#"{{"Announce":{{"version":3,"challenge":"{}","node_info":{{"NodeInfoV3":{{"name":"node-a","client":"libc","pubkey":"{}","modules":"STAT | RAND | GOSSIP | WEBPROXY | WEBPROXY_REQUESTS | DHT_ROUTER | DHT_STORAGE"}}}},"signature":"{signature}"}}}}"#,
+        a.challenge,
+        key_a.id()
+    );
+    a.send_text(&announce).await.unwrap();
+    a.send_text(r#""ListIDsRequest""#).await.unwrap();
+    assert_eq!(a.expect_registered().await.unwrap(), vec![key_b.id()]);
+    assert_eq!(a.expect_list().await.unwrap(), vec![key_b.id()]);
+    // The map form fledger also accepts.
+    a.send_text(r#"{"ListIDsRequest":null}"#).await.unwrap();
+    assert_eq!(a.expect_list().await.unwrap(), vec![key_b.id()]);
+
+    // b hears of a's arrival as a fresh list (fledger nodes get no deltas).
+    assert_eq!(b.expect_list().await.unwrap(), vec![key_a.id()]);
+
+    let offer = format!(
+        r#"{{"PeerSetup":{{"id_init":"{}","id_follow":"{}","message":{{"Offer":"v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n"}}}}}}"#,
+        key_a.id(),
+        key_b.id()
+    );
+    a.send_text(&offer).await.unwrap();
+    assert_eq!(b.next_text().await.unwrap(), offer);
+    let candidate = format!(
+        r#"{{"PeerSetup":{{"id_init":"{}","id_follow":"{}","message":{{"IceCandidate":"candidate:506421950 1 udp 2130706431 10.99.0.1 37166 typ host"}}}}}}"#,
+        key_a.id(),
+        key_b.id()
+    );
+    b.send_text(&candidate).await.unwrap();
+    assert_eq!(a.next_text().await.unwrap(), candidate);
+    // NodeStats is accepted silently.
+    a.send_text(&format!(
+        r#"{{"NodeStats":[{{"id":"{}","version":"0.10.0","ping_ms":12,"ping_rx":3}}]}}"#,
+        key_b.id()
+    ))
+    .await
+    .unwrap();
+    a.expect_silence(Duration::from_millis(300)).await.unwrap();
+}
+
+#[tokio::test]
+async fn relay_is_verbatim_with_extension_fields() {
+    let server = TestServer::start(&[]).await;
+    let (ka, kb) = (NodeKey::generate(), NodeKey::generate());
+    let bound = Client::bound_auth(&server.url);
+    let (mut a, _) = Client::join(&server.url, &ka, &bound).await.unwrap();
+    let (mut b, _) = Client::join(&server.url, &kb, &bound).await.unwrap();
+    let _ = a.next().await.unwrap(); // news of b
+                                     // Unusual spacing and unknown fields must survive byte for byte.
+    let text = format!(
+        r#"{{ "PeerSetup" : {{"id_init":"{}","id_follow":"{}","message":"Init","session":"s1","generation":2,"seq":9,"sig":"abc"}} }}"#,
+        ka.id(),
+        kb.id()
+    );
+    a.send_text(&text).await.unwrap();
+    assert_eq!(b.next_text().await.unwrap(), text);
+    assert!(server.metric("flsignal_relayed_messages_total") >= 1.0);
+}
+
+#[tokio::test]
+async fn bound_announce_and_policy() {
+    let server = TestServer::start(&["--require-bound-auth"]).await;
+    let key = NodeKey::generate();
+    // Version 3 is refused when bound auth is required.
+    let mut client = Client::connect(&server.url).await.unwrap();
+    client.announce(&key, &FLEDGER).await.unwrap();
+    assert!(client.expect_error().await.unwrap().contains("requires bound"));
+    // Bound to another server: refused.
+    client
+        .announce(
+            &key,
+            &AnnounceAuth::Bound {
+                server: "elsewhere.example:8765".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(client.expect_error().await.unwrap().contains("not to this server"));
+    // Bound to the name the client dialled: accepted.
+    client.announce(&key, &Client::bound_auth(&server.url)).await.unwrap();
+    client.expect_registered().await.unwrap();
+}
+
+#[tokio::test]
+async fn configured_public_host_is_the_only_accepted_binding() {
+    let server = TestServer::start(&["--public-host", "signal.example:443"]).await;
+    let key = NodeKey::generate();
+    let mut client = Client::connect(&server.url).await.unwrap();
+    client.announce(&key, &Client::bound_auth(&server.url)).await.unwrap();
+    assert!(client.expect_error().await.unwrap().contains("not to this server"));
+    client
+        .announce(
+            &key,
+            &AnnounceAuth::Bound {
+                server: "signal.example:443".into(),
+            },
+        )
+        .await
+        .unwrap();
+    client.expect_registered().await.unwrap();
+}
+
+#[tokio::test]
+async fn repeated_auth_failures_close_with_4001() {
+    let server = TestServer::start(&[]).await;
+    let mut client = Client::connect(&server.url).await.unwrap();
+    let wrong = AnnounceAuth::Bound {
+        server: "nope:1".into(),
+    };
+    let key = NodeKey::generate();
+    for _ in 0..3 {
+        client.announce(&key, &wrong).await.unwrap();
+    }
+    assert!(client.expect_error().await.is_ok());
+    assert_eq!(client.expect_close().await.unwrap(), Some(4001));
+    assert!(server.metric(r#"flsignal_handshakes_total{reason="wrong_server"}"#) >= 3.0);
+}
+
+#[tokio::test]
+async fn hostile_announces_get_errors_and_cost_nothing_else() {
+    let server = TestServer::start(&["--max-auth-failures", "100"]).await;
+    let (mut neighbour, _) = Client::join(&server.url, &NodeKey::generate(), &FLEDGER).await.unwrap();
+    let mut client = Client::connect(&server.url).await.unwrap();
+    let sig = "00".repeat(64);
+    let challenge = client.challenge;
+    let cases = [
+        // Public keys of the wrong length.
+        format!(
+            r#"{{"Announce":{{"version":3,"challenge":"{challenge}","node_info":{{"NodeInfoV3":{{"name":"x","client":"c","pubkey":"{}","modules":""}}}},"signature":"{sig}"}}}}"#,
+            "ab".repeat(31)
+        ),
+        format!(
+            r#"{{"Announce":{{"version":3,"challenge":"{challenge}","node_info":{{"NodeInfoV3":{{"name":"x","client":"c","pubkey":"{}","modules":""}}}},"signature":"{sig}"}}}}"#,
+            "ab".repeat(33)
+        ),
+        // Obsolete node info versions (NodeInfoV1 panics fledger's server).
+        format!(
+            r#"{{"Announce":{{"version":3,"challenge":"{challenge}","node_info":{{"NodeInfoV1":{{"name":"x"}}}},"signature":"{sig}"}}}}"#
+        ),
+        format!(
+            r#"{{"Announce":{{"version":3,"challenge":"{challenge}","node_info":{{"NodeInfoV2":{{"pubkey":"AAAA"}}}},"signature":"{sig}"}}}}"#
+        ),
+        // A signature of the wrong length, and a wrong one.
+        format!(
+            r#"{{"Announce":{{"version":3,"challenge":"{challenge}","node_info":{{"NodeInfoV3":{{"name":"x","client":"c","pubkey":"{}","modules":""}}}},"signature":"abcd"}}}}"#,
+            NodeKey::generate().id()
+        ),
+        format!(
+            r#"{{"Announce":{{"version":3,"challenge":"{challenge}","node_info":{{"NodeInfoV3":{{"name":"x","client":"c","pubkey":"{}","modules":""}}}},"signature":"{sig}"}}}}"#,
+            NodeKey::generate().id()
+        ),
+        // Unknown module flags, which would break fledger nodes' lists.
+        format!(
+            r#"{{"Announce":{{"version":3,"challenge":"{challenge}","node_info":{{"NodeInfoV3":{{"name":"x","client":"c","pubkey":"{}","modules":"EVIL"}}}},"signature":"{sig}"}}}}"#,
+            NodeKey::generate().id()
+        ),
+        // Unknown version.
+        format!(
+            r#"{{"Announce":{{"version":9,"challenge":"{challenge}","node_info":{{"NodeInfoV3":{{"name":"x","client":"c","pubkey":"{}","modules":""}}}},"signature":"{sig}"}}}}"#,
+            NodeKey::generate().id()
+        ),
+    ];
+    for case in &cases {
+        client.send_text(case).await.unwrap();
+        let error = client.expect_error().await.unwrap();
+        assert!(!error.is_empty(), "{case}");
+    }
+    // The neighbour is untouched and the hostile client may still log in.
+    neighbour.send_text(r#""ListIDsRequest""#).await.unwrap();
+    neighbour.expect_list().await.unwrap();
+    client.announce(&NodeKey::generate(), &FLEDGER).await.unwrap();
+    client.expect_registered().await.unwrap();
+}
+
+#[tokio::test]
+async fn list_and_relay_before_announce_are_refused() {
+    let server = TestServer::start(&[]).await;
+    let (target_key, other) = (NodeKey::generate(), NodeKey::generate().id());
+    let (mut target, _) = Client::join(&server.url, &target_key, &FLEDGER).await.unwrap();
+    let mut client = Client::connect(&server.url).await.unwrap();
+    client.send_text(r#""ListIDsRequest""#).await.unwrap();
+    assert_eq!(client.expect_error().await.unwrap(), "announce first");
+    client
+        .setup(other, target_key.id(), SetupMessage::Offer("x".into()))
+        .await
+        .unwrap();
+    assert_eq!(client.expect_error().await.unwrap(), "announce first");
+    target.expect_silence(Duration::from_millis(300)).await.unwrap();
+}
+
+#[tokio::test]
+async fn spoofed_senders_are_refused_and_nothing_is_delivered() {
+    let server = TestServer::start(&[]).await;
+    let (ka, kb, kc) = (NodeKey::generate(), NodeKey::generate(), NodeKey::generate());
+    let (mut a, _) = Client::join(&server.url, &ka, &FLEDGER).await.unwrap();
+    let (mut b, _) = Client::join(&server.url, &kb, &FLEDGER).await.unwrap();
+    let (mut c, _) = Client::join(&server.url, &kc, &FLEDGER).await.unwrap();
+    // Drain join news.
+    for client in [&mut a, &mut b] {
+        while client.next_within(Duration::from_millis(600)).await.unwrap().is_some() {}
+    }
+    // c pretends to be a talking to b.
+    c.setup(ka.id(), kb.id(), SetupMessage::Offer("evil".into()))
+        .await
+        .unwrap();
+    assert!(c
+        .expect_error()
+        .await
+        .unwrap()
+        .contains("neither id_init nor id_follow"));
+    b.expect_silence(Duration::from_millis(300)).await.unwrap();
+    a.expect_silence(Duration::from_millis(10)).await.unwrap();
+    assert!(server.metric(r#"flsignal_refusals_total{reason="spoofed_sender"}"#) >= 1.0);
+}
+
+#[tokio::test]
+async fn unknown_destinations_are_dropped_counted_and_told_to_bound_nodes() {
+    let server = TestServer::start(&[]).await;
+    let nobody = NodeKey::generate().id();
+    let key = NodeKey::generate();
+    let (mut bound, _) = Client::join(&server.url, &key, &Client::bound_auth(&server.url))
+        .await
+        .unwrap();
+    bound.setup(key.id(), nobody, SetupMessage::Init).await.unwrap();
+    assert_eq!(
+        bound.next().await.unwrap(),
+        Event::Frame(ServerMessage::NotConnected(nobody))
+    );
+    let key = NodeKey::generate();
+    let (mut fledger, _) = Client::join(&server.url, &key, &FLEDGER).await.unwrap();
+    fledger.setup(key.id(), nobody, SetupMessage::Init).await.unwrap();
+    fledger.expect_silence(Duration::from_millis(300)).await.unwrap();
+    assert!(server.metric(r#"flsignal_drops_total{reason="not_connected"}"#) >= 2.0);
+}
+
+#[tokio::test]
+async fn malformed_json_gets_errors_then_a_close() {
+    let server = TestServer::start(&["--max-protocol-errors", "3"]).await;
+    let mut client = Client::connect(&server.url).await.unwrap();
+    for junk in ["{", "[1,2", r#"{"Hello":1}"#] {
+        client.send_text(junk).await.unwrap();
+    }
+    for _ in 0..3 {
+        assert!(client.expect_error().await.unwrap().starts_with("malformed message"));
+    }
+    assert_eq!(client.expect_close().await.unwrap(), Some(4006));
+}
+
+#[tokio::test]
+async fn binary_frames_close_with_1003() {
+    let server = TestServer::start(&[]).await;
+    let mut client = Client::connect(&server.url).await.unwrap();
+    use futures_util::SinkExt;
+    client
+        .socket
+        .send(e2e::tungstenite::Message::binary(vec![1u8, 2, 3]))
+        .await
+        .unwrap();
+    assert_eq!(client.expect_close().await.unwrap(), Some(1003));
+}
+
+#[tokio::test]
+async fn oversize_messages_close_with_1009_and_the_limit_is_configurable() {
+    let server = TestServer::start(&["--max-message-size", "2048"]).await;
+    let mut client = Client::connect(&server.url).await.unwrap();
+    client.send_text(&format!("\"{}\"", "x".repeat(2100))).await.unwrap();
+    assert_eq!(client.expect_close().await.unwrap(), Some(1009));
+    // Just under the limit is only a malformed message.
+    let mut client = Client::connect(&server.url).await.unwrap();
+    client.send_text(&format!("\"{}\"", "x".repeat(2000))).await.unwrap();
+    assert!(client.expect_error().await.unwrap().starts_with("malformed"));
+}
+
+#[tokio::test]
+async fn floods_are_closed_by_the_rate_limit() {
+    let server = TestServer::start(&["--rate-per-second", "5", "--rate-burst", "10"]).await;
+    let (mut flooder, _) = Client::join(&server.url, &NodeKey::generate(), &FLEDGER).await.unwrap();
+    let (mut neighbour, _) = Client::join(&server.url, &NodeKey::generate(), &FLEDGER).await.unwrap();
+    for _ in 0..50 {
+        if flooder.send_text(r#""ListIDsRequest""#).await.is_err() {
+            break;
+        }
+    }
+    assert_eq!(flooder.expect_close().await.unwrap(), Some(4003));
+    neighbour.send_text(r#""ListIDsRequest""#).await.unwrap();
+    neighbour.expect_list().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_newer_connection_with_the_same_id_wins() {
+    let server = TestServer::start(&[]).await;
+    let key = NodeKey::generate();
+    let (mut old, _) = Client::join(&server.url, &key, &FLEDGER).await.unwrap();
+    let (mut new, _) = Client::join(&server.url, &key, &FLEDGER).await.unwrap();
+    assert_eq!(old.expect_error().await.unwrap(), "New Connection with same ID");
+    assert_eq!(old.expect_close().await.unwrap(), Some(4002));
+    // The new one stays registered and reachable.
+    let peer = NodeKey::generate();
+    let (mut p, list) = Client::join(&server.url, &peer, &FLEDGER).await.unwrap();
+    assert_eq!(list, vec![key.id()]);
+    p.setup(peer.id(), key.id(), SetupMessage::Init).await.unwrap();
+    loop {
+        if let Event::Frame(ServerMessage::PeerSetup(setup)) = new.next().await.unwrap() {
+            assert_eq!(setup.id_init, peer.id());
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn joins_and_leaves_reach_others_within_two_seconds() {
+    let server = TestServer::start(&[]).await;
+    let (ka, kb, kc) = (NodeKey::generate(), NodeKey::generate(), NodeKey::generate());
+    let (mut watcher, _) = Client::join(&server.url, &ka, &Client::bound_auth(&server.url))
+        .await
+        .unwrap();
+    let (mut fledger, _) = Client::join(&server.url, &kb, &FLEDGER).await.unwrap();
+    let joined = watcher.next().await.unwrap();
+    let Event::Frame(ServerMessage::PresenceNews(news)) = joined else {
+        panic!("{joined:?}")
+    };
+    assert_eq!(e2e::ids_of(&news.joined), vec![kb.id()]);
+    let (leaver, _) = Client::join(&server.url, &kc, &FLEDGER).await.unwrap();
+    let _ = watcher.next().await.unwrap();
+    assert_eq!(fledger.expect_list().await.unwrap().len(), 2);
+    leaver.close().await;
+    let started = std::time::Instant::now();
+    let left = watcher.next().await.unwrap();
+    assert_eq!(
+        left,
+        Event::Frame(ServerMessage::PresenceNews(PresenceNews {
+            joined: vec![],
+            left: vec![kc.id()]
+        }))
+    );
+    assert_eq!(fledger.expect_list().await.unwrap(), vec![ka.id()]);
+    // Generous on a loaded machine; the news interval is 250 ms.
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn lists_are_capped_samples() {
+    let server = TestServer::start(&["--max-list-len", "3"]).await;
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        clients.push(
+            Client::join(&server.url, &NodeKey::generate(), &FLEDGER)
+                .await
+                .unwrap()
+                .0,
+        );
+    }
+    let (mut last, list) = Client::join(&server.url, &NodeKey::generate(), &FLEDGER).await.unwrap();
+    assert_eq!(list.len(), 3);
+    last.send_text(r#""ListIDsRequest""#).await.unwrap();
+    let again: Vec<NodeId> = last.expect_list().await.unwrap();
+    assert_eq!(again.len(), 3);
+}
+
+#[tokio::test]
+async fn a_slow_reader_is_dropped_and_stalls_nobody() {
+    let server = TestServer::start(&[
+        "--outbound-queue",
+        "4",
+        "--rate-per-second",
+        "100000",
+        "--rate-burst",
+        "100000",
+        "--write-timeout",
+        "1s",
+    ])
+    .await;
+    let (ks, kr, kf) = (NodeKey::generate(), NodeKey::generate(), NodeKey::generate());
+    let (mut sender, _) = Client::join(&server.url, &ks, &FLEDGER).await.unwrap();
+    // The slow reader announces, then never reads again.
+    let (_slow, _) = Client::join(&server.url, &kr, &FLEDGER).await.unwrap();
+    let (mut fast, _) = Client::join(&server.url, &kf, &FLEDGER).await.unwrap();
+    let sdp = "a".repeat(60_000);
+    for _ in 0..300 {
+        sender
+            .setup(ks.id(), kr.id(), SetupMessage::Offer(sdp.clone()))
+            .await
+            .unwrap();
+        if server.metric(r#"flsignal_drops_total{reason="slow_reader"}"#) >= 1.0 {
+            break;
+        }
+    }
+    assert!(server.metric(r#"flsignal_drops_total{reason="slow_reader"}"#) >= 1.0);
+    // The sender was never held up and can still reach a reading node.
+    sender.setup(ks.id(), kf.id(), SetupMessage::Init).await.unwrap();
+    loop {
+        if let Event::Frame(ServerMessage::PeerSetup(setup)) = fast.next().await.unwrap() {
+            assert_eq!(setup.id_init, ks.id());
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn pings_keep_live_nodes_and_silence_closes_with_4004() {
+    let server = TestServer::start(&["--ping-interval", "200ms", "--idle-timeout", "1s"]).await;
+    // A client that keeps reading answers pings (tungstenite pongs) and
+    // stays; one that stops reading sends no pongs and is closed.
+    let (mut live, _) = Client::join(&server.url, &NodeKey::generate(), &FLEDGER).await.unwrap();
+    let (mut silent, _) = Client::join(&server.url, &NodeKey::generate(), &FLEDGER).await.unwrap();
+    let keep_reading = async {
+        let until = tokio::time::Instant::now() + Duration::from_secs(3);
+        while let Some(event) = live.next_within(until - tokio::time::Instant::now()).await.unwrap() {
+            assert!(!matches!(event, Event::Closed(_)), "live client closed");
+        }
+    };
+    tokio::join!(keep_reading, tokio::time::sleep(Duration::from_secs(2)));
+    // The close frame (4004) may be lost to a reset when the client finally
+    // answers the stale pings; the server's count says why it closed.
+    let code = silent.expect_close().await.unwrap();
+    assert!(matches!(code, Some(4004) | None), "{code:?}");
+    assert!(server.metric(r#"flsignal_closes_total{reason="idle_timeout"}"#) >= 1.0);
+    live.send_text(r#""ListIDsRequest""#).await.unwrap();
+    live.expect_list().await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_node_with_1001() {
+    let server = TestServer::start(&[]).await;
+    let (mut a, _) = Client::join(&server.url, &NodeKey::generate(), &FLEDGER).await.unwrap();
+    let mut b = Client::connect(&server.url).await.unwrap();
+    server.stop().await;
+    assert_eq!(a.expect_close().await.unwrap(), Some(1001));
+    assert_eq!(b.expect_close().await.unwrap(), Some(1001));
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every test of the project, after installing what the tests need.
+# This is the README's test command and what CI runs (.ci/run).
+#
+#   sudo bash scripts/test.sh
+#
+# Tests that need root, network namespaces or other system packages run
+# for real when CI=true; on a laptop without them they skip with a message.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Machines here have 2 cores.
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+export RUST_BACKTRACE=1
+
+# System packages the tests use. None yet beyond the Rust toolchain; later
+# issues add wireguard-go, iperf3, chromium and nats-server here.
+APT_PACKAGES=()
+if ((${#APT_PACKAGES[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT_PACKAGES[@]}"
+  else
+    echo "scripts/test.sh: not root; not installing ${APT_PACKAGES[*]}" >&2
+  fi
+fi
+
+echo "== format"
+cargo fmt --all -- --check
+
+echo "== build"
+# The cross-process tests run the real binaries, so build them first.
+cargo build --workspace --bins --locked
+
+echo "== test"
+cargo test --workspace --locked
