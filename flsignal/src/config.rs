@@ -26,7 +26,7 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Interval at which presence news is sent (a leave is visible within it).
 pub const DEFAULT_PRESENCE_INTERVAL: Duration = Duration::from_millis(250);
 /// WebSocket read buffer per connection; small, as idle memory is a target.
-pub const DEFAULT_WS_READ_BUFFER: usize = 4 * 1024;
+pub const DEFAULT_WS_READ_BUFFER: usize = 1024;
 /// Time given to connections to close on shutdown.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 

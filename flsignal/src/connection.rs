@@ -5,7 +5,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
+use tokio_tungstenite::tungstenite::{self, Bytes, Message, Utf8Bytes};
 use flproto::announce::AnnouncePolicy;
 use flproto::close::CloseReason;
 use flproto::message::{ServerMessage, SystemConfig};
@@ -16,7 +19,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::hub::{Hub, Kill, Outbound, PeerHandle, RelayOutcome};
 use crate::metrics::Metrics;
+use crate::upgrade::ServerSocket;
 use crate::Shared;
+
+/// Text longer than this goes out in fragments of this size, which bounds
+/// the socket's write buffer (it keeps its largest size for good).
+pub const FRAGMENT_SIZE: usize = 1024;
 
 /// Why the driver stops.
 enum Flow {
@@ -25,7 +33,7 @@ enum Flow {
 }
 
 pub struct Connection {
-    socket: WebSocket,
+    socket: ServerSocket,
     shared: Arc<Shared>,
     session: ServerSession,
     handle: PeerHandle,
@@ -36,7 +44,7 @@ pub struct Connection {
 }
 
 /// Runs one WebSocket to its end.
-pub async fn run(socket: WebSocket, shared: Arc<Shared>, policy: AnnouncePolicy, shutdown: CancellationToken) {
+pub async fn run(socket: ServerSocket, shared: Arc<Shared>, policy: AnnouncePolicy, shutdown: CancellationToken) {
     shared.hub.metrics.sessions.inc();
     let (outbox, inbox) = mpsc::channel(shared.config.outbound_queue);
     let handle = PeerHandle {
@@ -77,7 +85,7 @@ impl Connection {
         loop {
             let deadline = tokio::time::Instant::from_std(self.session.next_deadline());
             let flow = tokio::select! {
-                inbound = self.socket.recv() => self.on_socket(inbound).await,
+                inbound = self.socket.next() => self.on_socket(inbound).await,
                 Some(outbound) = self.inbox.recv() => self.write(outbound).await,
                 reason = kill.killed() => {
                     if reason == CloseReason::Replaced {
@@ -102,7 +110,7 @@ impl Connection {
         }
     }
 
-    async fn on_socket(&mut self, inbound: Option<Result<Message, axum::Error>>) -> Flow {
+    async fn on_socket(&mut self, inbound: Option<Result<Message, tungstenite::Error>>) -> Flow {
         let now = Instant::now();
         let text = match inbound {
             None | Some(Ok(Message::Close(_))) => return Flow::Stop,
@@ -115,17 +123,15 @@ impl Connection {
                 self.session.on_inbound(Inbound::Binary, now, &mut self.actions);
                 None
             }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
                 self.session.on_inbound(Inbound::Control, now, &mut self.actions);
                 None
             }
-            Some(Err(error)) => {
-                if !is_too_large(error) {
-                    return Flow::Stop;
-                }
+            Some(Err(tungstenite::Error::Capacity(_))) => {
                 self.session.on_inbound(Inbound::TooLarge, now, &mut self.actions);
                 None
             }
+            Some(Err(_)) => return Flow::Stop,
         };
         self.apply(text.map(|text| (text, now))).await
     }
@@ -191,7 +197,7 @@ impl Connection {
                 Metrics::count(&hub.metrics.closes, reason.label());
                 tracing::debug!(reason = reason.label(), node = ?self.registered, "closing");
                 let frame = CloseFrame {
-                    code: reason.code(),
+                    code: CloseCode::from(reason.code()),
                     reason: reason.label().into(),
                 };
                 let _ = self.send(Message::Close(Some(frame))).await;
@@ -213,13 +219,35 @@ impl Connection {
     }
 
     async fn send_text(&mut self, text: Utf8Bytes) -> Flow {
-        self.send(Message::Text(text)).await
+        if text.len() <= FRAGMENT_SIZE {
+            return self.send(Message::Text(text)).await;
+        }
+        let limit = self.shared.config.write_timeout;
+        let socket = &mut self.socket;
+        let fragments = async move {
+            let bytes = Bytes::from(text);
+            let count = bytes.len().div_ceil(FRAGMENT_SIZE);
+            for index in 0..count {
+                let chunk = bytes.slice(index * FRAGMENT_SIZE..bytes.len().min((index + 1) * FRAGMENT_SIZE));
+                let opcode = if index == 0 { Data::Text } else { Data::Continue };
+                let frame = Frame::message(chunk, OpCode::Data(opcode), index + 1 == count);
+                socket.send(Message::Frame(frame)).await?;
+            }
+            Ok::<_, tungstenite::Error>(())
+        };
+        let outcome = tokio::time::timeout(limit, fragments).await;
+        self.after_write(outcome)
     }
 
-    /// Writes one frame; a client that takes longer than the write timeout
-    /// is dropped.
     async fn send(&mut self, message: Message) -> Flow {
-        match tokio::time::timeout(self.shared.config.write_timeout, self.socket.send(message)).await {
+        let outcome = tokio::time::timeout(self.shared.config.write_timeout, self.socket.send(message)).await;
+        self.after_write(outcome)
+    }
+
+    /// A failed write ends the connection; so does one that took longer
+    /// than the write timeout (the client does not read).
+    fn after_write(&self, outcome: Result<Result<(), tungstenite::Error>, tokio::time::error::Elapsed>) -> Flow {
+        match outcome {
             Ok(Ok(())) => Flow::Continue,
             Ok(Err(_)) => Flow::Stop,
             Err(_) => {
@@ -228,13 +256,4 @@ impl Connection {
             }
         }
     }
-}
-
-/// True for the transport's "message or frame too large" error.
-fn is_too_large(error: axum::Error) -> bool {
-    let inner = error.into_inner();
-    matches!(
-        inner.downcast_ref::<tungstenite::Error>(),
-        Some(tungstenite::Error::Capacity(_))
-    )
 }

@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::ws::Utf8Bytes;
 use flproto::announce::VerifiedNode;
 use flproto::close::CloseReason;
 use flproto::presence::{Presence, PresenceConfig};
 use flproto::NodeId;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, Notify};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::metrics::Metrics;
 

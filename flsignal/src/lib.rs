@@ -16,6 +16,7 @@ pub mod hub;
 pub mod listener;
 pub mod metrics;
 pub mod routes;
+pub mod upgrade;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

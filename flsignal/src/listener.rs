@@ -73,12 +73,9 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, router: Rou
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let shared = shared.clone();
         shared
             .tasks
-            .clone()
-            .spawn(serve_connection(stream, peer, permit, router, shared));
+            .spawn(serve_connection(stream, peer, permit, router.clone(), shared.clone()));
     }
 }
 

@@ -7,15 +7,17 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::WebSocketUpgrade;
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 use flproto::announce::{normalize_authority, AnnouncePolicy};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::listener::ConnectionPermit;
+use crate::upgrade;
 use crate::{connection, Shared};
 
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -33,26 +35,33 @@ Nodes connect to this URL with a WebSocket.</p>";
 async fn signalling(
     State(shared): State<Arc<Shared>>,
     Extension(permit): Extension<Arc<ConnectionPermit>>,
-    headers: HeaderMap,
-    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    mut request: Request<Body>,
 ) -> Response {
-    let Ok(upgrade) = upgrade else {
+    if !upgrade::is_upgrade_request(request.headers()) {
         return Html(INDEX).into_response();
+    }
+    let (response, pending) = match upgrade::accept(&mut request) {
+        Ok(accepted) => accepted,
+        Err(refusal) => return refusal,
     };
-    let policy = announce_policy(&shared, &headers);
+    let policy = announce_policy(&shared, request.headers());
     let config = &shared.config;
-    let shutdown = shared.shutdown.clone();
-    upgrade
-        .max_message_size(config.max_message_size)
-        .max_frame_size(config.max_message_size)
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(config.max_message_size))
+        .max_frame_size(Some(config.max_message_size))
         .read_buffer_size(config.ws_read_buffer)
         .write_buffer_size(0)
-        .max_write_buffer_size(config.max_message_size * 4)
-        .on_upgrade(move |socket| async move {
-            // The permit lives as long as the WebSocket does.
-            let _permit = permit;
+        .max_write_buffer_size(config.max_message_size * 4);
+    let shutdown = shared.shutdown.clone();
+    let tasks = shared.tasks.clone();
+    tasks.spawn(async move {
+        // The permit lives as long as the WebSocket does.
+        let _permit = permit;
+        if let Some(socket) = pending.socket(ws_config).await {
             connection::run(socket, shared, policy, shutdown).await;
-        })
+        }
+    });
+    response
 }
 
 /// The names a bound announce may be signed for: the configured public

@@ -89,7 +89,16 @@ async fn relay_is_verbatim_with_extension_fields() {
     );
     a.send_text(&text).await.unwrap();
     assert_eq!(b.next_text().await.unwrap(), text);
-    assert!(server.metric("flsignal_relayed_messages_total") >= 1.0);
+    // Long frames go out in fragments and arrive whole.
+    let long = format!(
+        r#"{{"PeerSetup":{{"id_init":"{}","id_follow":"{}","message":{{"Offer":"{}é"}}}}}}"#,
+        ka.id(),
+        kb.id(),
+        "v".repeat(50_000)
+    );
+    a.send_text(&long).await.unwrap();
+    assert_eq!(b.next_text().await.unwrap(), long);
+    assert!(server.metric("flsignal_relayed_messages_total") >= 2.0);
 }
 
 #[tokio::test]

@@ -50,7 +50,9 @@ impl Default for PresenceConfig {
     }
 }
 
-type Slot = usize;
+/// A member's index in the slab, stored as `u32` because views and watcher
+/// lists hold hundreds of them per node.
+type Slot = u32;
 
 struct Member<T> {
     id: NodeId,
@@ -91,7 +93,7 @@ pub struct Joined<T> {
 /// The registry of online nodes; see the module documentation.
 pub struct Presence<T> {
     config: PresenceConfig,
-    members: Slab<Member<T>>,
+    members: Members<T>,
     by_id: HashMap<NodeId, Slot>,
     /// Every slot, for uniform sampling.
     all: Vec<Slot>,
@@ -115,7 +117,7 @@ impl<T: Clone> Presence<T> {
     fn with_rng(config: PresenceConfig, rng: StdRng) -> Self {
         Self {
             config,
-            members: Slab::new(),
+            members: Members(Slab::new()),
             by_id: HashMap::new(),
             all: Vec::new(),
             with_room: IndexSet::new(),
@@ -152,7 +154,9 @@ impl<T: Clone> Presence<T> {
                 node_list: self.node_list_frame(slot),
             };
         }
-        let slot = self.members.insert(Member {
+        let entry = self.members.0.vacant_entry();
+        let slot = entry.key() as Slot;
+        entry.insert(Member {
             id,
             info_json,
             bound,
@@ -181,7 +185,7 @@ impl<T: Clone> Presence<T> {
         if !is_current(&self.members[slot].handle) {
             return false;
         }
-        let member = self.members.remove(slot);
+        let member = self.members.0.remove(slot as usize);
         self.by_id.remove(id);
         self.with_room.swap_remove(&slot);
         let last = self.all.len() - 1;
@@ -223,7 +227,7 @@ impl<T: Clone> Presence<T> {
         let queued = std::mem::take(&mut self.queued);
         let mut frames = Vec::with_capacity(queued.len());
         for slot in queued {
-            let Some(member) = self.members.get_mut(slot) else {
+            let Some(member) = self.members.0.get_mut(slot as usize) else {
                 continue;
             };
             if !member.news.queued {
@@ -340,6 +344,22 @@ impl<T: Clone> Presence<T> {
             }
             frame.push_str(&self.members[slot].info_json);
         }
+    }
+}
+
+/// The slab of members, indexed by the compact [`Slot`].
+struct Members<T>(Slab<Member<T>>);
+
+impl<T> std::ops::Index<Slot> for Members<T> {
+    type Output = Member<T>;
+    fn index(&self, slot: Slot) -> &Member<T> {
+        &self.0[slot as usize]
+    }
+}
+
+impl<T> std::ops::IndexMut<Slot> for Members<T> {
+    fn index_mut(&mut self, slot: Slot) -> &mut Member<T> {
+        &mut self.0[slot as usize]
     }
 }
 

@@ -45,12 +45,13 @@ fn listed(frame: &str) -> Vec<NodeId> {
 
 /// Every internal cross-reference agrees with its twin.
 fn check_invariants(p: &Presence<u32>) {
-    assert_eq!(p.all.len(), p.members.len());
-    assert_eq!(p.by_id.len(), p.members.len());
+    assert_eq!(p.all.len(), p.members.0.len());
+    assert_eq!(p.by_id.len(), p.members.0.len());
     for (position, &slot) in p.all.iter().enumerate() {
         assert_eq!(p.members[slot].position, position);
     }
-    for (slot, member) in &p.members {
+    for (slot, member) in &p.members.0 {
+        let slot = slot as Slot;
         assert_eq!(p.by_id[&member.id], slot);
         assert!(member.view.len() <= p.config.max_list_len);
         assert_eq!(p.with_room.contains(&slot), member.view.len() < p.config.max_list_len);
