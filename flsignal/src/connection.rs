@@ -5,16 +5,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
-use tokio_tungstenite::tungstenite::{self, Bytes, Message, Utf8Bytes};
 use flproto::announce::AnnouncePolicy;
 use flproto::close::CloseReason;
 use flproto::message::{ServerMessage, SystemConfig};
 use flproto::session::{Action, Inbound, ServerSession};
 use flproto::{ChallengeNonce, NodeId};
+use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
+use tokio_tungstenite::tungstenite::{self, Bytes, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::{Hub, Kill, Outbound, PeerHandle, RelayOutcome};
@@ -189,6 +189,12 @@ impl Connection {
                     _ => &hub.metrics.refusals,
                 };
                 Metrics::count(family, refusal.label());
+                tracing::debug!(
+                    reason = refusal.label(),
+                    node = ?self.registered,
+                    frame = frame.map(|(text, _)| text.as_str().chars().take(120).collect::<String>()),
+                    "refused"
+                );
                 self.send_text(ServerMessage::Error(refusal.to_string()).to_json().into())
                     .await
             }

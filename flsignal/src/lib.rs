@@ -21,7 +21,6 @@ pub mod upgrade;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::Context;
 use flproto::announce::AnnouncePolicy;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -54,9 +53,14 @@ impl Server {
     /// Validates `config` and binds its listen address.
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
         config.validate()?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {} (is another server using it?)", config.listen))?;
+        let listener = TcpListener::bind(config.listen).await.map_err(|error| {
+            let hint = if error.kind() == std::io::ErrorKind::AddrInUse {
+                " (another program uses that port; pick another with --listen)"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("cannot listen on {}{hint}: {error}", config.listen)
+        })?;
         let shared = Arc::new(Shared {
             hub: Hub::new(config.presence()),
             per_ip: PerIpCounter::default(),

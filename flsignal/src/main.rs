@@ -1,13 +1,26 @@
+use std::process::ExitCode;
+
 use anyhow::Context;
 use clap::Parser;
 use flsignal::config::{Config, LogFormat};
 use flsignal::Server;
 use tracing_subscriber::EnvFilter;
 
-fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+/// Errors are one line on stderr and a non-zero exit.
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("flsignal: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let mut config = Config::parse();
     init_logging(config.log_format);
-    raise_fd_limit(config.max_connections);
+    fit_fd_limit(&mut config);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let server = Server::bind(config).await?;
@@ -36,15 +49,27 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// Each connection is a file descriptor: ask for as many as allowed.
-fn raise_fd_limit(max_connections: usize) {
+/// File descriptors kept free for listeners, logs and the like.
+const RESERVED_FDS: usize = 64;
+
+/// Each connection is a file descriptor: ask for as many as allowed, and
+/// lower the connection limit to fit if the system allows fewer.
+fn fit_fd_limit(config: &mut Config) {
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) if (limit as usize) < max_connections + 64 => tracing::warn!(
-            limit,
-            max_connections,
-            "the file descriptor limit is below --max-connections; connections beyond it are refused at accept"
-        ),
-        Ok(_) => {}
+        Ok(limit) => {
+            let fits = usize::try_from(limit)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(RESERVED_FDS)
+                .max(1);
+            if fits < config.max_connections {
+                tracing::info!(
+                    fd_limit = limit,
+                    max_connections = fits,
+                    "--max-connections lowered to fit the file descriptor limit"
+                );
+                config.max_connections = fits;
+            }
+        }
         Err(error) => tracing::warn!(%error, "cannot raise the file descriptor limit"),
     }
 }

@@ -55,7 +55,10 @@ pub fn accept(request: &mut Request<Body>) -> Result<(Response<Body>, PendingUpg
     };
     let accept_key = derive_accept_key(key.as_bytes());
     let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
-        return Err(plain(StatusCode::INTERNAL_SERVER_ERROR, "connection cannot be upgraded"));
+        return Err(plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "connection cannot be upgraded",
+        ));
     };
     let response = Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
@@ -98,7 +101,10 @@ mod tests {
     #[test]
     fn refuses_incomplete_upgrades() {
         let mut no_version = request(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
-        assert_eq!(accept(&mut no_version).err().unwrap().status(), StatusCode::UPGRADE_REQUIRED);
+        assert_eq!(
+            accept(&mut no_version).err().unwrap().status(),
+            StatusCode::UPGRADE_REQUIRED
+        );
         let mut no_key = request(&[
             ("connection", "keep-alive, Upgrade"),
             ("upgrade", "websocket"),
@@ -111,6 +117,9 @@ mod tests {
     #[test]
     fn accept_key_follows_the_rfc_example() {
         // RFC 6455 §1.3.
-        assert_eq!(derive_accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(
+            derive_accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 }

@@ -217,19 +217,23 @@ async fn hostile_announces_get_errors_and_cost_nothing_else() {
 }
 
 #[tokio::test]
-async fn list_and_relay_before_announce_are_refused() {
+async fn nothing_is_listed_or_relayed_before_announce() {
     let server = TestServer::start(&[]).await;
     let (target_key, other) = (NodeKey::generate(), NodeKey::generate().id());
     let (mut target, _) = Client::join(&server.url, &target_key, &FLEDGER).await.unwrap();
     let mut client = Client::connect(&server.url).await.unwrap();
+    // fledger nodes send ListIDsRequest before their Announce: it gets no
+    // list (and no error) until the node has announced.
     client.send_text(r#""ListIDsRequest""#).await.unwrap();
-    assert_eq!(client.expect_error().await.unwrap(), "announce first");
+    client.expect_silence(Duration::from_millis(300)).await.unwrap();
     client
         .setup(other, target_key.id(), SetupMessage::Offer("x".into()))
         .await
         .unwrap();
     assert_eq!(client.expect_error().await.unwrap(), "announce first");
     target.expect_silence(Duration::from_millis(300)).await.unwrap();
+    client.announce(&NodeKey::generate(), &FLEDGER).await.unwrap();
+    assert_eq!(client.expect_registered().await.unwrap(), vec![target_key.id()]);
 }
 
 #[tokio::test]

@@ -270,6 +270,10 @@ impl ServerSession {
                     }
                 }
             }
+            // fledger nodes ask for the list as soon as they connect, before
+            // they announce. The list is never given to an unauthenticated
+            // connection; it comes with the successful Announce instead.
+            (State::AwaitingAnnounce { .. }, NodeMessage::ListIDsRequest) => {}
             (State::AwaitingAnnounce { .. }, _) => self.refuse(Refusal::NotAnnounced, out),
             (State::Registered { .. }, NodeMessage::Announce(_)) => self.refuse(Refusal::AlreadyAnnounced, out),
             (State::Registered { .. }, NodeMessage::ListIDsRequest) => out.push(Action::SendNodeList),

@@ -99,11 +99,14 @@ fn list_and_relay_need_an_announce_first() {
     let (mut harness, _) = Harness::new(SessionConfig::default());
     let a = NodeKey::generate().id();
     let b = NodeKey::generate().id();
+    // fledger asks for the list before announcing: no list, no error; the
+    // list comes with the announce.
+    assert_eq!(harness.text(r#""ListIDsRequest""#), vec![]);
+    assert_eq!(harness.text(&setup(a, b)), vec![Action::Refuse(Refusal::NotAnnounced)]);
     assert_eq!(
-        harness.text(r#""ListIDsRequest""#),
+        harness.text(r#"{"NodeStats":[]}"#),
         vec![Action::Refuse(Refusal::NotAnnounced)]
     );
-    assert_eq!(harness.text(&setup(a, b)), vec![Action::Refuse(Refusal::NotAnnounced)]);
 }
 
 #[test]
