@@ -42,7 +42,7 @@ async fn signalling(
     }
     let (response, pending) = match upgrade::accept(&mut request) {
         Ok(accepted) => accepted,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     let policy = announce_policy(&shared, request.headers());
     let config = &shared.config;

@@ -6,6 +6,7 @@
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use axum::response::IntoResponse;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -33,29 +34,44 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
     header_has_token(headers, header::UPGRADE, "websocket")
 }
 
+/// Why an upgrade request was turned down, as the HTTP answer to give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub reason: &'static str,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response<Body> {
+        let mut response = (self.status, self.reason).into_response();
+        if self.status == StatusCode::UPGRADE_REQUIRED {
+            response
+                .headers_mut()
+                .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        }
+        response
+    }
+}
+
 /// Validates a WebSocket upgrade request. `Ok` holds the 101 response to
-/// give and the pending socket; `Err` the HTTP answer to give instead.
-pub fn accept(request: &mut Request<Body>) -> Result<(Response<Body>, PendingUpgrade), Response<Body>> {
+/// give and the pending socket.
+pub fn accept(request: &mut Request<Body>) -> Result<(Response<Body>, PendingUpgrade), Refusal> {
     let headers = request.headers();
     if request.method() != Method::GET
         || !header_has_token(headers, header::CONNECTION, "upgrade")
         || !header_has_token(headers, header::UPGRADE, "websocket")
     {
-        return Err(plain(StatusCode::BAD_REQUEST, "not a WebSocket upgrade request"));
+        return Err(refusal(StatusCode::BAD_REQUEST, "not a WebSocket upgrade request"));
     }
     if headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
-        let mut response = plain(StatusCode::UPGRADE_REQUIRED, "WebSocket version 13 required");
-        response
-            .headers_mut()
-            .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
-        return Err(response);
+        return Err(refusal(StatusCode::UPGRADE_REQUIRED, "WebSocket version 13 required"));
     }
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
-        return Err(plain(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key missing"));
+        return Err(refusal(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key missing"));
     };
     let accept_key = derive_accept_key(key.as_bytes());
     let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
-        return Err(plain(
+        return Err(refusal(
             StatusCode::INTERNAL_SERVER_ERROR,
             "connection cannot be upgraded",
         ));
@@ -70,10 +86,8 @@ pub fn accept(request: &mut Request<Body>) -> Result<(Response<Body>, PendingUpg
     Ok((response, PendingUpgrade { on_upgrade }))
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut response = Response::new(Body::from(text));
-    *response.status_mut() = status;
-    response
+fn refusal(status: StatusCode, reason: &'static str) -> Refusal {
+    Refusal { status, reason }
 }
 
 /// Whether a comma-separated header contains `token`, case-insensitively.
@@ -102,7 +116,7 @@ mod tests {
     fn refuses_incomplete_upgrades() {
         let mut no_version = request(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
         assert_eq!(
-            accept(&mut no_version).err().unwrap().status(),
+            accept(&mut no_version).err().unwrap().status,
             StatusCode::UPGRADE_REQUIRED
         );
         let mut no_key = request(&[
@@ -110,7 +124,7 @@ mod tests {
             ("upgrade", "websocket"),
             ("sec-websocket-version", "13"),
         ]);
-        assert_eq!(accept(&mut no_key).err().unwrap().status(), StatusCode::BAD_REQUEST);
+        assert_eq!(accept(&mut no_key).err().unwrap().status, StatusCode::BAD_REQUEST);
         assert!(!is_upgrade_request(request(&[]).headers()));
     }
 

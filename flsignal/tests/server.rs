@@ -347,12 +347,7 @@ async fn a_newer_connection_with_the_same_id_wins() {
     let (mut p, list) = Client::join(&server.url, &peer, &FLEDGER).await.unwrap();
     assert_eq!(list, vec![key.id()]);
     p.setup(peer.id(), key.id(), SetupMessage::Init).await.unwrap();
-    loop {
-        if let Event::Frame(ServerMessage::PeerSetup(setup)) = new.next().await.unwrap() {
-            assert_eq!(setup.id_init, peer.id());
-            break;
-        }
-    }
+    assert_eq!(new.expect_setup().await.unwrap().id_init, peer.id());
 }
 
 #[tokio::test]
@@ -436,12 +431,7 @@ async fn a_slow_reader_is_dropped_and_stalls_nobody() {
     assert!(server.metric(r#"flsignal_drops_total{reason="slow_reader"}"#) >= 1.0);
     // The sender was never held up and can still reach a reading node.
     sender.setup(ks.id(), kf.id(), SetupMessage::Init).await.unwrap();
-    loop {
-        if let Event::Frame(ServerMessage::PeerSetup(setup)) = fast.next().await.unwrap() {
-            assert_eq!(setup.id_init, ks.id());
-            break;
-        }
-    }
+    assert_eq!(fast.expect_setup().await.unwrap().id_init, ks.id());
 }
 
 #[tokio::test]

@@ -110,6 +110,17 @@ impl Client {
         }
     }
 
+    /// Reads until the next relayed `PeerSetup`, skipping presence news.
+    pub async fn expect_setup(&mut self) -> anyhow::Result<PeerInfo> {
+        loop {
+            match self.next().await? {
+                Event::Frame(ServerMessage::PeerSetup(setup)) => return Ok(setup),
+                Event::Closed(code) => bail!("closed ({code:?}) while waiting for a PeerSetup"),
+                _ => continue,
+            }
+        }
+    }
+
     /// Reads until the close frame and returns its code.
     pub async fn expect_close(&mut self) -> anyhow::Result<Option<u16>> {
         loop {

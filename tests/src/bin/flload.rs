@@ -78,7 +78,8 @@ async fn join(url: &str, server: SocketAddr, source: IpAddr) -> anyhow::Result<S
     let key = NodeKey::generate();
     let info = NodeInfo::v3("flload", "flload", key.id(), "");
     let announce = sign_announce(&key, challenge, info, &AnnounceAuth::Fledger);
-    ws.send(Message::text(NodeMessage::Announce(announce).to_json())).await?;
+    ws.send(Message::text(NodeMessage::Announce(announce).to_json()))
+        .await?;
     loop {
         if let ServerMessage::ListIDsReply(_) = next_frame(&mut ws).await? {
             return Ok(ws);
@@ -105,7 +106,10 @@ fn hold(mut ws: Socket) {
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let authority = flproto::announce::authority_of_url(&args.url).context("bad --url")?;
-    let server: SocketAddr = tokio::net::lookup_host(&authority).await?.next().context("cannot resolve")?;
+    let server: SocketAddr = tokio::net::lookup_host(&authority)
+        .await?
+        .next()
+        .context("cannot resolve")?;
     let before = args.server_pid.map(resident_kib).transpose()?;
     let started = Instant::now();
     let sources: Vec<IpAddr> = (1..=args.source_ips.max(1))
