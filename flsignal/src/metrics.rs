@@ -80,7 +80,26 @@ impl Metrics {
             "PeerSetup arrival to write at destination",
             metrics.relay_latency.clone(),
         );
+        metrics.zero_known_series();
         metrics
+    }
+
+    /// Creates the series whose labels are known up front, so that they
+    /// show as 0 instead of being absent until the first event.
+    fn zero_known_series(&self) {
+        let zero = |family: &Family<Reason, Counter>, reason: &'static str| {
+            family.get_or_create(&Reason { reason });
+        };
+        zero(&self.handshakes, "ok");
+        for reason in ["max_connections", "per_ip"] {
+            zero(&self.rejected_connections, reason);
+        }
+        for reason in ["not_connected", "slow_reader", "closing"] {
+            zero(&self.drops, reason);
+        }
+        for reason in flproto::close::CloseReason::ALL {
+            zero(&self.closes, reason.label());
+        }
     }
 
     pub fn count(family: &Family<Reason, Counter>, reason: &'static str) {
