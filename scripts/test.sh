@@ -33,4 +33,12 @@ echo "== build"
 cargo build --workspace --bins --locked
 
 echo "== test"
-cargo test --workspace --locked
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --locked 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run (cargo prints one per test binary,
+# and the last is usually the empty doc-test run).
+awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 }
+     END { printf "summary: %d passed, %d failed, %d skipped\n", passed, failed, ignored }' "$log"
+exit "$status"
