@@ -39,47 +39,28 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut metrics = Metrics {
-            registry: Registry::with_prefix("flsignal"),
-            connections: Gauge::default(),
-            sessions: Gauge::default(),
-            registered_nodes: Gauge::default(),
-            rejected_connections: Family::default(),
-            handshakes: Family::default(),
-            refusals: Family::default(),
-            relayed: Counter::default(),
-            drops: Family::default(),
-            closes: Family::default(),
-            // 10 µs to ~1.3 s.
-            relay_latency: Histogram::new(exponential_buckets(0.000_01, 2.0, 18)),
-        };
-        let r = &mut metrics.registry;
-        r.register("connections", "Open TCP connections", metrics.connections.clone());
-        r.register("sessions", "Open WebSocket sessions", metrics.sessions.clone());
-        r.register(
-            "registered_nodes",
-            "Announced nodes online",
-            metrics.registered_nodes.clone(),
-        );
-        r.register(
-            "rejected_connections",
-            "Connections closed at accept",
-            metrics.rejected_connections.clone(),
-        );
-        r.register("handshakes", "Announces by outcome", metrics.handshakes.clone());
-        r.register("refusals", "Refused messages by reason", metrics.refusals.clone());
-        r.register("relayed_messages", "PeerSetup frames relayed", metrics.relayed.clone());
-        r.register("drops", "Frames not delivered by reason", metrics.drops.clone());
-        r.register(
-            "closes",
-            "Connections closed by the server by reason",
-            metrics.closes.clone(),
-        );
+        let mut registry = Registry::with_prefix("flsignal");
+        let r = &mut registry;
+        // 10 µs to ~1.3 s.
+        let relay_latency = Histogram::new(exponential_buckets(0.000_01, 2.0, 18));
         r.register(
             "relay_latency_seconds",
             "PeerSetup arrival to write at destination",
-            metrics.relay_latency.clone(),
+            relay_latency.clone(),
         );
+        let metrics = Metrics {
+            connections: registered(r, "connections", "Open TCP connections"),
+            sessions: registered(r, "sessions", "Open WebSocket sessions"),
+            registered_nodes: registered(r, "registered_nodes", "Announced nodes online"),
+            rejected_connections: registered(r, "rejected_connections", "Connections closed at accept"),
+            handshakes: registered(r, "handshakes", "Announces by outcome"),
+            refusals: registered(r, "refusals", "Refused messages by reason"),
+            relayed: registered(r, "relayed_messages", "PeerSetup frames relayed"),
+            drops: registered(r, "drops", "Frames not delivered by reason"),
+            closes: registered(r, "closes", "Connections closed by the server by reason"),
+            relay_latency,
+            registry,
+        };
         metrics.zero_known_series();
         metrics
     }
@@ -88,7 +69,7 @@ impl Metrics {
     /// show as 0 instead of being absent until the first event.
     fn zero_known_series(&self) {
         let zero = |family: &Family<Reason, Counter>, reason: &'static str| {
-            family.get_or_create(&Reason { reason });
+            drop(family.get_or_create(&Reason { reason }));
         };
         zero(&self.handshakes, "ok");
         for reason in ["max_connections", "per_ip"] {
@@ -113,6 +94,16 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
     }
+}
+
+/// A new metric, registered under `name`.
+fn registered<M>(registry: &mut Registry, name: &str, help: &str) -> M
+where
+    M: prometheus_client::registry::Metric + Default + Clone,
+{
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 impl Default for Metrics {
