@@ -15,7 +15,6 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
 use tokio_tungstenite::tungstenite::{self, Bytes, Message, Utf8Bytes};
-use tokio_util::sync::CancellationToken;
 
 use crate::hub::{Hub, Kill, Outbound, PeerHandle, RelayOutcome};
 use crate::metrics::Metrics;
@@ -32,7 +31,7 @@ enum Flow {
     Stop,
 }
 
-pub struct Connection {
+struct Connection {
     socket: ServerSocket,
     shared: Arc<Shared>,
     session: ServerSession,
@@ -44,7 +43,7 @@ pub struct Connection {
 }
 
 /// Runs one WebSocket to its end.
-pub async fn run(socket: ServerSocket, shared: Arc<Shared>, policy: AnnouncePolicy, shutdown: CancellationToken) {
+pub async fn run(socket: ServerSocket, shared: Arc<Shared>, policy: AnnouncePolicy) {
     shared.hub.metrics.sessions.inc();
     let (outbox, inbox) = mpsc::channel(shared.config.outbound_queue);
     let handle = PeerHandle {
@@ -69,7 +68,7 @@ pub async fn run(socket: ServerSocket, shared: Arc<Shared>, policy: AnnouncePoli
         registered: None,
         actions,
     };
-    connection.drive(shutdown).await;
+    connection.drive().await;
     if let Some(id) = connection.registered {
         shared.hub.leave(&id, connection.handle.conn);
     }
@@ -77,7 +76,7 @@ pub async fn run(socket: ServerSocket, shared: Arc<Shared>, policy: AnnouncePoli
 }
 
 impl Connection {
-    async fn drive(&mut self, shutdown: CancellationToken) {
+    async fn drive(&mut self) {
         if let Flow::Stop = self.apply(None).await {
             return;
         }
@@ -88,10 +87,6 @@ impl Connection {
                 inbound = self.socket.next() => self.on_socket(inbound).await,
                 Some(outbound) = self.inbox.recv() => self.write(outbound).await,
                 reason = kill.killed() => {
-                    if reason == CloseReason::Replaced {
-                        let error = ServerMessage::Error("New Connection with same ID".into()).to_json();
-                        self.send_text(error.into()).await;
-                    }
                     self.session.close(reason, &mut self.actions);
                     self.apply(None).await
                 }
@@ -99,7 +94,7 @@ impl Connection {
                     self.session.on_timer(Instant::now(), &mut self.actions);
                     self.apply(None).await
                 }
-                () = shutdown.cancelled() => {
+                () = self.shared.shutdown.cancelled() => {
                     self.session.close(CloseReason::Shutdown, &mut self.actions);
                     self.apply(None).await
                 }

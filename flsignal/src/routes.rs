@@ -52,13 +52,12 @@ async fn signalling(
         .read_buffer_size(config.ws_read_buffer)
         .write_buffer_size(0)
         .max_write_buffer_size(config.max_message_size * 4);
-    let shutdown = shared.shutdown.clone();
     let tasks = shared.tasks.clone();
     tasks.spawn(async move {
         // The permit lives as long as the WebSocket does.
         let _permit = permit;
         if let Some(socket) = pending.socket(ws_config).await {
-            connection::run(socket, shared, policy, shutdown).await;
+            connection::run(socket, shared, policy).await;
         }
     });
     response

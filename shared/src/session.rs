@@ -124,6 +124,9 @@ impl Refusal {
     }
 }
 
+/// The `Error` a connection gets when its node announced on a newer one.
+pub const REPLACED_ERROR: &str = "New Connection with same ID";
+
 /// Longest serde error text passed back to a client.
 const MAX_ERROR_DETAIL: usize = 160;
 
@@ -235,10 +238,15 @@ impl ServerSession {
 
     /// Ends the session from outside (shutdown, replacement, slow reader).
     pub fn close(&mut self, reason: CloseReason, out: &mut Vec<Action>) {
-        if !self.is_closed() {
-            self.state = State::Closed;
-            out.push(Action::Close(reason));
+        if self.is_closed() {
+            return;
         }
+        if reason == CloseReason::Replaced {
+            // What fledger's own server tells the losing connection.
+            out.push(Action::Send(ServerMessage::Error(REPLACED_ERROR.into())));
+        }
+        self.state = State::Closed;
+        out.push(Action::Close(reason));
     }
 
     fn on_text(&mut self, text: &str, out: &mut Vec<Action>) {

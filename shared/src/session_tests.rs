@@ -132,6 +132,22 @@ fn repeated_auth_failures_close() {
 }
 
 #[test]
+fn a_replaced_session_is_told_before_it_is_closed() {
+    let mut harness = registered(&NodeKey::generate(), AnnounceAuth::Fledger);
+    let mut out = Vec::new();
+    harness.session.close(CloseReason::Replaced, &mut out);
+    assert_eq!(
+        out,
+        vec![
+            Action::Send(ServerMessage::Error(REPLACED_ERROR.into())),
+            Action::Close(CloseReason::Replaced)
+        ]
+    );
+    harness.session.close(CloseReason::Shutdown, &mut out);
+    assert_eq!(out.len(), 2, "closing twice does nothing");
+}
+
+#[test]
 fn handshake_times_out() {
     let (mut harness, _) = Harness::new(SessionConfig::default());
     assert!(harness
