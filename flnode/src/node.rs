@@ -1,0 +1,176 @@
+//! The running node: one signalling connection, one task per configured
+//! peer, and the local control socket that `flnode status` reads.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use anyhow::Context;
+use flproto::identity::NodeKey;
+use flproto::NodeId;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{UdpSocket, UnixListener};
+use tokio::sync::mpsc;
+
+use crate::peer::{Peer, PeerConfig, PeerInput, PeerStats};
+use crate::signal_client::{self, AuthMode, SignalEvent};
+
+/// Inputs queued for one peer task.
+const PEER_INPUT_QUEUE: usize = 256;
+
+/// What `flnode up` runs with.
+pub struct NodeSettings {
+    pub config_dir: PathBuf,
+    pub signal: String,
+    pub wireguard: SocketAddr,
+    pub peers: Vec<(NodeId, SocketAddr)>,
+    pub auth: AuthMode,
+    pub name: String,
+}
+
+struct PeerEntry {
+    inputs: mpsc::Sender<PeerInput>,
+    stats: Arc<PeerStats>,
+    local: SocketAddr,
+}
+
+/// Runs until `shutdown` resolves.
+pub async fn run(
+    key: NodeKey,
+    settings: NodeSettings,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let me = key.id();
+    // Bind every peer's socket first, so a port in use is reported at once.
+    let mut sockets = Vec::new();
+    for (id, local) in &settings.peers {
+        let socket =
+            bind_udp(*local).with_context(|| format!("cannot bind {local} for peer {id} (is the port in use?)"))?;
+        sockets.push((*id, *local, Arc::new(socket)));
+    }
+    let control = control_socket(&settings.config_dir)?;
+
+    let (events_tx, mut events) = mpsc::channel(1024);
+    let signal = signal_client::spawn(
+        settings.signal.clone(),
+        key,
+        settings.auth,
+        settings.name.clone(),
+        events_tx,
+    );
+    let mut peers: HashMap<NodeId, PeerEntry> = HashMap::new();
+    for (id, local, socket) in sockets {
+        let stats = Arc::new(PeerStats::default());
+        let config = PeerConfig {
+            id,
+            socket,
+            wireguard: settings.wireguard,
+        };
+        let (peer, task) = Peer::new(me, config, signal.clone(), stats.clone());
+        let (inputs, inputs_rx) = mpsc::channel(PEER_INPUT_QUEUE);
+        tokio::spawn(peer.run(task, inputs_rx));
+        peers.insert(id, PeerEntry { inputs, stats, local });
+    }
+    tracing::info!(node = %me, peers = peers.len(), "flnode up");
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => dispatch(&me, &peers, event),
+                None => break,
+            },
+            accepted = control.accept() => {
+                if let Ok((mut stream, _)) = accepted {
+                    let report = status_report(&me, &peers);
+                    tokio::spawn(async move { let _ = stream.write_all(report.as_bytes()).await; });
+                }
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    let _ = std::fs::remove_file(control_path(&settings.config_dir));
+    Ok(())
+}
+
+/// Kernel buffer size for the WireGuard-facing sockets: the default
+/// 208 KiB drops bursts even on loopback.
+pub const UDP_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
+/// Binds a UDP socket with [`UDP_BUFFER_BYTES`] of kernel buffers each way.
+fn bind_udp(local: SocketAddr) -> anyhow::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(local), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: the kernel caps these at net.core.{r,w}mem_max.
+    let _ = socket.set_recv_buffer_size(UDP_BUFFER_BYTES);
+    let _ = socket.set_send_buffer_size(UDP_BUFFER_BYTES);
+    socket.set_nonblocking(true)?;
+    socket.bind(&local.into())?;
+    Ok(UdpSocket::from_std(socket.into())?)
+}
+
+fn dispatch(me: &NodeId, peers: &HashMap<NodeId, PeerEntry>, event: SignalEvent) {
+    let tell = |id: &NodeId, input: PeerInput| {
+        if let Some(peer) = peers.get(id) {
+            let _ = peer.inputs.try_send(input);
+        }
+    };
+    match event {
+        // Lists are capped samples, so absence proves nothing: on every
+        // (re)registration every peer tries; an offline one is reported back
+        // as NotConnected.
+        SignalEvent::Online(_) => peers.keys().for_each(|id| tell(id, PeerInput::Kick)),
+        SignalEvent::Presence { joined, left } => {
+            joined.iter().for_each(|id| tell(id, PeerInput::Kick));
+            left.iter().for_each(|id| tell(id, PeerInput::Offline));
+        }
+        SignalEvent::NotConnected(id) => tell(&id, PeerInput::Offline),
+        SignalEvent::Setup(setup) => {
+            if let Some(other) = setup.counterpart_of(me) {
+                tell(&other, PeerInput::Setup(setup.message));
+            }
+        }
+        SignalEvent::Disconnected => {}
+    }
+}
+
+pub fn control_path(dir: &std::path::Path) -> PathBuf {
+    dir.join("flnode.sock")
+}
+
+fn control_socket(dir: &std::path::Path) -> anyhow::Result<UnixListener> {
+    let path = control_path(dir);
+    if path.exists() {
+        // A stale socket from a node that died; a live one answers.
+        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+            anyhow::bail!(
+                "another flnode is running with {} (its control socket answers)",
+                dir.display()
+            );
+        }
+        std::fs::remove_file(&path)?;
+    }
+    UnixListener::bind(&path).with_context(|| format!("cannot create control socket {}", path.display()))
+}
+
+/// One line per peer, as `flnode status` prints it.
+fn status_report(me: &NodeId, peers: &HashMap<NodeId, PeerEntry>) -> String {
+    let mut report = format!("node {me}\n");
+    for (id, peer) in peers {
+        let s = &peer.stats;
+        report.push_str(&format!(
+            "peer {id} {} local {} tx {} packets {} bytes rx {} packets {} bytes drops {} not-open {} full\n",
+            s.state.get(),
+            peer.local,
+            s.tx_packets.load(Ordering::Relaxed),
+            s.tx_bytes.load(Ordering::Relaxed),
+            s.rx_packets.load(Ordering::Relaxed),
+            s.rx_bytes.load(Ordering::Relaxed),
+            s.drops_not_open.load(Ordering::Relaxed),
+            s.drops_full.load(Ordering::Relaxed),
+        ));
+    }
+    report
+}

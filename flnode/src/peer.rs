@@ -1,0 +1,443 @@
+//! One configured peer: a WebRTC connection set up through signalling, and
+//! the WireGuard datagrams it carries.
+//!
+//! Roles are fixed by the keys, so two nodes never race to offer: the node
+//! with the smaller public key initiates (creates the data channels, sends
+//! the Offer); the other asks for an offer with `Init`. Both trickle
+//! candidates, before and after the connection is up; candidates that arrive
+//! before the remote description are buffered. While the peer is online and
+//! the connection is not up, the attempt is repeated every [`RETRY_INTERVAL`].
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use flproto::message::SetupMessage;
+use flproto::NodeId;
+use rtc::ice::mdns::MulticastDnsMode;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit,
+    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
+};
+
+use crate::signal_client::SignalSender;
+
+/// Time between attempts while the peer is online but not connected.
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(5);
+/// Remote candidates kept while waiting for the remote description.
+pub const MAX_PENDING_CANDIDATES: usize = 64;
+/// Bytes one data channel may hold unsent; beyond it datagrams are dropped
+/// (right for WireGuard, which is UDP).
+pub const SEND_BUFFER_LIMIT: usize = 1024 * 1024;
+/// Largest datagram read from the local WireGuard.
+pub const MAX_DATAGRAM: usize = 65_535;
+
+/// Label of the unordered, unreliable channel carrying WireGuard datagrams.
+pub const WG_CHANNEL: &str = "wg";
+/// Label of the reliable control channel (ping, stats).
+pub const CTL_CHANNEL: &str = "ctl";
+
+/// Counters for `flnode status`.
+#[derive(Debug, Default)]
+pub struct PeerStats {
+    pub state: StateCell,
+    pub tx_packets: AtomicU64,
+    pub tx_bytes: AtomicU64,
+    pub rx_packets: AtomicU64,
+    pub rx_bytes: AtomicU64,
+    /// Datagrams from WireGuard dropped because the channel was not open.
+    pub drops_not_open: AtomicU64,
+    /// Datagrams dropped because the channel's send buffer was full.
+    pub drops_full: AtomicU64,
+}
+
+/// The connection state word shown by `flnode status`.
+#[derive(Debug, Default)]
+pub struct StateCell(AtomicU8);
+
+/// The words [`StateCell`] can hold; `connected` means the data path is up.
+pub const STATE_NAMES: [&str; 5] = ["offline", "waiting", "connecting", "connected", "failed"];
+
+impl StateCell {
+    pub fn set(&self, name: &str) {
+        let index = STATE_NAMES.iter().position(|n| *n == name).unwrap_or(0);
+        self.0.store(index as u8, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> &'static str {
+        STATE_NAMES[usize::from(self.0.load(Ordering::Relaxed)).min(STATE_NAMES.len() - 1)]
+    }
+}
+
+/// What the node tells a peer task.
+#[derive(Debug)]
+pub enum PeerInput {
+    /// The peer may be online: try to connect.
+    Kick,
+    /// The peer is offline: stop trying until the next kick.
+    Offline,
+    Setup(SetupMessage),
+}
+
+/// What the WebRTC stack tells a peer task, tagged with the connection's
+/// generation so that events of a replaced connection are ignored.
+enum Internal {
+    LocalCandidate(u64, String),
+    State(u64, RTCPeerConnectionState),
+    Channel(u64, Arc<dyn DataChannel>),
+    WgOpen(u64, Arc<dyn DataChannel>),
+}
+
+struct Handler {
+    generation: u64,
+    internal: mpsc::UnboundedSender<Internal>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        if let Ok(init) = event.candidate.to_json() {
+            let _ = self
+                .internal
+                .send(Internal::LocalCandidate(self.generation, init.candidate));
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.internal.send(Internal::State(self.generation, state));
+    }
+
+    async fn on_data_channel(&self, channel: Arc<dyn DataChannel>) {
+        let _ = self.internal.send(Internal::Channel(self.generation, channel));
+    }
+}
+
+/// Where a peer's datagrams come from and go to.
+pub struct PeerConfig {
+    pub id: NodeId,
+    /// Bound local socket: the local WireGuard's endpoint for this peer.
+    pub socket: Arc<UdpSocket>,
+    /// The local WireGuard's own UDP address.
+    pub wireguard: SocketAddr,
+}
+
+pub struct Peer {
+    me: NodeId,
+    config: PeerConfig,
+    signal: SignalSender,
+    stats: Arc<PeerStats>,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    generation: u64,
+    connection: Option<Arc<dyn PeerConnection>>,
+    remote_described: bool,
+    pending_candidates: Vec<String>,
+    wg: Option<Arc<dyn DataChannel>>,
+    online: bool,
+    connected: bool,
+    /// When the current attempt started: a new one waits [`RETRY_INTERVAL`],
+    /// so offers and answers of successive attempts do not cross.
+    attempted_at: Option<tokio::time::Instant>,
+}
+
+impl Peer {
+    pub fn new(me: NodeId, config: PeerConfig, signal: SignalSender, stats: Arc<PeerStats>) -> (Self, PeerTask) {
+        let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let peer = Peer {
+            me,
+            config,
+            signal,
+            stats,
+            internal_tx,
+            generation: 0,
+            connection: None,
+            remote_described: false,
+            pending_candidates: Vec::new(),
+            wg: None,
+            online: false,
+            connected: false,
+            attempted_at: None,
+        };
+        (peer, PeerTask { internal_rx })
+    }
+
+    fn initiator(&self) -> bool {
+        self.me < self.config.id
+    }
+
+    fn send_setup(&self, message: SetupMessage) {
+        let (id_init, id_follow) = if self.initiator() {
+            (self.me, self.config.id)
+        } else {
+            (self.config.id, self.me)
+        };
+        self.signal.send(id_init, id_follow, message);
+    }
+
+    /// Runs until `inputs` closes.
+    pub async fn run(mut self, mut task: PeerTask, mut inputs: mpsc::Receiver<PeerInput>) {
+        let socket = self.config.socket.clone();
+        let mut buffer = vec![0u8; MAX_DATAGRAM];
+        let mut retry = tokio::time::interval_at(tokio::time::Instant::now() + RETRY_INTERVAL, RETRY_INTERVAL);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.stats.state.set("offline");
+        loop {
+            tokio::select! {
+                input = inputs.recv() => match input {
+                    Some(input) => self.on_input(input).await,
+                    None => break,
+                },
+                Some(event) = task.internal_rx.recv() => self.on_internal(event).await,
+                received = socket.recv_from(&mut buffer) => {
+                    if let Ok((len, _)) = received {
+                        self.forward_to_peer(&buffer[..len]).await;
+                    }
+                }
+                _ = retry.tick() => {
+                    if self.online && !self.connected {
+                        self.attempt().await;
+                    }
+                }
+            }
+        }
+        if let Some(connection) = self.connection.take() {
+            let _ = connection.close().await;
+        }
+    }
+
+    async fn on_input(&mut self, input: PeerInput) {
+        match input {
+            PeerInput::Kick => {
+                self.online = true;
+                if !self.connected {
+                    self.attempt().await;
+                }
+            }
+            PeerInput::Offline => {
+                self.online = false;
+                if !self.connected {
+                    self.stats.state.set("offline");
+                }
+            }
+            PeerInput::Setup(message) => {
+                self.online = true;
+                if let Err(error) = self.on_setup(message).await {
+                    tracing::warn!(peer = %self.config.id, "setup failed: {error:#}");
+                }
+            }
+        }
+    }
+
+    /// The initiator offers; the follower asks for an offer. At most one
+    /// attempt per [`RETRY_INTERVAL`].
+    async fn attempt(&mut self) {
+        let now = tokio::time::Instant::now();
+        if self.attempted_at.is_some_and(|at| now < at + RETRY_INTERVAL) {
+            return;
+        }
+        self.attempted_at = Some(now);
+        if self.initiator() {
+            if let Err(error) = self.offer().await {
+                tracing::warn!(peer = %self.config.id, "cannot create an offer: {error:#}");
+            }
+        } else {
+            self.stats.state.set("waiting");
+            self.send_setup(SetupMessage::Init);
+        }
+    }
+
+    async fn on_setup(&mut self, message: SetupMessage) -> anyhow::Result<()> {
+        match message {
+            SetupMessage::Init if self.initiator() => {
+                if !self.connected {
+                    self.attempt().await;
+                }
+            }
+            SetupMessage::Offer(sdp) if !self.initiator() => {
+                let connection = self.new_connection().await?;
+                connection
+                    .set_remote_description(RTCSessionDescription::offer(sdp)?)
+                    .await?;
+                self.remote_described = true;
+                let answer = connection.create_answer(None).await?;
+                connection.set_local_description(answer.clone()).await?;
+                self.send_setup(SetupMessage::Answer(answer.sdp));
+                self.flush_candidates().await;
+            }
+            SetupMessage::Answer(sdp) if self.initiator() => {
+                let Some(connection) = self.connection.clone() else {
+                    return Ok(());
+                };
+                connection
+                    .set_remote_description(RTCSessionDescription::answer(sdp)?)
+                    .await?;
+                self.remote_described = true;
+                self.flush_candidates().await;
+            }
+            SetupMessage::IceCandidate(candidate) => {
+                if self.remote_described {
+                    self.add_candidate(candidate).await;
+                } else if self.pending_candidates.len() < MAX_PENDING_CANDIDATES {
+                    self.pending_candidates.push(candidate);
+                }
+            }
+            other => tracing::debug!(peer = %self.config.id, ?other, "setup message not for our role; ignored"),
+        }
+        Ok(())
+    }
+
+    async fn offer(&mut self) -> anyhow::Result<()> {
+        let connection = self.new_connection().await?;
+        let wg_init = RTCDataChannelInit {
+            ordered: false,
+            max_retransmits: Some(0),
+            ..Default::default()
+        };
+        let wg = connection.create_data_channel(WG_CHANNEL, Some(wg_init)).await?;
+        self.watch_channel(wg);
+        let ctl = connection.create_data_channel(CTL_CHANNEL, None).await?;
+        self.watch_channel(ctl);
+        let offer = connection.create_offer(None).await?;
+        connection.set_local_description(offer.clone()).await?;
+        self.send_setup(SetupMessage::Offer(offer.sdp));
+        Ok(())
+    }
+
+    /// Replaces the current connection with a fresh one.
+    async fn new_connection(&mut self) -> anyhow::Result<Arc<dyn PeerConnection>> {
+        if let Some(old) = self.connection.take() {
+            let _ = old.close().await;
+        }
+        self.generation += 1;
+        self.remote_described = false;
+        self.pending_candidates.clear();
+        self.wg = None;
+        self.connected = false;
+        self.stats.state.set("connecting");
+        let settings = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+            .with_discard_local_candidates_during_ice_restart(true)
+            .build();
+        let connection = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_setting_engine(settings)
+            .with_handler(Arc::new(Handler {
+                generation: self.generation,
+                internal: self.internal_tx.clone(),
+            }))
+            .with_udp_addrs(vec!["0.0.0.0:0".to_owned()])
+            .with_data_channel_send_buffer_limit(SEND_BUFFER_LIMIT)
+            .build()
+            .await?;
+        let connection: Arc<dyn PeerConnection> = Arc::new(connection);
+        self.connection = Some(connection.clone());
+        Ok(connection)
+    }
+
+    async fn flush_candidates(&mut self) {
+        for candidate in std::mem::take(&mut self.pending_candidates) {
+            self.add_candidate(candidate).await;
+        }
+    }
+
+    async fn add_candidate(&self, candidate: String) {
+        let Some(connection) = &self.connection else {
+            return;
+        };
+        let init = RTCIceCandidateInit {
+            candidate,
+            sdp_mid: Some(String::new()),
+            sdp_mline_index: Some(0),
+            ..Default::default()
+        };
+        if let Err(error) = connection.add_ice_candidate(init).await {
+            tracing::debug!(peer = %self.config.id, %error, "remote candidate refused");
+        }
+    }
+
+    async fn on_internal(&mut self, event: Internal) {
+        match event {
+            Internal::LocalCandidate(generation, candidate) if generation == self.generation => {
+                self.send_setup(SetupMessage::IceCandidate(candidate));
+            }
+            Internal::State(generation, state) if generation == self.generation => {
+                tracing::info!(peer = %self.config.id, %state, "connection state");
+                match state {
+                    RTCPeerConnectionState::Connected => {
+                        self.connected = true;
+                        self.stats.state.set("connected");
+                    }
+                    RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                        self.connected = false;
+                        self.wg = None;
+                        self.attempted_at = None;
+                        self.stats.state.set("failed");
+                    }
+                    _ => {}
+                }
+            }
+            Internal::Channel(generation, channel) if generation == self.generation => self.watch_channel(channel),
+            Internal::WgOpen(generation, channel) if generation == self.generation => self.wg = Some(channel),
+            _ => {}
+        }
+    }
+
+    /// Reads one data channel: WireGuard datagrams go to the local
+    /// WireGuard; control messages are echoed (ping).
+    fn watch_channel(&self, channel: Arc<dyn DataChannel>) {
+        let generation = self.generation;
+        let internal = self.internal_tx.clone();
+        let socket = self.config.socket.clone();
+        let wireguard = self.config.wireguard;
+        let stats = self.stats.clone();
+        tokio::spawn(async move {
+            let label = channel.label().await.unwrap_or_default();
+            while let Some(event) = channel.poll().await {
+                match event {
+                    DataChannelEvent::OnOpen if label == WG_CHANNEL => {
+                        let _ = internal.send(Internal::WgOpen(generation, channel.clone()));
+                    }
+                    DataChannelEvent::OnMessage(message) if label == WG_CHANNEL => {
+                        stats.rx_packets.fetch_add(1, Ordering::Relaxed);
+                        stats.rx_bytes.fetch_add(message.data.len() as u64, Ordering::Relaxed);
+                        let _ = socket.send_to(&message.data, wireguard).await;
+                    }
+                    DataChannelEvent::OnMessage(message)
+                        if label == CTL_CHANNEL && message.data.starts_with(b"ping") =>
+                    {
+                        let mut reply = BytesMut::from(&b"pong"[..]);
+                        reply.extend_from_slice(&message.data[4..]);
+                        let _ = channel.try_send(reply).await;
+                    }
+                    DataChannelEvent::OnClose => break,
+                    _ => {}
+                }
+            }
+        });
+    }
+
+    async fn forward_to_peer(&self, datagram: &[u8]) {
+        let Some(wg) = &self.wg else {
+            self.stats.drops_not_open.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        match wg.try_send(BytesMut::from(datagram)).await {
+            Ok(()) => {
+                self.stats.tx_packets.fetch_add(1, Ordering::Relaxed);
+                self.stats.tx_bytes.fetch_add(datagram.len() as u64, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.stats.drops_full.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The receiving half of a peer's internal events.
+pub struct PeerTask {
+    internal_rx: mpsc::UnboundedReceiver<Internal>,
+}

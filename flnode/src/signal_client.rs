@@ -1,0 +1,223 @@
+//! The node's side of flsignal: connect, authenticate, follow presence,
+//! send and receive setup messages, and reconnect with backoff when the
+//! server goes away. A signalling outage never touches established data
+//! channels: peers only lose the ability to set up new ones meanwhile.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use flproto::announce::{authority_of_url, sign_announce, AnnounceAuth};
+use flproto::identity::NodeKey;
+use flproto::message::{NodeMessage, PeerInfo, ServerMessage, SetupMessage};
+use flproto::{NodeId, NodeInfo};
+use futures_util::{SinkExt, StreamExt};
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+/// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
+pub const MIN_BACKOFF: Duration = Duration::from_millis(250);
+/// Longest wait between reconnection attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Time the server has to answer each step of the handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Setup messages waiting to go out; beyond this new ones are dropped
+/// (peers retry their setup).
+pub const OUTGOING_QUEUE: usize = 256;
+
+/// What the signalling connection tells the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignalEvent {
+    /// Registered (again): these nodes are known to be online.
+    Online(Vec<NodeId>),
+    /// Presence news: joined and left nodes.
+    Presence { joined: Vec<NodeId>, left: Vec<NodeId> },
+    /// A setup message from another node.
+    Setup(PeerInfo),
+    /// A setup message could not be delivered: the node is offline.
+    NotConnected(NodeId),
+    /// The connection to the server is gone; reconnecting.
+    Disconnected,
+}
+
+/// How the node authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Our bound, domain-separated announce (version 4).
+    Bound,
+    /// fledger's plain version-3 announce, for fledger servers.
+    FledgerCompat,
+}
+
+/// Sends setup messages through the current signalling connection.
+#[derive(Clone)]
+pub struct SignalSender {
+    me: NodeId,
+    outgoing: mpsc::Sender<String>,
+}
+
+impl SignalSender {
+    /// Queues a setup message to `peer`; dropped while disconnected.
+    pub fn send(&self, id_init: NodeId, id_follow: NodeId, message: SetupMessage) {
+        debug_assert!(self.me == id_init || self.me == id_follow);
+        let text = NodeMessage::PeerSetup(PeerInfo {
+            id_init,
+            id_follow,
+            message,
+        })
+        .to_json();
+        let _ = self.outgoing.try_send(text);
+    }
+}
+
+/// Starts the signalling task; events arrive on `events`.
+pub fn spawn(
+    url: String,
+    key: NodeKey,
+    mode: AuthMode,
+    name: String,
+    events: mpsc::Sender<SignalEvent>,
+) -> SignalSender {
+    let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
+    let sender = SignalSender { me: key.id(), outgoing };
+    tokio::spawn(run(url, key, mode, name, events, outgoing_rx));
+    sender
+}
+
+async fn run(
+    url: String,
+    key: NodeKey,
+    mode: AuthMode,
+    name: String,
+    events: mpsc::Sender<SignalEvent>,
+    mut outgoing: mpsc::Receiver<String>,
+) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        match session(&url, &key, mode, &name, &events, &mut outgoing).await {
+            Ok(registered) => {
+                if registered {
+                    backoff = MIN_BACKOFF;
+                }
+            }
+            Err(error) => tracing::warn!(%url, "signalling: {error:#}"),
+        }
+        if events.send(SignalEvent::Disconnected).await.is_err() {
+            return;
+        }
+        // Drop what was queued for the old connection: peers resend.
+        while outgoing.try_recv().is_ok() {}
+        let wait = jittered(backoff);
+        tracing::info!(?wait, "reconnecting to the signalling server");
+        tokio::time::sleep(wait).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Between half and all of `backoff`, so that many nodes cut off together
+/// do not come back together.
+fn jittered(backoff: Duration) -> Duration {
+    backoff.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
+}
+
+/// One connection; returns whether it got as far as registering.
+async fn session(
+    url: &str,
+    key: &NodeKey,
+    mode: AuthMode,
+    name: &str,
+    events: &mpsc::Sender<SignalEvent>,
+    outgoing: &mut mpsc::Receiver<String>,
+) -> anyhow::Result<bool> {
+    let (mut socket, _) = tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::connect_async(url))
+        .await
+        .context("connect timed out")?
+        .context("cannot connect")?;
+    let challenge = match next_frame(&mut socket).await? {
+        ServerMessage::Challenge(_, challenge) => challenge,
+        other => bail!("expected a challenge, got {other:?}"),
+    };
+    let auth = match mode {
+        AuthMode::FledgerCompat => AnnounceAuth::Fledger,
+        AuthMode::Bound => AnnounceAuth::Bound {
+            server: authority_of_url(url).context("signal URL has no host")?,
+        },
+    };
+    let info = NodeInfo::v3(name, "flnode", key.id(), "");
+    let announce = sign_announce(key, challenge, info, &auth);
+    socket
+        .send(Message::text(NodeMessage::Announce(announce).to_json()))
+        .await?;
+    let mut registered = false;
+    loop {
+        tokio::select! {
+            frame = next_frame(&mut socket) => {
+                let event = match frame? {
+                    ServerMessage::ListIDsReply(list) => {
+                        registered = true;
+                        SignalEvent::Online(ids(&list))
+                    }
+                    ServerMessage::PresenceNews(news) => SignalEvent::Presence {
+                        joined: ids(&news.joined),
+                        left: news.left,
+                    },
+                    ServerMessage::PeerSetup(setup) => SignalEvent::Setup(setup),
+                    ServerMessage::NotConnected(id) => SignalEvent::NotConnected(id),
+                    ServerMessage::Error(text) if !registered => bail!("server refused us: {text}"),
+                    ServerMessage::Error(text) => {
+                        tracing::warn!("signalling server: {text}");
+                        continue;
+                    }
+                    ServerMessage::SystemConfig(_) | ServerMessage::Challenge(..) => continue,
+                };
+                if events.send(event).await.is_err() {
+                    return Ok(registered);
+                }
+            }
+            Some(text) = outgoing.recv(), if registered => {
+                socket.send(Message::text(text)).await?;
+            }
+        }
+    }
+}
+
+fn ids(list: &[NodeInfo]) -> Vec<NodeId> {
+    list.iter()
+        .filter_map(|info| match info {
+            NodeInfo::NodeInfoV3(v3) => Some(v3.pubkey),
+            _ => None,
+        })
+        .collect()
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next server frame; pings are answered by tungstenite.
+async fn next_frame(socket: &mut Socket) -> anyhow::Result<ServerMessage> {
+    loop {
+        match socket.next().await.context("server closed the connection")?? {
+            Message::Text(text) => match serde_json::from_str(text.as_str()) {
+                Ok(message) => return Ok(message),
+                Err(error) => tracing::debug!(%error, "ignoring an unknown server frame"),
+            },
+            Message::Close(frame) => bail!("server closed the connection: {frame:?}"),
+            _ => continue,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_half_to_full_backoff() {
+        for _ in 0..1000 {
+            let wait = jittered(Duration::from_secs(2));
+            assert!(
+                wait >= Duration::from_secs(1) && wait <= Duration::from_secs(2),
+                "{wait:?}"
+            );
+        }
+    }
+}
