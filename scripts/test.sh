@@ -13,15 +13,15 @@ cd "$(dirname "$0")/.."
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 export RUST_BACKTRACE=1
 
-# System packages the tests use. None yet beyond the Rust toolchain; later
-# issues add wireguard-go, iperf3, chromium and nats-server here.
-APT_PACKAGES=()
+# System packages the tests use: network namespaces (iproute2), real
+# WireGuard in userspace, ping and iperf3 through the tunnel.
+APT_PACKAGES=(iproute2 iputils-ping wireguard-go wireguard-tools iperf3)
 if ((${#APT_PACKAGES[@]})); then
-  if [ "$(id -u)" = 0 ]; then
+  if [ "$(id -u)" = 0 ] && ! dpkg -s "${APT_PACKAGES[@]}" >/dev/null 2>&1; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT_PACKAGES[@]}"
-  else
-    echo "scripts/test.sh: not root; not installing ${APT_PACKAGES[*]}" >&2
+  elif [ "$(id -u)" != 0 ]; then
+    echo "scripts/test.sh: not root; not installing ${APT_PACKAGES[*]} (tests that need them skip)" >&2
   fi
 fi
 

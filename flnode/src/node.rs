@@ -76,15 +76,23 @@ pub async fn run(
     tracing::info!(node = %me, peers = peers.len(), "flnode up");
 
     tokio::pin!(shutdown);
+    let mut registered = false;
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Some(event) => dispatch(&me, &peers, event),
+                Some(event) => {
+                    match event {
+                        SignalEvent::Online(_) => registered = true,
+                        SignalEvent::Disconnected => registered = false,
+                        _ => {}
+                    }
+                    dispatch(&me, &peers, event);
+                }
                 None => break,
             },
             accepted = control.accept() => {
                 if let Ok((mut stream, _)) = accepted {
-                    let report = status_report(&me, &peers);
+                    let report = status_report(&me, registered, &peers);
                     tokio::spawn(async move { let _ = stream.write_all(report.as_bytes()).await; });
                 }
             }
@@ -156,8 +164,9 @@ fn control_socket(dir: &std::path::Path) -> anyhow::Result<UnixListener> {
 }
 
 /// One line per peer, as `flnode status` prints it.
-fn status_report(me: &NodeId, peers: &HashMap<NodeId, PeerEntry>) -> String {
-    let mut report = format!("node {me}\n");
+fn status_report(me: &NodeId, registered: bool, peers: &HashMap<NodeId, PeerEntry>) -> String {
+    let signal = if registered { "registered" } else { "connecting" };
+    let mut report = format!("node {me} signal {signal}\n");
     for (id, peer) in peers {
         let s = &peer.stats;
         report.push_str(&format!(

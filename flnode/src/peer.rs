@@ -252,11 +252,9 @@ impl Peer {
 
     async fn on_setup(&mut self, message: SetupMessage) -> anyhow::Result<()> {
         match message {
-            SetupMessage::Init if self.initiator() => {
-                if !self.connected {
-                    self.attempt().await;
-                }
-            }
+            // The follower only asks when it has no connection (it may have
+            // restarted), so ours is stale even if it still looks up.
+            SetupMessage::Init if self.initiator() => self.attempt().await,
             SetupMessage::Offer(sdp) if !self.initiator() => {
                 let connection = self.new_connection().await?;
                 connection

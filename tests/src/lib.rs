@@ -21,6 +21,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod netns;
+pub mod wireguard;
+
 pub use tokio_tungstenite::tungstenite;
 
 /// How long a test waits for something that should happen promptly.
@@ -233,7 +236,15 @@ impl ServerProcess {
     /// Starts the binary with `args` (plus `--listen 127.0.0.1:0` unless
     /// given) and waits for it to report its address.
     pub async fn start(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<ServerProcess> {
-        let mut command = tokio::process::Command::new(binary("flsignal")?);
+        Self::start_in(None, args, env).await
+    }
+
+    /// Like [`ServerProcess::start`], inside network namespace `netns`.
+    pub async fn start_in(netns: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<ServerProcess> {
+        let mut command = match netns {
+            Some(ns) => netns::Testbed::command(ns, &binary("flsignal")?),
+            None => tokio::process::Command::new(binary("flsignal")?),
+        };
         if !args.contains(&"--listen") && !env.iter().any(|(k, _)| *k == "FLSIGNAL_LISTEN") {
             command.args(["--listen", "127.0.0.1:0"]);
         }

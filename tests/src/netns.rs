@@ -1,0 +1,116 @@
+//! Test hosts in network namespaces: two namespaces joined by a veth pair,
+//! removed again when the testbed is dropped — also when the test fails.
+//!
+//! WebRTC does not gather loopback candidates, so node-to-node tests need
+//! real interfaces; these are the test's own, inside its own namespaces.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use anyhow::{bail, Context};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Whether tests that need root and namespaces can run here. On a
+/// developer's machine without root they skip with a message; under
+/// `CI=true` they must run, so a missing capability is a failure.
+pub fn namespaces_available(test: &str) -> bool {
+    let root = unsafe { libc::geteuid() } == 0;
+    let ip = Command::new("ip").arg("-V").output().is_ok_and(|o| o.status.success());
+    if root && ip {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: needs root and iproute2 (`ip`), and CI=true forbids skipping");
+    }
+    eprintln!("SKIPPED {test}: needs root and iproute2 for network namespaces");
+    false
+}
+
+/// Two hosts, `a` (10.201.0.1) and `b` (10.201.0.2), on one link.
+pub struct Testbed {
+    pub a: String,
+    pub b: String,
+    /// Unique per testbed, for names that are not namespaced (such as
+    /// wireguard-go's control sockets in /var/run/wireguard).
+    pub tag: String,
+}
+
+pub const ADDR_A: &str = "10.201.0.1";
+pub const ADDR_B: &str = "10.201.0.2";
+
+fn ip(args: &[&str]) -> anyhow::Result<()> {
+    let output = Command::new("ip").args(args).output().context("cannot run ip")?;
+    if !output.status.success() {
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+impl Testbed {
+    pub fn new() -> anyhow::Result<Testbed> {
+        let tag = format!(
+            "{}x{}",
+            std::process::id() % 100_000,
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let testbed = Testbed {
+            a: format!("fla{tag}"),
+            b: format!("flb{tag}"),
+            tag: tag.clone(),
+        };
+        // Created before anything can fail, so Drop cleans up whatever exists.
+        ip(&["netns", "add", &testbed.a])?;
+        ip(&["netns", "add", &testbed.b])?;
+        let (veth_a, veth_b) = (format!("va{tag}"), format!("vb{tag}"));
+        ip(&[
+            "link", "add", &veth_a, "netns", &testbed.a, "type", "veth", "peer", "name", &veth_b, "netns", &testbed.b,
+        ])?;
+        for (ns, dev, addr) in [(&testbed.a, &veth_a, ADDR_A), (&testbed.b, &veth_b, ADDR_B)] {
+            ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev])?;
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(testbed)
+    }
+
+    /// A command that runs `program` inside namespace `ns`.
+    pub fn command(ns: &str, program: &std::path::Path) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new("ip");
+        command.args(["netns", "exec", ns]).arg(program).kill_on_drop(true);
+        command
+    }
+
+    /// A UDP socket bound to `addr` inside namespace `ns` (a socket stays in
+    /// the namespace it was made in, whichever thread uses it later).
+    pub fn udp_socket(ns: &str, addr: SocketAddr) -> anyhow::Result<tokio::net::UdpSocket> {
+        let ns_path = format!("/var/run/netns/{ns}");
+        let socket = std::thread::spawn(move || -> anyhow::Result<std::net::UdpSocket> {
+            let file = std::fs::File::open(&ns_path).with_context(|| format!("cannot open {ns_path}"))?;
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                bail!("setns {ns_path}: {}", std::io::Error::last_os_error());
+            }
+            let socket = std::net::UdpSocket::bind(addr)?;
+            socket.set_nonblocking(true)?;
+            Ok(socket)
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("namespace thread panicked"))??;
+        Ok(tokio::net::UdpSocket::from_std(socket)?)
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes its end of the veth pair, and with it
+        // the other end. Processes started in it were killed by their drop.
+        let _ = ip(&["netns", "del", &self.a]);
+        let _ = ip(&["netns", "del", &self.b]);
+    }
+}

@@ -1,0 +1,199 @@
+//! A real WireGuard overlay (wireguard-go, wg, iperf3 from Debian) across a
+//! [`Testbed`]: host a is 10.77.0.1, host b 10.77.0.2; each WireGuard's
+//! peer endpoint is the local flnode's port for the other host.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::netns::Testbed;
+
+pub const OVERLAY_A: &str = "10.77.0.1";
+pub const OVERLAY_B: &str = "10.77.0.2";
+
+/// Whether wireguard-go, wg, ping and iperf3 are installed; under `CI=true`
+/// their absence is a failure (scripts/test.sh installs them).
+pub fn tools_available(test: &str) -> bool {
+    let present = ["wireguard-go", "wg", "iperf3", "ping"].iter().all(|tool| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if present {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: needs wireguard-go, wireguard-tools, iperf3 and ping, and CI=true forbids skipping");
+    }
+    eprintln!("SKIPPED {test}: needs wireguard-go, wireguard-tools, iperf3 and ping");
+    false
+}
+
+fn run(ns: &str, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {args:?}"))?;
+    if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
+        use std::io::Write;
+        input.write_all(text.as_bytes())?;
+    }
+    let output = child.wait_with_output()?;
+    if !output.status.success() {
+        bail!(
+            "{} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Two wireguard-go interfaces, killed with the overlay.
+pub struct Overlay {
+    a: String,
+    b: String,
+    /// Interface names: unique, as wireguard-go's control sockets live in
+    /// one directory for all namespaces.
+    interfaces: [String; 2],
+    _daemons: Vec<tokio::process::Child>,
+    _keys: tempfile::TempDir,
+}
+
+impl Overlay {
+    /// `wireguard` is WireGuard's listen address on each host (what flnode
+    /// sends to), `flnode_port` flnode's local port for the other host.
+    pub async fn new(testbed: &Testbed, wireguard: &str, flnode_port: &str) -> anyhow::Result<Overlay> {
+        let keys = tempfile::tempdir()?;
+        let listen_port = wireguard.rsplit(':').next().context("no port")?;
+        let mut daemons = Vec::new();
+        let mut public = Vec::new();
+        let interfaces = [format!("wg{}a", testbed.tag), format!("wg{}b", testbed.tag)];
+        for (ns, host, interface) in [(&testbed.a, "a", &interfaces[0]), (&testbed.b, "b", &interfaces[1])] {
+            let daemon = tokio::process::Command::new("ip")
+                .args(["netns", "exec", ns, "wireguard-go", "-f", interface])
+                // Without it wireguard-go waits instead of starting when the
+                // kernel has WireGuard; the tests want the userspace one.
+                .env("WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD", "1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()?;
+            daemons.push(daemon);
+            let private = run(ns, &["wg", "genkey"], None)?;
+            let path = keys.path().join(host);
+            std::fs::write(&path, private.trim())?;
+            public.push(run(ns, &["wg", "pubkey"], Some(&private))?.trim().to_owned());
+        }
+        for (ns, interface) in [(&testbed.a, &interfaces[0]), (&testbed.b, &interfaces[1])] {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while run(ns, &["ip", "link", "show", interface], None).is_err() {
+                if tokio::time::Instant::now() > deadline {
+                    bail!("wireguard-go did not create {interface} in {ns}");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let hosts = [
+            (&testbed.a, "a", &interfaces[0], OVERLAY_A, &public[1], OVERLAY_B),
+            (&testbed.b, "b", &interfaces[1], OVERLAY_B, &public[0], OVERLAY_A),
+        ];
+        for (ns, host, interface, address, peer_key, peer_address) in hosts {
+            let key_path = keys.path().join(host);
+            let key_path = key_path.to_str().context("key path")?;
+            run(
+                ns,
+                &[
+                    "wg",
+                    "set",
+                    interface,
+                    "private-key",
+                    key_path,
+                    "listen-port",
+                    listen_port,
+                ],
+                None,
+            )?;
+            run(
+                ns,
+                &[
+                    "wg",
+                    "set",
+                    interface,
+                    "peer",
+                    peer_key,
+                    "endpoint",
+                    flnode_port,
+                    "allowed-ips",
+                    &format!("{peer_address}/32"),
+                    "persistent-keepalive",
+                    "1",
+                ],
+                None,
+            )?;
+            run(
+                ns,
+                &["ip", "addr", "add", &format!("{address}/24"), "dev", interface],
+                None,
+            )?;
+            run(ns, &["ip", "link", "set", interface, "up"], None)?;
+        }
+        Ok(Overlay {
+            a: testbed.a.clone(),
+            b: testbed.b.clone(),
+            interfaces,
+            _daemons: daemons,
+            _keys: keys,
+        })
+    }
+
+    /// Pings b's overlay address from a until three pings in a row answer
+    /// (the first may wait for the WireGuard handshake), for up to 30 s.
+    pub async fn ping_from_a(&self) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match run(&self.a, &["ping", "-c", "3", "-i", "0.2", "-W", "1", OVERLAY_B], None) {
+                Ok(_) => return Ok(()),
+                Err(error) if tokio::time::Instant::now() > deadline => return Err(error),
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    }
+
+    /// An iperf3 TCP run from a to b for `seconds`; returns iperf3's summary line.
+    pub async fn iperf3_from_a(&self, seconds: u32) -> anyhow::Result<String> {
+        let _server = tokio::process::Command::new("ip")
+            .args(["netns", "exec", &self.b, "iperf3", "-s", "-1", "-B", OVERLAY_B])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let output = run(
+            &self.a,
+            &["iperf3", "-c", OVERLAY_B, "-t", &seconds.to_string(), "-f", "m"],
+            None,
+        )?;
+        Ok(output
+            .lines()
+            .rfind(|line| line.contains("receiver"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned())
+    }
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        // wireguard-go, killed, leaves its control socket behind.
+        for interface in &self.interfaces {
+            let _ = std::fs::remove_file(format!("/var/run/wireguard/{interface}.sock"));
+        }
+    }
+}
