@@ -53,7 +53,7 @@ pub async fn run(
     let control = control_socket(&settings.config_dir)?;
 
     let (events_tx, mut events) = mpsc::channel(1024);
-    let signal = signal_client::spawn(
+    let (signal, first_registration) = signal_client::spawn(
         settings.signal.clone(),
         key,
         settings.auth,
@@ -72,6 +72,11 @@ pub async fn run(
         let (inputs, inputs_rx) = mpsc::channel(PEER_INPUT_QUEUE);
         tokio::spawn(peer.run(task, inputs_rx));
         peers.insert(id, PeerEntry { inputs, stats, local });
+    }
+    match first_registration.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => return Err(error.context(format!("cannot register with {}", settings.signal))),
+        Err(_) => anyhow::bail!("the signalling task ended"),
     }
     tracing::info!(node = %me, peers = peers.len(), "flnode up");
 

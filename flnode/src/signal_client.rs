@@ -12,7 +12,7 @@ use flproto::message::{NodeMessage, PeerInfo, ServerMessage, SetupMessage};
 use flproto::{NodeId, NodeInfo};
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
 /// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
@@ -70,6 +70,10 @@ impl SignalSender {
     }
 }
 
+/// The outcome of the very first connection: a node that cannot reach its
+/// server at start-up is misconfigured, not in an outage.
+pub type FirstRegistration = oneshot::Receiver<anyhow::Result<()>>;
+
 /// Starts the signalling task; events arrive on `events`.
 pub fn spawn(
     url: String,
@@ -77,40 +81,116 @@ pub fn spawn(
     mode: AuthMode,
     name: String,
     events: mpsc::Sender<SignalEvent>,
-) -> SignalSender {
+) -> (SignalSender, FirstRegistration) {
     let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
+    let (first_tx, first_rx) = oneshot::channel();
     let sender = SignalSender { me: key.id(), outgoing };
-    tokio::spawn(run(url, key, mode, name, events, outgoing_rx));
-    sender
+    let client = Client {
+        url,
+        key,
+        mode,
+        name,
+        events,
+        first: Some(first_tx),
+    };
+    tokio::spawn(client.run(outgoing_rx));
+    (sender, first_rx)
 }
 
-async fn run(
+struct Client {
     url: String,
     key: NodeKey,
     mode: AuthMode,
     name: String,
     events: mpsc::Sender<SignalEvent>,
-    mut outgoing: mpsc::Receiver<String>,
-) {
-    let mut backoff = MIN_BACKOFF;
-    loop {
-        match session(&url, &key, mode, &name, &events, &mut outgoing).await {
-            Ok(registered) => {
-                if registered {
-                    backoff = MIN_BACKOFF;
+    /// Told the outcome of the first connection, then `None`.
+    first: Option<oneshot::Sender<anyhow::Result<()>>>,
+}
+
+impl Client {
+    async fn run(mut self, mut outgoing: mpsc::Receiver<String>) {
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            match self.session(&mut outgoing).await {
+                Ok(true) => backoff = MIN_BACKOFF,
+                Ok(false) => {}
+                Err(error) => {
+                    if let Some(first) = self.first.take() {
+                        let _ = first.send(Err(error));
+                        return;
+                    }
+                    tracing::warn!(url = %self.url, "signalling: {error:#}");
                 }
             }
-            Err(error) => tracing::warn!(%url, "signalling: {error:#}"),
+            if self.events.send(SignalEvent::Disconnected).await.is_err() {
+                return;
+            }
+            // Drop what was queued for the old connection: peers resend.
+            while outgoing.try_recv().is_ok() {}
+            let wait = jittered(backoff);
+            tracing::info!(?wait, "reconnecting to the signalling server");
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
-        if events.send(SignalEvent::Disconnected).await.is_err() {
-            return;
+    }
+
+    /// One connection; returns whether it got as far as registering.
+    async fn session(&mut self, outgoing: &mut mpsc::Receiver<String>) -> anyhow::Result<bool> {
+        let url = self.url.clone();
+        let url = url.as_str();
+        let (mut socket, _) = tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::connect_async(url))
+            .await
+            .context("connect timed out")?
+            .context("cannot connect")?;
+        let challenge = match next_frame(&mut socket).await? {
+            ServerMessage::Challenge(_, challenge) => challenge,
+            other => bail!("expected a challenge, got {other:?}"),
+        };
+        let auth = match self.mode {
+            AuthMode::FledgerCompat => AnnounceAuth::Fledger,
+            AuthMode::Bound => AnnounceAuth::Bound {
+                server: authority_of_url(url).context("signal URL has no host")?,
+            },
+        };
+        let info = NodeInfo::v3(&self.name, "flnode", self.key.id(), "");
+        let announce = sign_announce(&self.key, challenge, info, &auth);
+        socket
+            .send(Message::text(NodeMessage::Announce(announce).to_json()))
+            .await?;
+        let mut registered = false;
+        loop {
+            tokio::select! {
+                frame = next_frame(&mut socket) => {
+                    let event = match frame? {
+                        ServerMessage::ListIDsReply(list) => {
+                            registered = true;
+                            if let Some(first) = self.first.take() {
+                                let _ = first.send(Ok(()));
+                            }
+                            SignalEvent::Online(ids(&list))
+                        }
+                        ServerMessage::PresenceNews(news) => SignalEvent::Presence {
+                            joined: ids(&news.joined),
+                            left: news.left,
+                        },
+                        ServerMessage::PeerSetup(setup) => SignalEvent::Setup(setup),
+                        ServerMessage::NotConnected(id) => SignalEvent::NotConnected(id),
+                        ServerMessage::Error(text) if !registered => bail!("server refused us: {text}"),
+                        ServerMessage::Error(text) => {
+                            tracing::warn!("signalling server: {text}");
+                            continue;
+                        }
+                        ServerMessage::SystemConfig(_) | ServerMessage::Challenge(..) => continue,
+                    };
+                    if self.events.send(event).await.is_err() {
+                        return Ok(registered);
+                    }
+                }
+                Some(text) = outgoing.recv(), if registered => {
+                    socket.send(Message::text(text)).await?;
+                }
+            }
         }
-        // Drop what was queued for the old connection: peers resend.
-        while outgoing.try_recv().is_ok() {}
-        let wait = jittered(backoff);
-        tracing::info!(?wait, "reconnecting to the signalling server");
-        tokio::time::sleep(wait).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -118,67 +198,6 @@ async fn run(
 /// do not come back together.
 fn jittered(backoff: Duration) -> Duration {
     backoff.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
-}
-
-/// One connection; returns whether it got as far as registering.
-async fn session(
-    url: &str,
-    key: &NodeKey,
-    mode: AuthMode,
-    name: &str,
-    events: &mpsc::Sender<SignalEvent>,
-    outgoing: &mut mpsc::Receiver<String>,
-) -> anyhow::Result<bool> {
-    let (mut socket, _) = tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::connect_async(url))
-        .await
-        .context("connect timed out")?
-        .context("cannot connect")?;
-    let challenge = match next_frame(&mut socket).await? {
-        ServerMessage::Challenge(_, challenge) => challenge,
-        other => bail!("expected a challenge, got {other:?}"),
-    };
-    let auth = match mode {
-        AuthMode::FledgerCompat => AnnounceAuth::Fledger,
-        AuthMode::Bound => AnnounceAuth::Bound {
-            server: authority_of_url(url).context("signal URL has no host")?,
-        },
-    };
-    let info = NodeInfo::v3(name, "flnode", key.id(), "");
-    let announce = sign_announce(key, challenge, info, &auth);
-    socket
-        .send(Message::text(NodeMessage::Announce(announce).to_json()))
-        .await?;
-    let mut registered = false;
-    loop {
-        tokio::select! {
-            frame = next_frame(&mut socket) => {
-                let event = match frame? {
-                    ServerMessage::ListIDsReply(list) => {
-                        registered = true;
-                        SignalEvent::Online(ids(&list))
-                    }
-                    ServerMessage::PresenceNews(news) => SignalEvent::Presence {
-                        joined: ids(&news.joined),
-                        left: news.left,
-                    },
-                    ServerMessage::PeerSetup(setup) => SignalEvent::Setup(setup),
-                    ServerMessage::NotConnected(id) => SignalEvent::NotConnected(id),
-                    ServerMessage::Error(text) if !registered => bail!("server refused us: {text}"),
-                    ServerMessage::Error(text) => {
-                        tracing::warn!("signalling server: {text}");
-                        continue;
-                    }
-                    ServerMessage::SystemConfig(_) | ServerMessage::Challenge(..) => continue,
-                };
-                if events.send(event).await.is_err() {
-                    return Ok(registered);
-                }
-            }
-            Some(text) = outgoing.recv(), if registered => {
-                socket.send(Message::text(text)).await?;
-            }
-        }
-    }
 }
 
 fn ids(list: &[NodeInfo]) -> Vec<NodeId> {
