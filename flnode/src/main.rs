@@ -4,15 +4,14 @@
 mod key_file;
 mod node;
 mod peer;
+mod settings;
 mod signal_client;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
-use flproto::NodeId;
 use tokio::io::AsyncReadExt;
 
 #[derive(Parser)]
@@ -35,34 +34,12 @@ enum Command {
         config: PathBuf,
     },
     /// Runs the node until SIGINT/SIGTERM.
-    Up(UpArgs),
+    Up(settings::UpArgs),
     /// Asks the running node how its peers are doing.
     Status {
         #[arg(long, env = "FLNODE_CONFIG")]
         config: PathBuf,
     },
-}
-
-#[derive(clap::Args)]
-struct UpArgs {
-    #[arg(long, env = "FLNODE_CONFIG")]
-    config: PathBuf,
-    /// Signalling server, e.g. ws://signal.example:8765
-    #[arg(long, env = "FLNODE_SIGNAL")]
-    signal: String,
-    /// The local WireGuard's UDP address (its ListenPort).
-    #[arg(long, env = "FLNODE_WIREGUARD", default_value = "127.0.0.1:51820")]
-    wireguard: SocketAddr,
-    /// A peer as ID=LOCAL_ADDR: flnode listens on LOCAL_ADDR, the local
-    /// WireGuard's endpoint for that peer. Repeat for several peers.
-    #[arg(long = "peer", env = "FLNODE_PEERS", value_delimiter = ',')]
-    peers: Vec<String>,
-    /// Authenticate with fledger's plain version-3 announce (for fledger servers).
-    #[arg(long, env = "FLNODE_FLEDGER_COMPAT")]
-    fledger_compat: bool,
-    /// Name announced to the network.
-    #[arg(long, env = "FLNODE_NAME", default_value = "flnode")]
-    name: String,
 }
 
 fn main() -> ExitCode {
@@ -90,22 +67,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => {
             init_logging();
             let key = key_file::load(&args.config)?;
-            let settings = node::NodeSettings {
-                peers: args
-                    .peers
-                    .iter()
-                    .map(|p| parse_peer(p))
-                    .collect::<anyhow::Result<_>>()?,
-                config_dir: args.config,
-                signal: args.signal,
-                wireguard: args.wireguard,
-                auth: if args.fledger_compat {
-                    signal_client::AuthMode::FledgerCompat
-                } else {
-                    signal_client::AuthMode::Bound
-                },
-                name: args.name,
-            };
+            let settings = settings::resolve(args)?;
             runtime()?.block_on(node::run(key, settings, shutdown_signal()))
         }
     }
@@ -113,21 +75,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Runtime::new().context("cannot start the async runtime")
-}
-
-fn parse_peer(text: &str) -> anyhow::Result<(NodeId, SocketAddr)> {
-    let Some((id, addr)) = text.split_once('=') else {
-        bail!("--peer {text:?}: expected ID=ADDR, e.g. <64 hex>=127.0.0.1:51900");
-    };
-    let id: NodeId = id
-        .trim()
-        .parse()
-        .with_context(|| format!("--peer {text:?}: the ID must be 64 hex characters (from `flnode id`)"))?;
-    let addr = addr
-        .trim()
-        .parse()
-        .with_context(|| format!("--peer {text:?}: the address must be IP:PORT"))?;
-    Ok((id, addr))
 }
 
 async fn status(config: PathBuf) -> anyhow::Result<()> {

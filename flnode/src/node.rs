@@ -21,6 +21,7 @@ use crate::signal_client::{self, AuthMode, SignalEvent};
 const PEER_INPUT_QUEUE: usize = 256;
 
 /// What `flnode up` runs with.
+#[derive(Debug)]
 pub struct NodeSettings {
     pub config_dir: PathBuf,
     pub signal: String,

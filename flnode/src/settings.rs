@@ -1,0 +1,165 @@
+//! `flnode up` settings from three places, the first that has a value
+//! winning: command-line flags, `FLNODE_*` environment variables, and
+//! `DIR/flnode.toml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use flproto::NodeId;
+use serde::Deserialize;
+
+use crate::node::NodeSettings;
+use crate::signal_client::AuthMode;
+
+/// WireGuard's usual listen address.
+pub const DEFAULT_WIREGUARD: &str = "127.0.0.1:51820";
+/// The name announced when none is configured.
+pub const DEFAULT_NAME: &str = "flnode";
+
+#[derive(clap::Args, Debug, Default)]
+pub struct UpArgs {
+    /// Directory with the node key (and optionally flnode.toml).
+    #[arg(long, env = "FLNODE_CONFIG")]
+    pub config: PathBuf,
+    /// Signalling server, e.g. ws://signal.example:8765
+    #[arg(long, env = "FLNODE_SIGNAL")]
+    pub signal: Option<String>,
+    /// The local WireGuard's UDP address (its ListenPort) [default: 127.0.0.1:51820]
+    #[arg(long, env = "FLNODE_WIREGUARD")]
+    pub wireguard: Option<SocketAddr>,
+    /// A peer as ID=LOCAL_ADDR: flnode listens on LOCAL_ADDR, which is the
+    /// local WireGuard's endpoint for that peer. Repeat for several peers.
+    #[arg(long = "peer", env = "FLNODE_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
+    /// Authenticate with fledger's plain version-3 announce (for fledger servers).
+    #[arg(long, env = "FLNODE_FLEDGER_COMPAT")]
+    pub fledger_compat: bool,
+    /// Name announced to the network [default: flnode]
+    #[arg(long, env = "FLNODE_NAME")]
+    pub name: Option<String>,
+}
+
+/// `DIR/flnode.toml`: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    signal: Option<String>,
+    wireguard: Option<SocketAddr>,
+    #[serde(default)]
+    peers: Vec<String>,
+    #[serde(default)]
+    fledger_compat: bool,
+    name: Option<String>,
+}
+
+pub fn config_file(dir: &Path) -> PathBuf {
+    dir.join("flnode.toml")
+}
+
+fn read_file(dir: &Path) -> anyhow::Result<FileSettings> {
+    let path = config_file(dir);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text).with_context(|| format!("{} is not valid", path.display())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(FileSettings::default()),
+        Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Combines flags and environment (already merged by clap) with the file.
+pub fn resolve(args: UpArgs) -> anyhow::Result<NodeSettings> {
+    let file = read_file(&args.config)?;
+    let Some(signal) = args.signal.or(file.signal) else {
+        bail!(
+            "no signalling server: give --signal ws://HOST:PORT, FLNODE_SIGNAL, or `signal` in {}",
+            config_file(&args.config).display()
+        );
+    };
+    let peers = if args.peers.is_empty() { file.peers } else { args.peers };
+    if peers.is_empty() {
+        bail!("no peers: give --peer ID=127.0.0.1:PORT (the ID comes from `flnode id` on the other machine)");
+    }
+    let wireguard = match args.wireguard.or(file.wireguard) {
+        Some(addr) => addr,
+        None => DEFAULT_WIREGUARD.parse()?,
+    };
+    Ok(NodeSettings {
+        peers: peers.iter().map(|p| parse_peer(p)).collect::<anyhow::Result<_>>()?,
+        signal,
+        wireguard,
+        auth: if args.fledger_compat || file.fledger_compat {
+            AuthMode::FledgerCompat
+        } else {
+            AuthMode::Bound
+        },
+        name: args.name.or(file.name).unwrap_or_else(|| DEFAULT_NAME.to_owned()),
+        config_dir: args.config,
+    })
+}
+
+pub fn parse_peer(text: &str) -> anyhow::Result<(NodeId, SocketAddr)> {
+    let Some((id, addr)) = text.split_once('=') else {
+        bail!("--peer {text:?}: expected ID=ADDR, e.g. <64 hex>=127.0.0.1:51900");
+    };
+    let id: NodeId = id
+        .trim()
+        .parse()
+        .with_context(|| format!("--peer {text:?}: the ID must be 64 hex characters (from `flnode id`)"))?;
+    let addr = addr
+        .trim()
+        .parse()
+        .with_context(|| format!("--peer {text:?}: the address must be IP:PORT"))?;
+    Ok((id, addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c";
+
+    #[test]
+    fn file_fills_what_flags_leave_out() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            config_file(dir.path()),
+            format!("signal = \"ws://s:8765\"\nwireguard = \"127.0.0.1:1000\"\npeers = [\"{ID}=127.0.0.1:2000\"]\n"),
+        )
+        .unwrap();
+        let from_file = resolve(UpArgs {
+            config: dir.path().into(),
+            ..UpArgs::default()
+        })
+        .unwrap();
+        assert_eq!(from_file.signal, "ws://s:8765");
+        assert_eq!(from_file.wireguard.port(), 1000);
+        assert_eq!(from_file.peers[0].1.port(), 2000);
+        let flags_win = resolve(UpArgs {
+            config: dir.path().into(),
+            signal: Some("ws://other:1".into()),
+            peers: vec![format!("{ID}=127.0.0.1:3000")],
+            ..UpArgs::default()
+        })
+        .unwrap();
+        assert_eq!(flags_win.signal, "ws://other:1");
+        assert_eq!(flags_win.peers[0].1.port(), 3000);
+        assert_eq!(flags_win.wireguard.port(), 1000);
+    }
+
+    #[test]
+    fn missing_or_bad_settings_say_what_to_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = || UpArgs {
+            config: dir.path().into(),
+            ..UpArgs::default()
+        };
+        assert!(resolve(args()).unwrap_err().to_string().contains("--signal"));
+        std::fs::write(config_file(dir.path()), "signal = \"ws://s:1\"\nbogus = 1\n").unwrap();
+        assert!(format!("{:#}", resolve(args()).unwrap_err()).contains("bogus"));
+        assert!(parse_peer("abc=1").unwrap_err().to_string().contains("64 hex"));
+        assert!(parse_peer(&format!("{ID}=nope"))
+            .unwrap_err()
+            .to_string()
+            .contains("IP:PORT"));
+    }
+}
