@@ -3,6 +3,7 @@
 
 mod key_file;
 mod node;
+mod path_stats;
 mod peer;
 mod settings;
 mod signal_client;

@@ -175,8 +175,13 @@ fn status_report(me: &NodeId, registered: bool, peers: &HashMap<NodeId, PeerEntr
     let mut report = format!("node {me} signal {signal}\n");
     for (id, peer) in peers {
         let s = &peer.stats;
+        let path = s.path.lock().ok().and_then(|p| p.clone());
+        let (path, rtt) = match path {
+            Some(info) => (info.path, format!("{:.2} ms", info.rtt_ms)),
+            None => ("-".to_owned(), "-".to_owned()),
+        };
         report.push_str(&format!(
-            "peer {id} {} local {} tx {} packets {} bytes rx {} packets {} bytes drops {} not-open {} full\n",
+            "peer {id} {}\n  local {}  path {path}  rtt {rtt}\n  tx {} packets {} bytes  rx {} packets {} bytes  drops {} not-open {} full\n",
             s.state.get(),
             peer.local,
             s.tx_packets.load(Ordering::Relaxed),

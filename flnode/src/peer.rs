@@ -6,7 +6,8 @@
 //! the Offer); the other asks for an offer with `Init`. Both trickle
 //! candidates, before and after the connection is up; candidates that arrive
 //! before the remote description are buffered. While the peer is online and
-//! the connection is not up, the attempt is repeated every [`RETRY_INTERVAL`].
+//! the connection is not up, attempts are repeated with exponential backoff
+//! from [`MIN_RETRY`] to [`MAX_RETRY`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -27,8 +28,11 @@ use webrtc::peer_connection::{
 
 use crate::signal_client::SignalSender;
 
-/// Time between attempts while the peer is online but not connected.
-pub const RETRY_INTERVAL: Duration = Duration::from_secs(5);
+/// Shortest time between two attempts: long enough for one attempt's offer
+/// and answer not to cross the next one's.
+pub const MIN_RETRY: Duration = Duration::from_secs(3);
+/// Longest time between attempts to reach an online peer.
+pub const MAX_RETRY: Duration = Duration::from_secs(30);
 /// Remote candidates kept while waiting for the remote description.
 pub const MAX_PENDING_CANDIDATES: usize = 64;
 /// Bytes one data channel may hold unsent; beyond it datagrams are dropped
@@ -54,6 +58,8 @@ pub struct PeerStats {
     pub drops_not_open: AtomicU64,
     /// Datagrams dropped because the channel's send buffer was full.
     pub drops_full: AtomicU64,
+    /// The selected candidate pair and its RTT, refreshed every second.
+    pub path: std::sync::Mutex<Option<crate::path_stats::PathInfo>>,
 }
 
 /// The connection state word shown by `flnode status`.
@@ -139,9 +145,11 @@ pub struct Peer {
     wg: Option<Arc<dyn DataChannel>>,
     online: bool,
     connected: bool,
-    /// When the current attempt started: a new one waits [`RETRY_INTERVAL`],
+    /// When the current attempt started; the next one waits `retry_delay`,
     /// so offers and answers of successive attempts do not cross.
     attempted_at: Option<tokio::time::Instant>,
+    /// Doubles with every attempt that did not connect.
+    retry_delay: Duration,
 }
 
 impl Peer {
@@ -161,6 +169,7 @@ impl Peer {
             online: false,
             connected: false,
             attempted_at: None,
+            retry_delay: MIN_RETRY,
         };
         (peer, PeerTask { internal_rx })
     }
@@ -182,7 +191,7 @@ impl Peer {
     pub async fn run(mut self, mut task: PeerTask, mut inputs: mpsc::Receiver<PeerInput>) {
         let socket = self.config.socket.clone();
         let mut buffer = vec![0u8; MAX_DATAGRAM];
-        let mut retry = tokio::time::interval_at(tokio::time::Instant::now() + RETRY_INTERVAL, RETRY_INTERVAL);
+        let mut retry = tokio::time::interval(Duration::from_secs(1));
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.stats.state.set("offline");
         loop {
@@ -201,6 +210,7 @@ impl Peer {
                     if self.online && !self.connected {
                         self.attempt().await;
                     }
+                    self.refresh_path().await;
                 }
             }
         }
@@ -233,11 +243,14 @@ impl Peer {
     }
 
     /// The initiator offers; the follower asks for an offer. At most one
-    /// attempt per [`RETRY_INTERVAL`].
+    /// attempt per `retry_delay`.
     async fn attempt(&mut self) {
         let now = tokio::time::Instant::now();
-        if self.attempted_at.is_some_and(|at| now < at + RETRY_INTERVAL) {
-            return;
+        if let Some(at) = self.attempted_at {
+            if now < at + self.retry_delay {
+                return;
+            }
+            self.retry_delay = (self.retry_delay * 2).min(MAX_RETRY);
         }
         self.attempted_at = Some(now);
         if self.initiator() {
@@ -367,12 +380,12 @@ impl Peer {
                 match state {
                     RTCPeerConnectionState::Connected => {
                         self.connected = true;
+                        self.retry_delay = MIN_RETRY;
                         self.stats.state.set("connected");
                     }
                     RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
                         self.connected = false;
                         self.wg = None;
-                        self.attempted_at = None;
                         self.stats.state.set("failed");
                     }
                     _ => {}
@@ -416,6 +429,16 @@ impl Peer {
                 }
             }
         });
+    }
+
+    async fn refresh_path(&self) {
+        let path = match (&self.connection, self.connected) {
+            (Some(connection), true) => crate::path_stats::selected_path(connection.as_ref()).await,
+            _ => None,
+        };
+        if let Ok(mut slot) = self.stats.path.lock() {
+            *slot = path;
+        }
     }
 
     async fn forward_to_peer(&self, datagram: &[u8]) {

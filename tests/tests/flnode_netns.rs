@@ -62,12 +62,19 @@ async fn wait_connected(dir: &Path) {
             .output()
             .unwrap();
         let report = String::from_utf8_lossy(&output.stdout);
-        if report.contains(" connected ") {
+        if peer_connected(&report) {
             return;
         }
         assert!(tokio::time::Instant::now() < deadline, "never connected: {report}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// True if `flnode status` shows the peer's data path up.
+fn peer_connected(report: &str) -> bool {
+    report
+        .lines()
+        .any(|line| line.starts_with("peer ") && line.split_whitespace().nth(2) == Some("connected"))
 }
 
 /// Sends each payload until it arrives (the channel is unreliable by
@@ -120,7 +127,12 @@ async fn udp_datagrams_cross_between_namespaces_byte_exact() {
     exchange(&wg_a, &wg_b, &payloads).await;
     exchange(&wg_b, &wg_a, &payloads).await;
     let status = flnode(&["status", "--config", dirs.0.to_str().unwrap()]);
-    assert!(status.contains(" connected "), "{status}");
+    assert!(peer_connected(&status), "{status}");
+    // Both hosts are on one link: the path is host to host.
+    assert!(
+        status.contains("path host 10.201.0.1:") && status.contains("-> host 10.201.0.2:"),
+        "{status}"
+    );
 }
 
 /// Waits until `flnode status` says the node is registered with flsignal.
