@@ -5,6 +5,7 @@ mod key_file;
 mod node;
 mod path_stats;
 mod peer;
+mod runtime;
 mod settings;
 mod signal_client;
 

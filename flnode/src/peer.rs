@@ -38,6 +38,9 @@ pub const MAX_PENDING_CANDIDATES: usize = 64;
 /// Bytes one data channel may hold unsent; beyond it datagrams are dropped
 /// (right for WireGuard, which is UDP).
 pub const SEND_BUFFER_LIMIT: usize = 1024 * 1024;
+/// Datagrams from WireGuard kept while the channel opens, so that its first
+/// handshake is not lost (WireGuard would retry only after 5 s).
+pub const MAX_PENDING_DATAGRAMS: usize = 16;
 /// Largest datagram read from the local WireGuard.
 pub const MAX_DATAGRAM: usize = 65_535;
 
@@ -143,6 +146,8 @@ pub struct Peer {
     remote_described: bool,
     pending_candidates: Vec<String>,
     wg: Option<Arc<dyn DataChannel>>,
+    /// Newest datagrams from WireGuard while `wg` is not open.
+    pending_datagrams: std::collections::VecDeque<BytesMut>,
     online: bool,
     connected: bool,
     /// When the current attempt started; the next one waits `retry_delay`,
@@ -166,6 +171,7 @@ impl Peer {
             remote_described: false,
             pending_candidates: Vec::new(),
             wg: None,
+            pending_datagrams: std::collections::VecDeque::new(),
             online: false,
             connected: false,
             attempted_at: None,
@@ -231,6 +237,11 @@ impl Peer {
                 self.online = false;
                 if !self.connected {
                     self.stats.state.set("offline");
+                    // The attempt went nowhere (say, our offer reached a server
+                    // the peer had not registered with yet): when the peer
+                    // shows up, try at once rather than after the back-off.
+                    self.attempted_at = None;
+                    self.retry_delay = MIN_RETRY;
                 }
             }
             PeerInput::Setup(message) => {
@@ -340,6 +351,7 @@ impl Peer {
                 generation: self.generation,
                 internal: self.internal_tx.clone(),
             }))
+            .with_runtime(crate::runtime::BufferedRuntime::shared())
             .with_udp_addrs(vec!["0.0.0.0:0".to_owned()])
             .with_data_channel_send_buffer_limit(SEND_BUFFER_LIMIT)
             .build()
@@ -392,7 +404,12 @@ impl Peer {
                 }
             }
             Internal::Channel(generation, channel) if generation == self.generation => self.watch_channel(channel),
-            Internal::WgOpen(generation, channel) if generation == self.generation => self.wg = Some(channel),
+            Internal::WgOpen(generation, channel) if generation == self.generation => {
+                self.wg = Some(channel);
+                for datagram in std::mem::take(&mut self.pending_datagrams) {
+                    self.forward_to_peer(&datagram).await;
+                }
+            }
             _ => {}
         }
     }
@@ -441,9 +458,13 @@ impl Peer {
         }
     }
 
-    async fn forward_to_peer(&self, datagram: &[u8]) {
+    async fn forward_to_peer(&mut self, datagram: &[u8]) {
         let Some(wg) = &self.wg else {
-            self.stats.drops_not_open.fetch_add(1, Ordering::Relaxed);
+            if self.pending_datagrams.len() == MAX_PENDING_DATAGRAMS {
+                self.pending_datagrams.pop_front();
+                self.stats.drops_not_open.fetch_add(1, Ordering::Relaxed);
+            }
+            self.pending_datagrams.push_back(BytesMut::from(datagram));
             return;
         };
         match wg.try_send(BytesMut::from(datagram)).await {

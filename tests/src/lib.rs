@@ -299,14 +299,18 @@ impl ServerProcess {
     }
 }
 
-/// Path of a binary built from this workspace (`target/<profile>/NAME`).
+/// Path of a binary built from this workspace, next to the running one:
+/// `target/<profile>/NAME` for test binaries (in `deps/`) and for binaries.
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    // target/<profile>/deps/<test binary>
-    let profile_dir = exe
+    let dir = exe
         .parent()
-        .and_then(|deps| deps.parent())
-        .ok_or_else(|| anyhow!("unexpected test binary location {exe:?}"))?;
+        .ok_or_else(|| anyhow!("unexpected binary location {exe:?}"))?;
+    let profile_dir = if dir.ends_with("deps") {
+        dir.parent().unwrap_or(dir)
+    } else {
+        dir
+    };
     let path = profile_dir.join(name);
     anyhow::ensure!(
         path.exists(),

@@ -104,7 +104,10 @@ impl Overlay {
             (&testbed.a, "a", &interfaces[0], OVERLAY_A, &public[1], OVERLAY_B),
             (&testbed.b, "b", &interfaces[1], OVERLAY_B, &public[0], OVERLAY_A),
         ];
-        for (ns, host, interface, address, peer_key, peer_address) in hosts {
+        // Both hosts listen and know each other before either sends: a peer
+        // with keepalive sends its first handshake at once, and one that is
+        // not answered is retried only after WireGuard's 5 s REKEY_TIMEOUT.
+        for (ns, host, interface, address, peer_key, peer_address) in &hosts {
             let key_path = keys.path().join(host);
             let key_path = key_path.to_str().context("key path")?;
             run(
@@ -120,6 +123,7 @@ impl Overlay {
                 ],
                 None,
             )?;
+            let allowed = format!("{peer_address}/32");
             run(
                 ns,
                 &[
@@ -131,9 +135,7 @@ impl Overlay {
                     "endpoint",
                     flnode_port,
                     "allowed-ips",
-                    &format!("{peer_address}/32"),
-                    "persistent-keepalive",
-                    "1",
+                    &allowed,
                 ],
                 None,
             )?;
@@ -144,6 +146,13 @@ impl Overlay {
             )?;
             run(ns, &["ip", "link", "set", interface, "up"], None)?;
         }
+        for (ns, _, interface, _, peer_key, _) in &hosts {
+            run(
+                ns,
+                &["wg", "set", interface, "peer", peer_key, "persistent-keepalive", "1"],
+                None,
+            )?;
+        }
         Ok(Overlay {
             a: testbed.a.clone(),
             b: testbed.b.clone(),
@@ -151,6 +160,37 @@ impl Overlay {
             _daemons: daemons,
             _keys: keys,
         })
+    }
+
+    /// Points each WireGuard's peer endpoint somewhere else: flnode's port,
+    /// or the other host's WireGuard directly (for comparison).
+    pub fn set_endpoints(&self, endpoint_on_a: &str, endpoint_on_b: &str) -> anyhow::Result<()> {
+        for (ns, interface, endpoint) in [
+            (&self.a, &self.interfaces[0], endpoint_on_a),
+            (&self.b, &self.interfaces[1], endpoint_on_b),
+        ] {
+            let peer = run(ns, &["wg", "show", interface, "peers"], None)?;
+            run(
+                ns,
+                &["wg", "set", interface, "peer", peer.trim(), "endpoint", endpoint],
+                None,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Round-trip times (ms) of `count` pings from a to b through the overlay.
+    pub fn ping_rtts_from_a(&self, count: u32) -> anyhow::Result<Vec<f64>> {
+        let output = run(
+            &self.a,
+            &["ping", "-c", &count.to_string(), "-i", "0.05", "-W", "1", OVERLAY_B],
+            None,
+        )?;
+        Ok(output
+            .lines()
+            .filter_map(|line| line.split("time=").nth(1))
+            .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+            .collect())
     }
 
     /// Pings b's overlay address from a until three pings in a row answer
@@ -164,6 +204,18 @@ impl Overlay {
                 Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
             }
         }
+    }
+
+    /// An iperf3 TCP run from a to b for `seconds`; returns the receiver's
+    /// throughput in Mbit/s.
+    pub async fn iperf3_mbits_from_a(&self, seconds: u32) -> anyhow::Result<f64> {
+        let line = self.iperf3_from_a(seconds).await?;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let at = words
+            .iter()
+            .position(|w| *w == "Mbits/sec")
+            .context("no Mbits/sec in iperf3 output")?;
+        Ok(words.get(at.wrapping_sub(1)).context("no number")?.parse()?)
     }
 
     /// An iperf3 TCP run from a to b for `seconds`; returns iperf3's summary line.

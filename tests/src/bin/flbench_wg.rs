@@ -1,0 +1,157 @@
+//! flbench-wg: WireGuard through flnode against the same WireGuard pair
+//! talking UDP directly, in two network namespaces on this machine.
+//!
+//!   cargo build --release -p flsignal -p flnode -p e2e
+//!   sudo ./target/release/flbench_wg [runs]
+//!
+//! Prints, as medians (min–max) over the runs: time from both nodes started
+//! to the first ping answered through the tunnel, iperf3 TCP throughput over
+//! flnode and direct (and their ratio), and ping RTT over flnode and direct.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use e2e::netns::{Testbed, ADDR_A, ADDR_B};
+use e2e::wireguard::Overlay;
+use e2e::{binary, ServerProcess};
+
+const WIREGUARD: &str = "127.0.0.1:51820";
+const PEER_PORT: &str = "127.0.0.1:51900";
+
+fn flnode_init(dir: &Path) -> anyhow::Result<String> {
+    let output = std::process::Command::new(binary("flnode")?)
+        .args(["init", "--config", dir.to_str().context("path")?])
+        .output()?;
+    Ok(String::from_utf8(output.stdout)?
+        .trim()
+        .lines()
+        .last()
+        .context("no id")?
+        .to_owned())
+}
+
+fn start_node(ns: &str, dir: &Path, signal: &str, peer: &str) -> anyhow::Result<tokio::process::Child> {
+    Ok(Testbed::command(ns, &binary("flnode")?)
+        .args([
+            "up",
+            "--config",
+            dir.to_str().context("path")?,
+            "--signal",
+            signal,
+            "--wireguard",
+            WIREGUARD,
+        ])
+        .args(["--peer", &format!("{peer}={PEER_PORT}")])
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?)
+}
+
+struct Run {
+    first_packet: Duration,
+    flnode_mbits: f64,
+    direct_mbits: f64,
+    flnode_rtt: f64,
+    direct_rtt: f64,
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+async fn one_run() -> anyhow::Result<Run> {
+    let testbed = Testbed::new()?;
+    let server = ServerProcess::start_in(Some(&testbed.a), &["--listen", "0.0.0.0:0"], &[]).await?;
+    let port = server.addr.port();
+    let temp = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let (id_a, id_b) = (flnode_init(temp.0.path())?, flnode_init(temp.1.path())?);
+    let started = Instant::now();
+    let _a = start_node(&testbed.a, temp.0.path(), &format!("ws://127.0.0.1:{port}"), &id_b)?;
+    let _b = start_node(&testbed.b, temp.1.path(), &format!("ws://{ADDR_A}:{port}"), &id_a)?;
+    // Both flnodes have bound their WireGuard-facing ports once their
+    // control sockets exist.
+    for dir in [temp.0.path(), temp.1.path()] {
+        while !dir.join("flnode.sock").exists() {
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "flnode did not start");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    // WireGuard sends its first handshake as soon as its peer is set; set
+    // up before flnode, that datagram is lost and WireGuard waits 5 s
+    // (REKEY_TIMEOUT) to retry. The clock includes setting WireGuard up.
+    let overlay = Overlay::new(&testbed, WIREGUARD, PEER_PORT).await?;
+    while overlay.ping_rtts_from_a(1).map(|r| r.is_empty()).unwrap_or(true) {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "tunnel never came up");
+    }
+    let first_packet = started.elapsed();
+    let flnode_rtt = median(&mut overlay.ping_rtts_from_a(40)?);
+    let flnode_mbits = overlay.iperf3_mbits_from_a(5).await?;
+    let port = WIREGUARD.rsplit(':').next().context("port")?;
+    overlay.set_endpoints(&format!("{ADDR_B}:{port}"), &format!("{ADDR_A}:{port}"))?;
+    overlay.ping_from_a().await?;
+    let direct_rtt = median(&mut overlay.ping_rtts_from_a(40)?);
+    let direct_mbits = overlay.iperf3_mbits_from_a(5).await?;
+    Ok(Run {
+        first_packet,
+        flnode_mbits,
+        direct_mbits,
+        flnode_rtt,
+        direct_rtt,
+    })
+}
+
+fn summary(name: &str, unit: &str, mut values: Vec<f64>) {
+    let med = median(&mut values);
+    println!(
+        "{name}: {med:.2} {unit} (min {:.2}, max {:.2}, n={})",
+        values[0],
+        values[values.len() - 1],
+        values.len()
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let runs: usize = std::env::args().nth(1).map(|n| n.parse()).transpose()?.unwrap_or(3);
+    let mut results = Vec::new();
+    for index in 0..runs {
+        let run = one_run().await?;
+        println!(
+            "run {}: first packet {:.0} ms, flnode {:.0} Mbit/s, direct {:.0} Mbit/s, rtt flnode {:.3} ms, direct {:.3} ms",
+            index + 1,
+            run.first_packet.as_secs_f64() * 1000.0,
+            run.flnode_mbits,
+            run.direct_mbits,
+            run.flnode_rtt,
+            run.direct_rtt
+        );
+        results.push(run);
+    }
+    summary(
+        "first packet through the tunnel",
+        "ms",
+        results.iter().map(|r| r.first_packet.as_secs_f64() * 1000.0).collect(),
+    );
+    summary(
+        "TCP over flnode",
+        "Mbit/s",
+        results.iter().map(|r| r.flnode_mbits).collect(),
+    );
+    summary("TCP direct", "Mbit/s", results.iter().map(|r| r.direct_mbits).collect());
+    summary(
+        "ratio flnode/direct",
+        "",
+        results.iter().map(|r| r.flnode_mbits / r.direct_mbits).collect(),
+    );
+    summary(
+        "added RTT",
+        "ms",
+        results.iter().map(|r| r.flnode_rtt - r.direct_rtt).collect(),
+    );
+    Ok(())
+}
