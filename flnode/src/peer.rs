@@ -394,6 +394,7 @@ impl Peer {
                         self.connected = true;
                         self.retry_delay = MIN_RETRY;
                         self.stats.state.set("connected");
+                        self.refresh_path().await;
                     }
                     RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
                         self.connected = false;
