@@ -36,7 +36,7 @@ echo "== test"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace --locked 2>&1 | tee "$log" || status=$?
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run (cargo prints one per test binary,
 # and the last is usually the empty doc-test run).
 awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 }

@@ -126,13 +126,18 @@ async fn udp_datagrams_cross_between_namespaces_byte_exact() {
         .collect();
     exchange(&wg_a, &wg_b, &payloads).await;
     exchange(&wg_b, &wg_a, &payloads).await;
-    let status = flnode(&["status", "--config", dirs.0.to_str().unwrap()]);
-    assert!(peer_connected(&status), "{status}");
-    // Both hosts are on one link: the path is host to host.
-    assert!(
-        status.contains("path host 10.201.0.1:") && status.contains("-> host 10.201.0.2:"),
-        "{status}"
-    );
+    // Both hosts are on one link: the path is host to host (the status
+    // refreshes it every second).
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let status = flnode(&["status", "--config", dirs.0.to_str().unwrap()]);
+        assert!(peer_connected(&status), "{status}");
+        if status.contains("path host 10.201.0.1:") && status.contains("-> host 10.201.0.2:") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no host path in {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Waits until `flnode status` says the node is registered with flsignal.
