@@ -8,48 +8,12 @@
 //! to the first ping answered through the tunnel, iperf3 TCP throughput over
 //! flnode and direct (and their ratio), and ping RTT over flnode and direct.
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use e2e::flnode::{NodePair, PEER_PORT, WIREGUARD};
 use e2e::netns::{Testbed, ADDR_A, ADDR_B};
 use e2e::wireguard::Overlay;
-use e2e::{binary, ServerProcess};
-
-const WIREGUARD: &str = "127.0.0.1:51820";
-const PEER_PORT: &str = "127.0.0.1:51900";
-
-fn flnode_init(dir: &Path) -> anyhow::Result<String> {
-    let output = std::process::Command::new(binary("flnode")?)
-        .args(["init", "--config", dir.to_str().context("path")?])
-        .output()?;
-    Ok(String::from_utf8(output.stdout)?
-        .trim()
-        .lines()
-        .last()
-        .context("no id")?
-        .to_owned())
-}
-
-fn start_node(ns: &str, dir: &Path, signal: &str, peer: &str) -> anyhow::Result<tokio::process::Child> {
-    Ok(Testbed::command(ns, &binary("flnode")?)
-        .args([
-            "up",
-            "--config",
-            dir.to_str().context("path")?,
-            "--signal",
-            signal,
-            "--wireguard",
-            WIREGUARD,
-        ])
-        .args(["--peer", &format!("{peer}={PEER_PORT}")])
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?)
-}
 
 struct Run {
     first_packet: Duration,
@@ -66,21 +30,9 @@ fn median(values: &mut [f64]) -> f64 {
 
 async fn one_run() -> anyhow::Result<Run> {
     let testbed = Testbed::new()?;
-    let server = ServerProcess::start_in(Some(&testbed.a), &["--listen", "0.0.0.0:0"], &[]).await?;
-    let port = server.addr.port();
-    let temp = (tempfile::tempdir()?, tempfile::tempdir()?);
-    let (id_a, id_b) = (flnode_init(temp.0.path())?, flnode_init(temp.1.path())?);
     let started = Instant::now();
-    let _a = start_node(&testbed.a, temp.0.path(), &format!("ws://127.0.0.1:{port}"), &id_b)?;
-    let _b = start_node(&testbed.b, temp.1.path(), &format!("ws://{ADDR_A}:{port}"), &id_a)?;
-    // Both flnodes have bound their WireGuard-facing ports once their
-    // control sockets exist.
-    for dir in [temp.0.path(), temp.1.path()] {
-        while !dir.join("flnode.sock").exists() {
-            anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "flnode did not start");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
+    let pair = NodePair::start(&testbed).await?;
+    pair.wait_started().await?;
     // WireGuard sends its first handshake as soon as its peer is set; set
     // up before flnode, that datagram is lost and WireGuard waits 5 s
     // (REKEY_TIMEOUT) to retry. The clock includes setting WireGuard up.
