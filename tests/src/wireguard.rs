@@ -146,13 +146,14 @@ impl Overlay {
             )?;
             run(ns, &["ip", "link", "set", interface, "up"], None)?;
         }
-        for (ns, _, interface, _, peer_key, _) in &hosts {
-            run(
-                ns,
-                &["wg", "set", interface, "peer", peer_key, "persistent-keepalive", "1"],
-                None,
-            )?;
-        }
+        // Keepalive on host a only: when both initiate at the same moment the
+        // crossing handshakes go unused until WireGuard's 5 s retry.
+        let (ns, _, interface, _, peer_key, _) = &hosts[0];
+        run(
+            ns,
+            &["wg", "set", interface, "peer", peer_key, "persistent-keepalive", "1"],
+            None,
+        )?;
         Ok(Overlay {
             a: testbed.a.clone(),
             b: testbed.b.clone(),
