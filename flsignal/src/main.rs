@@ -19,6 +19,8 @@ fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let mut config = Config::parse();
+    // A bad setting is reported before anything else is said or done.
+    config.validate()?;
     init_logging(config.log_format);
     fit_fd_limit(&mut config);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
