@@ -64,6 +64,7 @@ impl SignalSender {
             id_init,
             id_follow,
             message,
+            auth: None,
         })
         .to_json();
         let _ = self.outgoing.try_send(text);

@@ -19,6 +19,7 @@ pub mod node_info;
 pub mod presence;
 pub mod rate;
 pub mod session;
+pub mod setup_auth;
 
 pub use ids::{ChallengeNonce, NodeId};
 pub use message::{NodeMessage, PeerInfo, ServerMessage, SetupMessage};

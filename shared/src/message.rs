@@ -77,6 +77,11 @@ pub struct PeerInfo {
     pub id_init: NodeId,
     pub id_follow: NodeId,
     pub message: SetupMessage,
+    /// Extension: the sender's signature and freshness counters (see
+    /// [`crate::setup_auth`]). fledger ignores it; the server relays it
+    /// verbatim; flnode refuses setup messages without a valid one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<crate::setup_auth::SetupAuth>,
 }
 
 impl PeerInfo {

@@ -71,6 +71,7 @@ fn setup(from: NodeId, to: NodeId) -> String {
         id_init: from,
         id_follow: to,
         message: SetupMessage::Offer("v=0".into()),
+        auth: None,
     })
     .to_json()
 }

@@ -148,6 +148,7 @@ impl Client {
             id_init,
             id_follow,
             message,
+            auth: None,
         }))
         .await
     }
