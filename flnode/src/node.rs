@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use flproto::identity::NodeKey;
+use flproto::setup_auth::SessionId;
 use flproto::NodeId;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UdpSocket, UnixListener};
@@ -44,6 +45,9 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let me = key.id();
+    let key = Arc::new(key);
+    // One session for this run: peers see a restart as a new session.
+    let session = SessionId::random();
     // Bind every peer's socket first, so a port in use is reported at once.
     let mut sockets = Vec::new();
     for (id, local) in &settings.peers {
@@ -56,7 +60,7 @@ pub async fn run(
     let (events_tx, mut events) = mpsc::channel(1024);
     let (signal, first_registration) = signal_client::spawn(
         settings.signal.clone(),
-        key,
+        key.clone(),
         settings.auth,
         settings.name.clone(),
         events_tx,
@@ -69,7 +73,7 @@ pub async fn run(
             socket,
             wireguard: settings.wireguard,
         };
-        let (peer, task) = Peer::new(me, config, signal.clone(), stats.clone());
+        let (peer, task) = Peer::new(key.clone(), session, config, signal.clone(), stats.clone());
         let (inputs, inputs_rx) = mpsc::channel(PEER_INPUT_QUEUE);
         tokio::spawn(peer.run(task, inputs_rx));
         peers.insert(id, PeerEntry { inputs, stats, local });
@@ -143,7 +147,7 @@ fn dispatch(me: &NodeId, peers: &HashMap<NodeId, PeerEntry>, event: SignalEvent)
         SignalEvent::NotConnected(id) => tell(&id, PeerInput::Offline),
         SignalEvent::Setup(setup) => {
             if let Some(other) = setup.counterpart_of(me) {
-                tell(&other, PeerInput::Setup(setup.message));
+                tell(&other, PeerInput::Setup(setup));
             }
         }
         SignalEvent::Disconnected => {}
@@ -181,7 +185,7 @@ fn status_report(me: &NodeId, registered: bool, peers: &HashMap<NodeId, PeerEntr
             None => ("-".to_owned(), "-".to_owned()),
         };
         report.push_str(&format!(
-            "peer {id} {}\n  local {}  path {path}  rtt {rtt}\n  tx {} packets {} bytes  rx {} packets {} bytes  drops {} not-open {} full\n",
+            "peer {id} {}\n  local {}  path {path}  rtt {rtt}\n  tx {} packets {} bytes  rx {} packets {} bytes  drops {} not-open {} full  setup refused {}\n",
             s.state.get(),
             peer.local,
             s.tx_packets.load(Ordering::Relaxed),
@@ -190,6 +194,7 @@ fn status_report(me: &NodeId, registered: bool, peers: &HashMap<NodeId, PeerEntr
             s.rx_bytes.load(Ordering::Relaxed),
             s.drops_not_open.load(Ordering::Relaxed),
             s.drops_full.load(Ordering::Relaxed),
+            s.setup_refused.load(Ordering::Relaxed),
         ));
     }
     report

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use flproto::message::SetupMessage;
+use flproto::identity::NodeKey;
+use flproto::message::{PeerInfo, SetupMessage};
+use flproto::setup_auth::{self, Attempt, ReplayGuard, SessionId, SetupSigner};
 use flproto::NodeId;
 use rtc::ice::mdns::MulticastDnsMode;
 use tokio::net::UdpSocket;
@@ -41,6 +43,9 @@ pub const SEND_BUFFER_LIMIT: usize = 1024 * 1024;
 /// Datagrams from WireGuard kept while the channel opens, so that its first
 /// handshake is not lost (WireGuard would retry only after 5 s).
 pub const MAX_PENDING_DATAGRAMS: usize = 16;
+/// How long a kept datagram stays worth sending: WireGuard repeats a
+/// handshake after 5 s, so anything older has been superseded.
+pub const PENDING_DATAGRAM_MAX_AGE: Duration = Duration::from_secs(5);
 /// Largest datagram read from the local WireGuard.
 pub const MAX_DATAGRAM: usize = 65_535;
 
@@ -61,6 +66,8 @@ pub struct PeerStats {
     pub drops_not_open: AtomicU64,
     /// Datagrams dropped because the channel's send buffer was full.
     pub drops_full: AtomicU64,
+    /// Setup messages refused: unsigned, badly signed, replayed or stale.
+    pub setup_refused: AtomicU64,
     /// The selected candidate pair and its RTT, refreshed every second.
     pub path: std::sync::Mutex<Option<crate::path_stats::PathInfo>>,
 }
@@ -90,7 +97,8 @@ pub enum PeerInput {
     Kick,
     /// The peer is offline: stop trying until the next kick.
     Offline,
-    Setup(SetupMessage),
+    /// A setup message naming this peer, not yet verified.
+    Setup(PeerInfo),
 }
 
 /// What the WebRTC stack tells a peer task, tagged with the connection's
@@ -137,6 +145,7 @@ pub struct PeerConfig {
 
 pub struct Peer {
     me: NodeId,
+    key: Arc<NodeKey>,
     config: PeerConfig,
     signal: SignalSender,
     stats: Arc<PeerStats>,
@@ -144,10 +153,24 @@ pub struct Peer {
     generation: u64,
     connection: Option<Arc<dyn PeerConnection>>,
     remote_described: bool,
-    pending_candidates: Vec<String>,
+    /// Signs what we send: our session, a generation per attempt.
+    signer: SetupSigner,
+    /// The generation and sequence numbers of our current attempt.
+    attempt: Attempt,
+    /// Refuses replayed and stale setup messages from the peer.
+    guard: ReplayGuard,
+    /// The peer's generation whose description we applied: its candidates
+    /// belong to that connection, any others to one we no longer have.
+    remote_generation: Option<u64>,
+    /// Candidates (with the peer's generation) waiting for the remote
+    /// description.
+    pending_candidates: Vec<(u64, String)>,
+    /// When a refused setup message was last logged (one line a second at
+    /// most, whatever a hostile server sends).
+    refusal_logged: Option<tokio::time::Instant>,
     wg: Option<Arc<dyn DataChannel>>,
     /// Newest datagrams from WireGuard while `wg` is not open.
-    pending_datagrams: std::collections::VecDeque<BytesMut>,
+    pending_datagrams: std::collections::VecDeque<(tokio::time::Instant, BytesMut)>,
     online: bool,
     connected: bool,
     /// When the current attempt started; the next one waits `retry_delay`,
@@ -158,10 +181,19 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub fn new(me: NodeId, config: PeerConfig, signal: SignalSender, stats: Arc<PeerStats>) -> (Self, PeerTask) {
+    pub fn new(
+        key: Arc<NodeKey>,
+        session: SessionId,
+        config: PeerConfig,
+        signal: SignalSender,
+        stats: Arc<PeerStats>,
+    ) -> (Self, PeerTask) {
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let mut signer = SetupSigner::new(session);
+        let attempt = signer.next_generation(unix_millis());
         let peer = Peer {
-            me,
+            me: key.id(),
+            key,
             config,
             signal,
             stats,
@@ -169,7 +201,12 @@ impl Peer {
             generation: 0,
             connection: None,
             remote_described: false,
+            signer,
+            attempt,
+            guard: ReplayGuard::default(),
+            remote_generation: None,
             pending_candidates: Vec::new(),
+            refusal_logged: None,
             wg: None,
             pending_datagrams: std::collections::VecDeque::new(),
             online: false,
@@ -184,13 +221,53 @@ impl Peer {
         self.me < self.config.id
     }
 
-    fn send_setup(&self, message: SetupMessage) {
+    /// Signs `message` as the next of the current attempt and sends it.
+    fn send_setup(&mut self, message: SetupMessage) {
         let (id_init, id_follow) = if self.initiator() {
             (self.me, self.config.id)
         } else {
             (self.config.id, self.me)
         };
-        self.signal.send(id_init, id_follow, message);
+        let info = PeerInfo {
+            id_init,
+            id_follow,
+            message,
+            auth: None,
+        };
+        let signed = self.signer.sign(&self.key, &mut self.attempt, info);
+        self.signal.send(signed);
+    }
+
+    /// Starts a new attempt: what we send from now on has a newer
+    /// generation, so the peer can tell it from anything sent before.
+    fn new_attempt(&mut self) {
+        self.attempt = self.signer.next_generation(unix_millis());
+    }
+
+    /// Checks signature and freshness; the peer's generation if accepted.
+    fn authenticate(&mut self, info: &PeerInfo) -> Result<u64, setup_auth::SetupAuthError> {
+        let (sender, auth) = setup_auth::verify(info, &self.me)?;
+        if sender != self.config.id {
+            return Err(setup_auth::SetupAuthError::NotForUs);
+        }
+        let freshness = self.guard.accept(&auth)?;
+        if freshness == setup_auth::Freshness::NewSession {
+            tracing::debug!(peer = %self.config.id, session = %auth.session, "peer started a new session");
+        }
+        Ok(auth.generation)
+    }
+
+    fn refuse(&mut self, error: setup_auth::SetupAuthError) {
+        self.stats.setup_refused.fetch_add(1, Ordering::Relaxed);
+        let now = tokio::time::Instant::now();
+        if self.refusal_logged.is_none_or(|at| now >= at + Duration::from_secs(1)) {
+            self.refusal_logged = Some(now);
+            tracing::warn!(
+                peer = %self.config.id,
+                refused = self.stats.setup_refused.load(Ordering::Relaxed),
+                "refused a setup message: {error}"
+            );
+        }
     }
 
     /// Runs until `inputs` closes.
@@ -244,12 +321,15 @@ impl Peer {
                     self.retry_delay = MIN_RETRY;
                 }
             }
-            PeerInput::Setup(message) => {
-                self.online = true;
-                if let Err(error) = self.on_setup(message).await {
-                    tracing::warn!(peer = %self.config.id, "setup failed: {error:#}");
+            PeerInput::Setup(info) => match self.authenticate(&info) {
+                Ok(generation) => {
+                    self.online = true;
+                    if let Err(error) = self.on_setup(info.message, generation).await {
+                        tracing::warn!(peer = %self.config.id, "setup failed: {error:#}");
+                    }
                 }
-            }
+                Err(error) => self.refuse(error),
+            },
         }
     }
 
@@ -270,11 +350,13 @@ impl Peer {
             }
         } else {
             self.stats.state.set("waiting");
+            self.new_attempt();
             self.send_setup(SetupMessage::Init);
         }
     }
 
-    async fn on_setup(&mut self, message: SetupMessage) -> anyhow::Result<()> {
+    /// Acts on an authenticated setup message of the peer's `generation`.
+    async fn on_setup(&mut self, message: SetupMessage, generation: u64) -> anyhow::Result<()> {
         match message {
             // The follower only asks when it has no connection (it may have
             // restarted), so ours is stale even if it still looks up.
@@ -285,6 +367,7 @@ impl Peer {
                     .set_remote_description(RTCSessionDescription::offer(sdp)?)
                     .await?;
                 self.remote_described = true;
+                self.remote_generation = Some(generation);
                 let answer = connection.create_answer(None).await?;
                 connection.set_local_description(answer.clone()).await?;
                 self.send_setup(SetupMessage::Answer(answer.sdp));
@@ -298,13 +381,18 @@ impl Peer {
                     .set_remote_description(RTCSessionDescription::answer(sdp)?)
                     .await?;
                 self.remote_described = true;
+                self.remote_generation = Some(generation);
                 self.flush_candidates().await;
             }
             SetupMessage::IceCandidate(candidate) => {
-                if self.remote_described {
+                if !self.remote_described {
+                    if self.pending_candidates.len() < MAX_PENDING_CANDIDATES {
+                        self.pending_candidates.push((generation, candidate));
+                    }
+                } else if self.remote_generation == Some(generation) {
                     self.add_candidate(candidate).await;
-                } else if self.pending_candidates.len() < MAX_PENDING_CANDIDATES {
-                    self.pending_candidates.push(candidate);
+                } else {
+                    tracing::debug!(peer = %self.config.id, generation, "candidate of another attempt; ignored");
                 }
             }
             other => tracing::debug!(peer = %self.config.id, ?other, "setup message not for our role; ignored"),
@@ -335,7 +423,9 @@ impl Peer {
             let _ = old.close().await;
         }
         self.generation += 1;
+        self.new_attempt();
         self.remote_described = false;
+        self.remote_generation = None;
         self.pending_candidates.clear();
         self.wg = None;
         self.connected = false;
@@ -361,9 +451,12 @@ impl Peer {
         Ok(connection)
     }
 
+    /// Adds the buffered candidates of the attempt we just described.
     async fn flush_candidates(&mut self) {
-        for candidate in std::mem::take(&mut self.pending_candidates) {
-            self.add_candidate(candidate).await;
+        for (generation, candidate) in std::mem::take(&mut self.pending_candidates) {
+            if Some(generation) == self.remote_generation {
+                self.add_candidate(candidate).await;
+            }
         }
     }
 
@@ -407,8 +500,12 @@ impl Peer {
             Internal::Channel(generation, channel) if generation == self.generation => self.watch_channel(channel),
             Internal::WgOpen(generation, channel) if generation == self.generation => {
                 self.wg = Some(channel);
-                for datagram in std::mem::take(&mut self.pending_datagrams) {
-                    self.forward_to_peer(&datagram).await;
+                for (kept_at, datagram) in std::mem::take(&mut self.pending_datagrams) {
+                    if kept_at.elapsed() > PENDING_DATAGRAM_MAX_AGE {
+                        self.stats.drops_not_open.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        self.forward_to_peer(&datagram).await;
+                    }
                 }
             }
             _ => {}
@@ -465,7 +562,8 @@ impl Peer {
                 self.pending_datagrams.pop_front();
                 self.stats.drops_not_open.fetch_add(1, Ordering::Relaxed);
             }
-            self.pending_datagrams.push_back(BytesMut::from(datagram));
+            self.pending_datagrams
+                .push_back((tokio::time::Instant::now(), BytesMut::from(datagram)));
             return;
         };
         match wg.try_send(BytesMut::from(datagram)).await {
@@ -478,6 +576,12 @@ impl Peer {
             }
         }
     }
+}
+
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
 /// The receiving half of a peer's internal events.

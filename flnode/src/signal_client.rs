@@ -3,12 +3,13 @@
 //! server goes away. A signalling outage never touches established data
 //! channels: peers only lose the ability to set up new ones meanwhile.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use flproto::announce::{authority_of_url, sign_announce, AnnounceAuth};
 use flproto::identity::NodeKey;
-use flproto::message::{NodeMessage, PeerInfo, ServerMessage, SetupMessage};
+use flproto::message::{NodeMessage, PeerInfo, ServerMessage};
 use flproto::{NodeId, NodeInfo};
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
@@ -52,22 +53,14 @@ pub enum AuthMode {
 /// Sends setup messages through the current signalling connection.
 #[derive(Clone)]
 pub struct SignalSender {
-    me: NodeId,
     outgoing: mpsc::Sender<String>,
 }
 
 impl SignalSender {
-    /// Queues a setup message to `peer`; dropped while disconnected.
-    pub fn send(&self, id_init: NodeId, id_follow: NodeId, message: SetupMessage) {
-        debug_assert!(self.me == id_init || self.me == id_follow);
-        let text = NodeMessage::PeerSetup(PeerInfo {
-            id_init,
-            id_follow,
-            message,
-            auth: None,
-        })
-        .to_json();
-        let _ = self.outgoing.try_send(text);
+    /// Queues a (signed) setup message; dropped while disconnected or when
+    /// [`OUTGOING_QUEUE`] is full (peers retry their setup).
+    pub fn send(&self, info: PeerInfo) {
+        let _ = self.outgoing.try_send(NodeMessage::PeerSetup(info).to_json());
     }
 }
 
@@ -78,14 +71,14 @@ pub type FirstRegistration = oneshot::Receiver<anyhow::Result<()>>;
 /// Starts the signalling task; events arrive on `events`.
 pub fn spawn(
     url: String,
-    key: NodeKey,
+    key: Arc<NodeKey>,
     mode: AuthMode,
     name: String,
     events: mpsc::Sender<SignalEvent>,
 ) -> (SignalSender, FirstRegistration) {
     let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
     let (first_tx, first_rx) = oneshot::channel();
-    let sender = SignalSender { me: key.id(), outgoing };
+    let sender = SignalSender { outgoing };
     let client = Client {
         url,
         key,
@@ -100,7 +93,7 @@ pub fn spawn(
 
 struct Client {
     url: String,
-    key: NodeKey,
+    key: Arc<NodeKey>,
     mode: AuthMode,
     name: String,
     events: mpsc::Sender<SignalEvent>,

@@ -58,6 +58,8 @@ pub struct NodePair {
     pub server: Option<ServerProcess>,
     /// flsignal's port on host a.
     pub port: u16,
+    /// The URL each node dials (flsignal, or a relay in front of it).
+    pub signal: [String; 2],
     pub nodes: [Option<Child>; 2],
     pub ids: [String; 2],
     dirs: [tempfile::TempDir; 2],
@@ -67,6 +69,15 @@ pub struct NodePair {
 impl NodePair {
     pub async fn start(testbed: &Testbed) -> anyhow::Result<NodePair> {
         let server = ServerProcess::start_in(Some(&testbed.a), &["--listen", "0.0.0.0:0"], &[]).await?;
+        // Host a reaches flsignal on its own loopback, host b over the link.
+        let port = server.addr.port();
+        let signal = [format!("ws://127.0.0.1:{port}"), format!("ws://{ADDR_A}:{port}")];
+        Self::start_with(testbed, server, signal).await
+    }
+
+    /// Two nodes dialling `signal` (host a's URL, host b's URL), with
+    /// `server` (running on host a) behind it.
+    pub async fn start_with(testbed: &Testbed, server: ServerProcess, signal: [String; 2]) -> anyhow::Result<NodePair> {
         let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
         let mut ids = Vec::new();
         for dir in &dirs {
@@ -75,6 +86,7 @@ impl NodePair {
         }
         let mut pair = NodePair {
             port: server.addr.port(),
+            signal,
             server: Some(server),
             nodes: [None, None],
             ids: [ids[0].clone(), ids[1].clone()],
@@ -90,13 +102,18 @@ impl NodePair {
         self.dirs[host].path()
     }
 
+    /// Where the node on `host` logs (warnings and errors).
+    pub fn log_path(&self, host: usize) -> std::path::PathBuf {
+        self.dirs[host].path().join("flnode.log")
+    }
+
+    pub fn log(&self, host: usize) -> String {
+        std::fs::read_to_string(self.log_path(host)).unwrap_or_default()
+    }
+
     /// (Re)starts the node on host 0 (a) or 1 (b).
     pub fn start_node(&mut self, host: usize) -> anyhow::Result<()> {
-        // Host a reaches flsignal on its own loopback, host b over the link.
-        let signal = match host {
-            0 => format!("ws://127.0.0.1:{}", self.port),
-            _ => format!("ws://{ADDR_A}:{}", self.port),
-        };
+        let signal = self.signal[host].clone();
         let peer = format!("{}={PEER_PORT}", self.ids[1 - host]);
         let dir = self.dirs[host].path().to_str().context("path")?.to_owned();
         let child = Testbed::command(&self.namespaces[host], &binary("flnode")?)
@@ -111,10 +128,15 @@ impl NodePair {
                 "--peer",
                 &peer,
             ])
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var("FLNODE_TEST_LOG").unwrap_or("warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(
+                std::fs::File::options()
+                    .create(true)
+                    .append(true)
+                    .open(self.log_path(host))?,
+            )
             .spawn()?;
         self.nodes[host] = Some(child);
         Ok(())

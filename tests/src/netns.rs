@@ -87,22 +87,53 @@ impl Testbed {
         command
     }
 
-    /// A UDP socket bound to `addr` inside namespace `ns` (a socket stays in
-    /// the namespace it was made in, whichever thread uses it later).
-    pub fn udp_socket(ns: &str, addr: SocketAddr) -> anyhow::Result<tokio::net::UdpSocket> {
+    /// Runs `make` on a thread that has entered namespace `ns`, so the
+    /// sockets it makes live there (a socket stays in the namespace it was
+    /// made in, whichever thread uses it later).
+    pub fn in_namespace<T: Send + 'static>(
+        ns: &str,
+        make: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
         let ns_path = format!("/var/run/netns/{ns}");
-        let socket = std::thread::spawn(move || -> anyhow::Result<std::net::UdpSocket> {
+        std::thread::spawn(move || -> anyhow::Result<T> {
             let file = std::fs::File::open(&ns_path).with_context(|| format!("cannot open {ns_path}"))?;
             if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                 bail!("setns {ns_path}: {}", std::io::Error::last_os_error());
             }
+            Ok(make()?)
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("namespace thread panicked"))?
+    }
+
+    /// A UDP socket bound to `addr` inside namespace `ns`.
+    pub fn udp_socket(ns: &str, addr: SocketAddr) -> anyhow::Result<tokio::net::UdpSocket> {
+        let socket = Self::in_namespace(ns, move || {
             let socket = std::net::UdpSocket::bind(addr)?;
             socket.set_nonblocking(true)?;
             Ok(socket)
-        })
-        .join()
-        .map_err(|_| anyhow::anyhow!("namespace thread panicked"))??;
+        })?;
         Ok(tokio::net::UdpSocket::from_std(socket)?)
+    }
+
+    /// A non-blocking TCP listener bound to `addr` inside namespace `ns`,
+    /// ready for any runtime's `TcpListener::from_std`.
+    pub fn tcp_listener(ns: &str, addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+        Self::in_namespace(ns, move || {
+            let listener = std::net::TcpListener::bind(addr)?;
+            listener.set_nonblocking(true)?;
+            Ok(listener)
+        })
+    }
+
+    /// A TCP connection to `addr` made from inside namespace `ns`.
+    pub fn tcp_connect(ns: &str, addr: SocketAddr) -> anyhow::Result<tokio::net::TcpStream> {
+        let stream = Self::in_namespace(ns, move || {
+            let stream = std::net::TcpStream::connect(addr)?;
+            stream.set_nonblocking(true)?;
+            Ok(stream)
+        })?;
+        Ok(tokio::net::TcpStream::from_std(stream)?)
     }
 }
 

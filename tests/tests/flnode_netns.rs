@@ -97,3 +97,117 @@ async fn wireguard_tunnel_over_flnode_survives_restarts() {
     pair.wait_connected(1).await.unwrap();
     overlay.ping_from_a().await.unwrap();
 }
+
+/// The number after "setup refused" in a status report.
+fn setup_refused(report: &str) -> u64 {
+    report
+        .split("setup refused ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A signalling server that rewrites the DTLS fingerprint in every Offer
+/// cannot get a data channel up: the follower refuses the Offer (its
+/// signature no longer verifies), says so in its log, and no datagram ever
+/// crosses. The same relay without the rewrite connects the same nodes,
+/// so it is the signature that stopped it.
+#[tokio::test]
+async fn a_relay_that_rewrites_the_fingerprint_gets_no_connection() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use e2e::hostile_relay::{rewrite_offer_fingerprint, HostileRelay};
+    use e2e::netns::ADDR_A;
+
+    if !namespaces_available("a_relay_that_rewrites_the_fingerprint_gets_no_connection") {
+        return;
+    }
+    let testbed = Testbed::new().unwrap();
+    let listener = Testbed::tcp_listener(&testbed.a, format!("{ADDR_A}:0").parse().unwrap()).unwrap();
+    let relay_addr = listener.local_addr().unwrap();
+    // The nodes' bound announces name the relay: flsignal is told that is
+    // its public name, as it would be behind a hostile front end.
+    let server = ServerProcess::start_in(
+        Some(&testbed.a),
+        &["--listen", "0.0.0.0:0", "--public-host", &relay_addr.to_string()],
+        &[],
+    )
+    .await
+    .unwrap();
+    let upstream = format!("{ADDR_A}:{}", server.addr.port()).parse().unwrap();
+    let tampering = Arc::new(AtomicBool::new(true));
+    let tamper = {
+        let tampering = tampering.clone();
+        Arc::new(move |frame: &str| {
+            if tampering.load(Ordering::Relaxed) {
+                rewrite_offer_fingerprint(frame)
+            } else {
+                vec![frame.to_owned()]
+            }
+        })
+    };
+    let _relay = HostileRelay::start(&testbed.a, listener, upstream, tamper).unwrap();
+    let url = format!("ws://{relay_addr}");
+    let pair = NodePair::start_with(&testbed, server, [url.clone(), url])
+        .await
+        .unwrap();
+    pair.wait_started().await.unwrap();
+
+    // The follower (larger ID) receives the Offers.
+    let follower = if pair.ids[0] > pair.ids[1] { 0 } else { 1 };
+    e2e::flnode::wait_for(pair.dir(follower), "refusing a forged offer", |report| {
+        setup_refused(report) > 0
+    })
+    .await
+    .unwrap();
+    let wg_a = Testbed::udp_socket(&testbed.a, WIREGUARD.parse().unwrap()).unwrap();
+    let wg_b = Testbed::udp_socket(&testbed.b, WIREGUARD.parse().unwrap()).unwrap();
+    let target: SocketAddr = PEER_PORT.parse().unwrap();
+    let mut buffer = [0u8; 64];
+    for _ in 0..10 {
+        wg_a.send_to(b"must not cross", target).await.unwrap();
+        let crossed = tokio::time::timeout(Duration::from_millis(200), wg_b.recv_from(&mut buffer)).await;
+        assert!(
+            crossed.is_err(),
+            "a datagram crossed a connection set up with a forged fingerprint"
+        );
+    }
+    for host in 0..2 {
+        let report = status(pair.dir(host)).unwrap();
+        assert!(
+            !peer_connected(&report),
+            "host {host} connected through a forged offer: {report}"
+        );
+        assert!(report.contains("rx 0 packets"), "host {host} received data: {report}");
+    }
+    let log = pair.log(follower);
+    assert!(
+        log.contains("refused a setup message: setup signature by") && log.contains("does not verify"),
+        "the follower's log does not say why: {log}"
+    );
+
+    // Control: the same relay, honest now.
+    tampering.store(false, Ordering::Relaxed);
+    pair.wait_connected(0).await.unwrap();
+    pair.wait_connected(1).await.unwrap();
+    // Datagrams flnode kept while no channel was open (a few seconds'
+    // worth, for WireGuard's first handshake) may arrive first, now over
+    // the honest channel.
+    let mut crossed = false;
+    for _ in 0..40 {
+        wg_a.send_to(b"now it crosses", target).await.unwrap();
+        if let Ok(Ok((len, _))) = tokio::time::timeout(Duration::from_millis(500), wg_b.recv_from(&mut buffer)).await {
+            match &buffer[..len] {
+                b"now it crosses" => {
+                    crossed = true;
+                    break;
+                }
+                b"must not cross" => continue,
+                other => panic!("unexpected datagram {other:?}"),
+            }
+        }
+    }
+    assert!(crossed, "no datagram crossed the honest connection");
+}
