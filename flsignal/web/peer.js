@@ -43,6 +43,7 @@ export class Peer extends EventTarget {
     this.state = 'idle';
     this.error = '';
     this.pc = null;
+    this.wasConnected = false;
     this.ctl = null;
     this.attempt = null;
     this.pendingCandidates = [];
@@ -119,9 +120,10 @@ export class Peer extends EventTarget {
   reset() {
     this.timers.forEach(clearInterval);
     this.timers = [];
-    if (this.pc) this.pc.close();
+    const pc = this.pc;
     this.pc = null;
     this.ctl = null;
+    if (pc) pc.close();
     this.pendingCandidates = [];
     this.path = null;
     this.rttMs = null;
@@ -133,6 +135,7 @@ export class Peer extends EventTarget {
     this.attempt = this.signer.nextAttempt();
     const pc = new RTCPeerConnection({ iceServers: [] });
     this.pc = pc;
+    this.wasConnected = false;
     this.setState('connecting');
     this.armTimeout();
     pc.onicecandidate = (event) => {
@@ -144,10 +147,16 @@ export class Peer extends EventTarget {
     pc.onconnectionstatechange = () => {
       if (pc !== this.pc) return;
       if (pc.connectionState === 'connected') {
+        this.wasConnected = true;
         this.setState('connected');
         this.refreshPath();
       } else if (pc.connectionState === 'failed') {
-        this.setState('failed', 'ICE found no working path between the two nodes (firewall, or both behind NAT without STUN/TURN)');
+        this.setState(
+          'failed',
+          this.wasConnected
+            ? 'the connection was lost (the peer went away or the path broke)'
+            : 'ICE found no working path between the two nodes (firewall, or both behind NAT without STUN/TURN)',
+        );
       } else if (pc.connectionState === 'disconnected') {
         this.setState('connecting', 'the path was interrupted; waiting for it to come back');
       }
@@ -190,8 +199,11 @@ export class Peer extends EventTarget {
       this.emit();
     };
     channel.onclose = () => {
-      if (this.ctl === channel) this.ctl = null;
-      this.emit();
+      // Our own reset() forgets the channel before closing it; anything
+      // else closing the channel we use is the peer hanging up.
+      if (this.ctl !== channel) return;
+      this.reset();
+      this.setState('closed', 'the peer closed the connection');
     };
     channel.onmessage = (event) => this.onControl(channel, String(event.data));
   }

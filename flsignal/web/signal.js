@@ -122,7 +122,8 @@ export class Signalling extends EventTarget {
         server: this.server,
         challengeHex,
         nodeIdHex: this.identity.idHex,
-        name: `browser ${this.identity.name}`,
+        // 64 characters stay well inside the server's 256-byte limit.
+        name: `browser ${this.identity.name}`.slice(0, 64),
         signatureHex: toHex(signature),
       }),
     );

@@ -97,6 +97,20 @@ try {
   await a.page.locator('#peer-throughput', { hasText: 'Mbit/s' }).waitFor();
   step(`throughput ${await text(a, '#peer-throughput')}`);
 
+  // b hangs up: a says so in words, not just in colour.
+  await b.page.locator('#disconnect').click();
+  await a.page.locator('#peer-state[data-state="closed"]').waitFor();
+  await a.page.locator('#peer-error', { hasText: 'the peer closed the connection' }).waitFor();
+  step(`after b hung up, a shows "${await text(a, '#peer-state')}: ${await text(a, '#peer-error')}"`);
+
+  // And a connects again, from the other side this time (b's Init).
+  await b.page.locator('#connect').click();
+  await a.page.locator('#peer-state[data-state="connected"]').waitFor();
+  await b.page.locator('#peer-state[data-state="connected"]').waitFor();
+  await say(b, 'again');
+  await a.page.locator('#chat li.peer', { hasText: 'again' }).waitFor();
+  step('b reconnected; messages flow again');
+
   const errors = pages.flatMap((p) => p.errors);
   if (errors.length) throw new Error(`page errors: ${errors.join('; ')}`);
 
