@@ -18,8 +18,7 @@ use flproto::announce::{normalize_authority, AnnouncePolicy};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::listener::ConnectionPermit;
-use crate::{upgrade, web};
-use crate::{connection, Shared};
+use crate::{connection, upgrade, web, Shared};
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()

@@ -165,7 +165,10 @@ async fn the_page_and_its_modules_are_served_with_a_strict_policy() {
     ] {
         let (head, _) = get(server.addr, path).await;
         assert!(head.starts_with("http/1.1 200"), "{path}: {head}");
-        assert!(head.contains(&format!("content-type: {content_type}")), "{path}: {head}");
+        assert!(
+            head.contains(&format!("content-type: {content_type}")),
+            "{path}: {head}"
+        );
         assert!(head.contains("x-content-type-options: nosniff"), "{path}: {head}");
     }
     for path in ["/web/missing.js", "/web/../Cargo.toml", "/web/"] {
