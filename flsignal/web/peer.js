@@ -294,8 +294,15 @@ export class Peer extends EventTarget {
       });
     }
     if (!pair || pc !== this.pc) return;
+    // Chromium hides the address of peer-reflexive remote candidates.
     const describe = (candidate) =>
-      candidate ? { type: candidate.candidateType, protocol: candidate.protocol, address: `${candidate.address || '?'}:${candidate.port}` } : null;
+      candidate
+        ? {
+            type: candidate.candidateType,
+            protocol: candidate.protocol,
+            address: candidate.address ? `${candidate.address}:${candidate.port}` : '(address hidden)',
+          }
+        : null;
     this.path = {
       local: describe(stats.get(pair.localCandidateId)),
       remote: describe(stats.get(pair.remoteCandidateId)),

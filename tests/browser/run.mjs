@@ -111,6 +111,16 @@ try {
   await a.page.locator('#chat li.peer', { hasText: 'again' }).waitFor();
   step('b reconnected; messages flow again');
 
+  // A third node, made inside page a, sends b setup frames that are
+  // unsigned, altered after signing, and replayed: b refuses each, says
+  // why, and its connection to a stays up.
+  await a.page.evaluate(forgeSetupFrames, idB);
+  for (const reason of ['unsigned setup message', 'does not verify', 'replayed setup message']) {
+    await b.page.locator('#log li.error', { hasText: reason }).waitFor();
+  }
+  await b.page.locator('#peer-state[data-state="connected"]').waitFor();
+  step('b refused unsigned, altered and replayed setup frames from a third node');
+
   const errors = pages.flatMap((p) => p.errors);
   if (errors.length) throw new Error(`page errors: ${errors.join('; ')}`);
 
@@ -155,4 +165,52 @@ async function screenshots(prefix) {
     await page.screenshot({ path, fullPage: true });
     console.log(`screenshot: ${path}`);
   }
+}
+
+// Runs in page a: joins as another node and sends `target` bad frames.
+async function forgeSetupFrames(target) {
+  const wire = await import('/web/wire.js');
+  const { Identity } = await import('/web/identity.js');
+  const { signSetup } = await import('/web/setup.js');
+  const mallory = await Identity.fromSeed(crypto.getRandomValues(new Uint8Array(32)));
+  const socket = new WebSocket(`ws://${location.host}/`);
+  const frames = [];
+  let wake = null;
+  socket.onmessage = (event) => {
+    frames.push(JSON.parse(event.data));
+    if (wake) wake();
+  };
+  const next = async (kind) => {
+    for (;;) {
+      const index = frames.findIndex((frame) => typeof frame === 'object' && kind in frame);
+      if (index >= 0) return frames.splice(index, 1)[0][kind];
+      await new Promise((resolve) => (wake = resolve));
+    }
+  };
+  const [, challengeHex] = await next('Challenge');
+  const server = wire.normalizeAuthority(location.host, 'ws');
+  const signature = await mallory.sign(wire.boundAnnounceBytes(server, wire.fromHex(challengeHex, 32), mallory.id));
+  socket.send(
+    wire.announceFrame({ server, challengeHex, nodeIdHex: mallory.idHex, name: 'mallory', signatureHex: wire.toHex(signature) }),
+  );
+  await next('SystemConfig');
+  const targetId = wire.fromHex(target, 32);
+  const [idInit, idFollow] = mallory.idHex < target ? [mallory.id, targetId] : [targetId, mallory.id];
+  const signer = new wire.SetupSigner();
+  const attempt = signer.nextAttempt();
+  const send = (body) => socket.send(JSON.stringify({ PeerSetup: body }));
+  const sign = (message) => signSetup({ identity: mallory, session: signer.session, attempt, idInit, idFollow, message });
+
+  const unsigned = await sign({ kind: 'Offer', payload: 'v=0\r\n' });
+  delete unsigned.auth;
+  send(unsigned);
+  const altered = await sign({ kind: 'Offer', payload: 'v=0\r\na=fingerprint:sha-256 AA\r\n' });
+  altered.message = { Offer: 'v=0\r\na=fingerprint:sha-256 BB\r\n' };
+  send(altered);
+  const candidate = await sign({ kind: 'IceCandidate', payload: 'candidate:1 1 udp 1 192.0.2.9 9 typ host' });
+  send(candidate);
+  send(candidate);
+  // Let the server relay before this node leaves.
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  socket.close();
 }
