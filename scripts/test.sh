@@ -14,8 +14,13 @@ export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 export RUST_BACKTRACE=1
 
 # System packages the tests use: network namespaces (iproute2), real
-# WireGuard in userspace, ping and iperf3 through the tunnel.
-APT_PACKAGES=(iproute2 iputils-ping wireguard-go wireguard-tools iperf3)
+# WireGuard in userspace, ping and iperf3 through the tunnel; chromium and
+# node for the browser page's test. Debian's npm only when no npm is there
+# (a nodejs from elsewhere bundles its own, and the two conflict).
+APT_PACKAGES=(iproute2 iputils-ping wireguard-go wireguard-tools iperf3 chromium nodejs)
+if ! command -v npm >/dev/null 2>&1; then
+  APT_PACKAGES+=(npm)
+fi
 if ((${#APT_PACKAGES[@]})); then
   if [ "$(id -u)" = 0 ] && ! dpkg -s "${APT_PACKAGES[@]}" >/dev/null 2>&1; then
     apt-get update -qq
@@ -27,6 +32,15 @@ fi
 
 echo "== format"
 cargo fmt --all -- --check
+
+echo "== npm"
+# playwright-core for tests/tests/browser.rs, exactly as locked; it drives
+# the system chromium and downloads no browser.
+if command -v npm >/dev/null 2>&1; then
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix tests/browser --no-audit --no-fund
+else
+  echo "scripts/test.sh: no npm; the browser test skips" >&2
+fi
 
 echo "== build"
 # The cross-process tests run the real binaries, so build them first.

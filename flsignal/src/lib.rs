@@ -6,6 +6,7 @@
 //!
 //! * [`listener`] accepts TCP connections and enforces connection limits;
 //! * [`routes`] is the HTTP surface (WebSocket, `/healthz`, `/metrics`);
+//! * [`web`] is the browser page, embedded in the binary;
 //! * [`connection`] drives one WebSocket through `flproto::session`;
 //! * [`hub`] is what connections share: presence, relay, news;
 //! * [`config`] lists every flag and limit.
@@ -17,6 +18,7 @@ pub mod listener;
 pub mod metrics;
 pub mod routes;
 pub mod upgrade;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,7 +1,8 @@
 //! The HTTP surface: one table of routes.
 //!
 //! * `GET /` with a WebSocket upgrade: the signalling protocol (the URL
-//!   fledger nodes use). Without an upgrade: a short page saying so.
+//!   fledger nodes use). Without an upgrade: the browser page ([`web`]).
+//! * `GET /web/{name}`: the page's scripts and stylesheet.
 //! * `GET /healthz`: liveness and a little state, as JSON.
 //! * `GET /metrics`: Prometheus text format.
 
@@ -10,27 +11,23 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Request, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 use flproto::announce::{normalize_authority, AnnouncePolicy};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::listener::ConnectionPermit;
-use crate::upgrade;
-use crate::{connection, Shared};
+use crate::{connection, upgrade, web, Shared};
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/", get(signalling))
+        .route("/web/{name}", get(web::asset))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(shared)
 }
-
-const INDEX: &str = "<!doctype html><meta charset=utf-8><title>flsignal</title>\
-<p>This is <b>flsignal</b>, a WebRTC signalling server speaking fledger's protocol version 3. \
-Nodes connect to this URL with a WebSocket.</p>";
 
 async fn signalling(
     State(shared): State<Arc<Shared>>,
@@ -38,7 +35,7 @@ async fn signalling(
     mut request: Request<Body>,
 ) -> Response {
     if !upgrade::is_upgrade_request(request.headers()) {
-        return Html(INDEX).into_response();
+        return web::index();
     }
     let (response, pending) = match upgrade::accept(&mut request) {
         Ok(accepted) => accepted,

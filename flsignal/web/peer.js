@@ -1,0 +1,313 @@
+// One WebRTC connection to another node, with flnode's roles and channels:
+// the node with the smaller public key initiates (creates the channels and
+// sends the Offer); the other asks for an offer with Init. Both trickle
+// candidates; those that arrive before the remote description wait.
+//
+// Channels: `wg` (unordered, no retransmissions; flnode carries WireGuard
+// on it, the page only opens it) and `ctl` (reliable), which carries
+//   ping<t> / pong<t>         round-trip time (flnode answers pings too)
+//   msg:<text>                chat
+//   bulk <id> <i> <n> ...     throughput test chunks
+//   bulkack <id> <bytes>      the receiver got all n chunks
+
+export const WG_CHANNEL = 'wg';
+export const CTL_CHANNEL = 'ctl';
+// Remote candidates kept while waiting for the remote description.
+const MAX_PENDING_CANDIDATES = 64;
+// An attempt that is not connected by then has failed.
+const SETUP_TIMEOUT_MS = 20000;
+const PING_INTERVAL_MS = 2000;
+// Throughput test: bytes sent, chunk size, and how much may wait unsent.
+const BULK_BYTES = 8 * 1024 * 1024;
+const BULK_CHUNK = 16 * 1024;
+const BULK_BUFFER = 1024 * 1024;
+const BULK_TIMEOUT_MS = 30000;
+
+export const STATES = {
+  idle: 'not connected',
+  waiting: 'asked for an offer…',
+  connecting: 'connecting…',
+  connected: 'connected',
+  failed: 'failed',
+  closed: 'closed',
+};
+
+export class Peer extends EventTarget {
+  constructor({ identity, signer, signalling, idHex }) {
+    super();
+    this.identity = identity;
+    this.signer = signer;
+    this.signalling = signalling;
+    this.idHex = idHex;
+    this.initiator = identity.idHex < idHex;
+    this.state = 'idle';
+    this.error = '';
+    this.pc = null;
+    this.wasConnected = false;
+    this.ctl = null;
+    this.attempt = null;
+    this.pendingCandidates = [];
+    this.path = null;
+    this.rttMs = null;
+    this.throughput = null; // {mbps, bytes, seconds} or {running: true}
+    this.chat = []; // {from: 'me' | 'peer', text}
+    this.timers = [];
+    this.bulkWaiters = new Map(); // test id -> resolve(bytes)
+    this.bulkReceived = new Map(); // test id -> bytes so far
+  }
+
+  emit() {
+    this.dispatchEvent(new Event('change'));
+  }
+
+  setState(state, error = '') {
+    this.state = state;
+    this.error = error;
+    this.emit();
+  }
+
+  sendSetup(kind, payload = '') {
+    return this.signalling.sendSetup(this.idHex, this.attempt, this.signer, { kind, payload });
+  }
+
+  // The user asked for a connection.
+  async connect() {
+    if (this.initiator) return this.offer();
+    this.reset();
+    this.attempt = this.signer.nextAttempt();
+    this.setState('waiting');
+    this.armTimeout();
+    await this.sendSetup('Init');
+  }
+
+  disconnect() {
+    this.reset();
+    this.setState('closed');
+  }
+
+  async onSetup({ kind, payload }) {
+    try {
+      if (kind === 'Init' && this.initiator) {
+        await this.offer();
+      } else if (kind === 'Offer' && !this.initiator) {
+        const pc = this.newConnection();
+        await pc.setRemoteDescription({ type: 'offer', sdp: payload });
+        await this.flushCandidates();
+        const answer = await pc.createAnswer();
+        await pc.setLocalDescription(answer);
+        await this.sendSetup('Answer', answer.sdp);
+      } else if (kind === 'Answer' && this.initiator && this.pc && this.pc.signalingState === 'have-local-offer') {
+        await this.pc.setRemoteDescription({ type: 'answer', sdp: payload });
+        await this.flushCandidates();
+      } else if (kind === 'IceCandidate') {
+        if (this.pc && this.pc.remoteDescription) await this.addCandidate(payload);
+        else if (this.pendingCandidates.length < MAX_PENDING_CANDIDATES) this.pendingCandidates.push(payload);
+      }
+    } catch (error) {
+      this.setState('failed', `setup failed at ${kind}: ${error.message}`);
+    }
+  }
+
+  async offer() {
+    const pc = this.newConnection();
+    this.attachChannel(pc.createDataChannel(WG_CHANNEL, { ordered: false, maxRetransmits: 0 }));
+    this.attachChannel(pc.createDataChannel(CTL_CHANNEL));
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    await this.sendSetup('Offer', offer.sdp);
+  }
+
+  reset() {
+    this.timers.forEach(clearInterval);
+    this.timers = [];
+    const pc = this.pc;
+    this.pc = null;
+    this.ctl = null;
+    if (pc) pc.close();
+    this.pendingCandidates = [];
+    this.path = null;
+    this.rttMs = null;
+  }
+
+  // A fresh connection (and a fresh signing generation) replacing any old one.
+  newConnection() {
+    this.reset();
+    this.attempt = this.signer.nextAttempt();
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    this.pc = pc;
+    this.wasConnected = false;
+    this.setState('connecting');
+    this.armTimeout();
+    pc.onicecandidate = (event) => {
+      if (pc === this.pc && event.candidate && event.candidate.candidate) {
+        this.sendSetup('IceCandidate', event.candidate.candidate);
+      }
+    };
+    pc.ondatachannel = (event) => pc === this.pc && this.attachChannel(event.channel);
+    pc.onconnectionstatechange = () => {
+      if (pc !== this.pc) return;
+      if (pc.connectionState === 'connected') {
+        this.wasConnected = true;
+        this.setState('connected');
+        this.refreshPath();
+      } else if (pc.connectionState === 'failed') {
+        this.setState(
+          'failed',
+          this.wasConnected
+            ? 'the connection was lost (the peer went away or the path broke)'
+            : 'ICE found no working path between the two nodes (firewall, or both behind NAT without STUN/TURN)',
+        );
+      } else if (pc.connectionState === 'disconnected') {
+        this.setState('connecting', 'the path was interrupted; waiting for it to come back');
+      }
+    };
+    return pc;
+  }
+
+  armTimeout() {
+    const pc = this.pc;
+    const timer = setTimeout(() => {
+      if (this.pc === pc && this.state !== 'connected' && this.state !== 'failed') {
+        const why = this.state === 'waiting' ? 'no offer came back' : 'no candidate pair worked';
+        this.setState('failed', `not connected after ${SETUP_TIMEOUT_MS / 1000} s: ${why}`);
+      }
+    }, SETUP_TIMEOUT_MS);
+    this.timers.push(timer);
+  }
+
+  async flushCandidates() {
+    const pending = this.pendingCandidates;
+    this.pendingCandidates = [];
+    for (const candidate of pending) await this.addCandidate(candidate);
+  }
+
+  async addCandidate(candidate) {
+    try {
+      await this.pc.addIceCandidate({ candidate, sdpMLineIndex: 0 });
+    } catch (error) {
+      this.signalling.notice(`remote candidate refused: ${error.message}`);
+    }
+  }
+
+  attachChannel(channel) {
+    if (channel.label !== CTL_CHANNEL) return; // `wg` is flnode's; opened, not used here
+    channel.onopen = () => {
+      this.ctl = channel;
+      this.ping();
+      this.timers.push(setInterval(() => this.ping(), PING_INTERVAL_MS));
+      this.timers.push(setInterval(() => this.refreshPath(), PING_INTERVAL_MS));
+      this.emit();
+    };
+    channel.onclose = () => {
+      // Our own reset() forgets the channel before closing it; anything
+      // else closing the channel we use is the peer hanging up.
+      if (this.ctl !== channel) return;
+      this.reset();
+      this.setState('closed', 'the peer closed the connection');
+    };
+    channel.onmessage = (event) => this.onControl(channel, String(event.data));
+  }
+
+  onControl(channel, text) {
+    if (text.startsWith('ping')) {
+      channel.send(`pong${text.slice(4)}`);
+    } else if (text.startsWith('pong')) {
+      const sent = Number(text.slice(4));
+      if (Number.isFinite(sent)) this.rttMs = performance.now() - sent;
+      this.emit();
+    } else if (text.startsWith('msg:')) {
+      this.chat.push({ from: 'peer', text: text.slice(4) });
+      this.emit();
+    } else if (text.startsWith('bulk ')) {
+      const [, id, index, count] = text.split(' ', 4);
+      const bytes = (this.bulkReceived.get(id) || 0) + text.length;
+      this.bulkReceived.set(id, bytes);
+      if (Number(index) === Number(count) - 1) {
+        this.bulkReceived.delete(id);
+        channel.send(`bulkack ${id} ${bytes}`);
+      }
+    } else if (text.startsWith('bulkack ')) {
+      const [, id, bytes] = text.split(' ');
+      const resolve = this.bulkWaiters.get(id);
+      if (resolve) resolve(Number(bytes));
+    }
+  }
+
+  ping() {
+    if (this.ctl && this.ctl.readyState === 'open') this.ctl.send(`ping${performance.now()}`);
+  }
+
+  sendChat(text) {
+    if (!this.ctl || this.ctl.readyState !== 'open') throw new Error('not connected');
+    this.ctl.send(`msg:${text}`);
+    this.chat.push({ from: 'me', text });
+    this.emit();
+  }
+
+  // Sends BULK_BYTES over `ctl` as fast as its buffer drains and waits for
+  // the receiver's count: the figure includes SCTP's flow control.
+  async runThroughput() {
+    const channel = this.ctl;
+    if (!channel || channel.readyState !== 'open') throw new Error('not connected');
+    const id = Math.random().toString(36).slice(2, 10);
+    const count = BULK_BYTES / BULK_CHUNK;
+    const acked = new Promise((resolve, reject) => {
+      this.bulkWaiters.set(id, resolve);
+      setTimeout(() => reject(new Error('no bulkack within 30 s')), BULK_TIMEOUT_MS);
+    });
+    this.throughput = { running: true };
+    this.emit();
+    channel.bufferedAmountLowThreshold = BULK_BUFFER / 2;
+    const start = performance.now();
+    try {
+      for (let i = 0; i < count; i++) {
+        const head = `bulk ${id} ${i} ${count} `;
+        channel.send(head + 'x'.repeat(BULK_CHUNK - head.length));
+        if (channel.bufferedAmount > BULK_BUFFER) {
+          await new Promise((resolve) => channel.addEventListener('bufferedamountlow', resolve, { once: true }));
+        }
+      }
+      const bytes = await acked;
+      const seconds = (performance.now() - start) / 1000;
+      this.throughput = { bytes, seconds, mbps: (bytes * 8) / seconds / 1e6 };
+    } catch (error) {
+      this.throughput = { error: error.message };
+    } finally {
+      this.bulkWaiters.delete(id);
+      this.emit();
+    }
+    return this.throughput;
+  }
+
+  // The selected candidate pair from getStats: types, protocol, addresses, RTT.
+  async refreshPath() {
+    const pc = this.pc;
+    if (!pc) return;
+    const stats = await pc.getStats();
+    let pair = null;
+    stats.forEach((report) => {
+      if (report.type === 'transport' && report.selectedCandidatePairId) pair = stats.get(report.selectedCandidatePairId);
+    });
+    if (!pair) {
+      stats.forEach((report) => {
+        if (report.type === 'candidate-pair' && report.nominated && report.state === 'succeeded') pair = report;
+      });
+    }
+    if (!pair || pc !== this.pc) return;
+    // Chromium hides the address of peer-reflexive remote candidates.
+    const describe = (candidate) =>
+      candidate
+        ? {
+            type: candidate.candidateType,
+            protocol: candidate.protocol,
+            address: candidate.address ? `${candidate.address}:${candidate.port}` : '(address hidden)',
+          }
+        : null;
+    this.path = {
+      local: describe(stats.get(pair.localCandidateId)),
+      remote: describe(stats.get(pair.remoteCandidateId)),
+      iceRttMs: pair.currentRoundTripTime != null ? pair.currentRoundTripTime * 1000 : null,
+    };
+    this.emit();
+  }
+}

@@ -1,0 +1,216 @@
+// Drives Debian's chromium (headless, through playwright-core) against a
+// running flsignal: two pages with different keys join, connect to each
+// other over WebRTC, exchange messages both ways, measure RTT and
+// throughput, and check the page's setup signing against the Rust vector.
+//
+// Run by tests/tests/browser.rs, which starts the server. Environment:
+//   FLSIGNAL_URL              http://127.0.0.1:PORT/ (required)
+//   EXPECTED_SETUP_SIGNATURE  the vector's signature as flproto computes it
+//   CHROMIUM                  browser binary (default /usr/bin/chromium)
+//   ARTIFACTS                 where screenshots go (default ./artifacts)
+// Exits 0 when everything held, 1 with the reason otherwise.
+
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const base = process.env.FLSIGNAL_URL;
+const expectedSignature = process.env.EXPECTED_SETUP_SIGNATURE || '';
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+const artifacts = process.env.ARTIFACTS || join(import.meta.dirname, 'artifacts');
+const STEP_TIMEOUT_MS = 30000;
+
+if (!base) {
+  console.error('FLSIGNAL_URL is not set');
+  process.exit(2);
+}
+mkdirSync(artifacts, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath,
+  headless: true,
+  timeout: STEP_TIMEOUT_MS,
+  args: [
+    '--no-sandbox',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-default-apps',
+    '--disable-sync',
+    '--no-first-run',
+    '--no-default-browser-check',
+    '--metrics-recording-only',
+    // Hidden host candidates (`name.local`) need multicast DNS, which a
+    // test machine may not have; plain host candidates work anywhere.
+    '--disable-features=WebRtcHideLocalIpsWithMdns',
+  ],
+});
+
+const step = (text) => console.log(`• ${text}`);
+let pages = [];
+
+try {
+  // One profile, two keys: ?key= keeps two nodes apart in one IndexedDB.
+  const context = await browser.newContext({ viewport: { width: 1200, height: 820 } });
+  context.setDefaultTimeout(STEP_TIMEOUT_MS);
+  const a = await open(context, 'a');
+  const b = await open(context, 'b');
+  pages = [a, b];
+
+  const idA = await nodeId(a);
+  const idB = await nodeId(b);
+  if (idA === idB) throw new Error('both pages have the same node ID');
+  step(`page a is ${idA.slice(0, 12)}…, page b is ${idB.slice(0, 12)}…`);
+
+  const selfTest = await a.page.evaluate(() => window.flpeer.selfTest);
+  if (!selfTest.ok) throw new Error(`setup-signing self-test failed: ${JSON.stringify(selfTest)}`);
+  if (expectedSignature && selfTest.signature !== expectedSignature) {
+    throw new Error(`page signs ${selfTest.signature}, flproto signs ${expectedSignature}`);
+  }
+  step(`WebCrypto reproduces flproto's setup signature ${selfTest.signature.slice(0, 16)}…; tampering and replay refused`);
+  await a.page.locator('#selftest[data-state="good"]').waitFor();
+
+  // Each page lists the other (join news or the initial list).
+  await a.page.locator(`#node-list li[data-id="${idB}"]`).waitFor();
+  await b.page.locator(`#node-list li[data-id="${idA}"]`).waitFor();
+  step('each page lists the other');
+
+  // Page a picks b and connects; b accepts on its own.
+  await a.page.locator(`#node-list li[data-id="${idB}"] button`).click();
+  await a.page.locator('#connect').click();
+  await a.page.locator('#peer-state[data-state="connected"]').waitFor();
+  await b.page.locator('#peer-state[data-state="connected"]').waitFor();
+  await a.page.locator('#chat-input:enabled').waitFor();
+  await b.page.locator('#chat-input:enabled').waitFor();
+  step('connected over WebRTC; ctl channel open on both sides');
+
+  await say(a, 'hello from a');
+  await b.page.locator('#chat li.peer', { hasText: 'hello from a' }).waitFor();
+  await say(b, 'hello back from b');
+  await a.page.locator('#chat li.peer', { hasText: 'hello back from b' }).waitFor();
+  step('messages went both ways');
+
+  await a.page.locator('#peer-rtt', { hasText: 'ms' }).waitFor();
+  await a.page.locator('#peer-path', { hasText: 'host' }).waitFor();
+  step(`RTT ${await text(a, '#peer-rtt')}, path ${await text(a, '#peer-path')}`);
+
+  await a.page.locator('#throughput').click();
+  await a.page.locator('#peer-throughput', { hasText: 'Mbit/s' }).waitFor();
+  step(`throughput ${await text(a, '#peer-throughput')}`);
+
+  // b hangs up: a says so in words, not just in colour.
+  await b.page.locator('#disconnect').click();
+  await a.page.locator('#peer-state[data-state="closed"]').waitFor();
+  await a.page.locator('#peer-error', { hasText: 'the peer closed the connection' }).waitFor();
+  step(`after b hung up, a shows "${await text(a, '#peer-state')}: ${await text(a, '#peer-error')}"`);
+
+  // And a connects again, from the other side this time (b's Init).
+  await b.page.locator('#connect').click();
+  await a.page.locator('#peer-state[data-state="connected"]').waitFor();
+  await b.page.locator('#peer-state[data-state="connected"]').waitFor();
+  await say(b, 'again');
+  await a.page.locator('#chat li.peer', { hasText: 'again' }).waitFor();
+  step('b reconnected; messages flow again');
+
+  // A third node, made inside page a, sends b setup frames that are
+  // unsigned, altered after signing, and replayed: b refuses each, says
+  // why, and its connection to a stays up.
+  await a.page.evaluate(forgeSetupFrames, idB);
+  for (const reason of ['unsigned setup message', 'does not verify', 'replayed setup message']) {
+    await b.page.locator('#log li.error', { hasText: reason }).waitFor();
+  }
+  await b.page.locator('#peer-state[data-state="connected"]').waitFor();
+  step('b refused unsigned, altered and replayed setup frames from a third node');
+
+  const errors = pages.flatMap((p) => p.errors);
+  if (errors.length) throw new Error(`page errors: ${errors.join('; ')}`);
+
+  await screenshots('browser-peer');
+  console.log('browser test passed');
+} catch (error) {
+  console.error(`browser test FAILED: ${error.message}`);
+  for (const { key, log } of pages) console.error(`--- console of page ${key} ---\n${log.join('\n')}`);
+  await screenshots('browser-peer-failed').catch(() => {});
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
+
+async function open(context, key) {
+  const page = await context.newPage();
+  const entry = { key, page, log: [], errors: [] };
+  page.on('console', (message) => entry.log.push(`${message.type()}: ${message.text()}`));
+  page.on('pageerror', (error) => entry.errors.push(`${key}: ${error.message}`));
+  const response = await page.goto(new URL(`/?key=${key}`, base).href);
+  if (!response.ok()) throw new Error(`GET / answered ${response.status()}`);
+  await page.locator('#server-state[data-state="online"]').waitFor();
+  return entry;
+}
+
+async function nodeId({ page }) {
+  return page.evaluate(() => window.flpeer.identity.idHex);
+}
+
+async function text({ page }, selector) {
+  return (await page.locator(selector).textContent()).trim();
+}
+
+async function say({ page }, message) {
+  await page.locator('#chat-input').fill(message);
+  await page.locator('#chat-send').click();
+}
+
+async function screenshots(prefix) {
+  for (const { key, page } of pages) {
+    const path = join(artifacts, `${prefix}-${key}.png`);
+    await page.screenshot({ path, fullPage: true });
+    console.log(`screenshot: ${path}`);
+  }
+}
+
+// Runs in page a: joins as another node and sends `target` bad frames.
+async function forgeSetupFrames(target) {
+  const wire = await import('/web/wire.js');
+  const { Identity } = await import('/web/identity.js');
+  const { signSetup } = await import('/web/setup.js');
+  const mallory = await Identity.fromSeed(crypto.getRandomValues(new Uint8Array(32)));
+  const socket = new WebSocket(`ws://${location.host}/`);
+  const frames = [];
+  let wake = null;
+  socket.onmessage = (event) => {
+    frames.push(JSON.parse(event.data));
+    if (wake) wake();
+  };
+  const next = async (kind) => {
+    for (;;) {
+      const index = frames.findIndex((frame) => typeof frame === 'object' && kind in frame);
+      if (index >= 0) return frames.splice(index, 1)[0][kind];
+      await new Promise((resolve) => (wake = resolve));
+    }
+  };
+  const [, challengeHex] = await next('Challenge');
+  const server = wire.normalizeAuthority(location.host, 'ws');
+  const signature = await mallory.sign(wire.boundAnnounceBytes(server, wire.fromHex(challengeHex, 32), mallory.id));
+  socket.send(
+    wire.announceFrame({ server, challengeHex, nodeIdHex: mallory.idHex, name: 'mallory', signatureHex: wire.toHex(signature) }),
+  );
+  await next('SystemConfig');
+  const targetId = wire.fromHex(target, 32);
+  const [idInit, idFollow] = mallory.idHex < target ? [mallory.id, targetId] : [targetId, mallory.id];
+  const signer = new wire.SetupSigner();
+  const attempt = signer.nextAttempt();
+  const send = (body) => socket.send(JSON.stringify({ PeerSetup: body }));
+  const sign = (message) => signSetup({ identity: mallory, session: signer.session, attempt, idInit, idFollow, message });
+
+  const unsigned = await sign({ kind: 'Offer', payload: 'v=0\r\n' });
+  delete unsigned.auth;
+  send(unsigned);
+  const altered = await sign({ kind: 'Offer', payload: 'v=0\r\na=fingerprint:sha-256 AA\r\n' });
+  altered.message = { Offer: 'v=0\r\na=fingerprint:sha-256 BB\r\n' };
+  send(altered);
+  const candidate = await sign({ kind: 'IceCandidate', payload: 'candidate:1 1 udp 1 192.0.2.9 9 typ host' });
+  send(candidate);
+  send(candidate);
+  // Let the server relay before this node leaves.
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  socket.close();
+}
