@@ -14,8 +14,9 @@ export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 export RUST_BACKTRACE=1
 
 # System packages the tests use: network namespaces (iproute2), real
-# WireGuard in userspace, ping and iperf3 through the tunnel.
-APT_PACKAGES=(iproute2 iputils-ping wireguard-go wireguard-tools iperf3)
+# WireGuard in userspace, ping and iperf3 through the tunnel, and
+# nats-server for the cluster tests (started by the tests themselves).
+APT_PACKAGES=(iproute2 iputils-ping wireguard-go wireguard-tools iperf3 nats-server)
 if ((${#APT_PACKAGES[@]})); then
   if [ "$(id -u)" = 0 ] && ! dpkg -s "${APT_PACKAGES[@]}" >/dev/null 2>&1; then
     apt-get update -qq

@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod flnode;
+pub mod nats;
 pub mod netns;
 pub mod wireguard;
 
