@@ -73,7 +73,11 @@ fn relay_subject(prefix: &str, node: &NodeId, instance: InstanceId) -> String {
 /// Starts connecting to the configured NATS servers. It returns at once:
 /// an unreachable NATS is retried in the background while the server
 /// serves its own nodes.
-pub async fn connect(config: &Config, instance: InstanceId, outgoing: mpsc::Receiver<Outgoing>) -> anyhow::Result<ClusterLink> {
+pub async fn connect(
+    config: &Config,
+    instance: InstanceId,
+    outgoing: mpsc::Receiver<Outgoing>,
+) -> anyhow::Result<ClusterLink> {
     let (events_tx, events) = mpsc::unbounded_channel();
     let mut options = ConnectOptions::new()
         .name(format!("flsignal-{instance}"))
@@ -140,7 +144,10 @@ impl ClusterLink {
         let relays = client.subscribe(format!("{prefix}.node.*.{instance}")).await?;
         tracing::info!(%instance, servers = ?shared.config.nats, "clustering over NATS");
         let tasks = vec![
-            tokio::spawn(receive_presence(shared.clone(), futures_util::stream::select(presence, answers))),
+            tokio::spawn(receive_presence(
+                shared.clone(),
+                futures_util::stream::select(presence, answers),
+            )),
             tokio::spawn(receive_relays(shared.clone(), relays)),
             tokio::spawn(publish(shared.clone(), client.clone(), outgoing, prefix.clone())),
             tokio::spawn(beat(shared.clone())),
@@ -173,7 +180,10 @@ impl ClusterTasks {
 }
 
 /// Presence messages from other instances (and the answers for us).
-async fn receive_presence(shared: Arc<Shared>, mut messages: impl futures_util::Stream<Item = async_nats::Message> + Unpin) {
+async fn receive_presence(
+    shared: Arc<Shared>,
+    mut messages: impl futures_util::Stream<Item = async_nats::Message> + Unpin,
+) {
     while let Some(message) = messages.next().await {
         match serde_json::from_slice::<ClusterMessage>(&message.payload) {
             Ok(cluster_message) => shared.hub.apply_cluster_message(cluster_message, Instant::now()),
@@ -186,7 +196,12 @@ async fn receive_presence(shared: Arc<Shared>, mut messages: impl futures_util::
 async fn receive_relays(shared: Arc<Shared>, mut messages: async_nats::Subscriber) {
     while let Some(message) = messages.next().await {
         // P.node.<node>.<instance>
-        let node = message.subject.split('.').rev().nth(1).and_then(|hex| hex.parse::<NodeId>().ok());
+        let node = message
+            .subject
+            .split('.')
+            .rev()
+            .nth(1)
+            .and_then(|hex| hex.parse::<NodeId>().ok());
         let text = Utf8Bytes::try_from(message.payload);
         match (node, text) {
             (Some(node), Ok(text)) => shared.hub.relay_from_cluster(&node, text),
@@ -201,7 +216,9 @@ async fn receive_relays(shared: Arc<Shared>, mut messages: async_nats::Subscribe
 async fn publish(shared: Arc<Shared>, client: Client, mut outgoing: mpsc::Receiver<Outgoing>, prefix: String) {
     while let Some(message) = outgoing.recv().await {
         if client.connection_state() != State::Connected {
-            Metrics::count(&shared.hub.metrics.drops, "cluster_down");
+            if let Outgoing::Relay { .. } = message {
+                Metrics::count(&shared.hub.metrics.drops, "cluster_down");
+            }
             continue;
         }
         let (subject, payload): (String, Bytes) = match message {
@@ -244,7 +261,10 @@ async fn follow_connection(shared: Arc<Shared>, mut events: mpsc::UnboundedRecei
                 shared.hub.set_cluster_connected(false);
             }
             Event::SlowConsumer(sid) => {
-                tracing::warn!(sid, "NATS dropped messages for us (slow consumer); heartbeats will repair presence")
+                tracing::warn!(
+                    sid,
+                    "NATS dropped messages for us (slow consumer); heartbeats will repair presence"
+                )
             }
             other => tracing::info!(event = %other, "NATS"),
         }

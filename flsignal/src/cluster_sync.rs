@@ -34,7 +34,11 @@ impl Hub {
             match message {
                 ClusterMessage::Hello { instance } => {
                     let me = side.instance;
-                    replies.extend(snapshot_of(state, me).into_iter().map(|m| Outgoing::Direct(instance, m)));
+                    replies.extend(
+                        snapshot_of(state, me)
+                            .into_iter()
+                            .map(|m| Outgoing::Direct(instance, m)),
+                    );
                 }
                 ClusterMessage::Join { instance, entry } => {
                     losers.extend(remote_join(state, instance, entry, now));
@@ -49,7 +53,9 @@ impl Hub {
                     let cluster = state.cluster.as_mut().expect("clustered hub");
                     if cluster.remote_heartbeat(instance, nodes, now) {
                         tracing::info!(%instance, "presence of an instance disagrees with ours; asking for a snapshot");
-                        let hello = ClusterMessage::Hello { instance: side.instance };
+                        let hello = ClusterMessage::Hello {
+                            instance: side.instance,
+                        };
                         replies.push(Outgoing::Direct(instance, hello));
                     }
                 }
@@ -136,7 +142,9 @@ impl Hub {
 
     fn update_cluster_gauges(&self, state: &State) {
         if let Some(cluster) = &state.cluster {
-            self.metrics.cluster_instances.set(cluster.remote_instances() as i64 + 1);
+            self.metrics
+                .cluster_instances
+                .set(cluster.remote_instances() as i64 + 1);
             self.metrics.cluster_nodes.set(state.presence.len() as i64);
         }
     }

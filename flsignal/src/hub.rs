@@ -275,7 +275,11 @@ impl Hub {
             }
             Some(Holder::Remote(instance)) => {
                 let text = Bytes::from(text);
-                if self.publish(Outgoing::Relay { to: *to, instance, text }) {
+                if self.publish(Outgoing::Relay {
+                    to: *to,
+                    instance,
+                    text,
+                }) {
                     self.metrics.count_relay("out");
                     self.metrics.relayed.inc();
                 }

@@ -96,7 +96,13 @@ impl Metrics {
         for direction in ["in", "out"] {
             drop(self.cluster_relays.get_or_create(&Direction { direction }));
         }
-        for reason in ["not_connected", "slow_reader", "closing", "cluster_queue", "cluster_down"] {
+        for reason in [
+            "not_connected",
+            "slow_reader",
+            "closing",
+            "cluster_queue",
+            "cluster_down",
+        ] {
             zero(&self.drops, reason);
         }
         for reason in flproto::close::CloseReason::ALL {

@@ -55,7 +55,8 @@ impl Serialize for InstanceId {
 impl<'de> Deserialize<'de> for InstanceId {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = <&str>::deserialize(deserializer)?;
-        text.parse().map_err(|_| de::Error::custom("instance ID is not 16 hex digits"))
+        text.parse()
+            .map_err(|_| de::Error::custom("instance ID is not 16 hex digits"))
     }
 }
 

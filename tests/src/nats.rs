@@ -17,10 +17,13 @@ fn find_binary() -> Option<PathBuf> {
             .map(|dir| dir.join("nats-server"))
             .collect::<Vec<_>>()
     });
-    [PathBuf::from("/usr/sbin/nats-server"), PathBuf::from("/usr/bin/nats-server")]
-        .into_iter()
-        .chain(on_path)
-        .find(|path| path.is_file())
+    [
+        PathBuf::from("/usr/sbin/nats-server"),
+        PathBuf::from("/usr/bin/nats-server"),
+    ]
+    .into_iter()
+    .chain(on_path)
+    .find(|path| path.is_file())
 }
 
 /// The `nats-server` binary, or `None` with a message when it is missing

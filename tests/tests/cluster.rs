@@ -87,7 +87,10 @@ async fn expect_news(client: &mut Client, node: NodeId, joined: bool, within: Du
         let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
         let event = client.next_within(wait).await.unwrap();
         let Some(event) = event else {
-            panic!("no news that {node} {} within {within:?}", if joined { "joined" } else { "left" });
+            panic!(
+                "no news that {node} {} within {within:?}",
+                if joined { "joined" } else { "left" }
+            );
         };
         if let Event::Frame(ServerMessage::PresenceNews(news)) = event {
             let listed = if joined {
@@ -120,13 +123,23 @@ async fn presence_and_news_span_the_cluster() {
     let (a_key, b_key, c_key) = (NodeKey::generate(), NodeKey::generate(), NodeKey::generate());
     let (mut a, list) = join(&cluster.url(0), &a_key).await;
     assert!(list.is_empty());
-    wait_for(&cluster.servers[1], "A visible on instance 2", |h| h["cluster_nodes"] == 1).await;
+    wait_for(&cluster.servers[1], "A visible on instance 2", |h| {
+        h["cluster_nodes"] == 1
+    })
+    .await;
 
     let (mut b, list) = join(&cluster.url(1), &b_key).await;
-    assert_eq!(list, vec![a_key.id()], "B, on instance 2, is told about A on instance 1");
+    assert_eq!(
+        list,
+        vec![a_key.id()],
+        "B, on instance 2, is told about A on instance 1"
+    );
     expect_news(&mut a, b_key.id(), true, PATIENCE).await;
 
-    wait_for(&cluster.servers[2], "A and B visible on instance 3", |h| h["cluster_nodes"] == 2).await;
+    wait_for(&cluster.servers[2], "A and B visible on instance 3", |h| {
+        h["cluster_nodes"] == 2
+    })
+    .await;
     let (mut c, list) = join(&cluster.url(2), &c_key).await;
     let listed: HashSet<NodeId> = list.into_iter().collect();
     assert_eq!(listed, HashSet::from([a_key.id(), b_key.id()]));
@@ -140,7 +153,10 @@ async fn presence_and_news_span_the_cluster() {
             break e2e::ids_of(&list);
         }
     };
-    assert_eq!(list.into_iter().collect::<HashSet<_>>(), HashSet::from([b_key.id(), c_key.id()]));
+    assert_eq!(
+        list.into_iter().collect::<HashSet<_>>(),
+        HashSet::from([b_key.id(), c_key.id()])
+    );
 
     // B leaves instance 2: A and C, elsewhere, hear it.
     b.close().await;
@@ -218,7 +234,10 @@ async fn the_newest_connection_wins_across_instances() {
     let (key, peer_key) = (NodeKey::generate(), NodeKey::generate());
     let (mut old, _) = join(&cluster.url(0), &key).await;
     let (mut peer, _) = join(&cluster.url(2), &peer_key).await;
-    wait_for(&cluster.servers[1], "the node visible on instance 2", |h| h["cluster_nodes"] == 2).await;
+    wait_for(&cluster.servers[1], "the node visible on instance 2", |h| {
+        h["cluster_nodes"] == 2
+    })
+    .await;
 
     // The same node announces on instance 2: the older connection, on
     // instance 1, is closed as it would be on one server.
@@ -239,8 +258,7 @@ async fn the_newest_connection_wins_across_instances() {
 
 #[tokio::test]
 async fn a_killed_instance_vanishes_and_its_nodes_resume_elsewhere() {
-    let Some(mut cluster) = Cluster::start("a_killed_instance_vanishes_and_its_nodes_resume_elsewhere", 3).await
-    else {
+    let Some(mut cluster) = Cluster::start("a_killed_instance_vanishes_and_its_nodes_resume_elsewhere", 3).await else {
         return;
     };
     let (a_key, c_key) = (NodeKey::generate(), NodeKey::generate());
@@ -255,7 +273,10 @@ async fn a_killed_instance_vanishes_and_its_nodes_resume_elsewhere() {
     expect_news(&mut a, c_key.id(), false, VANISH_WITHIN).await;
     eprintln!("killed instance's node vanished after {:?}", started.elapsed());
     for server in &cluster.servers {
-        wait_for(server, "two instances left", |h| h["instances"] == 2 && h["cluster_nodes"] == 1).await;
+        wait_for(server, "two instances left", |h| {
+            h["instances"] == 2 && h["cluster_nodes"] == 1
+        })
+        .await;
     }
 
     // C reconnects to instance 2 (as a node does) and is reachable again.
@@ -304,5 +325,9 @@ async fn instances_survive_a_nats_restart() {
     while b.next_within(Duration::from_millis(200)).await.unwrap().is_some() {}
     let offer = setup_text(a_key.id(), b_key.id(), "v=0");
     a.send_text(&offer).await.unwrap();
-    assert_eq!(b.next_text().await.unwrap(), offer, "relay across instances works again");
+    assert_eq!(
+        b.next_text().await.unwrap(),
+        offer,
+        "relay across instances works again"
+    );
 }
