@@ -141,6 +141,8 @@ impl Hub {
     }
 
     fn update_cluster_gauges(&self, state: &State) {
+        // A connection that lost to a newer one elsewhere is no longer ours.
+        self.metrics.registered_nodes.set(state.local as i64);
         if let Some(cluster) = &state.cluster {
             self.metrics
                 .cluster_instances
