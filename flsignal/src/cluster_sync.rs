@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use flproto::close::CloseReason;
 use flproto::cluster_message::{ClusterMessage, InstanceId, NodeEntry};
-use flproto::cluster_presence::RemoteJoin;
+use flproto::cluster_presence::{ClusterPresence, RemoteJoin};
+use flproto::presence::Presence;
 use flproto::{NodeId, NodeInfo};
 
 use crate::hub::{raw_json, Holder, Hub, Outgoing, PeerHandle, State};
@@ -30,27 +31,29 @@ impl Hub {
         let mut replies = Vec::new();
         {
             let mut guard = self.state.lock();
-            let state = &mut *guard;
+            let State {
+                presence,
+                local,
+                cluster,
+            } = &mut *guard;
+            let Some(cluster) = cluster.as_mut() else {
+                return;
+            };
+            let mut registry = Registry { presence, local };
             match message {
                 ClusterMessage::Hello { instance } => {
-                    let me = side.instance;
-                    replies.extend(
-                        snapshot_of(state, me)
-                            .into_iter()
-                            .map(|m| Outgoing::Direct(instance, m)),
-                    );
+                    let snapshot = snapshot_of(registry.presence, cluster, side.instance);
+                    replies.extend(snapshot.into_iter().map(|m| Outgoing::Direct(instance, m)));
                 }
                 ClusterMessage::Join { instance, entry } => {
-                    losers.extend(remote_join(state, instance, entry, now));
+                    losers.extend(registry.remote_join(cluster, instance, entry, now));
                 }
                 ClusterMessage::Leave { instance, node } => {
-                    let cluster = state.cluster.as_mut().expect("clustered hub");
                     if cluster.remote_leave(instance, &node, now) {
-                        remove_remote(state, instance, &node);
+                        registry.remove_remote(instance, &node);
                     }
                 }
                 ClusterMessage::Heartbeat { instance, nodes } => {
-                    let cluster = state.cluster.as_mut().expect("clustered hub");
                     if cluster.remote_heartbeat(instance, nodes, now) {
                         tracing::info!(%instance, "presence of an instance disagrees with ours; asking for a snapshot");
                         let hello = ClusterMessage::Hello {
@@ -60,27 +63,24 @@ impl Hub {
                     }
                 }
                 ClusterMessage::Snapshot { instance, nodes, last } => {
-                    let cluster = state.cluster.as_mut().expect("clustered hub");
                     cluster.snapshot_begins(instance, now);
                     for entry in nodes {
-                        losers.extend(remote_join(state, instance, entry, now));
+                        losers.extend(registry.remote_join(cluster, instance, entry, now));
                     }
                     if last {
-                        let cluster = state.cluster.as_mut().expect("clustered hub");
                         for node in cluster.snapshot_ends(instance) {
-                            remove_remote(state, instance, &node);
+                            registry.remove_remote(instance, &node);
                         }
                     }
                 }
                 ClusterMessage::Goodbye { instance } => {
-                    let cluster = state.cluster.as_mut().expect("clustered hub");
                     for node in cluster.remove_instance(instance) {
-                        remove_remote(state, instance, &node);
+                        registry.remove_remote(instance, &node);
                     }
                     tracing::info!(%instance, "instance left the cluster");
                 }
             }
-            self.update_cluster_gauges(state);
+            self.update_cluster_gauges(&guard);
         }
         for loser in losers {
             loser.kill.kill(CloseReason::Replaced);
@@ -93,18 +93,23 @@ impl Hub {
     /// Forgets instances that have not been heard from within the expiry.
     pub fn expire_instances(&self, now: Instant) {
         let mut guard = self.state.lock();
-        let state = &mut *guard;
-        let Some(cluster) = state.cluster.as_mut() else {
+        let State {
+            presence,
+            local,
+            cluster,
+        } = &mut *guard;
+        let Some(cluster) = cluster.as_mut() else {
             return;
         };
         let gone = cluster.expire(now);
         if !gone.is_empty() {
             tracing::info!(nodes = gone.len(), "instances fell silent; their nodes are gone");
         }
+        let mut registry = Registry { presence, local };
         for (instance, node) in gone {
-            remove_remote(state, instance, &node);
+            registry.remove_remote(instance, &node);
         }
-        self.update_cluster_gauges(state);
+        self.update_cluster_gauges(&guard);
     }
 
     /// This instance's heartbeat.
@@ -126,7 +131,13 @@ impl Hub {
         self.publish(Outgoing::Broadcast(ClusterMessage::Hello {
             instance: side.instance,
         }));
-        let snapshot = snapshot_of(&self.state.lock(), side.instance);
+        let snapshot = {
+            let state = self.state.lock();
+            match &state.cluster {
+                Some(cluster) => snapshot_of(&state.presence, cluster, side.instance),
+                None => Vec::new(),
+            }
+        };
         for message in snapshot {
             self.publish(Outgoing::Broadcast(message));
         }
@@ -152,27 +163,46 @@ impl Hub {
     }
 }
 
-/// Applies another instance's claim on a node; returns our connection of
-/// that node if it lost.
-fn remote_join(state: &mut State, instance: InstanceId, entry: NodeEntry, now: Instant) -> Option<PeerHandle> {
-    if !plausible(&entry) {
-        tracing::warn!(%instance, node = %entry.node, "ignoring a cluster entry with bad node info");
-        return None;
-    }
-    let cluster = state.cluster.as_mut()?;
-    if cluster.remote_join(instance, entry.node, entry.at, now) == RemoteJoin::Stale {
-        return None;
-    }
-    let info: Box<str> = entry.info.get().into();
-    match state
-        .presence
-        .join_remote(entry.node, info, entry.bound, Holder::Remote(instance))
-    {
-        Some(Holder::Local(handle)) => {
-            state.local -= 1;
-            Some(handle)
+/// The node registry and this server's share of it, borrowed apart from
+/// the cluster table.
+struct Registry<'a> {
+    presence: &'a mut Presence<Holder>,
+    local: &'a mut usize,
+}
+
+impl Registry<'_> {
+    /// Applies another instance's claim on a node; returns our connection
+    /// of that node if it lost.
+    fn remote_join(
+        &mut self,
+        cluster: &mut ClusterPresence,
+        instance: InstanceId,
+        entry: NodeEntry,
+        now: Instant,
+    ) -> Option<PeerHandle> {
+        if !plausible(&entry) {
+            tracing::warn!(%instance, node = %entry.node, "ignoring a cluster entry with bad node info");
+            return None;
         }
-        _ => None,
+        if cluster.remote_join(instance, entry.node, entry.at, now) == RemoteJoin::Stale {
+            return None;
+        }
+        let info: Box<str> = entry.info.get().into();
+        match self
+            .presence
+            .join_remote(entry.node, info, entry.bound, Holder::Remote(instance))
+        {
+            Some(Holder::Local(handle)) => {
+                *self.local -= 1;
+                Some(handle)
+            }
+            _ => None,
+        }
+    }
+
+    fn remove_remote(&mut self, instance: InstanceId, node: &NodeId) {
+        self.presence
+            .leave_if(node, |holder| matches!(holder, Holder::Remote(i) if *i == instance));
     }
 }
 
@@ -185,19 +215,9 @@ fn plausible(entry: &NodeEntry) -> bool {
     }
 }
 
-fn remove_remote(state: &mut State, instance: InstanceId, node: &NodeId) {
-    state
-        .presence
-        .leave_if(node, |holder| matches!(holder, Holder::Remote(i) if *i == instance));
-}
-
 /// Everything this instance holds, as `Snapshot` messages (at least one).
-fn snapshot_of(state: &State, me: InstanceId) -> Vec<ClusterMessage> {
-    let Some(cluster) = &state.cluster else {
-        return Vec::new();
-    };
-    let entries: Vec<NodeEntry> = state
-        .presence
+fn snapshot_of(presence: &Presence<Holder>, cluster: &ClusterPresence, me: InstanceId) -> Vec<ClusterMessage> {
+    let entries: Vec<NodeEntry> = presence
         .members()
         .filter(|(_, _, _, holder)| matches!(holder, Holder::Local(_)))
         .map(|(node, info, bound, _)| NodeEntry {
@@ -225,3 +245,7 @@ fn snapshot_of(state: &State, me: InstanceId) -> Vec<ClusterMessage> {
     }
     messages
 }
+
+#[cfg(test)]
+#[path = "cluster_sync_tests.rs"]
+mod tests;
