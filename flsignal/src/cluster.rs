@@ -266,6 +266,8 @@ async fn follow_connection(shared: Arc<Shared>, mut events: mpsc::UnboundedRecei
                     "NATS dropped messages for us (slow consumer); heartbeats will repair presence"
                 )
             }
+            // Every failed reconnect attempt: the state is already logged.
+            Event::ClientError(error) => tracing::debug!(%error, "NATS client error"),
             other => tracing::info!(event = %other, "NATS"),
         }
     }
