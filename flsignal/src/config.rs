@@ -2,6 +2,7 @@
 //! the server enforces is here, with its default and why it exists.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -29,6 +30,12 @@ pub const DEFAULT_PRESENCE_INTERVAL: Duration = Duration::from_millis(250);
 pub const DEFAULT_WS_READ_BUFFER: usize = 1024;
 /// Time given to connections to close on shutdown.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// First token of every NATS subject a cluster uses; clusters that share
+/// one NATS system use different prefixes.
+pub const DEFAULT_NATS_PREFIX: &str = "flsignal";
+/// Messages (relays and presence) waiting to be published to NATS; more are
+/// dropped, as is everything while NATS is unreachable.
+pub const DEFAULT_NATS_QUEUE: usize = 8192;
 
 fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(text)
@@ -130,6 +137,47 @@ pub struct Config {
     #[arg(long, env = "FLSIGNAL_DRAIN_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
     pub drain_timeout: Duration,
 
+    /// NATS server(s) to cluster through, e.g. `nats://10.0.0.5:4222`
+    /// (comma separated for several). Unset: this server is alone.
+    #[arg(long, env = "FLSIGNAL_NATS", value_delimiter = ',')]
+    pub nats: Vec<String>,
+
+    /// NATS credentials file (JWT and NKey seed, `.creds`).
+    #[arg(long, env = "FLSIGNAL_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+
+    /// Require TLS to NATS (also implied by a `tls://` URL).
+    #[arg(long, env = "FLSIGNAL_NATS_TLS")]
+    pub nats_tls: bool,
+
+    /// PEM file of CA certificates that NATS server certificates are checked against.
+    #[arg(long, env = "FLSIGNAL_NATS_TLS_CA")]
+    pub nats_tls_ca: Option<PathBuf>,
+
+    /// PEM client certificate for NATS (needs --nats-tls-key).
+    #[arg(long, env = "FLSIGNAL_NATS_TLS_CERT")]
+    pub nats_tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --nats-tls-cert.
+    #[arg(long, env = "FLSIGNAL_NATS_TLS_KEY")]
+    pub nats_tls_key: Option<PathBuf>,
+
+    /// First token of the NATS subjects this cluster uses.
+    #[arg(long, env = "FLSIGNAL_NATS_PREFIX", default_value = DEFAULT_NATS_PREFIX)]
+    pub nats_prefix: String,
+
+    /// Messages waiting to be published to NATS before more are dropped.
+    #[arg(long, env = "FLSIGNAL_NATS_QUEUE", default_value_t = DEFAULT_NATS_QUEUE)]
+    pub nats_queue: usize,
+
+    /// Interval of this instance's heartbeat to the cluster.
+    #[arg(long, env = "FLSIGNAL_CLUSTER_HEARTBEAT", value_parser = parse_duration, default_value = "1s")]
+    pub cluster_heartbeat: Duration,
+
+    /// Silence after which another instance and its nodes count as gone.
+    #[arg(long, env = "FLSIGNAL_CLUSTER_EXPIRY", value_parser = parse_duration, default_value = "3s")]
+    pub cluster_expiry: Duration,
+
     /// Log format.
     #[arg(long, env = "FLSIGNAL_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -202,6 +250,31 @@ impl Config {
             self.ws_read_buffer >= 256,
             "--ws-read-buffer must be at least 256 bytes"
         );
+        self.validate_cluster()
+    }
+
+    fn validate_cluster(&self) -> anyhow::Result<()> {
+        for url in &self.nats {
+            url.parse::<async_nats::ServerAddr>()
+                .map_err(|error| anyhow::anyhow!("--nats {url:?} is not a NATS URL: {error}"))?;
+        }
+        anyhow::ensure!(self.nats_queue >= 1, "--nats-queue must be at least 1");
+        anyhow::ensure!(
+            self.nats_tls_cert.is_some() == self.nats_tls_key.is_some(),
+            "--nats-tls-cert and --nats-tls-key go together"
+        );
+        anyhow::ensure!(
+            !self.nats_prefix.is_empty()
+                && self
+                    .nats_prefix
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            "--nats-prefix must be letters, digits, '-' or '_'"
+        );
+        anyhow::ensure!(
+            !self.cluster_heartbeat.is_zero() && self.cluster_expiry >= 2 * self.cluster_heartbeat,
+            "--cluster-expiry must be at least twice --cluster-heartbeat (and both positive)"
+        );
         Ok(())
     }
 }
@@ -209,6 +282,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flproto::cluster_presence::{DEFAULT_EXPIRY, DEFAULT_HEARTBEAT_INTERVAL};
     use flproto::session::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_PING_INTERVAL};
 
     #[test]
@@ -222,8 +296,25 @@ mod tests {
         assert_eq!(config.write_timeout, DEFAULT_WRITE_TIMEOUT);
         assert_eq!(config.presence_interval, DEFAULT_PRESENCE_INTERVAL);
         assert_eq!(config.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
+        assert_eq!(config.cluster_heartbeat, DEFAULT_HEARTBEAT_INTERVAL);
+        assert_eq!(config.cluster_expiry, DEFAULT_EXPIRY);
+        assert!(config.nats.is_empty());
         assert!(config.validate().is_ok());
         assert!(config.fixed_announce_policy().is_none());
+    }
+
+    #[test]
+    fn cluster_settings_are_checked() {
+        let ok = Config::parse_from(["flsignal", "--nats", "nats://127.0.0.1:4222,tls://nats.example:4222"]);
+        assert!(ok.validate().is_ok());
+        for bad in [
+            &["flsignal", "--nats", "nats://a b"][..],
+            &["flsignal", "--nats-prefix", "a.b"],
+            &["flsignal", "--nats-tls-cert", "c.pem"],
+            &["flsignal", "--cluster-heartbeat", "2s", "--cluster-expiry", "3s"],
+        ] {
+            assert!(Config::parse_from(bad).validate().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -9,8 +9,12 @@
 //! * [`web`] is the browser page, embedded in the binary;
 //! * [`connection`] drives one WebSocket through `flproto::session`;
 //! * [`hub`] is what connections share: presence, relay, news;
+//! * [`cluster_sync`] applies what other instances of a cluster say, and
+//!   [`cluster`] is the NATS edge that carries it (only with `--nats`);
 //! * [`config`] lists every flag and limit.
 
+pub mod cluster;
+pub mod cluster_sync;
 pub mod config;
 pub mod connection;
 pub mod hub;
@@ -24,6 +28,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use flproto::announce::AnnouncePolicy;
+use flproto::cluster_message::InstanceId;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -49,6 +54,8 @@ pub struct Shared {
 pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
+    /// The NATS connection, with `--nats`.
+    cluster: Option<cluster::ClusterLink>,
 }
 
 impl Server {
@@ -63,15 +70,27 @@ impl Server {
             };
             anyhow::anyhow!("cannot listen on {}{hint}: {error}", config.listen)
         })?;
+        let (hub, cluster) = if config.nats.is_empty() {
+            (Hub::new(config.presence()), None)
+        } else {
+            let instance = InstanceId::random();
+            let (outgoing, queued) = tokio::sync::mpsc::channel(config.nats_queue);
+            let hub = Hub::clustered(config.presence(), instance, config.cluster_expiry, outgoing);
+            (hub, Some(cluster::connect(&config, instance, queued).await?))
+        };
         let shared = Arc::new(Shared {
-            hub: Hub::new(config.presence()),
+            hub,
             per_ip: PerIpCounter::default(),
             fixed_policy: config.fixed_announce_policy(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             config,
         });
-        Ok(Server { listener, shared })
+        Ok(Server {
+            listener,
+            shared,
+            cluster,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -91,6 +110,16 @@ impl Server {
     /// to every node and waits up to `--drain-timeout` for them.
     pub async fn run(self) {
         let shared = self.shared;
+        let cluster = match self.cluster {
+            Some(link) => match link.start(shared.clone()).await {
+                Ok(tasks) => Some(tasks),
+                Err(error) => {
+                    tracing::error!(%error, "cannot subscribe to NATS; serving without the cluster");
+                    None
+                }
+            },
+            None => None,
+        };
         let news = tokio::spawn(news_ticker(shared.clone()));
         let router = routes::router(shared.clone());
         listener::accept_loop(self.listener, shared.clone(), router).await;
@@ -102,6 +131,9 @@ impl Server {
             tracing::warn!(remaining = shared.tasks.len(), "drain timeout: dropping connections");
         }
         news.abort();
+        if let Some(cluster) = cluster {
+            cluster.stop(&shared).await;
+        }
     }
 }
 

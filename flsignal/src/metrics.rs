@@ -12,6 +12,11 @@ pub struct Reason {
     pub reason: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Direction {
+    pub direction: &'static str,
+}
+
 /// Every number the server publishes.
 pub struct Metrics {
     registry: Registry,
@@ -35,6 +40,15 @@ pub struct Metrics {
     pub closes: Family<Reason, Counter>,
     /// Time from a PeerSetup's arrival to its write to the destination.
     pub relay_latency: Histogram,
+    /// 1 while the NATS connection is up, 0 while it is not (or none is
+    /// configured).
+    pub cluster_up: Gauge,
+    /// Instances of the cluster alive, this one included.
+    pub cluster_instances: Gauge,
+    /// Nodes online in the whole cluster.
+    pub cluster_nodes: Gauge,
+    /// PeerSetup frames to (`out`) and from (`in`) other instances.
+    pub cluster_relays: Family<Direction, Counter>,
 }
 
 impl Metrics {
@@ -59,6 +73,10 @@ impl Metrics {
             drops: registered(r, "drops", "Frames not delivered by reason"),
             closes: registered(r, "closes", "Connections closed by the server by reason"),
             relay_latency,
+            cluster_up: registered(r, "cluster_up", "Whether the NATS connection is up"),
+            cluster_instances: registered(r, "cluster_instances", "Cluster instances alive, this one included"),
+            cluster_nodes: registered(r, "cluster_nodes", "Nodes online in the whole cluster"),
+            cluster_relays: registered(r, "cluster_relayed_messages", "PeerSetup frames via NATS by direction"),
             registry,
         };
         metrics.zero_known_series();
@@ -75,7 +93,16 @@ impl Metrics {
         for reason in ["max_connections", "per_ip"] {
             zero(&self.rejected_connections, reason);
         }
-        for reason in ["not_connected", "slow_reader", "closing"] {
+        for direction in ["in", "out"] {
+            drop(self.cluster_relays.get_or_create(&Direction { direction }));
+        }
+        for reason in [
+            "not_connected",
+            "slow_reader",
+            "closing",
+            "cluster_queue",
+            "cluster_down",
+        ] {
             zero(&self.drops, reason);
         }
         for reason in flproto::close::CloseReason::ALL {
@@ -85,6 +112,10 @@ impl Metrics {
 
     pub fn count(family: &Family<Reason, Counter>, reason: &'static str) {
         family.get_or_create(&Reason { reason }).inc();
+    }
+
+    pub fn count_relay(&self, direction: &'static str) {
+        self.cluster_relays.get_or_create(&Direction { direction }).inc();
     }
 
     /// The Prometheus text exposition.

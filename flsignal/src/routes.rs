@@ -3,7 +3,8 @@
 //! * `GET /` with a WebSocket upgrade: the signalling protocol (the URL
 //!   fledger nodes use). Without an upgrade: the browser page ([`web`]).
 //! * `GET /web/{name}`: the page's scripts and stylesheet.
-//! * `GET /healthz`: liveness and a little state, as JSON.
+//! * `GET /healthz`: liveness and a little state, as JSON (with the NATS
+//!   link's state in a cluster).
 //! * `GET /metrics`: Prometheus text format.
 
 use std::sync::Arc;
@@ -85,10 +86,18 @@ fn announce_policy(shared: &Shared, headers: &HeaderMap) -> AnnouncePolicy {
 }
 
 async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "status": "ok",
         "nodes": shared.hub.online(),
     });
+    // Local nodes are served whether or not NATS is up, so the status stays
+    // "ok"; `nats` says whether the rest of the cluster is reachable.
+    if let Some((instance, up, instances)) = shared.hub.cluster_status() {
+        body["nats"] = (if up { "up" } else { "down" }).into();
+        body["instance"] = instance.to_string().into();
+        body["instances"] = instances.into();
+        body["cluster_nodes"] = shared.hub.online_in_cluster().into();
+    }
     ([(header::CONTENT_TYPE, "application/json")], body.to_string())
 }
 

@@ -17,6 +17,10 @@
 //! deltas (`PresenceNews`); fledger nodes get their updated view as a
 //! `ListIDsReply`, which is what they understand.
 //!
+//! In a cluster, nodes held by other servers are members too
+//! ([`Presence::join_remote`]): they are listed and their joins and leaves
+//! are news, but they have no view here, as their own server keeps it.
+//!
 //! `Presence` is generic over the handle `T` the server keeps per node (its
 //! outbound queue), so this file holds no I/O at all.
 
@@ -61,6 +65,8 @@ struct Member<T> {
     info_json: Box<str>,
     /// Announced with our protocol version: understands `PresenceNews`.
     bound: bool,
+    /// Held by another server of a cluster: no view, never gets news.
+    remote: bool,
     handle: T,
     /// Index of this member in `Presence::all`.
     position: usize,
@@ -148,18 +154,30 @@ impl<T: Clone> Presence<T> {
             let replaced = std::mem::replace(&mut member.handle, handle);
             member.info_json = info_json;
             member.bound = bound;
+            member.remote = false;
             self.resample_view(slot);
             return Joined {
                 replaced: Some(replaced),
                 node_list: self.node_list_frame(slot),
             };
         }
+        let slot = self.insert(id, info_json, bound, handle);
+        self.tell_nodes_with_room(slot);
+        self.resample_view(slot);
+        Joined {
+            replaced: None,
+            node_list: self.node_list_frame(slot),
+        }
+    }
+
+    fn insert(&mut self, id: NodeId, info_json: Box<str>, bound: bool, handle: T) -> Slot {
         let entry = self.members.0.vacant_entry();
         let slot = entry.key() as Slot;
         entry.insert(Member {
             id,
             info_json,
             bound,
+            remote: false,
             handle,
             position: self.all.len(),
             view: Vec::new(),
@@ -168,12 +186,43 @@ impl<T: Clone> Presence<T> {
         });
         self.all.push(slot);
         self.by_id.insert(id, slot);
-        self.tell_nodes_with_room(slot);
-        self.resample_view(slot);
-        Joined {
-            replaced: None,
-            node_list: self.node_list_frame(slot),
+        slot
+    }
+
+    /// Enters a node held by another server of a cluster. It is listed and
+    /// its joins and leaves are news like anyone's, but it has no view of
+    /// its own (its own server keeps that). A node present already keeps its
+    /// place in others' views; its old handle is returned.
+    pub fn join_remote(&mut self, id: NodeId, info_json: Box<str>, bound: bool, handle: T) -> Option<T> {
+        if let Some(&slot) = self.by_id.get(&id) {
+            let member = &mut self.members[slot];
+            let replaced = std::mem::replace(&mut member.handle, handle);
+            member.info_json = info_json;
+            member.bound = bound;
+            member.remote = true;
+            for subject in std::mem::take(&mut member.view) {
+                remove_item(&mut self.members[subject].watchers, slot);
+            }
+            let member = &mut self.members[slot];
+            member.news = News {
+                queued: member.news.queued,
+                ..News::default()
+            };
+            self.with_room.swap_remove(&slot);
+            return Some(replaced);
         }
+        let slot = self.insert(id, info_json, bound, handle);
+        self.members[slot].remote = true;
+        self.tell_nodes_with_room(slot);
+        None
+    }
+
+    /// Every member with its `NodeInfo` JSON and protocol flag.
+    pub fn members(&self) -> impl Iterator<Item = (NodeId, &str, bool, &T)> {
+        self.members
+            .0
+            .iter()
+            .map(|(_, member)| (member.id, &*member.info_json, member.bound, &member.handle))
     }
 
     /// Removes `id` if `is_current` holds for its handle — a connection that
@@ -296,7 +345,8 @@ impl<T: Clone> Presence<T> {
     }
 
     fn update_room(&mut self, slot: Slot) {
-        if self.members[slot].view.len() < self.config.max_list_len {
+        let member = &self.members[slot];
+        if !member.remote && member.view.len() < self.config.max_list_len {
             self.with_room.insert(slot);
         } else {
             self.with_room.swap_remove(&slot);

@@ -54,7 +54,9 @@ fn check_invariants(p: &Presence<u32>) {
         let slot = slot as Slot;
         assert_eq!(p.by_id[&member.id], slot);
         assert!(member.view.len() <= p.config.max_list_len);
-        assert_eq!(p.with_room.contains(&slot), member.view.len() < p.config.max_list_len);
+        let has_room = !member.remote && member.view.len() < p.config.max_list_len;
+        assert_eq!(p.with_room.contains(&slot), has_room);
+        assert!(!member.remote || (member.view.is_empty() && !member.news.queued));
         assert!(!member.view.contains(&slot));
         for &subject in &member.view {
             assert_eq!(p.members[subject].watchers.iter().filter(|&&w| w == slot).count(), 1);
@@ -221,4 +223,46 @@ proptest! {
             check_invariants(&p);
         }
     }
+}
+
+#[test]
+fn remote_members_are_listed_and_news_but_never_told() {
+    let mut p = presence(100, 256);
+    join(&mut p, 1, true);
+    p.drain_news();
+    // Node 2 is held by another server.
+    assert!(p.join_remote(id(2), info(2), true, 2).is_none());
+    let news = p.drain_news();
+    assert_eq!(news.len(), 1, "only the local node hears of the join");
+    assert_eq!(news[0].0, 1);
+    let mut list = listed(&join(&mut p, 3, false));
+    list.sort();
+    assert_eq!(list, vec![id(1), id(2)], "remote nodes are in node lists");
+    p.drain_news();
+    check_invariants(&p);
+    // It leaves: news to those who know it, and nothing sent to it.
+    assert!(p.leave_if(&id(2), |&h| h == 2));
+    let news = p.drain_news();
+    assert!(news.iter().all(|(h, _)| *h != 2));
+    assert_eq!(news.len(), 2);
+    check_invariants(&p);
+}
+
+#[test]
+fn a_node_moving_between_servers_keeps_its_place() {
+    let mut p = presence(100, 256);
+    join(&mut p, 1, true);
+    join(&mut p, 2, true);
+    p.drain_news();
+    // 2 reconnected to another server: its handle changes, no news.
+    assert_eq!(p.join_remote(id(2), info(2), true, 20), Some(2));
+    assert!(p.drain_news().is_empty());
+    check_invariants(&p);
+    // And back here: it gets a view again.
+    let joined = p.join(id(2), info(2), true, 2);
+    assert_eq!(joined.replaced, Some(20));
+    assert_eq!(listed(&joined.node_list), vec![id(1)]);
+    assert!(p.drain_news().is_empty());
+    check_invariants(&p);
+    assert_eq!(p.members().filter(|(_, _, _, &h)| h == 2).count(), 1);
 }

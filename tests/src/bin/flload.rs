@@ -1,14 +1,26 @@
 //! flload: a load generator for wire-v3 signalling servers (ours or
-//! fledger's). This first mode holds many idle authenticated nodes and
-//! reports the server's resident memory per node.
+//! fledger's).
+//!
+//! `idle` holds many idle authenticated nodes and reports the server's
+//! resident memory per node:
 //!
 //!   flload idle --url ws://127.0.0.1:8765/ --nodes 5000 --server-pid PID
+//!
+//! `relay` measures PeerSetup relay between nodes on `--url` and nodes on
+//! `--to-url` (the same server, or two instances of a cluster): the
+//! round-trip time of one setup and its echo, then relayed frames per
+//! second with `--pairs` pairs echoing with `--window` frames in flight:
+//!
+//!   flload relay --url ws://127.0.0.1:8701/ --to-url ws://127.0.0.1:8702/
 //!
 //! Client sockets are spread over several loopback source addresses
 //! (127.0.0.1, 127.0.0.2, …) so that neither side runs out of ports.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
+
+#[path = "flload/relay.rs"]
+mod relay;
 
 use anyhow::{bail, Context};
 use flproto::announce::{sign_announce, AnnounceAuth};
@@ -19,8 +31,15 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::Message;
 
-struct Args {
-    url: String,
+pub struct Args {
+    pub url: String,
+    /// `relay`: where the receiving nodes connect.
+    pub to_url: Option<String>,
+    pub pairs: usize,
+    pub messages: usize,
+    pub window: usize,
+    pub rtt_samples: usize,
+    relay: bool,
     nodes: usize,
     in_flight: usize,
     server_pid: Option<u32>,
@@ -30,6 +49,12 @@ struct Args {
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
         url: "ws://127.0.0.1:8765/".into(),
+        to_url: None,
+        pairs: 8,
+        messages: 5000,
+        window: 16,
+        rtt_samples: 1000,
+        relay: false,
         nodes: 1000,
         in_flight: 50,
         server_pid: None,
@@ -38,7 +63,11 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut argv = std::env::args().skip(1);
     match argv.next().as_deref() {
         Some("idle") => {}
-        _ => bail!("usage: flload idle [--url URL] [--nodes N] [--in-flight C] [--server-pid PID] [--source-ips K]"),
+        Some("relay") => args.relay = true,
+        _ => bail!(
+            "usage: flload idle [--url URL] [--nodes N] [--in-flight C] [--server-pid PID] [--source-ips K]\n       \
+             flload relay [--url URL] [--to-url URL] [--pairs P] [--messages M per pair] [--window W] [--rtt-samples R]"
+        ),
     }
     while let Some(flag) = argv.next() {
         let value = argv.next().with_context(|| format!("{flag} needs a value"))?;
@@ -48,6 +77,11 @@ fn parse_args() -> anyhow::Result<Args> {
             "--in-flight" => args.in_flight = value.parse()?,
             "--server-pid" => args.server_pid = Some(value.parse()?),
             "--source-ips" => args.source_ips = value.parse()?,
+            "--to-url" => args.to_url = Some(value),
+            "--pairs" => args.pairs = value.parse()?,
+            "--messages" => args.messages = value.parse()?,
+            "--window" => args.window = value.parse()?,
+            "--rtt-samples" => args.rtt_samples = value.parse()?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -67,6 +101,11 @@ type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 /// Connects from `source`, announces, waits for the node list.
 async fn join(url: &str, server: SocketAddr, source: IpAddr) -> anyhow::Result<Socket> {
+    join_as(url, server, source, &NodeKey::generate()).await
+}
+
+/// [`join`] with a given key.
+async fn join_as(url: &str, server: SocketAddr, source: IpAddr, key: &NodeKey) -> anyhow::Result<Socket> {
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(source, 0))?;
     let stream = socket.connect(server).await?;
@@ -75,9 +114,8 @@ async fn join(url: &str, server: SocketAddr, source: IpAddr) -> anyhow::Result<S
         ServerMessage::Challenge(_, challenge) => challenge,
         other => bail!("expected challenge, got {other:?}"),
     };
-    let key = NodeKey::generate();
     let info = NodeInfo::v3("flload", "flload", key.id(), "");
-    let announce = sign_announce(&key, challenge, info, &AnnounceAuth::Fledger);
+    let announce = sign_announce(key, challenge, info, &AnnounceAuth::Fledger);
     ws.send(Message::text(NodeMessage::Announce(announce).to_json()))
         .await?;
     loop {
@@ -105,11 +143,10 @@ fn hold(mut ws: Socket) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
-    let authority = flproto::announce::authority_of_url(&args.url).context("bad --url")?;
-    let server: SocketAddr = tokio::net::lookup_host(&authority)
-        .await?
-        .next()
-        .context("cannot resolve")?;
+    if args.relay {
+        return relay::run(&args).await;
+    }
+    let server = resolve(&args.url).await?;
     let before = args.server_pid.map(resident_kib).transpose()?;
     let started = Instant::now();
     let sources: Vec<IpAddr> = (1..=args.source_ips.max(1))
@@ -146,4 +183,14 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The socket address of a `ws://` URL.
+async fn resolve(url: &str) -> anyhow::Result<SocketAddr> {
+    let authority = flproto::announce::authority_of_url(url).context("bad URL")?;
+    let addr = tokio::net::lookup_host(&authority)
+        .await?
+        .next()
+        .context("cannot resolve")?;
+    Ok(addr)
 }

@@ -1,0 +1,288 @@
+//! The NATS edge of a cluster: connects, subscribes, publishes what the hub
+//! queues, beats, and feeds what arrives back into the hub. No decisions
+//! are made here (see `cluster_sync` and `flproto::cluster_presence`).
+//!
+//! Subjects, with `P` the `--nats-prefix` (default `flsignal`):
+//!
+//! * `P.presence` — every instance's `ClusterMessage`s (joins, leaves,
+//!   heartbeats, hellos, snapshots after a reconnect, goodbyes);
+//! * `P.instance.<instance>` — answers for one instance (snapshots);
+//! * `P.node.<node ID>.<instance>` — a relayed frame for that node, held by
+//!   that instance: the sender's exact bytes as the payload. Each instance
+//!   subscribes to `P.node.*.<itself>` only, so a frame is delivered once,
+//!   by the instance the sender's presence names.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_nats::connection::State;
+use async_nats::{Client, ConnectOptions, Event};
+use bytes::Bytes;
+use flproto::cluster_message::{ClusterMessage, InstanceId};
+use flproto::NodeId;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::config::Config;
+use crate::hub::Outgoing;
+use crate::metrics::Metrics;
+use crate::Shared;
+
+/// Longest wait between two attempts to reach NATS again; short, because
+/// until then this instance's nodes are invisible to the others.
+pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
+/// Time to establish one NATS connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Interval of the client's pings to NATS, which detect a dead link that
+/// TCP alone would not report.
+pub const NATS_PING_INTERVAL: Duration = Duration::from_secs(5);
+/// Time the goodbye gets to reach NATS on shutdown.
+pub const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A NATS connection made, not yet serving.
+pub struct ClusterLink {
+    client: Client,
+    events: mpsc::UnboundedReceiver<Event>,
+    outgoing: mpsc::Receiver<Outgoing>,
+    prefix: String,
+    instance: InstanceId,
+}
+
+/// The running edge, stopped on shutdown.
+pub struct ClusterTasks {
+    client: Client,
+    tasks: Vec<JoinHandle<()>>,
+    prefix: String,
+}
+
+fn presence_subject(prefix: &str) -> String {
+    format!("{prefix}.presence")
+}
+
+fn instance_subject(prefix: &str, instance: InstanceId) -> String {
+    format!("{prefix}.instance.{instance}")
+}
+
+fn relay_subject(prefix: &str, node: &NodeId, instance: InstanceId) -> String {
+    format!("{prefix}.node.{node}.{instance}")
+}
+
+/// Starts connecting to the configured NATS servers. It returns at once:
+/// an unreachable NATS is retried in the background while the server
+/// serves its own nodes.
+pub async fn connect(
+    config: &Config,
+    instance: InstanceId,
+    outgoing: mpsc::Receiver<Outgoing>,
+) -> anyhow::Result<ClusterLink> {
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let mut options = ConnectOptions::new()
+        .name(format!("flsignal-{instance}"))
+        .retry_on_initial_connect()
+        .connection_timeout(CONNECT_TIMEOUT)
+        .ping_interval(NATS_PING_INTERVAL)
+        .reconnect_delay_callback(|attempts| {
+            (Duration::from_millis(100) * attempts.min(100) as u32).min(MAX_RECONNECT_DELAY)
+        })
+        .event_callback(move |event| {
+            let events_tx = events_tx.clone();
+            async move {
+                let _ = events_tx.send(event);
+            }
+        });
+    if let Some(path) = &config.nats_creds {
+        options = options
+            .credentials_file(path)
+            .await
+            .with_context(|| format!("cannot read NATS credentials {}", path.display()))?;
+    }
+    if config.nats_tls {
+        options = options.require_tls(true);
+    }
+    if let Some(ca) = &config.nats_tls_ca {
+        options = options.add_root_certificates(ca.clone());
+    }
+    if let (Some(cert), Some(key)) = (&config.nats_tls_cert, &config.nats_tls_key) {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    let servers: Vec<async_nats::ServerAddr> = config
+        .nats
+        .iter()
+        .map(|url| url.parse())
+        .collect::<Result<_, _>>()
+        .context("bad --nats URL")?;
+    let client = options
+        .connect(servers)
+        .await
+        .context("cannot set up the NATS client")?;
+    Ok(ClusterLink {
+        client,
+        events,
+        outgoing,
+        prefix: config.nats_prefix.clone(),
+        instance,
+    })
+}
+
+impl ClusterLink {
+    /// Subscribes and starts the edge's tasks.
+    pub async fn start(self, shared: Arc<Shared>) -> anyhow::Result<ClusterTasks> {
+        let ClusterLink {
+            client,
+            events,
+            outgoing,
+            prefix,
+            instance,
+        } = self;
+        // Subscriptions are made before anything is published, and NATS
+        // renews them by itself after a reconnect.
+        let presence = client.subscribe(presence_subject(&prefix)).await?;
+        let answers = client.subscribe(instance_subject(&prefix, instance)).await?;
+        let relays = client.subscribe(format!("{prefix}.node.*.{instance}")).await?;
+        tracing::info!(%instance, servers = ?shared.config.nats, "clustering over NATS");
+        let tasks = vec![
+            tokio::spawn(receive_presence(
+                shared.clone(),
+                futures_util::stream::select(presence, answers),
+            )),
+            tokio::spawn(receive_relays(shared.clone(), relays)),
+            tokio::spawn(publish(shared.clone(), client.clone(), outgoing, prefix.clone())),
+            tokio::spawn(beat(shared.clone())),
+            tokio::spawn(follow_connection(shared, events)),
+        ];
+        Ok(ClusterTasks { client, tasks, prefix })
+    }
+}
+
+impl ClusterTasks {
+    /// Stops the edge and says goodbye, so the others forget our nodes now
+    /// rather than at expiry.
+    pub async fn stop(self, shared: &Shared) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        if let Some(goodbye) = shared.hub.goodbye() {
+            let send = async {
+                self.client
+                    .publish(presence_subject(&self.prefix), goodbye.to_json().into())
+                    .await?;
+                self.client.flush().await?;
+                anyhow::Ok(())
+            };
+            if !matches!(tokio::time::timeout(GOODBYE_TIMEOUT, send).await, Ok(Ok(()))) {
+                tracing::warn!("could not say goodbye to the cluster; others will expire our nodes");
+            }
+        }
+    }
+}
+
+/// Presence messages from other instances (and the answers for us).
+async fn receive_presence(
+    shared: Arc<Shared>,
+    mut messages: impl futures_util::Stream<Item = async_nats::Message> + Unpin,
+) {
+    while let Some(message) = messages.next().await {
+        match serde_json::from_slice::<ClusterMessage>(&message.payload) {
+            Ok(cluster_message) => shared.hub.apply_cluster_message(cluster_message, Instant::now()),
+            Err(error) => tracing::warn!(%error, subject = %message.subject, "malformed cluster message"),
+        }
+    }
+}
+
+/// Frames relayed to nodes this instance holds.
+async fn receive_relays(shared: Arc<Shared>, mut messages: async_nats::Subscriber) {
+    while let Some(message) = messages.next().await {
+        // P.node.<node>.<instance>
+        let node = message
+            .subject
+            .split('.')
+            .rev()
+            .nth(1)
+            .and_then(|hex| hex.parse::<NodeId>().ok());
+        let text = Utf8Bytes::try_from(message.payload);
+        match (node, text) {
+            (Some(node), Ok(text)) => shared.hub.relay_from_cluster(&node, text),
+            _ => tracing::warn!(subject = %message.subject, "malformed relay from the cluster"),
+        }
+    }
+}
+
+/// Publishes what the hub queued. While NATS is unreachable everything is
+/// dropped: relays would arrive stale, and presence is re-sent in full on
+/// reconnect.
+async fn publish(shared: Arc<Shared>, client: Client, mut outgoing: mpsc::Receiver<Outgoing>, prefix: String) {
+    while let Some(message) = outgoing.recv().await {
+        if client.connection_state() != State::Connected {
+            if let Outgoing::Relay { .. } = message {
+                Metrics::count(&shared.hub.metrics.drops, "cluster_down");
+            }
+            continue;
+        }
+        let (subject, payload): (String, Bytes) = match message {
+            Outgoing::Relay { to, instance, text } => (relay_subject(&prefix, &to, instance), text),
+            Outgoing::Broadcast(message) => (presence_subject(&prefix), message.to_json().into()),
+            Outgoing::Direct(instance, message) => (instance_subject(&prefix, instance), message.to_json().into()),
+        };
+        if let Err(error) = client.publish(subject, payload).await {
+            Metrics::count(&shared.hub.metrics.drops, "cluster_down");
+            tracing::debug!(%error, "publish to NATS failed");
+        }
+    }
+}
+
+/// The heartbeat, and the expiry of silent instances.
+async fn beat(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(shared.config.cluster_heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Some(heartbeat) = shared.hub.heartbeat() {
+            shared.hub.publish(Outgoing::Broadcast(heartbeat));
+        }
+        shared.hub.expire_instances(Instant::now());
+    }
+}
+
+/// Follows the NATS connection: the health gauge, and a full re-sync of
+/// presence after every (re)connect.
+async fn follow_connection(shared: Arc<Shared>, mut events: mpsc::UnboundedReceiver<Event>) {
+    while let Some(event) = events.recv().await {
+        match event {
+            Event::Connected => {
+                tracing::info!("connected to NATS; re-syncing presence");
+                shared.hub.set_cluster_connected(true);
+                shared.hub.rejoin_cluster();
+            }
+            Event::Disconnected | Event::Closed => {
+                tracing::warn!("lost NATS; serving local nodes only until it returns");
+                shared.hub.set_cluster_connected(false);
+            }
+            Event::SlowConsumer(sid) => {
+                tracing::warn!(
+                    sid,
+                    "NATS dropped messages for us (slow consumer); heartbeats will repair presence"
+                )
+            }
+            // Every failed reconnect attempt: the state is already logged.
+            Event::ClientError(error) => tracing::debug!(%error, "NATS client error"),
+            other => tracing::info!(event = %other, "NATS"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_name_node_and_instance() {
+        let node = NodeId([0xab; 32]);
+        let subject = relay_subject("flsignal", &node, InstanceId(1));
+        assert_eq!(subject, format!("flsignal.node.{}.0000000000000001", "ab".repeat(32)));
+        let parsed: NodeId = subject.split('.').rev().nth(1).unwrap().parse().unwrap();
+        assert_eq!(parsed, node);
+    }
+}

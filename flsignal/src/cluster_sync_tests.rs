@@ -1,0 +1,202 @@
+//! The hub as one instance of a cluster, without NATS: messages go in
+//! through `apply_cluster_message`, what it would publish comes out of the
+//! outgoing queue.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flproto::announce::VerifiedNode;
+use flproto::close::CloseReason;
+use flproto::cluster_message::{ClusterMessage, InstanceId, NodeEntry};
+use flproto::identity::NodeKey;
+use flproto::node_info::NodeInfoV3;
+use flproto::presence::PresenceConfig;
+use flproto::NodeInfo;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+
+use crate::hub::{Hub, Kill, Outgoing, PeerHandle};
+
+const ME: InstanceId = InstanceId(1);
+const OTHER: InstanceId = InstanceId(2);
+
+fn hub() -> (Hub, mpsc::Receiver<Outgoing>) {
+    let (outgoing, queued) = mpsc::channel(64);
+    let hub = Hub::clustered(PresenceConfig::default(), ME, Duration::from_secs(3), outgoing);
+    (hub, queued)
+}
+
+fn node(key: &NodeKey) -> VerifiedNode {
+    VerifiedNode {
+        info: NodeInfoV3 {
+            name: "n".into(),
+            client: "test".into(),
+            pubkey: key.id(),
+            modules: String::new(),
+        },
+        bound: true,
+    }
+}
+
+fn entry(key: &NodeKey, at: u64) -> NodeEntry {
+    let info = serde_json::to_string(&NodeInfo::NodeInfoV3(node(key).info)).unwrap();
+    NodeEntry {
+        node: key.id(),
+        at,
+        bound: true,
+        info: RawValue::from_string(info).unwrap(),
+    }
+}
+
+fn handle(conn: u64) -> (PeerHandle, mpsc::Receiver<crate::hub::Outbound>) {
+    let (outbox, inbox) = mpsc::channel(8);
+    let handle = PeerHandle {
+        conn,
+        outbox,
+        kill: Arc::new(Kill::default()),
+    };
+    (handle, inbox)
+}
+
+fn drain(queued: &mut mpsc::Receiver<Outgoing>) -> Vec<Outgoing> {
+    let mut out = Vec::new();
+    while let Ok(message) = queued.try_recv() {
+        out.push(message);
+    }
+    out
+}
+
+#[test]
+fn local_joins_and_leaves_are_announced() {
+    let (hub, mut queued) = hub();
+    let key = NodeKey::generate();
+    let (handle, _inbox) = handle(1);
+    hub.register(&node(&key), handle);
+    let out = drain(&mut queued);
+    assert!(
+        matches!(&out[..], [Outgoing::Broadcast(ClusterMessage::Join { instance: ME, entry })] if entry.node == key.id())
+    );
+    // A connection that is not the current one leaves silently.
+    hub.leave(&key.id(), 99);
+    assert!(drain(&mut queued).is_empty());
+    hub.leave(&key.id(), 1);
+    let out = drain(&mut queued);
+    assert!(
+        matches!(&out[..], [Outgoing::Broadcast(ClusterMessage::Leave { instance: ME, node })] if *node == key.id())
+    );
+}
+
+#[tokio::test]
+async fn a_newer_connection_elsewhere_closes_ours() {
+    let (hub, mut queued) = hub();
+    let key = NodeKey::generate();
+    let (handle, _inbox) = handle(1);
+    let kill = handle.kill.clone();
+    hub.register(&node(&key), handle);
+    drain(&mut queued);
+    let ours = hub.state.lock().cluster.as_ref().unwrap().owner(&key.id()).unwrap().1;
+
+    // An older claim changes nothing.
+    hub.apply_cluster_message(
+        ClusterMessage::Join {
+            instance: OTHER,
+            entry: entry(&key, ours - 1),
+        },
+        Instant::now(),
+    );
+    assert_eq!(hub.online(), 1);
+    // A newer one takes the node; our connection is closed as replaced.
+    hub.apply_cluster_message(
+        ClusterMessage::Join {
+            instance: OTHER,
+            entry: entry(&key, ours + 1),
+        },
+        Instant::now(),
+    );
+    let reason = tokio::time::timeout(Duration::from_secs(1), kill.killed())
+        .await
+        .unwrap();
+    assert_eq!(reason, CloseReason::Replaced);
+    assert_eq!((hub.online(), hub.online_in_cluster()), (0, 1));
+    // Its connection ending afterwards announces nothing.
+    hub.leave(&key.id(), 1);
+    assert!(drain(&mut queued).is_empty());
+    assert_eq!(hub.online_in_cluster(), 1);
+}
+
+#[test]
+fn hello_is_answered_with_a_snapshot_of_local_nodes() {
+    let (hub, mut queued) = hub();
+    let (local, remote) = (NodeKey::generate(), NodeKey::generate());
+    let (handle, _inbox) = handle(1);
+    hub.register(&node(&local), handle);
+    let now = Instant::now();
+    hub.apply_cluster_message(
+        ClusterMessage::Join {
+            instance: OTHER,
+            entry: entry(&remote, 5),
+        },
+        now,
+    );
+    drain(&mut queued);
+    hub.apply_cluster_message(ClusterMessage::Hello { instance: OTHER }, now);
+    let out = drain(&mut queued);
+    let [Outgoing::Direct(to, ClusterMessage::Snapshot { instance, nodes, last })] = &out[..] else {
+        panic!("{out:?}");
+    };
+    assert_eq!((*to, *instance, *last), (OTHER, ME, true));
+    assert_eq!(nodes.iter().map(|e| e.node).collect::<Vec<_>>(), vec![local.id()]);
+}
+
+#[test]
+fn goodbye_expiry_and_snapshots_remove_remote_nodes() {
+    let (hub, _queued) = hub();
+    let (a, b, c) = (NodeKey::generate(), NodeKey::generate(), NodeKey::generate());
+    let now = Instant::now();
+    for key in [&a, &b] {
+        let message = ClusterMessage::Join {
+            instance: OTHER,
+            entry: entry(key, 1),
+        };
+        hub.apply_cluster_message(message, now);
+    }
+    assert_eq!(hub.online_in_cluster(), 2);
+    // A snapshot naming only b and c: a is gone, c is new.
+    let snapshot = ClusterMessage::Snapshot {
+        instance: OTHER,
+        nodes: vec![entry(&b, 1), entry(&c, 1)],
+        last: true,
+    };
+    hub.apply_cluster_message(snapshot, now);
+    assert_eq!(hub.online_in_cluster(), 2);
+    hub.apply_cluster_message(ClusterMessage::Goodbye { instance: OTHER }, now);
+    assert_eq!(hub.online_in_cluster(), 0);
+
+    hub.apply_cluster_message(
+        ClusterMessage::Join {
+            instance: OTHER,
+            entry: entry(&a, 1),
+        },
+        now,
+    );
+    hub.expire_instances(now + Duration::from_secs(2));
+    assert_eq!(hub.online_in_cluster(), 1);
+    hub.expire_instances(now + Duration::from_secs(4));
+    assert_eq!(hub.online_in_cluster(), 0);
+}
+
+#[test]
+fn node_info_that_does_not_match_its_node_is_ignored() {
+    let (hub, _queued) = hub();
+    let (a, b) = (NodeKey::generate(), NodeKey::generate());
+    let mut forged = entry(&a, 1);
+    forged.node = b.id();
+    hub.apply_cluster_message(
+        ClusterMessage::Join {
+            instance: OTHER,
+            entry: forged,
+        },
+        Instant::now(),
+    );
+    assert_eq!(hub.online_in_cluster(), 0);
+}

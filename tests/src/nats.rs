@@ -1,0 +1,115 @@
+//! A real `nats-server` (Debian's package) on a free loopback port, for
+//! cluster tests. Killed when dropped; restartable on the same port.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::PATIENCE;
+
+/// Where Debian's `nats-server` package puts the binary, and `PATH`.
+fn find_binary() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").into_iter().flat_map(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("nats-server"))
+            .collect::<Vec<_>>()
+    });
+    [
+        PathBuf::from("/usr/sbin/nats-server"),
+        PathBuf::from("/usr/bin/nats-server"),
+    ]
+    .into_iter()
+    .chain(on_path)
+    .find(|path| path.is_file())
+}
+
+/// The `nats-server` binary, or `None` with a message when it is missing
+/// (the test then skips). Under `CI=true` a missing server is a failure.
+pub fn binary_or_skip(test: &str) -> Option<PathBuf> {
+    if let Some(path) = find_binary() {
+        return Some(path);
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: needs nats-server (apt-get install nats-server), and CI=true forbids skipping");
+    }
+    eprintln!("{test}: SKIPPED: nats-server not found (apt-get install nats-server; scripts/test.sh does)");
+    None
+}
+
+/// A running `nats-server`.
+pub struct NatsServer {
+    binary: PathBuf,
+    pub addr: SocketAddr,
+    child: Option<tokio::process::Child>,
+}
+
+impl NatsServer {
+    /// Starts `binary` on a free port of 127.0.0.1 and waits until it accepts.
+    pub async fn start(binary: PathBuf) -> anyhow::Result<NatsServer> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut server = NatsServer {
+            binary,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            child: None,
+        };
+        server.spawn().await?;
+        Ok(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://{}", self.addr)
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to be gone.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill().await;
+        self.spawn().await
+    }
+
+    async fn spawn(&mut self) -> anyhow::Result<()> {
+        let mut command = tokio::process::Command::new(&self.binary);
+        command
+            .args(["-a", "127.0.0.1", "-p", &self.addr.port().to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let child = command.spawn().context("cannot start nats-server")?;
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        // The port was free a moment ago; right after a kill it may take a
+        // few tries for the new server to bind it.
+        loop {
+            if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
+                return Ok(());
+            }
+            if let Some(child) = &mut self.child {
+                if let Some(status) = child.try_wait()? {
+                    bail!("nats-server exited: {status}");
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("nats-server did not listen on {} within {PATIENCE:?}", self.addr);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.start_kill();
+        }
+    }
+}
