@@ -1,10 +1,13 @@
 //! flnode: carries a local WireGuard's UDP traffic to other nodes over
 //! WebRTC data channels set up through a flsignal server.
 
+mod host_addresses;
 mod key_file;
+mod netwatch;
 mod node;
 mod path_stats;
 mod peer;
+mod reconnect;
 mod runtime;
 mod settings;
 mod signal_client;

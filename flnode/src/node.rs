@@ -84,6 +84,13 @@ pub async fn run(
         Err(_) => anyhow::bail!("the signalling task ended"),
     }
     tracing::info!(node = %me, peers = peers.len(), "flnode up");
+    let mut network = match crate::netwatch::watch() {
+        Ok(changes) => Some(changes),
+        Err(error) => {
+            tracing::warn!("not watching addresses ({error}); dead paths are found by keepalives only");
+            None
+        }
+    };
 
     tokio::pin!(shutdown);
     let mut registered = false;
@@ -104,6 +111,15 @@ pub async fn run(
                 if let Ok((mut stream, _)) = accepted {
                     let report = status_report(&me, registered, &peers);
                     tokio::spawn(async move { let _ = stream.write_all(report.as_bytes()).await; });
+                }
+            }
+            Some(change) = async { network.as_mut()?.recv().await }, if network.is_some() => {
+                tracing::info!(added = ?change.added, removed = ?change.removed, "addresses changed");
+                if !change.removed.is_empty() {
+                    signal.addresses_gone(change.removed.clone());
+                }
+                for peer in peers.values() {
+                    let _ = peer.inputs.try_send(PeerInput::NetworkChanged);
                 }
             }
             () = &mut shutdown => break,
@@ -185,7 +201,7 @@ fn status_report(me: &NodeId, registered: bool, peers: &HashMap<NodeId, PeerEntr
             None => ("-".to_owned(), "-".to_owned()),
         };
         report.push_str(&format!(
-            "peer {id} {}\n  local {}  path {path}  rtt {rtt}\n  tx {} packets {} bytes  rx {} packets {} bytes  drops {} not-open {} full  setup refused {}\n",
+            "peer {id} {}\n  local {}  path {path}  rtt {rtt}\n  tx {} packets {} bytes  rx {} packets {} bytes  drops {} not-open {} full  setup refused {}  handovers {}\n",
             s.state.get(),
             peer.local,
             s.tx_packets.load(Ordering::Relaxed),
@@ -195,6 +211,7 @@ fn status_report(me: &NodeId, registered: bool, peers: &HashMap<NodeId, PeerEntr
             s.drops_not_open.load(Ordering::Relaxed),
             s.drops_full.load(Ordering::Relaxed),
             s.setup_refused.load(Ordering::Relaxed),
+            s.handovers.load(Ordering::Relaxed),
         ));
     }
     report

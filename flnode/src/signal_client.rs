@@ -3,6 +3,7 @@
 //! server goes away. A signalling outage never touches established data
 //! channels: peers only lose the ability to set up new ones meanwhile.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,10 +17,8 @@ use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
-/// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
-pub const MIN_BACKOFF: Duration = Duration::from_millis(250);
-/// Longest wait between reconnection attempts.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+use crate::reconnect::{Reconnect, SessionEnd};
+
 /// Time the server has to answer each step of the handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Setup messages waiting to go out; beyond this new ones are dropped
@@ -54,6 +53,7 @@ pub enum AuthMode {
 #[derive(Clone)]
 pub struct SignalSender {
     outgoing: mpsc::Sender<String>,
+    addresses_gone: mpsc::Sender<Vec<IpAddr>>,
 }
 
 impl SignalSender {
@@ -61,6 +61,13 @@ impl SignalSender {
     /// [`OUTGOING_QUEUE`] is full (peers retry their setup).
     pub fn send(&self, info: PeerInfo) {
         let _ = self.outgoing.try_send(NodeMessage::PeerSetup(info).to_json());
+    }
+
+    /// Tells the client that these local addresses are gone: a connection
+    /// from one of them is dead, even if TCP has not noticed yet, so it
+    /// reconnects at once.
+    pub fn addresses_gone(&self, removed: Vec<IpAddr>) {
+        let _ = self.addresses_gone.try_send(removed);
     }
 }
 
@@ -77,8 +84,12 @@ pub fn spawn(
     events: mpsc::Sender<SignalEvent>,
 ) -> (SignalSender, FirstRegistration) {
     let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
+    let (addresses_gone, addresses_gone_rx) = mpsc::channel(4);
     let (first_tx, first_rx) = oneshot::channel();
-    let sender = SignalSender { outgoing };
+    let sender = SignalSender {
+        outgoing,
+        addresses_gone,
+    };
     let client = Client {
         url,
         key,
@@ -86,6 +97,7 @@ pub fn spawn(
         name,
         events,
         first: Some(first_tx),
+        addresses_gone: addresses_gone_rx,
     };
     tokio::spawn(client.run(outgoing_rx));
     (sender, first_rx)
@@ -99,43 +111,57 @@ struct Client {
     events: mpsc::Sender<SignalEvent>,
     /// Told the outcome of the first connection, then `None`.
     first: Option<oneshot::Sender<anyhow::Result<()>>>,
+    addresses_gone: mpsc::Receiver<Vec<IpAddr>>,
 }
 
 impl Client {
     async fn run(mut self, mut outgoing: mpsc::Receiver<String>) {
-        let mut backoff = MIN_BACKOFF;
+        let mut reconnect = Reconnect::default();
         loop {
-            match self.session(&mut outgoing).await {
-                Ok(true) => backoff = MIN_BACKOFF,
-                Ok(false) => {}
-                Err(error) => {
-                    if let Some(first) = self.first.take() {
-                        let _ = first.send(Err(error));
-                        return;
-                    }
-                    tracing::warn!(url = %self.url, "signalling: {error:#}");
+            let mut registered = false;
+            let result = self.session(&mut outgoing, &mut registered).await;
+            let end = match &result {
+                Err(error) if error.is::<LocalAddressGone>() => SessionEnd::LocalAddressGone,
+                _ if registered => SessionEnd::AfterRegistering,
+                Err(error) if error.is::<Unreachable>() => SessionEnd::Unreachable,
+                _ => SessionEnd::Refused,
+            };
+            if let Err(error) = result {
+                if let Some(first) = self.first.take() {
+                    let _ = first.send(Err(error));
+                    return;
                 }
+                tracing::warn!(url = %self.url, "signalling: {error:#}");
             }
             if self.events.send(SignalEvent::Disconnected).await.is_err() {
                 return;
             }
             // Drop what was queued for the old connection: peers resend.
             while outgoing.try_recv().is_ok() {}
-            let wait = jittered(backoff);
+            let wait = jittered(reconnect.after(end));
             tracing::info!(?wait, "reconnecting to the signalling server");
             tokio::time::sleep(wait).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
-    /// One connection; returns whether it got as far as registering.
-    async fn session(&mut self, outgoing: &mut mpsc::Receiver<String>) -> anyhow::Result<bool> {
+    /// One connection, until it ends; `registered` tells whether it got as
+    /// far as registering.
+    async fn session(&mut self, outgoing: &mut mpsc::Receiver<String>, registered: &mut bool) -> anyhow::Result<()> {
         let url = self.url.clone();
         let url = url.as_str();
-        let (mut socket, _) = tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::connect_async(url))
-            .await
-            .context("connect timed out")?
-            .context("cannot connect")?;
+        let (mut socket, _) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::connect_async(url)).await
+        {
+            Err(_) => return Err(Unreachable("connect timed out".into()).into()),
+            Ok(Err(tokio_tungstenite::tungstenite::Error::Io(error))) => {
+                return Err(Unreachable(format!("cannot connect: {error}")).into())
+            }
+            Ok(Err(error)) => return Err(anyhow::Error::new(error).context("cannot connect")),
+            Ok(Ok(connected)) => connected,
+        };
+        let local_ip = match socket.get_ref() {
+            tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.local_addr().ok().map(|local| local.ip()),
+            _ => None,
+        };
         let challenge = match next_frame(&mut socket).await? {
             ServerMessage::Challenge(_, challenge) => challenge,
             other => bail!("expected a challenge, got {other:?}"),
@@ -151,13 +177,12 @@ impl Client {
         socket
             .send(Message::text(NodeMessage::Announce(announce).to_json()))
             .await?;
-        let mut registered = false;
         loop {
             tokio::select! {
                 frame = next_frame(&mut socket) => {
                     let event = match frame? {
                         ServerMessage::ListIDsReply(list) => {
-                            registered = true;
+                            *registered = true;
                             if let Some(first) = self.first.take() {
                                 let _ = first.send(Ok(()));
                             }
@@ -169,7 +194,7 @@ impl Client {
                         },
                         ServerMessage::PeerSetup(setup) => SignalEvent::Setup(setup),
                         ServerMessage::NotConnected(id) => SignalEvent::NotConnected(id),
-                        ServerMessage::Error(text) if !registered => bail!("server refused us: {text}"),
+                        ServerMessage::Error(text) if !*registered => bail!("server refused us: {text}"),
                         ServerMessage::Error(text) => {
                             tracing::warn!("signalling server: {text}");
                             continue;
@@ -177,16 +202,31 @@ impl Client {
                         ServerMessage::SystemConfig(_) | ServerMessage::Challenge(..) => continue,
                     };
                     if self.events.send(event).await.is_err() {
-                        return Ok(registered);
+                        return Ok(());
                     }
                 }
-                Some(text) = outgoing.recv(), if registered => {
+                Some(text) = outgoing.recv(), if *registered => {
                     socket.send(Message::text(text)).await?;
+                }
+                Some(removed) = self.addresses_gone.recv() => {
+                    if let Some(ip) = local_ip.filter(|ip| removed.contains(ip)) {
+                        return Err(LocalAddressGone(ip).into());
+                    }
                 }
             }
         }
     }
 }
+
+/// The server could not be reached at all (as opposed to refusing us).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Unreachable(String);
+
+/// The address our connection was made from is gone.
+#[derive(Debug, thiserror::Error)]
+#[error("local address {0} went away")]
+struct LocalAddressGone(IpAddr);
 
 /// Between half and all of `backoff`, so that many nodes cut off together
 /// do not come back together.

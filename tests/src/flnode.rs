@@ -128,6 +128,8 @@ impl NodePair {
                 "--peer",
                 &peer,
             ])
+            // FLNODE_TEST_LOG=info (say) makes the nodes' logs in their
+            // config directories more talkative when a test needs a look.
             .env("RUST_LOG", std::env::var("FLNODE_TEST_LOG").unwrap_or("warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())

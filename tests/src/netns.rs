@@ -80,6 +80,26 @@ impl Testbed {
         Ok(testbed)
     }
 
+    /// Moves host b to `new_addr` on the same link, as a laptop that
+    /// changes network: the new address appears, then the old one goes
+    /// (with `promote_secondaries`, so that removing the old primary
+    /// address does not take the new one with it).
+    pub fn readdress_b(&self, new_addr: &str) -> anyhow::Result<()> {
+        let dev = format!("vb{}", self.tag);
+        for conf in ["all", dev.as_str()] {
+            let key = format!("net.ipv4.conf.{conf}.promote_secondaries=1");
+            let output = Command::new("ip")
+                .args(["netns", "exec", &self.b, "sysctl", "-qw", &key])
+                .output()
+                .context("cannot run sysctl")?;
+            if !output.status.success() {
+                bail!("sysctl {key}: {}", String::from_utf8_lossy(&output.stderr).trim());
+            }
+        }
+        ip(&["-n", &self.b, "addr", "add", &format!("{new_addr}/24"), "dev", &dev])?;
+        ip(&["-n", &self.b, "addr", "del", &format!("{ADDR_B}/24"), "dev", &dev])
+    }
+
     /// A command that runs `program` inside namespace `ns`.
     pub fn command(ns: &str, program: &std::path::Path) -> tokio::process::Command {
         let mut command = tokio::process::Command::new("ip");

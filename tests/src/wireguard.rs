@@ -194,6 +194,38 @@ impl Overlay {
             .collect())
     }
 
+    /// Pings b's overlay address from a every `interval` for `seconds`
+    /// while `during` runs, and returns the longest time between two
+    /// answered pings (ms, from ping's own timestamps) and how many went
+    /// unanswered.
+    pub async fn ping_gap_from_a(
+        &self,
+        seconds: u32,
+        interval: Duration,
+        during: impl std::future::Future<Output = anyhow::Result<()>>,
+    ) -> anyhow::Result<(f64, u64)> {
+        let count = (f64::from(seconds) / interval.as_secs_f64()).round() as u64;
+        let ping = tokio::process::Command::new("ip")
+            .args(["netns", "exec", &self.a, "ping", "-D", "-n", "-W", "1"])
+            .args(["-i", &format!("{:.3}", interval.as_secs_f64())])
+            .args(["-c", &count.to_string(), OVERLAY_B])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        during.await?;
+        let output = ping.wait_with_output().await?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let stamps: Vec<f64> = text
+            .lines()
+            .filter(|line| line.contains("time="))
+            .filter_map(|line| line.strip_prefix('[')?.split(']').next()?.parse().ok())
+            .collect();
+        anyhow::ensure!(stamps.len() >= 2, "too few answers to measure a gap: {text}");
+        let gap = stamps.windows(2).map(|pair| pair[1] - pair[0]).fold(0.0, f64::max);
+        Ok((gap * 1000.0, count.saturating_sub(stamps.len() as u64)))
+    }
+
     /// Pings b's overlay address from a until three pings in a row answer
     /// (the first may wait for the WireGuard handshake), for up to 30 s.
     pub async fn ping_from_a(&self) -> anyhow::Result<()> {

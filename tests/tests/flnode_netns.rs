@@ -211,3 +211,35 @@ async fn a_relay_that_rewrites_the_fingerprint_gets_no_connection() {
     }
     assert!(crossed, "no datagram crossed the honest connection");
 }
+
+/// Host b moves to another address (the old one disappears, as when a
+/// laptop leaves a Wi-Fi network): flnode sees it through netlink, builds a
+/// new connection beside the old one, and the tunnel carries pings again.
+#[tokio::test]
+async fn the_tunnel_survives_an_address_change() {
+    let test = "the_tunnel_survives_an_address_change";
+    if !namespaces_available(test) || !tools_available(test) {
+        return;
+    }
+    let testbed = Testbed::new().unwrap();
+    let pair = NodePair::start(&testbed).await.unwrap();
+    let overlay = Overlay::new(&testbed, WIREGUARD, PEER_PORT).await.unwrap();
+    overlay.ping_from_a().await.unwrap();
+
+    let (gap, lost) = overlay
+        .ping_gap_from_a(6, Duration::from_millis(100), async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            testbed.readdress_b("10.201.0.3")
+        })
+        .await
+        .unwrap();
+    eprintln!("longest gap in pings across the address change: {gap:.0} ms ({lost} lost)");
+    overlay.ping_from_a().await.unwrap();
+    e2e::flnode::wait_for(pair.dir(1), "handed over to the new address", |report| {
+        peer_connected(report) && (report.contains("-> host 10.201.0.3:") || report.contains("path host 10.201.0.3:"))
+    })
+    .await
+    .unwrap();
+    let report = status(pair.dir(1)).unwrap();
+    assert!(!report.contains("handovers 0"), "no handover counted: {report}");
+}
