@@ -422,7 +422,9 @@ impl Peer {
             // still in flight (a second one would cross its answer).
             SetupMessage::Init if self.initiator() => {
                 let in_flight = !self.connected && self.attempted_at.is_some_and(|at| at.elapsed() < MIN_RETRY);
-                if !in_flight {
+                if self.connected {
+                    self.handover("the peer asked for a new connection").await;
+                } else if !in_flight {
                     self.attempted_at = None;
                     self.retry_delay = MIN_RETRY;
                     self.attempt().await;
@@ -506,6 +508,9 @@ impl Peer {
         if now.duration_since(last) >= KEEPALIVE_TIMEOUT {
             // Once per timeout at most; the handover itself retries.
             self.last_pong = Some(now);
+            // The path to the signalling server may have died too, and
+            // the handover needs it: have it checked now.
+            self.signal.probe();
             self.handover("keepalives went unanswered").await;
             return;
         }

@@ -15,12 +15,21 @@ use flproto::{NodeId, NodeInfo};
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::reconnect::{Reconnect, SessionEnd};
 
 /// Time the server has to answer each step of the handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an idle connection is checked with a WebSocket ping: a TCP
+/// connection whose path died can look open for many minutes.
+pub const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// Silence after a ping (periodic, or asked for by a peer whose data path
+/// just died) that means the connection is dead: reconnect.
+pub const PONG_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest a frame may take to go out before the connection counts as dead.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Setup messages waiting to go out; beyond this new ones are dropped
 /// (peers retry their setup).
 pub const OUTGOING_QUEUE: usize = 256;
@@ -54,6 +63,7 @@ pub enum AuthMode {
 pub struct SignalSender {
     outgoing: mpsc::Sender<String>,
     addresses_gone: mpsc::Sender<Vec<IpAddr>>,
+    probes: mpsc::Sender<()>,
 }
 
 impl SignalSender {
@@ -68,6 +78,13 @@ impl SignalSender {
     /// reconnects at once.
     pub fn addresses_gone(&self, removed: Vec<IpAddr>) {
         let _ = self.addresses_gone.try_send(removed);
+    }
+
+    /// Asks the client to check its connection now (a data path just died,
+    /// so the path to the server may have died with it): a ping that gets
+    /// no answer within [`PONG_TIMEOUT`] makes it reconnect.
+    pub fn probe(&self) {
+        let _ = self.probes.try_send(());
     }
 }
 
@@ -85,10 +102,12 @@ pub fn spawn(
 ) -> (SignalSender, FirstRegistration) {
     let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
     let (addresses_gone, addresses_gone_rx) = mpsc::channel(4);
+    let (probes, probes_rx) = mpsc::channel(1);
     let (first_tx, first_rx) = oneshot::channel();
     let sender = SignalSender {
         outgoing,
         addresses_gone,
+        probes,
     };
     let client = Client {
         url,
@@ -98,6 +117,7 @@ pub fn spawn(
         events,
         first: Some(first_tx),
         addresses_gone: addresses_gone_rx,
+        probes: probes_rx,
     };
     tokio::spawn(client.run(outgoing_rx));
     (sender, first_rx)
@@ -112,6 +132,7 @@ struct Client {
     /// Told the outcome of the first connection, then `None`.
     first: Option<oneshot::Sender<anyhow::Result<()>>>,
     addresses_gone: mpsc::Receiver<Vec<IpAddr>>,
+    probes: mpsc::Receiver<()>,
 }
 
 impl Client {
@@ -162,7 +183,11 @@ impl Client {
             tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.local_addr().ok().map(|local| local.ip()),
             _ => None,
         };
-        let challenge = match next_frame(&mut socket).await? {
+        let mut last_heard = Instant::now();
+        let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, next_frame(&mut socket, &mut last_heard))
+            .await
+            .map_err(|_| Unreachable("no challenge from the server".into()))?;
+        let challenge = match first? {
             ServerMessage::Challenge(_, challenge) => challenge,
             other => bail!("expected a challenge, got {other:?}"),
         };
@@ -174,12 +199,19 @@ impl Client {
         };
         let info = NodeInfo::v3(&self.name, "flnode", self.key.id(), "");
         let announce = sign_announce(&self.key, challenge, info, &auth);
-        socket
-            .send(Message::text(NodeMessage::Announce(announce).to_json()))
-            .await?;
+        send(&mut socket, Message::text(NodeMessage::Announce(announce).to_json())).await?;
+        let registration_deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        let mut ping_timer = tokio::time::interval(PING_INTERVAL);
+        ping_timer.reset();
+        // When the unanswered ping went out.
+        let mut ping_sent: Option<Instant> = None;
         loop {
+            if ping_sent.is_some_and(|sent| last_heard >= sent) {
+                ping_sent = None;
+            }
+            let pong_deadline = ping_sent.map(|sent| sent + PONG_TIMEOUT);
             tokio::select! {
-                frame = next_frame(&mut socket) => {
+                frame = next_frame(&mut socket, &mut last_heard) => {
                     let event = match frame? {
                         ServerMessage::ListIDsReply(list) => {
                             *registered = true;
@@ -206,7 +238,27 @@ impl Client {
                     }
                 }
                 Some(text) = outgoing.recv(), if *registered => {
-                    socket.send(Message::text(text)).await?;
+                    send(&mut socket, Message::text(text)).await?;
+                }
+                _ = ping_timer.tick() => {
+                    if ping_sent.is_none() {
+                        send(&mut socket, Message::Ping(Default::default())).await?;
+                        ping_sent = Some(Instant::now());
+                    }
+                }
+                Some(()) = self.probes.recv() => {
+                    if ping_sent.is_none() {
+                        send(&mut socket, Message::Ping(Default::default())).await?;
+                        ping_sent = Some(Instant::now());
+                    }
+                }
+                () = tokio::time::sleep_until(pong_deadline.unwrap_or(registration_deadline)), if pong_deadline.is_some() || !*registered => {
+                    if !*registered {
+                        bail!("the server did not register us within {HANDSHAKE_TIMEOUT:?}");
+                    }
+                    if ping_sent.is_some_and(|sent| last_heard < sent) {
+                        return Err(Unreachable(format!("no answer to a ping within {PONG_TIMEOUT:?}")).into());
+                    }
                 }
                 Some(removed) = self.addresses_gone.recv() => {
                     if let Some(ip) = local_ip.filter(|ip| removed.contains(ip)) {
@@ -245,10 +297,22 @@ fn ids(list: &[NodeInfo]) -> Vec<NodeId> {
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// The next server frame; pings are answered by tungstenite.
-async fn next_frame(socket: &mut Socket) -> anyhow::Result<ServerMessage> {
+/// Sends one frame, or fails if it cannot go out within [`SEND_TIMEOUT`]
+/// (the path to the server is dead and the socket's buffer full).
+async fn send(socket: &mut Socket, message: Message) -> anyhow::Result<()> {
+    match tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(Unreachable("a frame to the server did not go out".into()).into()),
+    }
+}
+
+/// The next server frame; every frame, pongs included, counts as a sign of
+/// life in `last_heard`. Pings are answered by tungstenite.
+async fn next_frame(socket: &mut Socket, last_heard: &mut Instant) -> anyhow::Result<ServerMessage> {
     loop {
-        match socket.next().await.context("server closed the connection")?? {
+        let frame = socket.next().await.context("server closed the connection")??;
+        *last_heard = Instant::now();
+        match frame {
             Message::Text(text) => match serde_json::from_str(text.as_str()) {
                 Ok(message) => return Ok(message),
                 Err(error) => tracing::debug!(%error, "ignoring an unknown server frame"),

@@ -40,6 +40,9 @@ pub struct Testbed {
 
 pub const ADDR_A: &str = "10.201.0.1";
 pub const ADDR_B: &str = "10.201.0.2";
+/// The hosts' addresses on the second link ([`Testbed::add_second_link`]).
+pub const ADDR2_A: &str = "10.202.0.1";
+pub const ADDR2_B: &str = "10.202.0.2";
 
 fn ip(args: &[&str]) -> anyhow::Result<()> {
     let output = Command::new("ip").args(args).output().context("cannot run ip")?;
@@ -80,12 +83,56 @@ impl Testbed {
         Ok(testbed)
     }
 
+    /// A second link between the hosts, a2 (10.202.0.1) — b2 (10.202.0.2),
+    /// so that a node has another path when one dies. Interface names are
+    /// returned as (a's, b's) for the first link by [`Testbed::link`].
+    pub fn add_second_link(&self) -> anyhow::Result<()> {
+        let (dev_a, dev_b) = self.link(2);
+        ip(&[
+            "link", "add", &dev_a, "netns", &self.a, "type", "veth", "peer", "name", &dev_b, "netns", &self.b,
+        ])?;
+        for (ns, dev, addr) in [(&self.a, &dev_a, ADDR2_A), (&self.b, &dev_b, ADDR2_B)] {
+            ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev])?;
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+        }
+        Ok(())
+    }
+
+    /// The interface names of link 1 or 2, on a and on b.
+    pub fn link(&self, number: u8) -> (String, String) {
+        match number {
+            1 => (format!("va{}", self.tag), format!("vb{}", self.tag)),
+            _ => (format!("va{number}x{}", self.tag), format!("vb{number}x{}", self.tag)),
+        }
+    }
+
+    /// Drops every UDP datagram on link `number`, both ways, leaving TCP
+    /// (the signalling connection) alone: the data path on that link dies
+    /// without any address event, as when a router upstream fails.
+    pub fn block_udp_on_link(&self, number: u8) -> anyhow::Result<()> {
+        let (dev_a, dev_b) = self.link(number);
+        for (ns, dev) in [(&self.a, &dev_a), (&self.b, &dev_b)] {
+            for rule in [["INPUT", "-i"], ["OUTPUT", "-o"]] {
+                let output = Command::new("ip")
+                    .args([
+                        "netns", "exec", ns, "iptables", "-I", rule[0], rule[1], dev, "-p", "udp", "-j", "DROP",
+                    ])
+                    .output()
+                    .context("cannot run iptables")?;
+                if !output.status.success() {
+                    bail!("iptables in {ns}: {}", String::from_utf8_lossy(&output.stderr).trim());
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Moves host b to `new_addr` on the same link, as a laptop that
     /// changes network: the new address appears, then the old one goes
     /// (with `promote_secondaries`, so that removing the old primary
     /// address does not take the new one with it).
     pub fn readdress_b(&self, new_addr: &str) -> anyhow::Result<()> {
-        let dev = format!("vb{}", self.tag);
+        let dev = self.link(1).1;
         for conf in ["all", dev.as_str()] {
             let key = format!("net.ipv4.conf.{conf}.promote_secondaries=1");
             let output = Command::new("ip")
