@@ -141,6 +141,8 @@ pub struct PeerConfig {
     pub socket: Arc<UdpSocket>,
     /// The local WireGuard's own UDP address.
     pub wireguard: SocketAddr,
+    /// STUN and TURN servers for ICE.
+    pub ice_servers: Vec<webrtc::peer_connection::RTCIceServer>,
 }
 
 pub struct Peer {
@@ -435,7 +437,11 @@ impl Peer {
             .with_discard_local_candidates_during_ice_restart(true)
             .build();
         let connection = PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_configuration(
+                RTCConfigurationBuilder::new()
+                    .with_ice_servers(self.config.ice_servers.clone())
+                    .build(),
+            )
             .with_setting_engine(settings)
             .with_handler(Arc::new(Handler {
                 generation: self.generation,
