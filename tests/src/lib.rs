@@ -23,6 +23,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod flnode;
 pub mod hostile_relay;
+pub mod nat;
 pub mod nats;
 pub mod netns;
 pub mod stun_client;

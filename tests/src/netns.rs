@@ -41,7 +41,8 @@ pub struct Testbed {
 pub const ADDR_A: &str = "10.201.0.1";
 pub const ADDR_B: &str = "10.201.0.2";
 
-fn ip(args: &[&str]) -> anyhow::Result<()> {
+/// Runs `ip` with `args`; a failure is an error with its stderr.
+pub fn ip(args: &[&str]) -> anyhow::Result<()> {
     let output = Command::new("ip").args(args).output().context("cannot run ip")?;
     if !output.status.success() {
         bail!(
