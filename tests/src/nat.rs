@@ -222,6 +222,20 @@ impl NatTopology {
         Ok(())
     }
 
+    /// The packet counters of every router's and the public network's
+    /// firewall rules, for a failing test's message.
+    pub fn firewall_counters(&self) -> String {
+        let mut text = String::new();
+        for ns in [&self.router_a, &self.public, &self.router_b] {
+            for table in ["filter", "nat"] {
+                let listing =
+                    run_in(ns, &["iptables", "-t", table, "-L", "-v", "-n", "-x"]).unwrap_or_else(|e| e.to_string());
+                text.push_str(&format!("--- {ns} {table}:\n{listing}"));
+            }
+        }
+        text
+    }
+
     /// Whether one ping from `ns` to `address` is answered within a second.
     pub fn pings(ns: &str, address: &str) -> bool {
         run_in(ns, &["ping", "-c", "1", "-W", "1", address]).is_ok()
@@ -268,7 +282,7 @@ impl Coturn {
                 &port,
             ])
             .args(["--lt-cred-mech", "--user", &user, "--realm", "flnode.test"])
-            .args(["--no-tls", "--no-dtls", "--no-cli", "--fingerprint"])
+            .args(["--no-tls", "--no-dtls", "--no-cli", "--fingerprint", "--verbose"])
             .args(["--min-port", "49152", "--max-port", "65535"])
             .args(["--userdb", &path("turndb"), "--pidfile", &path("turnserver.pid")])
             .args(["--log-file", &path("turnserver.log"), "--simple-log"])
