@@ -13,13 +13,14 @@ cd "$(dirname "$0")/.."
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 export RUST_BACKTRACE=1
 
-# System packages the tests use: network namespaces (iproute2) and a
-# path made to die (iptables), real
+# System packages the tests use: network namespaces (iproute2), real
 # WireGuard in userspace, ping and iperf3 through the tunnel; chromium and
 # node for the browser page's test; nats-server for the cluster tests
-# (started by the tests themselves). Debian's npm only when no npm is there
-# (a nodejs from elsewhere bundles its own, and the two conflict).
-APT_PACKAGES=(iproute2 iputils-ping iptables wireguard-go wireguard-tools iperf3 chromium nodejs nats-server)
+# (started by the tests themselves); iptables and coturn for the NAT and
+# dead-path tests (masquerading routers, dropped links, a TURN relay).
+# Debian's npm only when no npm is there (a nodejs from elsewhere bundles
+# its own, and the two conflict).
+APT_PACKAGES=(iproute2 iputils-ping iptables wireguard-go wireguard-tools iperf3 chromium nodejs nats-server coturn)
 if ! command -v npm >/dev/null 2>&1; then
   APT_PACKAGES+=(npm)
 fi

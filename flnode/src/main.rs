@@ -2,6 +2,7 @@
 //! WebRTC data channels set up through a flsignal server.
 
 mod host_addresses;
+mod ice_servers;
 mod key_file;
 mod netwatch;
 mod node;

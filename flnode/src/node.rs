@@ -15,6 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{UdpSocket, UnixListener};
 use tokio::sync::mpsc;
 
+use crate::ice_servers::IceServer;
 use crate::peer::{Peer, PeerConfig, PeerInput, PeerStats};
 use crate::signal_client::{self, AuthMode, SignalEvent};
 
@@ -30,6 +31,8 @@ pub struct NodeSettings {
     pub peers: Vec<(NodeId, SocketAddr)>,
     pub auth: AuthMode,
     pub name: String,
+    /// STUN and TURN servers for ICE, the default one included.
+    pub ice_servers: Vec<IceServer>,
 }
 
 struct PeerEntry {
@@ -72,6 +75,7 @@ pub async fn run(
             id,
             socket,
             wireguard: settings.wireguard,
+            ice_servers: settings.ice_servers.iter().map(IceServer::to_rtc).collect(),
         };
         let (peer, task) = Peer::new(key.clone(), session, config, signal.clone(), stats.clone());
         let (inputs, inputs_rx) = mpsc::channel(PEER_INPUT_QUEUE);
@@ -83,7 +87,7 @@ pub async fn run(
         Ok(Err(error)) => return Err(error.context(format!("cannot register with {}", settings.signal))),
         Err(_) => anyhow::bail!("the signalling task ended"),
     }
-    tracing::info!(node = %me, peers = peers.len(), "flnode up");
+    tracing::info!(node = %me, peers = peers.len(), ice_servers = ?settings.ice_servers, "flnode up");
     let mut network = match crate::netwatch::watch() {
         Ok(changes) => Some(changes),
         Err(error) => {

@@ -39,6 +39,10 @@ fn from_report(report: &RTCStatsReport) -> Option<PathInfo> {
             c.address.as_deref().unwrap_or("?"),
             c.port
         ),
+        // The one kind of candidate never signalled, so never listed: a
+        // peer-reflexive one, learnt from the peer's connectivity check
+        // before its trickled candidate arrived.
+        _ if prefix.starts_with("RTCRemote") => "prflx ?".to_owned(),
         _ => "?".to_owned(),
     };
     Some(PathInfo {

@@ -166,6 +166,8 @@ pub struct PeerConfig {
     pub socket: Arc<UdpSocket>,
     /// The local WireGuard's own UDP address.
     pub wireguard: SocketAddr,
+    /// STUN and TURN servers for ICE.
+    pub ice_servers: Vec<webrtc::peer_connection::RTCIceServer>,
 }
 
 pub struct Peer {
@@ -556,7 +558,11 @@ impl Peer {
             .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
             .build();
         let connection = PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_configuration(
+                RTCConfigurationBuilder::new()
+                    .with_ice_servers(self.config.ice_servers.clone())
+                    .build(),
+            )
             .with_setting_engine(settings)
             .with_handler(Arc::new(Handler {
                 generation: self.generation,

@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use flproto::NodeId;
 use serde::Deserialize;
 
+use crate::ice_servers::{self, IceServer};
 use crate::node::NodeSettings;
 use crate::signal_client::AuthMode;
 
@@ -38,6 +39,15 @@ pub struct UpArgs {
     /// Name announced to the network [default: flnode]
     #[arg(long, env = "FLNODE_NAME")]
     pub name: Option<String>,
+    /// A STUN or TURN server for NAT traversal: stun:HOST[:PORT] or
+    /// turn:USER:PASSWORD@HOST[:PORT] (percent-escape `:` `@` `,` `%` in
+    /// USER and PASSWORD). Repeat for several. Used besides the default.
+    #[arg(long = "ice-server", env = "FLNODE_ICE_SERVERS", value_delimiter = ',')]
+    pub ice_servers: Vec<String>,
+    /// Do not use the STUN service of the signalling server
+    /// (stun:<host of --signal>:3478), which is used by default.
+    #[arg(long, env = "FLNODE_NO_DEFAULT_STUN")]
+    pub no_default_stun: bool,
 }
 
 /// `DIR/flnode.toml`: the same settings as the flags.
@@ -51,6 +61,10 @@ struct FileSettings {
     #[serde(default)]
     fledger_compat: bool,
     name: Option<String>,
+    #[serde(default)]
+    ice_servers: Vec<String>,
+    #[serde(default)]
+    no_default_stun: bool,
 }
 
 pub fn config_file(dir: &Path) -> PathBuf {
@@ -79,6 +93,15 @@ pub fn resolve(args: UpArgs) -> anyhow::Result<NodeSettings> {
     if peers.is_empty() {
         bail!("no peers: give --peer ID=127.0.0.1:PORT (the ID comes from `flnode id` on the other machine)");
     }
+    let ice_servers = ice_servers(
+        &signal,
+        if args.ice_servers.is_empty() {
+            &file.ice_servers
+        } else {
+            &args.ice_servers
+        },
+        args.no_default_stun || file.no_default_stun,
+    )?;
     let wireguard = match args.wireguard.or(file.wireguard) {
         Some(addr) => addr,
         None => DEFAULT_WIREGUARD.parse()?,
@@ -94,7 +117,26 @@ pub fn resolve(args: UpArgs) -> anyhow::Result<NodeSettings> {
         },
         name: args.name.or(file.name).unwrap_or_else(|| DEFAULT_NAME.to_owned()),
         config_dir: args.config,
+        ice_servers,
     })
+}
+
+/// The configured servers, after the signalling server's STUN service
+/// unless that is turned off.
+fn ice_servers(signal: &str, urls: &[String], no_default_stun: bool) -> anyhow::Result<Vec<IceServer>> {
+    let mut servers = Vec::new();
+    if !no_default_stun {
+        let Some(default) = IceServer::default_for_signal(signal) else {
+            bail!("--signal {signal:?}: expected ws://HOST:PORT");
+        };
+        servers.push(default);
+    }
+    for server in ice_servers::parse_all(urls)? {
+        if !servers.contains(&server) {
+            servers.push(server);
+        }
+    }
+    Ok(servers)
 }
 
 pub fn parse_peer(text: &str) -> anyhow::Result<(NodeId, SocketAddr)> {
@@ -144,6 +186,48 @@ mod tests {
         assert_eq!(flags_win.signal, "ws://other:1");
         assert_eq!(flags_win.peers[0].1.port(), 3000);
         assert_eq!(flags_win.wireguard.port(), 1000);
+    }
+
+    #[test]
+    fn ice_servers_default_to_the_signalling_servers_stun() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = || UpArgs {
+            config: dir.path().into(),
+            signal: Some("ws://signal.example:8765".into()),
+            peers: vec![format!("{ID}=127.0.0.1:3000")],
+            ..UpArgs::default()
+        };
+        let urls =
+            |settings: NodeSettings| -> Vec<String> { settings.ice_servers.iter().map(|s| s.to_string()).collect() };
+        assert_eq!(urls(resolve(args()).unwrap()), ["stun:signal.example:3478"]);
+        let more = UpArgs {
+            ice_servers: vec!["turn:u:p@turn.example".into(), "stun:signal.example".into()],
+            ..args()
+        };
+        assert_eq!(
+            urls(resolve(more).unwrap()),
+            ["stun:signal.example:3478", "turn:u:***@turn.example:3478"]
+        );
+        let none = UpArgs {
+            no_default_stun: true,
+            ..args()
+        };
+        assert!(resolve(none).unwrap().ice_servers.is_empty());
+        std::fs::write(
+            config_file(dir.path()),
+            "ice_servers = [\"stun:file.example:1\"]\nno_default_stun = true\n",
+        )
+        .unwrap();
+        assert_eq!(urls(resolve(args()).unwrap()), ["stun:file.example:1"]);
+        let bad = UpArgs {
+            ice_servers: vec!["turn:nobody.example".into()],
+            ..args()
+        };
+        let error = format!("{:#}", resolve(bad).unwrap_err());
+        assert!(
+            error.starts_with("--ice-server \"turn:nobody.example\": TURN needs"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::stun;
 use clap::{Parser, ValueEnum};
 use flproto::announce::{normalize_authority, AnnouncePolicy};
 use flproto::presence::{PresenceConfig, DEFAULT_JOIN_FANOUT, DEFAULT_MAX_LIST_LEN};
@@ -36,6 +37,23 @@ pub const DEFAULT_NATS_PREFIX: &str = "flsignal";
 /// Messages (relays and presence) waiting to be published to NATS; more are
 /// dropped, as is everything while NATS is unreachable.
 pub const DEFAULT_NATS_QUEUE: usize = 8192;
+
+/// Where the STUN service listens: a UDP address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StunListen(pub Option<SocketAddr>);
+
+impl std::str::FromStr for StunListen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(StunListen(None));
+        }
+        text.parse()
+            .map(|addr| StunListen(Some(addr)))
+            .map_err(|_| format!("{text:?} is neither IP:PORT nor `off`"))
+    }
+}
 
 fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(text)
@@ -178,6 +196,23 @@ pub struct Config {
     #[arg(long, env = "FLSIGNAL_CLUSTER_EXPIRY", value_parser = parse_duration, default_value = "3s")]
     pub cluster_expiry: Duration,
 
+    /// UDP address of the STUN service (Binding Requests, RFC 8489) that
+    /// nodes behind NAT learn their public address from; `off` disables it.
+    #[arg(long, env = "FLSIGNAL_STUN_LISTEN", default_value = "0.0.0.0:3478")]
+    pub stun_listen: StunListen,
+
+    /// Largest STUN request read, in bytes; longer datagrams are dropped.
+    #[arg(long, env = "FLSIGNAL_STUN_MAX_REQUEST", default_value_t = stun::DEFAULT_MAX_REQUEST)]
+    pub stun_max_request: usize,
+
+    /// STUN requests per second answered for one source IP on average.
+    #[arg(long, env = "FLSIGNAL_STUN_RATE_PER_SECOND", default_value_t = stun::DEFAULT_RATE.per_second)]
+    pub stun_rate_per_second: u32,
+
+    /// STUN requests answered for one source IP in a burst.
+    #[arg(long, env = "FLSIGNAL_STUN_RATE_BURST", default_value_t = stun::DEFAULT_RATE.burst)]
+    pub stun_rate_burst: u32,
+
     /// Log format.
     #[arg(long, env = "FLSIGNAL_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -208,6 +243,13 @@ impl Config {
         PresenceConfig {
             max_list_len: self.max_list_len,
             join_fanout: self.join_fanout,
+        }
+    }
+
+    pub fn stun_rate(&self) -> RateLimit {
+        RateLimit {
+            per_second: self.stun_rate_per_second,
+            burst: self.stun_rate_burst,
         }
     }
 
@@ -249,6 +291,14 @@ impl Config {
         anyhow::ensure!(
             self.ws_read_buffer >= 256,
             "--ws-read-buffer must be at least 256 bytes"
+        );
+        anyhow::ensure!(
+            (64..=65_507).contains(&self.stun_max_request),
+            "--stun-max-request must be between 64 and 65507 bytes"
+        );
+        anyhow::ensure!(
+            self.stun_rate_per_second >= 1 && self.stun_rate_burst >= 1,
+            "--stun-rate-per-second and --stun-rate-burst must be at least 1"
         );
         self.validate_cluster()
     }
@@ -299,6 +349,9 @@ mod tests {
         assert_eq!(config.cluster_heartbeat, DEFAULT_HEARTBEAT_INTERVAL);
         assert_eq!(config.cluster_expiry, DEFAULT_EXPIRY);
         assert!(config.nats.is_empty());
+        assert_eq!(config.stun_listen, StunListen(Some("0.0.0.0:3478".parse().unwrap())));
+        assert_eq!(config.stun_rate(), stun::DEFAULT_RATE);
+        assert_eq!(config.stun_max_request, stun::DEFAULT_MAX_REQUEST);
         assert!(config.validate().is_ok());
         assert!(config.fixed_announce_policy().is_none());
     }
@@ -315,6 +368,21 @@ mod tests {
         ] {
             assert!(Config::parse_from(bad).validate().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn stun_can_move_or_be_off() {
+        let off = Config::parse_from(["flsignal", "--stun-listen", "off"]);
+        assert_eq!(off.stun_listen, StunListen(None));
+        let moved = Config::parse_from(["flsignal", "--stun-listen", "127.0.0.1:0"]);
+        assert_eq!(moved.stun_listen.0, Some("127.0.0.1:0".parse().unwrap()));
+        assert!(Config::try_parse_from(["flsignal", "--stun-listen", "nowhere"]).is_err());
+        assert!(Config::parse_from(["flsignal", "--stun-max-request", "10"])
+            .validate()
+            .is_err());
+        assert!(Config::parse_from(["flsignal", "--stun-rate-burst", "0"])
+            .validate()
+            .is_err());
     }
 
     #[test]

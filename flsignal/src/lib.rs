@@ -11,6 +11,8 @@
 //! * [`hub`] is what connections share: presence, relay, news;
 //! * [`cluster_sync`] applies what other instances of a cluster say, and
 //!   [`cluster`] is the NATS edge that carries it (only with `--nats`);
+//! * [`stun`] answers STUN Binding Requests (bytes in, bytes out) and
+//!   [`stun_service`] is its UDP socket (with `--stun-listen`);
 //! * [`config`] lists every flag and limit.
 
 pub mod cluster;
@@ -21,6 +23,8 @@ pub mod hub;
 pub mod listener;
 pub mod metrics;
 pub mod routes;
+pub mod stun;
+pub mod stun_service;
 pub mod upgrade;
 pub mod web;
 
@@ -56,6 +60,8 @@ pub struct Server {
     shared: Arc<Shared>,
     /// The NATS connection, with `--nats`.
     cluster: Option<cluster::ClusterLink>,
+    /// The STUN socket, unless `--stun-listen off`.
+    stun: Option<tokio::net::UdpSocket>,
 }
 
 impl Server {
@@ -70,6 +76,10 @@ impl Server {
             };
             anyhow::anyhow!("cannot listen on {}{hint}: {error}", config.listen)
         })?;
+        let stun = match config.stun_listen.0 {
+            Some(addr) => Some(stun_service::bind(addr).await?),
+            None => None,
+        };
         let (hub, cluster) = if config.nats.is_empty() {
             (Hub::new(config.presence()), None)
         } else {
@@ -90,11 +100,17 @@ impl Server {
             listener,
             shared,
             cluster,
+            stun,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or(self.shared.config.listen)
+    }
+
+    /// The STUN service's UDP address, if it runs.
+    pub fn stun_addr(&self) -> Option<SocketAddr> {
+        self.stun.as_ref().and_then(|socket| socket.local_addr().ok())
     }
 
     /// Cancelling this token shuts the server down gracefully.
@@ -121,6 +137,9 @@ impl Server {
             None => None,
         };
         let news = tokio::spawn(news_ticker(shared.clone()));
+        let stun = self
+            .stun
+            .map(|socket| tokio::spawn(stun_service::serve(socket, shared.clone())));
         let router = routes::router(shared.clone());
         listener::accept_loop(self.listener, shared.clone(), router).await;
         shared.tasks.close();
@@ -131,6 +150,10 @@ impl Server {
             tracing::warn!(remaining = shared.tasks.len(), "drain timeout: dropping connections");
         }
         news.abort();
+        if let Some(stun) = stun {
+            // It ends by itself on shutdown.
+            let _ = stun.await;
+        }
         if let Some(cluster) = cluster {
             cluster.stop(&shared).await;
         }

@@ -26,7 +26,10 @@ fn run() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let server = Server::bind(config).await?;
-        tracing::info!(listen = %server.local_addr(), "flsignal ready");
+        let stun = server
+            .stun_addr()
+            .map_or_else(|| "off".to_owned(), |addr| addr.to_string());
+        tracing::info!(listen = %server.local_addr(), %stun, "flsignal ready");
         let shutdown = server.shutdown_token();
         tokio::spawn(async move {
             wait_for_signal().await;

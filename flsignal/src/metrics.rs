@@ -49,6 +49,10 @@ pub struct Metrics {
     pub cluster_nodes: Gauge,
     /// PeerSetup frames to (`out`) and from (`in`) other instances.
     pub cluster_relays: Family<Direction, Counter>,
+    /// STUN Binding Requests answered (success or 420).
+    pub stun_answered: Counter,
+    /// STUN datagrams not answered, by reason.
+    pub stun_ignored: Family<Reason, Counter>,
 }
 
 impl Metrics {
@@ -77,6 +81,8 @@ impl Metrics {
             cluster_instances: registered(r, "cluster_instances", "Cluster instances alive, this one included"),
             cluster_nodes: registered(r, "cluster_nodes", "Nodes online in the whole cluster"),
             cluster_relays: registered(r, "cluster_relayed_messages", "PeerSetup frames via NATS by direction"),
+            stun_answered: registered(r, "stun_answered", "STUN Binding Requests answered"),
+            stun_ignored: registered(r, "stun_ignored", "STUN datagrams not answered by reason"),
             registry,
         };
         metrics.zero_known_series();
@@ -104,6 +110,9 @@ impl Metrics {
             "cluster_down",
         ] {
             zero(&self.drops, reason);
+        }
+        for reason in crate::stun::Ignored::ALL {
+            zero(&self.stun_ignored, reason.label());
         }
         for reason in flproto::close::CloseReason::ALL {
             zero(&self.closes, reason.label());

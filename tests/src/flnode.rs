@@ -64,6 +64,8 @@ pub struct NodePair {
     pub ids: [String; 2],
     dirs: [tempfile::TempDir; 2],
     namespaces: [String; 2],
+    /// More `flnode up` arguments, the same for both nodes.
+    extra_args: Vec<String>,
 }
 
 impl NodePair {
@@ -78,6 +80,17 @@ impl NodePair {
     /// Two nodes dialling `signal` (host a's URL, host b's URL), with
     /// `server` (running on host a) behind it.
     pub async fn start_with(testbed: &Testbed, server: ServerProcess, signal: [String; 2]) -> anyhow::Result<NodePair> {
+        Self::start_between([&testbed.a, &testbed.b], server, signal, &[]).await
+    }
+
+    /// Two nodes in namespaces `[a, b]` dialling `signal` (a's URL, b's
+    /// URL), each started with `extra_args` too; `server` runs wherever.
+    pub async fn start_between(
+        namespaces: [&str; 2],
+        server: ServerProcess,
+        signal: [String; 2],
+        extra_args: &[&str],
+    ) -> anyhow::Result<NodePair> {
         let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
         let mut ids = Vec::new();
         for dir in &dirs {
@@ -91,7 +104,8 @@ impl NodePair {
             nodes: [None, None],
             ids: [ids[0].clone(), ids[1].clone()],
             dirs,
-            namespaces: [testbed.a.clone(), testbed.b.clone()],
+            namespaces: namespaces.map(str::to_owned),
+            extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
         };
         pair.start_node(0)?;
         pair.start_node(1)?;
@@ -128,6 +142,7 @@ impl NodePair {
                 "--peer",
                 &peer,
             ])
+            .args(&self.extra_args)
             // FLNODE_TEST_LOG=info (say) makes the nodes' logs in their
             // config directories more talkative when a test needs a look.
             .env("RUST_LOG", std::env::var("FLNODE_TEST_LOG").unwrap_or("warn".into()))

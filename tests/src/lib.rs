@@ -23,8 +23,10 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod flnode;
 pub mod hostile_relay;
+pub mod nat;
 pub mod nats;
 pub mod netns;
+pub mod stun_client;
 pub mod wireguard;
 
 pub use tokio_tungstenite::tungstenite;
@@ -234,11 +236,14 @@ pub fn ids_of(list: &[NodeInfo]) -> Vec<NodeId> {
 pub struct ServerProcess {
     pub child: tokio::process::Child,
     pub addr: std::net::SocketAddr,
+    /// Its STUN service's UDP address, unless `--stun-listen off`.
+    pub stun_addr: Option<std::net::SocketAddr>,
 }
 
 impl ServerProcess {
-    /// Starts the binary with `args` (plus `--listen 127.0.0.1:0` unless
-    /// given) and waits for it to report its address.
+    /// Starts the binary with `args` (plus `--listen 127.0.0.1:0` and
+    /// `--stun-listen 127.0.0.1:0` unless given, so that several run at
+    /// once) and waits for it to report its addresses.
     pub async fn start(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<ServerProcess> {
         Self::start_in(None, args, env).await
     }
@@ -252,6 +257,9 @@ impl ServerProcess {
         if !args.contains(&"--listen") && !env.iter().any(|(k, _)| *k == "FLSIGNAL_LISTEN") {
             command.args(["--listen", "127.0.0.1:0"]);
         }
+        if !args.contains(&"--stun-listen") && !env.iter().any(|(k, _)| *k == "FLSIGNAL_STUN_LISTEN") {
+            command.args(["--stun-listen", "127.0.0.1:0"]);
+        }
         command
             .args(args)
             .envs(env.iter().copied())
@@ -263,11 +271,15 @@ impl ServerProcess {
         let mut child = command.spawn().context("cannot start flsignal")?;
         let stderr = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
         let mut lines = BufReader::new(stderr).lines();
-        let addr = tokio::time::timeout(PATIENCE, async {
+        let (addr, stun_addr) = tokio::time::timeout(PATIENCE, async {
             while let Some(line) = lines.next_line().await? {
-                if let Some(rest) = line.split("listen=").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or_default();
-                    return Ok(addr.parse()?);
+                let field = |name: &str| {
+                    let rest = line.split(name).nth(1)?;
+                    Some(rest.split_whitespace().next().unwrap_or_default().to_owned())
+                };
+                if let Some(addr) = field(" listen=") {
+                    let stun_addr = field(" stun=").and_then(|stun| stun.parse().ok());
+                    return Ok((addr.parse()?, stun_addr));
                 }
             }
             bail!("flsignal exited before listening")
@@ -276,7 +288,7 @@ impl ServerProcess {
         .context("flsignal did not report its address")??;
         // Keep draining stderr so the server never blocks on logging.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(ServerProcess { child, addr })
+        Ok(ServerProcess { child, addr, stun_addr })
     }
 
     pub fn url(&self) -> String {

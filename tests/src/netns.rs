@@ -44,7 +44,8 @@ pub const ADDR_B: &str = "10.201.0.2";
 pub const ADDR2_A: &str = "10.202.0.1";
 pub const ADDR2_B: &str = "10.202.0.2";
 
-fn ip(args: &[&str]) -> anyhow::Result<()> {
+/// Runs `ip` with `args`; a failure is an error with its stderr.
+pub fn ip(args: &[&str]) -> anyhow::Result<()> {
     let output = Command::new("ip").args(args).output().context("cannot run ip")?;
     if !output.status.success() {
         bail!(

@@ -1,6 +1,7 @@
 //! A real WireGuard overlay (wireguard-go, wg, iperf3 from Debian) across a
-//! [`Testbed`]: host a is 10.77.0.1, host b 10.77.0.2; each WireGuard's
-//! peer endpoint is the local flnode's port for the other host.
+//! [`Testbed`] (or any two namespaces): host a is 10.77.0.1, host b
+//! 10.77.0.2; each WireGuard's peer endpoint is the local flnode's port for
+//! the other host.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -70,12 +71,24 @@ impl Overlay {
     /// `wireguard` is WireGuard's listen address on each host (what flnode
     /// sends to), `flnode_port` flnode's local port for the other host.
     pub async fn new(testbed: &Testbed, wireguard: &str, flnode_port: &str) -> anyhow::Result<Overlay> {
+        Self::between([&testbed.a, &testbed.b], &testbed.tag, wireguard, flnode_port).await
+    }
+
+    /// The same between any two namespaces `[a, b]`; `tag` makes the
+    /// interface names unique.
+    pub async fn between(
+        namespaces: [&str; 2],
+        tag: &str,
+        wireguard: &str,
+        flnode_port: &str,
+    ) -> anyhow::Result<Overlay> {
+        let [a, b] = namespaces.map(str::to_owned);
         let keys = tempfile::tempdir()?;
         let listen_port = wireguard.rsplit(':').next().context("no port")?;
         let mut daemons = Vec::new();
         let mut public = Vec::new();
-        let interfaces = [format!("wg{}a", testbed.tag), format!("wg{}b", testbed.tag)];
-        for (ns, host, interface) in [(&testbed.a, "a", &interfaces[0]), (&testbed.b, "b", &interfaces[1])] {
+        let interfaces = [format!("wg{tag}a"), format!("wg{tag}b")];
+        for (ns, host, interface) in [(&a, "a", &interfaces[0]), (&b, "b", &interfaces[1])] {
             let daemon = tokio::process::Command::new("ip")
                 .args(["netns", "exec", ns, "wireguard-go", "-f", interface])
                 // Without it wireguard-go waits instead of starting when the
@@ -91,7 +104,7 @@ impl Overlay {
             std::fs::write(&path, private.trim())?;
             public.push(run(ns, &["wg", "pubkey"], Some(&private))?.trim().to_owned());
         }
-        for (ns, interface) in [(&testbed.a, &interfaces[0]), (&testbed.b, &interfaces[1])] {
+        for (ns, interface) in [(&a, &interfaces[0]), (&b, &interfaces[1])] {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
             while run(ns, &["ip", "link", "show", interface], None).is_err() {
                 if tokio::time::Instant::now() > deadline {
@@ -101,8 +114,8 @@ impl Overlay {
             }
         }
         let hosts = [
-            (&testbed.a, "a", &interfaces[0], OVERLAY_A, &public[1], OVERLAY_B),
-            (&testbed.b, "b", &interfaces[1], OVERLAY_B, &public[0], OVERLAY_A),
+            (&a, "a", &interfaces[0], OVERLAY_A, &public[1], OVERLAY_B),
+            (&b, "b", &interfaces[1], OVERLAY_B, &public[0], OVERLAY_A),
         ];
         // Both hosts listen and know each other before either sends: a peer
         // with keepalive sends its first handshake at once, and one that is
@@ -155,8 +168,8 @@ impl Overlay {
             None,
         )?;
         Ok(Overlay {
-            a: testbed.a.clone(),
-            b: testbed.b.clone(),
+            a: a.clone(),
+            b: b.clone(),
             interfaces,
             _daemons: daemons,
             _keys: keys,

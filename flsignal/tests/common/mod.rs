@@ -17,6 +17,10 @@ impl TestServer {
     /// Starts a server with default limits changed by `args` (flags).
     pub async fn start(args: &[&str]) -> TestServer {
         let mut argv = vec!["flsignal", "--listen", "127.0.0.1:0"];
+        // Many servers run at once: STUN on a port of its own too.
+        if !args.contains(&"--stun-listen") {
+            argv.extend(["--stun-listen", "127.0.0.1:0"]);
+        }
         argv.extend_from_slice(args);
         let server = Server::bind(Config::parse_from(argv)).await.expect("bind");
         let addr = server.local_addr();

@@ -1,0 +1,70 @@
+//! The STUN service's UDP edge: one socket, one task. Each datagram is
+//! read into a buffer one byte larger than the request limit (so an
+//! oversized one is recognised, not silently truncated into something
+//! that parses), checked against its source's budget, and handed to
+//! [`crate::stun::answer`]; the reply, if any, is sent without waiting.
+//! The task ends when the server shuts down.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+
+use crate::metrics::Metrics;
+use crate::stun::{self, Ignored, SourceLimiter};
+use crate::Shared;
+
+/// Binds the STUN socket; a port in use is a one-line error.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<UdpSocket> {
+    UdpSocket::bind(addr).await.map_err(|error| {
+        let hint = if error.kind() == std::io::ErrorKind::AddrInUse {
+            " (another program uses that port; pick another with --stun-listen, or `off`)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("cannot listen for STUN on udp {addr}{hint}: {error}")
+    })
+}
+
+/// Answers Binding Requests on `socket` until the server shuts down.
+pub async fn serve(socket: UdpSocket, shared: Arc<Shared>) {
+    let config = &shared.config;
+    let metrics = &shared.hub.metrics;
+    let max_request = config.stun_max_request;
+    let mut limiter = SourceLimiter::new(config.stun_rate(), stun::MAX_TRACKED_SOURCES);
+    let mut buffer = vec![0u8; max_request + 1];
+    loop {
+        let received = tokio::select! {
+            received = socket.recv_from(&mut buffer) => received,
+            () = shared.shutdown.cancelled() => return,
+        };
+        let (len, source) = match received {
+            Ok(received) => received,
+            Err(error) => {
+                // Errors on an unconnected UDP socket are transient (an
+                // ICMP error reported late, a signal); the next read is new.
+                tracing::debug!(%error, "STUN socket read failed");
+                continue;
+            }
+        };
+        let outcome = if limiter.allow(source.ip(), Instant::now()) {
+            stun::answer(&buffer[..len], source, max_request)
+        } else {
+            Err(Ignored::RateLimited)
+        };
+        let outcome = outcome.and_then(|reply| match socket.try_send_to(&reply, source) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(Ignored::SendFailed),
+        });
+        match outcome {
+            Ok(()) => {
+                metrics.stun_answered.inc();
+            }
+            Err(reason) => {
+                tracing::trace!(%source, reason = reason.label(), "STUN datagram ignored");
+                Metrics::count(&metrics.stun_ignored, reason.label());
+            }
+        }
+    }
+}

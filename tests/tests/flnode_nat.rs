@@ -1,0 +1,205 @@
+//! Two flnodes, each behind its own masquerading NAT router, with flsignal
+//! (and its STUN service) and coturn on the public network between them
+//! (`e2e::nat`). Real wireguard-go runs over the nodes.
+//!
+//! * With the routers free to exchange UDP, the tunnel comes up over
+//!   server-reflexive candidates learnt from flsignal's STUN service.
+//! * With UDP between the routers blocked, it should come up through
+//!   coturn, with `flnode status` saying `relay` (ignored for now: see the
+//!   test).
+
+use std::time::Duration;
+
+use e2e::flnode::{peer_connected, status, wait_for, NodePair, PEER_PORT, WIREGUARD};
+use e2e::nat::{self, Coturn, NatTopology, HOST_A, HOST_B, ROUTER_A_PUBLIC, ROUTER_B_PUBLIC, SERVERS};
+use e2e::netns::{namespaces_available, Testbed};
+use e2e::stun_client::mapped_address;
+use e2e::wireguard::{self, Overlay};
+use e2e::{http_get, ServerProcess, PATIENCE};
+
+/// The selected path of the first peer in a status report, e.g.
+/// `host 192.168.10.2:5000 -> srflx 198.51.100.6:5001`.
+fn path_of(report: &str) -> &str {
+    report
+        .split("  path ")
+        .nth(1)
+        .and_then(|rest| rest.split("  rtt").next())
+        .unwrap_or("-")
+}
+
+fn available(test: &str, turn: bool) -> bool {
+    namespaces_available(test) && wireguard::tools_available(test) && nat::tools_available(test, turn)
+}
+
+/// flsignal on the public network, STUN on its standard port. The public
+/// namespace has several addresses, so STUN is bound to the servers' one:
+/// a UDP socket on 0.0.0.0 answers from the address of the outgoing route,
+/// which the NAT would not take for the address it asked.
+async fn signalling(topology: &NatTopology) -> (ServerProcess, String) {
+    let stun = format!("{SERVERS}:3478");
+    let server = ServerProcess::start_in(
+        Some(&topology.public),
+        &["--listen", "0.0.0.0:0", "--stun-listen", &stun],
+        &[],
+    )
+    .await
+    .unwrap();
+    let url = format!("ws://{SERVERS}:{}", server.addr.port());
+    (server, url)
+}
+
+/// What each host looks like from the public side, and that the NATs keep
+/// the hosts apart.
+async fn check_topology(topology: &NatTopology) {
+    assert!(
+        !NatTopology::pings(&topology.host_a, HOST_B),
+        "host a reaches b's private address"
+    );
+    assert!(
+        !NatTopology::pings(&topology.host_b, HOST_A),
+        "host b reaches a's private address"
+    );
+    let stun = format!("{SERVERS}:3478").parse().unwrap();
+    for (ns, public) in [(&topology.host_a, ROUTER_A_PUBLIC), (&topology.host_b, ROUTER_B_PUBLIC)] {
+        let socket = Testbed::udp_socket(ns, "0.0.0.0:0".parse().unwrap()).unwrap();
+        let mapped = mapped_address(&socket, stun, PATIENCE).await.unwrap();
+        assert_eq!(
+            mapped.map(|addr| addr.ip().to_string()).as_deref(),
+            Some(public),
+            "flsignal's STUN must see {ns} as its router"
+        );
+    }
+}
+
+/// Waits until both nodes are connected over a path whose description
+/// satisfies `wanted`; on failure the nodes' logs are in the message.
+async fn wait_for_path(pair: &NodePair, what: &str, wanted: impl Fn(&str) -> bool + Copy, extra_log: &str) {
+    for host in 0..2 {
+        let waited = wait_for(pair.dir(host), what, |report| {
+            peer_connected(report) && wanted(path_of(report))
+        })
+        .await;
+        if let Err(error) = waited {
+            panic!(
+                "host {host}: {error:#}\n--- flnode a log:\n{}\n--- flnode b log:\n{}\n{extra_log}",
+                pair.log(0),
+                pair.log(1)
+            );
+        }
+        eprintln!("host {host}: {}", status(pair.dir(host)).unwrap_or_default().trim());
+    }
+}
+
+/// Pings through the overlay (for up to a minute); on failure the nodes'
+/// status, their logs and `extra_log` are in the message.
+async fn ping_or_explain(overlay: &Overlay, pair: &NodePair, extra_log: &str) {
+    let pinged = tokio::time::timeout(Duration::from_secs(60), overlay.ping_from_a()).await;
+    if !matches!(pinged, Ok(Ok(()))) {
+        panic!(
+            "no ping through the overlay: {pinged:?}\n--- a:\n{}\n--- b:\n{}\n--- a log:\n{}\n--- b log:\n{}\n{extra_log}",
+            status(pair.dir(0)).unwrap_or_default(),
+            status(pair.dir(1)).unwrap_or_default(),
+            pair.log(0),
+            pair.log(1),
+        );
+    }
+}
+
+#[tokio::test]
+async fn wireguard_crosses_two_nats_over_server_reflexive_candidates() {
+    let test = "wireguard_crosses_two_nats_over_server_reflexive_candidates";
+    if !available(test, false) {
+        return;
+    }
+    let topology = NatTopology::new().unwrap();
+    let (server, url) = signalling(&topology).await;
+    check_topology(&topology).await;
+    let server_addr = format!("{SERVERS}:{}", server.addr.port()).parse().unwrap();
+
+    // Nothing but the default: the STUN service of the signalling server.
+    let pair = NodePair::start_between([&topology.host_a, &topology.host_b], server, [url.clone(), url], &[])
+        .await
+        .unwrap();
+    let overlay = Overlay::between(
+        [&topology.host_a, &topology.host_b],
+        &topology.tag,
+        WIREGUARD,
+        PEER_PORT,
+    )
+    .await
+    .unwrap();
+    ping_or_explain(&overlay, &pair, "").await;
+    // The far end of the path is the other router's public address, named
+    // srflx when its candidate arrived first, or prflx when the peer's
+    // connectivity check did (flnode accepts those at once).
+    wait_for_path(
+        &pair,
+        "on a server-reflexive path",
+        |path| path.contains("srflx") || path.contains("prflx"),
+        "",
+    )
+    .await;
+    for host in 0..2 {
+        let path = path_of(&status(pair.dir(host)).unwrap()).to_owned();
+        assert!(!path.contains("relay"), "host {host}: {path}");
+    }
+    overlay.ping_from_a().await.unwrap();
+
+    // The nodes asked flsignal's STUN service (our own check did too).
+    let metrics = Testbed::in_namespace(&topology.public, move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(async move { http_get(server_addr, "/metrics").await.map_err(std::io::Error::other) })
+    })
+    .unwrap()
+    .1;
+    let answered: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("flsignal_stun_answered_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(answered > 2.0, "{metrics}");
+}
+
+/// Ignored for now: with webrtc 0.21.1 the relayed path does not come up.
+/// coturn grants both allocations, the permissions and the channel
+/// bindings, and relay candidates are exchanged, yet no connectivity check
+/// is seen arriving over the relay on either side, so ICE never succeeds
+/// (the same nodes with the same TURN server connect over srflx when UDP
+/// between the routers is allowed). Run it with `--ignored`; on failure its
+/// message has both nodes' logs, coturn's log and every firewall counter.
+#[tokio::test]
+#[ignore = "webrtc 0.21.1 does not bring up the relayed path with coturn yet (see the comment)"]
+async fn without_a_direct_path_traffic_goes_through_turn() {
+    let test = "without_a_direct_path_traffic_goes_through_turn";
+    if !available(test, true) {
+        return;
+    }
+    let topology = NatTopology::new().unwrap();
+    let (server, url) = signalling(&topology).await;
+    check_topology(&topology).await;
+    topology.block_direct_udp().unwrap();
+    let coturn = Coturn::start(&topology).await.unwrap();
+    let turn = coturn.ice_server();
+
+    let pair = NodePair::start_between(
+        [&topology.host_a, &topology.host_b],
+        server,
+        [url.clone(), url],
+        &["--ice-server", &turn],
+    )
+    .await
+    .unwrap();
+    let overlay = Overlay::between(
+        [&topology.host_a, &topology.host_b],
+        &topology.tag,
+        WIREGUARD,
+        PEER_PORT,
+    )
+    .await
+    .unwrap();
+    let explain = || format!("--- coturn:\n{}\n{}", coturn.log(), topology.firewall_counters());
+    ping_or_explain(&overlay, &pair, &explain()).await;
+    wait_for_path(&pair, "on a relayed path", |path| path.contains("relay"), &explain()).await;
+}
