@@ -351,12 +351,15 @@ impl Peer {
         match input {
             PeerInput::Kick => {
                 self.online = true;
-                if self.handover_pending {
-                    // (Re)registered: what we sent for the handover may
-                    // have been lost with the old signalling connection.
+                if self.handover_pending && !self.initiator() {
+                    // (Re)registered: our `Init` may have been lost with the
+                    // old signalling connection. A second one is harmless:
+                    // the initiator ignores it while its offer is in flight.
                     self.attempted_at = None;
                     self.attempt().await;
-                } else if !self.connected {
+                } else if !self.connected || self.handover_pending {
+                    // An offer of ours may be in flight; a second one now
+                    // would cross its answer, so only after `retry_delay`.
                     self.attempt().await;
                 }
             }

@@ -5,8 +5,8 @@
 //!   cargo build --release -p flsignal -p flnode -p e2e
 //!   sudo ./target/release/flbench_handover [runs]
 //!
-//! Each run builds two network namespaces with two links between them,
-//! flsignal on host a, an flnode and wireguard-go on each host, and
+//! Each run builds two network namespaces joined by a link (a second one
+//! is added before the dead-path phase), flsignal on host a, an flnode and wireguard-go on each host, and
 //! measures, with 10 pings a second through the tunnel:
 //!
 //! * address change: host b gets a new address and loses its old one
@@ -39,7 +39,6 @@ struct Run {
 
 async fn one_run() -> anyhow::Result<Run> {
     let testbed = Testbed::new()?;
-    testbed.add_second_link()?;
     let mut pair = NodePair::start(&testbed).await?;
     let overlay = Overlay::new(&testbed, WIREGUARD, PEER_PORT).await?;
     overlay.ping_from_a().await?;
@@ -74,6 +73,16 @@ async fn one_run() -> anyhow::Result<Run> {
         .await?;
     overlay.ping_from_a().await?;
 
+    // A second link for the dead-path phase, added only now so that the
+    // address change above hit the one path there was.
+    // The new addresses make both nodes hand over; wait until that is
+    // done and the path in `flnode status` (refreshed every second) is the
+    // new connection's.
+    testbed.add_second_link()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pair.wait_connected(0).await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    overlay.ping_from_a().await?;
     let report = status(pair.dir(0))?;
     let dying = if report.contains("path host 10.201.0.1:") { 1 } else { 2 };
     let (dead_path_gap, _) = overlay
