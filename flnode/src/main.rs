@@ -1,6 +1,7 @@
 //! flnode: carries a local WireGuard's UDP traffic to other nodes over
 //! WebRTC data channels set up through a flsignal server.
 
+mod ctl;
 mod host_addresses;
 mod ice_servers;
 mod key_file;

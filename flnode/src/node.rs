@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::ice_servers::IceServer;
 use crate::peer::{Peer, PeerConfig, PeerInput, PeerStats};
-use crate::signal_client::{self, AuthMode, SignalEvent};
+use crate::signal_client::{self, AuthMode, SignalEvent, SignalSender};
 
 /// Inputs queued for one peer task.
 const PEER_INPUT_QUEUE: usize = 256;
@@ -33,12 +33,50 @@ pub struct NodeSettings {
     pub name: String,
     /// STUN and TURN servers for ICE, the default one included.
     pub ice_servers: Vec<IceServer>,
+    /// How many nodes that are not configured peers (browsers testing
+    /// this node) may connect at once, to the `ctl` channel only; 0: none.
+    pub test_peers: usize,
 }
 
 struct PeerEntry {
     inputs: mpsc::Sender<PeerInput>,
     stats: Arc<PeerStats>,
-    local: SocketAddr,
+    /// The WireGuard-facing port; `None` for a test peer.
+    local: Option<SocketAddr>,
+}
+
+/// What every peer task is started with.
+struct PeerFactory {
+    key: Arc<NodeKey>,
+    session: SessionId,
+    signal: SignalSender,
+    wireguard: SocketAddr,
+    ice_servers: Vec<webrtc::peer_connection::RTCIceServer>,
+}
+
+impl PeerFactory {
+    /// Starts the task of a configured peer (with its socket) or of a
+    /// test peer (without).
+    fn start(&self, id: NodeId, socket: Option<Arc<UdpSocket>>) -> PeerEntry {
+        let local = socket.as_ref().and_then(|socket| socket.local_addr().ok());
+        let stats = Arc::new(PeerStats::default());
+        let config = PeerConfig {
+            id,
+            socket,
+            wireguard: self.wireguard,
+            ice_servers: self.ice_servers.clone(),
+        };
+        let (peer, task) = Peer::new(
+            self.key.clone(),
+            self.session,
+            config,
+            self.signal.clone(),
+            stats.clone(),
+        );
+        let (inputs, inputs_rx) = mpsc::channel(PEER_INPUT_QUEUE);
+        tokio::spawn(peer.run(task, inputs_rx));
+        PeerEntry { inputs, stats, local }
+    }
 }
 
 /// Runs until `shutdown` resolves.
@@ -68,20 +106,18 @@ pub async fn run(
         settings.name.clone(),
         events_tx,
     );
+    let factory = PeerFactory {
+        key: key.clone(),
+        session,
+        signal: signal.clone(),
+        wireguard: settings.wireguard,
+        ice_servers: settings.ice_servers.iter().map(IceServer::to_rtc).collect(),
+    };
     let mut peers: HashMap<NodeId, PeerEntry> = HashMap::new();
-    for (id, local, socket) in sockets {
-        let stats = Arc::new(PeerStats::default());
-        let config = PeerConfig {
-            id,
-            socket,
-            wireguard: settings.wireguard,
-            ice_servers: settings.ice_servers.iter().map(IceServer::to_rtc).collect(),
-        };
-        let (peer, task) = Peer::new(key.clone(), session, config, signal.clone(), stats.clone());
-        let (inputs, inputs_rx) = mpsc::channel(PEER_INPUT_QUEUE);
-        tokio::spawn(peer.run(task, inputs_rx));
-        peers.insert(id, PeerEntry { inputs, stats, local });
+    for (id, _, socket) in sockets {
+        peers.insert(id, factory.start(id, Some(socket)));
     }
+    let mut test_peers: HashMap<NodeId, PeerEntry> = HashMap::new();
     match first_registration.await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => return Err(error.context(format!("cannot register with {}", settings.signal))),
@@ -107,13 +143,22 @@ pub async fn run(
                         SignalEvent::Disconnected => registered = false,
                         _ => {}
                     }
+                    if let SignalEvent::Setup(setup) = &event {
+                        if let Some(other) = setup.counterpart_of(&me).filter(|id| !peers.contains_key(id)) {
+                            let entry = test_peer(&mut test_peers, &factory, settings.test_peers, other);
+                            if let Some(entry) = entry {
+                                let _ = entry.inputs.try_send(PeerInput::Setup(setup.clone()));
+                            }
+                            continue;
+                        }
+                    }
                     dispatch(&me, &peers, event);
                 }
                 None => break,
             },
             accepted = control.accept() => {
                 if let Ok((mut stream, _)) = accepted {
-                    let report = status_report(&me, registered, &peers);
+                    let report = status_report(&me, registered, &peers, &test_peers);
                     tokio::spawn(async move { let _ = stream.write_all(report.as_bytes()).await; });
                 }
             }
@@ -147,6 +192,26 @@ fn bind_udp(local: SocketAddr) -> anyhow::Result<UdpSocket> {
     socket.set_nonblocking(true)?;
     socket.bind(&local.into())?;
     Ok(UdpSocket::from_std(socket.into())?)
+}
+
+/// The task for a test peer `id`, started if there is room (finished ones
+/// are cleared first); `None` when test peers are off or all taken.
+fn test_peer<'a>(
+    test_peers: &'a mut HashMap<NodeId, PeerEntry>,
+    factory: &PeerFactory,
+    max: usize,
+    id: NodeId,
+) -> Option<&'a PeerEntry> {
+    test_peers.retain(|_, entry| !entry.inputs.is_closed());
+    if !test_peers.contains_key(&id) {
+        if test_peers.len() >= max {
+            tracing::debug!(peer = %id, max, "no room for another test peer");
+            return None;
+        }
+        tracing::info!(peer = %id, "a node that is not a configured peer connects: test peer on ctl only");
+        test_peers.insert(id, factory.start(id, None));
+    }
+    test_peers.get(&id)
 }
 
 fn dispatch(me: &NodeId, peers: &HashMap<NodeId, PeerEntry>, event: SignalEvent) {
@@ -194,7 +259,12 @@ fn control_socket(dir: &std::path::Path) -> anyhow::Result<UnixListener> {
 }
 
 /// One line per peer, as `flnode status` prints it.
-fn status_report(me: &NodeId, registered: bool, peers: &HashMap<NodeId, PeerEntry>) -> String {
+fn status_report(
+    me: &NodeId,
+    registered: bool,
+    peers: &HashMap<NodeId, PeerEntry>,
+    test_peers: &HashMap<NodeId, PeerEntry>,
+) -> String {
     let signal = if registered { "registered" } else { "connecting" };
     let mut report = format!("node {me} signal {signal}\n");
     for (id, peer) in peers {
@@ -207,7 +277,7 @@ fn status_report(me: &NodeId, registered: bool, peers: &HashMap<NodeId, PeerEntr
         report.push_str(&format!(
             "peer {id} {}\n  local {}  path {path}  rtt {rtt}\n  tx {} packets {} bytes  rx {} packets {} bytes  drops {} not-open {} full  setup refused {}  handovers {}\n",
             s.state.get(),
-            peer.local,
+            peer.local.map(|local| local.to_string()).unwrap_or_default(),
             s.tx_packets.load(Ordering::Relaxed),
             s.tx_bytes.load(Ordering::Relaxed),
             s.rx_packets.load(Ordering::Relaxed),
@@ -217,6 +287,12 @@ fn status_report(me: &NodeId, registered: bool, peers: &HashMap<NodeId, PeerEntr
             s.setup_refused.load(Ordering::Relaxed),
             s.handovers.load(Ordering::Relaxed),
         ));
+    }
+    for (id, peer) in test_peers.iter().filter(|(_, peer)| !peer.inputs.is_closed()) {
+        let s = &peer.stats;
+        let path = s.path.lock().ok().and_then(|p| p.clone());
+        let path = path.map(|info| info.path).unwrap_or_else(|| "-".to_owned());
+        report.push_str(&format!("test-peer {id} {}  path {path}  (ctl only)\n", s.state.get()));
     }
     report
 }

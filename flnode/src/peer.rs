@@ -36,6 +36,7 @@ use webrtc::peer_connection::{
     RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
 };
 
+use crate::ctl::{CtlAction, CtlResponder};
 use crate::signal_client::SignalSender;
 
 /// Shortest time between two attempts: long enough for one attempt's offer
@@ -65,6 +66,9 @@ pub const ICE_MAX_BINDING_REQUESTS: u16 = 28;
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
 /// No `pong` for this long means the path is dead: hand over.
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A test peer that has not been connected for this long is dropped.
+pub const TEST_PEER_IDLE: Duration = Duration::from_secs(30);
 
 /// Label of the unordered, unreliable channel carrying WireGuard datagrams.
 pub const WG_CHANNEL: &str = "wg";
@@ -163,7 +167,9 @@ impl PeerConnectionEventHandler for Handler {
 pub struct PeerConfig {
     pub id: NodeId,
     /// Bound local socket: the local WireGuard's endpoint for this peer.
-    pub socket: Arc<UdpSocket>,
+    /// `None` for a test peer (a browser, say): it gets the `ctl` channel's
+    /// echo services and never the WireGuard path.
+    pub socket: Option<Arc<UdpSocket>>,
     /// The local WireGuard's own UDP address.
     pub wireguard: SocketAddr,
     /// STUN and TURN servers for ICE.
@@ -213,6 +219,8 @@ pub struct Peer {
     attempted_at: Option<tokio::time::Instant>,
     /// Doubles with every attempt that did not connect.
     retry_delay: Duration,
+    /// When a test peer was last connected or heard from.
+    last_alive: tokio::time::Instant,
 }
 
 impl Peer {
@@ -252,8 +260,13 @@ impl Peer {
             connected: false,
             attempted_at: None,
             retry_delay: MIN_RETRY,
+            last_alive: tokio::time::Instant::now(),
         };
         (peer, PeerTask { internal_rx })
+    }
+
+    fn is_test_peer(&self) -> bool {
+        self.config.socket.is_none()
     }
 
     fn initiator(&self) -> bool {
@@ -309,7 +322,8 @@ impl Peer {
         }
     }
 
-    /// Runs until `inputs` closes.
+    /// Runs until `inputs` closes (or, for a test peer, until it has been
+    /// gone for [`TEST_PEER_IDLE`]).
     pub async fn run(mut self, mut task: PeerTask, mut inputs: mpsc::Receiver<PeerInput>) {
         let socket = self.config.socket.clone();
         let mut buffer = vec![0u8; MAX_DATAGRAM];
@@ -325,12 +339,18 @@ impl Peer {
                     None => break,
                 },
                 Some(event) = task.internal_rx.recv() => self.on_internal(event).await,
-                received = socket.recv_from(&mut buffer) => {
+                received = receive(socket.as_deref(), &mut buffer) => {
                     if let Ok((len, _)) = received {
                         self.forward_to_peer(&buffer[..len]).await;
                     }
                 }
                 _ = retry.tick() => {
+                    if self.connected {
+                        self.last_alive = tokio::time::Instant::now();
+                    } else if self.is_test_peer() && self.last_alive.elapsed() > TEST_PEER_IDLE {
+                        tracing::info!(peer = %self.config.id, "test peer gone");
+                        break;
+                    }
                     if self.online && (!self.connected || self.handover_pending) {
                         self.attempt().await;
                     }
@@ -387,6 +407,7 @@ impl Peer {
             PeerInput::Setup(info) => match self.authenticate(&info) {
                 Ok(generation) => {
                     self.online = true;
+                    self.last_alive = tokio::time::Instant::now();
                     if let Err(error) = self.on_setup(info.message, generation).await {
                         tracing::warn!(peer = %self.config.id, "setup failed: {error:#}");
                     }
@@ -476,13 +497,15 @@ impl Peer {
 
     async fn offer(&mut self) -> anyhow::Result<()> {
         let connection = self.new_connection().await?;
-        let wg_init = RTCDataChannelInit {
-            ordered: false,
-            max_retransmits: Some(0),
-            ..Default::default()
-        };
-        let wg = connection.create_data_channel(WG_CHANNEL, Some(wg_init)).await?;
-        self.watch_channel(wg);
+        if !self.is_test_peer() {
+            let wg_init = RTCDataChannelInit {
+                ordered: false,
+                max_retransmits: Some(0),
+                ..Default::default()
+            };
+            let wg = connection.create_data_channel(WG_CHANNEL, Some(wg_init)).await?;
+            self.watch_channel(wg);
+        }
         let ctl = connection.create_data_channel(CTL_CHANNEL, None).await?;
         self.watch_channel(ctl);
         let offer = connection.create_offer(None).await?;
@@ -519,7 +542,7 @@ impl Peer {
             self.handover("keepalives went unanswered").await;
             return;
         }
-        let _ = ctl.try_send(BytesMut::from(&b"ping"[..])).await;
+        let _ = ctl.try_send_text("ping").await;
     }
 
     /// Replaces the current connection with a fresh one; a working one is
@@ -660,7 +683,8 @@ impl Peer {
     }
 
     /// Reads one data channel: WireGuard datagrams go to the local
-    /// WireGuard; control messages are echoed (ping).
+    /// WireGuard (never for a test peer); `ctl` messages are answered as
+    /// [`crate::ctl`] says.
     fn watch_channel(&self, channel: Arc<dyn DataChannel>) {
         let generation = self.generation;
         let internal = self.internal_tx.clone();
@@ -669,6 +693,7 @@ impl Peer {
         let stats = self.stats.clone();
         tokio::spawn(async move {
             let label = channel.label().await.unwrap_or_default();
+            let mut ctl = CtlResponder::default();
             while let Some(event) = channel.poll().await {
                 match event {
                     DataChannelEvent::OnOpen if label == WG_CHANNEL => {
@@ -678,21 +703,24 @@ impl Peer {
                         let _ = internal.send(Internal::CtlOpen(generation, channel.clone()));
                     }
                     DataChannelEvent::OnMessage(message) if label == WG_CHANNEL => {
-                        stats.rx_packets.fetch_add(1, Ordering::Relaxed);
-                        stats.rx_bytes.fetch_add(message.data.len() as u64, Ordering::Relaxed);
-                        let _ = socket.send_to(&message.data, wireguard).await;
+                        if let Some(socket) = &socket {
+                            stats.rx_packets.fetch_add(1, Ordering::Relaxed);
+                            stats.rx_bytes.fetch_add(message.data.len() as u64, Ordering::Relaxed);
+                            let _ = socket.send_to(&message.data, wireguard).await;
+                        }
                     }
-                    DataChannelEvent::OnMessage(message)
-                        if label == CTL_CHANNEL && message.data.starts_with(b"ping") =>
-                    {
-                        let mut reply = BytesMut::from(&b"pong"[..]);
-                        reply.extend_from_slice(&message.data[4..]);
-                        let _ = channel.try_send(reply).await;
-                    }
-                    DataChannelEvent::OnMessage(message)
-                        if label == CTL_CHANNEL && message.data.starts_with(b"pong") =>
-                    {
-                        let _ = internal.send(Internal::Pong(generation));
+                    DataChannelEvent::OnMessage(message) if label == CTL_CHANNEL => {
+                        match ctl.on_message(&message.data) {
+                            // Text messages: the browser page reads `ctl`
+                            // as text.
+                            CtlAction::Reply(reply) => {
+                                let _ = channel.try_send_text(&String::from_utf8_lossy(&reply)).await;
+                            }
+                            CtlAction::Pong => {
+                                let _ = internal.send(Internal::Pong(generation));
+                            }
+                            CtlAction::Nothing => {}
+                        }
                     }
                     DataChannelEvent::OnClose => break,
                     _ => {}
@@ -731,6 +759,14 @@ impl Peer {
                 self.stats.drops_full.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// A datagram from the local WireGuard; never, for a test peer.
+async fn receive(socket: Option<&UdpSocket>, buffer: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(socket) => socket.recv_from(buffer).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -15,6 +15,8 @@ use crate::signal_client::AuthMode;
 
 /// WireGuard's usual listen address.
 pub const DEFAULT_WIREGUARD: &str = "127.0.0.1:51820";
+/// Test peers (browsers, say) that may connect at once by default.
+pub const DEFAULT_TEST_PEERS: usize = 4;
 /// The name announced when none is configured.
 pub const DEFAULT_NAME: &str = "flnode";
 
@@ -39,6 +41,12 @@ pub struct UpArgs {
     /// Name announced to the network [default: flnode]
     #[arg(long, env = "FLNODE_NAME")]
     pub name: Option<String>,
+    /// How many nodes that are not configured peers (a browser testing this
+    /// node) may connect at once; they get ping, echo and throughput tests
+    /// on the `ctl` channel, never the WireGuard path. 0 turns this off
+    /// [default: 4]
+    #[arg(long, env = "FLNODE_TEST_PEERS")]
+    pub test_peers: Option<usize>,
     /// A STUN or TURN server for NAT traversal: stun:HOST[:PORT] or
     /// turn:USER:PASSWORD@HOST[:PORT] (percent-escape `:` `@` `,` `%` in
     /// USER and PASSWORD). Repeat for several. Used besides the default.
@@ -61,6 +69,7 @@ struct FileSettings {
     #[serde(default)]
     fledger_compat: bool,
     name: Option<String>,
+    test_peers: Option<usize>,
     #[serde(default)]
     ice_servers: Vec<String>,
     #[serde(default)]
@@ -118,6 +127,7 @@ pub fn resolve(args: UpArgs) -> anyhow::Result<NodeSettings> {
         name: args.name.or(file.name).unwrap_or_else(|| DEFAULT_NAME.to_owned()),
         config_dir: args.config,
         ice_servers,
+        test_peers: args.test_peers.or(file.test_peers).unwrap_or(DEFAULT_TEST_PEERS),
     })
 }
 

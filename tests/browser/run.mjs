@@ -12,7 +12,7 @@
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launch, nodeId, open, say, text } from './lib.mjs';
 
 const base = process.env.FLSIGNAL_URL;
 const expectedSignature = process.env.EXPECTED_SETUP_SIGNATURE || '';
@@ -26,24 +26,7 @@ if (!base) {
 }
 mkdirSync(artifacts, { recursive: true });
 
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  timeout: STEP_TIMEOUT_MS,
-  args: [
-    '--no-sandbox',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-default-apps',
-    '--disable-sync',
-    '--no-first-run',
-    '--no-default-browser-check',
-    '--metrics-recording-only',
-    // Hidden host candidates (`name.local`) need multicast DNS, which a
-    // test machine may not have; plain host candidates work anywhere.
-    '--disable-features=WebRtcHideLocalIpsWithMdns',
-  ],
-});
+const browser = await launch(executablePath, STEP_TIMEOUT_MS);
 
 const step = (text) => console.log(`• ${text}`);
 let pages = [];
@@ -52,8 +35,8 @@ try {
   // One profile, two keys: ?key= keeps two nodes apart in one IndexedDB.
   const context = await browser.newContext({ viewport: { width: 1200, height: 820 } });
   context.setDefaultTimeout(STEP_TIMEOUT_MS);
-  const a = await open(context, 'a');
-  const b = await open(context, 'b');
+  const a = await open(context, base, 'a');
+  const b = await open(context, base, 'b');
   pages = [a, b];
 
   const idA = await nodeId(a);
@@ -133,30 +116,6 @@ try {
   process.exitCode = 1;
 } finally {
   await browser.close();
-}
-
-async function open(context, key) {
-  const page = await context.newPage();
-  const entry = { key, page, log: [], errors: [] };
-  page.on('console', (message) => entry.log.push(`${message.type()}: ${message.text()}`));
-  page.on('pageerror', (error) => entry.errors.push(`${key}: ${error.message}`));
-  const response = await page.goto(new URL(`/?key=${key}`, base).href);
-  if (!response.ok()) throw new Error(`GET / answered ${response.status()}`);
-  await page.locator('#server-state[data-state="online"]').waitFor();
-  return entry;
-}
-
-async function nodeId({ page }) {
-  return page.evaluate(() => window.flpeer.identity.idHex);
-}
-
-async function text({ page }, selector) {
-  return (await page.locator(selector).textContent()).trim();
-}
-
-async function say({ page }, message) {
-  await page.locator('#chat-input').fill(message);
-  await page.locator('#chat-send').click();
 }
 
 async function screenshots(prefix) {

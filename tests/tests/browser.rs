@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use e2e::flnode::NodePair;
+use e2e::netns::{namespaces_available, Testbed};
 use e2e::{ServerProcess, PATIENCE};
 use flproto::identity::NodeKey;
 use flproto::message::{PeerInfo, SetupMessage};
@@ -95,10 +97,40 @@ async fn two_browser_pages_connect_and_talk() {
     }
     let server = ServerProcess::start(&[], &[]).await.unwrap();
     let url = format!("http://{}/", server.addr);
-    let mut child = tokio::process::Command::new("node")
-        .arg(browser_dir().join("run.mjs"))
-        .env("FLSIGNAL_URL", &url)
-        .env("EXPECTED_SETUP_SIGNATURE", setup_vector_signature())
+    let (status, out, err) = run_script(
+        "run.mjs",
+        &[
+            ("FLSIGNAL_URL", url),
+            ("EXPECTED_SETUP_SIGNATURE", setup_vector_signature()),
+        ],
+        None,
+    )
+    .await;
+    assert!(status.success(), "browser run failed:\n{out}\n{err}");
+    assert!(out.contains("messages went both ways"), "{out}");
+    assert!(out.contains("reproduces flproto's setup signature"), "{out}");
+    assert!(browser_dir().join("artifacts/browser-peer-a.png").exists());
+}
+
+/// Runs `tests/browser/<script>` with node (inside namespace `ns` if
+/// given), killing it and its chromium if it outlives
+/// [`BROWSER_RUN_LIMIT`]; its exit status, stdout and stderr, both printed.
+async fn run_script(
+    script: &str,
+    env: &[(&str, String)],
+    ns: Option<&str>,
+) -> (std::process::ExitStatus, String, String) {
+    let mut command = match ns {
+        Some(ns) => {
+            let mut command = tokio::process::Command::new("ip");
+            command.args(["netns", "exec", ns, "node"]);
+            command
+        }
+        None => tokio::process::Command::new("node"),
+    };
+    command
+        .arg(browser_dir().join(script))
+        .envs(env.iter().map(|(key, value)| (key, value)))
         .env("CHROMIUM", chromium())
         .env("ARTIFACTS", browser_dir().join("artifacts"))
         .stdin(Stdio::null())
@@ -106,9 +138,8 @@ async fn two_browser_pages_connect_and_talk() {
         .stderr(Stdio::piped())
         // Its own process group, so chromium goes with it on a timeout.
         .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start node");
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("start node");
     let pgid = child.id().expect("pid") as i32;
     let mut stdout = child.stdout.take().expect("stdout");
     let mut stderr = child.stderr.take().expect("stderr");
@@ -124,10 +155,43 @@ async fn two_browser_pages_connect_and_talk() {
     };
     println!("{out}");
     eprintln!("{err}");
-    assert!(status.unwrap().success(), "browser run failed:\n{out}\n{err}");
-    assert!(out.contains("messages went both ways"), "{out}");
-    assert!(out.contains("reproduces flproto's setup signature"), "{out}");
-    assert!(browser_dir().join("artifacts/browser-peer-a.png").exists());
+    (status.expect("wait for node"), out, err)
+}
+
+/// A browser page connects to an flnode in another network namespace. The
+/// node is configured for WireGuard with another node only, so it takes
+/// the page as a test peer: its messages come back as echoes, pings and a
+/// throughput test are answered on `ctl`, and `flnode status` lists it as
+/// a test peer, apart from the WireGuard peers.
+#[tokio::test]
+async fn a_browser_page_gets_echo_replies_from_an_flnode() {
+    let test = "a_browser_page_gets_echo_replies_from_an_flnode";
+    if !browser_available(test) || !namespaces_available(test) {
+        return;
+    }
+    let testbed = Testbed::new().unwrap();
+    let pair = NodePair::start(&testbed).await.unwrap();
+    pair.wait_registered(1).await.unwrap();
+    // Chromium runs on host a, beside flsignal: the page is at 127.0.0.1
+    // there (WebCrypto needs a secure context, which localhost is), and
+    // its host candidate is a's address on the link to b.
+    let url = format!("http://127.0.0.1:{}/", pair.port);
+    let (status, out, err) = run_script(
+        "flnode.mjs",
+        &[("FLSIGNAL_URL", url), ("FLNODE_ID", pair.ids[1].clone())],
+        Some(&testbed.a),
+    )
+    .await;
+    assert!(status.success(), "browser run failed:\n{out}\n{err}");
+    assert!(out.contains("the flnode echoed the message"), "{out}");
+    let report = e2e::flnode::status(pair.dir(1)).unwrap();
+    assert!(
+        report.contains("test-peer "),
+        "the node does not list the page: {report}"
+    );
+    // The WireGuard peer line still names node a, not the page.
+    assert!(report.contains(&format!("peer {} ", pair.ids[0])), "{report}");
+    assert!(browser_dir().join("artifacts/browser-flnode.png").exists());
 }
 
 /// Raw `GET path`: the response head (lower case) and the body.

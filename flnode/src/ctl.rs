@@ -1,0 +1,156 @@
+//! The `ctl` channel's small text protocol, the same as the browser page's
+//! (flsignal/web/peer.js):
+//!
+//! * `ping<anything>` is answered `pong<the same>`: keepalives and RTT;
+//! * `msg:<text>` is answered `msg:echo: <text>`, so a browser that
+//!   connects to a node sees its messages come back;
+//! * `bulk <id> <i> <n> <filler>` chunks of a throughput test are counted;
+//!   after chunk `n - 1` the answer is `bulkack <id> <bytes received>`.
+//!
+//! Pure: bytes in, what to do out, so every case is tested without a
+//! connection.
+
+/// Throughput tests counted at once per channel; more are not answered.
+pub const MAX_BULK_TESTS: usize = 4;
+/// Longest test id kept (the page uses 8 characters).
+pub const MAX_BULK_ID: usize = 32;
+
+/// What a `ctl` message asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CtlAction {
+    /// Send this back.
+    Reply(Vec<u8>),
+    /// The peer answered one of our pings.
+    Pong,
+    /// Nothing to do (unknown, malformed, or a chunk in the middle).
+    Nothing,
+}
+
+/// One channel's answering side; holds the running throughput tests.
+#[derive(Debug, Default)]
+pub struct CtlResponder {
+    /// (test id, bytes received so far).
+    bulk: Vec<(String, u64)>,
+}
+
+impl CtlResponder {
+    pub fn on_message(&mut self, data: &[u8]) -> CtlAction {
+        if let Some(rest) = data.strip_prefix(b"ping") {
+            return CtlAction::Reply([b"pong", rest].concat());
+        }
+        if data.starts_with(b"pong") {
+            return CtlAction::Pong;
+        }
+        if let Some(text) = data.strip_prefix(b"msg:") {
+            return CtlAction::Reply([b"msg:echo: ", text].concat());
+        }
+        if data.starts_with(b"bulk ") {
+            return self.on_bulk(data);
+        }
+        CtlAction::Nothing
+    }
+
+    fn on_bulk(&mut self, data: &[u8]) -> CtlAction {
+        let Some((id, index, count)) = parse_bulk_head(data) else {
+            return CtlAction::Nothing;
+        };
+        let at = match self.bulk.iter().position(|(known, _)| *known == id) {
+            Some(at) => at,
+            None if self.bulk.len() < MAX_BULK_TESTS => {
+                self.bulk.push((id.to_owned(), 0));
+                self.bulk.len() - 1
+            }
+            None => return CtlAction::Nothing,
+        };
+        self.bulk[at].1 += data.len() as u64;
+        if index + 1 < count {
+            return CtlAction::Nothing;
+        }
+        let (id, bytes) = self.bulk.swap_remove(at);
+        CtlAction::Reply(format!("bulkack {id} {bytes}").into_bytes())
+    }
+}
+
+/// `bulk <id> <i> <n> ` → (id, i, n), if well formed.
+fn parse_bulk_head(data: &[u8]) -> Option<(&str, u64, u64)> {
+    // The head is short; the filler after it need not be UTF-8.
+    let head = &data[..data.len().min(5 + MAX_BULK_ID + 2 * 21)];
+    let head = match std::str::from_utf8(head) {
+        Ok(text) => text,
+        Err(error) => std::str::from_utf8(&head[..error.valid_up_to()]).ok()?,
+    };
+    let mut words = head.strip_prefix("bulk ")?.split(' ');
+    let id = words.next().filter(|id| !id.is_empty() && id.len() <= MAX_BULK_ID)?;
+    let index = words.next()?.parse().ok()?;
+    let count = words.next()?.parse().ok()?;
+    Some((id, index, count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pings_come_back_as_pongs_and_pongs_are_reported() {
+        let mut ctl = CtlResponder::default();
+        assert_eq!(ctl.on_message(b"ping123.5"), CtlAction::Reply(b"pong123.5".to_vec()));
+        assert_eq!(ctl.on_message(b"ping"), CtlAction::Reply(b"pong".to_vec()));
+        assert_eq!(ctl.on_message(b"pong42"), CtlAction::Pong);
+    }
+
+    #[test]
+    fn messages_are_echoed() {
+        let mut ctl = CtlResponder::default();
+        assert_eq!(
+            ctl.on_message(b"msg:hello"),
+            CtlAction::Reply(b"msg:echo: hello".to_vec())
+        );
+    }
+
+    #[test]
+    fn a_throughput_test_is_acknowledged_after_its_last_chunk() {
+        let mut ctl = CtlResponder::default();
+        let chunk = |i: u32| format!("bulk abc {i} 3 xxxxxxxx").into_bytes();
+        let total: usize = (0..3).map(|i| chunk(i).len()).sum();
+        assert_eq!(ctl.on_message(&chunk(0)), CtlAction::Nothing);
+        assert_eq!(ctl.on_message(&chunk(1)), CtlAction::Nothing);
+        assert_eq!(
+            ctl.on_message(&chunk(2)),
+            CtlAction::Reply(format!("bulkack abc {total}").into_bytes())
+        );
+        assert!(ctl.bulk.is_empty());
+    }
+
+    #[test]
+    fn tests_beyond_the_limit_and_malformed_chunks_are_ignored() {
+        let mut ctl = CtlResponder::default();
+        for id in 0..MAX_BULK_TESTS {
+            assert_eq!(
+                ctl.on_message(format!("bulk t{id} 0 9 x").as_bytes()),
+                CtlAction::Nothing
+            );
+        }
+        assert_eq!(ctl.on_message(b"bulk extra 0 1 x"), CtlAction::Nothing);
+        assert_eq!(ctl.bulk.len(), MAX_BULK_TESTS);
+        for bad in [
+            &b"bulk "[..],
+            b"bulk  1 2",
+            b"bulk id x 2",
+            b"bulk id 1",
+            b"bulk \xff\xfe 0 1",
+        ] {
+            assert_eq!(ctl.on_message(bad), CtlAction::Nothing, "{bad:?}");
+        }
+        let long_id = format!("bulk {} 0 1 x", "i".repeat(MAX_BULK_ID + 1));
+        assert_eq!(ctl.on_message(long_id.as_bytes()), CtlAction::Nothing);
+        assert_eq!(ctl.on_message(b"something else"), CtlAction::Nothing);
+    }
+
+    #[test]
+    fn non_utf8_filler_is_fine() {
+        let mut ctl = CtlResponder::default();
+        let mut chunk = b"bulk z 0 1 ".to_vec();
+        chunk.extend_from_slice(&[0xff; 100]);
+        assert!(matches!(ctl.on_message(&chunk), CtlAction::Reply(_)));
+    }
+}

@@ -1,0 +1,71 @@
+// Drives Debian's chromium against a running flsignal and an flnode: one
+// page joins, finds the node in its list, connects to it over WebRTC (the
+// node takes it as a test peer: `ctl` only, never the WireGuard path), and
+// gets its messages echoed, pings answered and a throughput test counted.
+//
+// Run by tests/tests/browser.rs inside a network namespace. Environment:
+//   FLSIGNAL_URL  http://127.0.0.1:PORT/ (required)
+//   FLNODE_ID     the node to connect to (required)
+//   CHROMIUM      browser binary (default /usr/bin/chromium)
+//   ARTIFACTS     where the screenshot goes (default ./artifacts)
+// Exits 0 when everything held, 1 with the reason otherwise.
+
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { launch, nodeId, open, say, text } from './lib.mjs';
+
+const base = process.env.FLSIGNAL_URL;
+const target = process.env.FLNODE_ID;
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+const artifacts = process.env.ARTIFACTS || join(import.meta.dirname, 'artifacts');
+const STEP_TIMEOUT_MS = 30000;
+
+if (!base || !target) {
+  console.error('FLSIGNAL_URL and FLNODE_ID must be set');
+  process.exit(2);
+}
+mkdirSync(artifacts, { recursive: true });
+
+const browser = await launch(executablePath, STEP_TIMEOUT_MS);
+const step = (line) => console.log(`• ${line}`);
+let entry = null;
+
+try {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 820 } });
+  context.setDefaultTimeout(STEP_TIMEOUT_MS);
+  entry = await open(context, base, 'tester');
+  const { page } = entry;
+  step(`page is ${(await nodeId(entry)).slice(0, 12)}…; looking for flnode ${target.slice(0, 12)}…`);
+
+  await page.locator(`#node-list li[data-id="${target}"] button`).click();
+  await page.locator('#connect').click();
+  await page.locator('#peer-state[data-state="connected"]').waitFor();
+  await page.locator('#chat-input:enabled').waitFor();
+  step('connected to the flnode');
+
+  await say(entry, 'hello flnode');
+  await page.locator('#chat li.peer', { hasText: 'echo: hello flnode' }).waitFor();
+  step('the flnode echoed the message');
+
+  await page.locator('#peer-rtt', { hasText: 'ms' }).waitFor();
+  step(`RTT ${await text(entry, '#peer-rtt')}, path ${await text(entry, '#peer-path')}`);
+
+  await page.locator('#throughput').click();
+  await page.locator('#peer-throughput', { hasText: 'Mbit/s' }).waitFor();
+  step(`throughput ${await text(entry, '#peer-throughput')}`);
+
+  if (entry.errors.length) throw new Error(`page errors: ${entry.errors.join('; ')}`);
+  const path = join(artifacts, 'browser-flnode.png');
+  await page.screenshot({ path, fullPage: true });
+  console.log(`screenshot: ${path}`);
+  console.log('browser-flnode test passed');
+} catch (error) {
+  console.error(`browser-flnode test FAILED: ${error.message}`);
+  if (entry) {
+    console.error(`--- console of the page ---\n${entry.log.join('\n')}`);
+    await entry.page.screenshot({ path: join(artifacts, 'browser-flnode-failed.png'), fullPage: true }).catch(() => {});
+  }
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,52 @@
+// Helpers shared by the browser runs (run.mjs: two pages; flnode.mjs: a
+// page and an flnode): launching Debian's chromium the same way, opening
+// the page as a node, and reading and typing into it.
+
+import { chromium } from 'playwright-core';
+
+// Headless chromium as the tests need it: no sandbox (root in CI), no
+// background traffic, and plain host candidates instead of mDNS-hidden
+// ones (`name.local` needs multicast DNS, which a test machine may lack).
+export async function launch(executablePath, timeout) {
+  return chromium.launch({
+    executablePath,
+    headless: true,
+    timeout,
+    args: [
+      '--no-sandbox',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-default-apps',
+      '--disable-sync',
+      '--no-first-run',
+      '--no-default-browser-check',
+      '--metrics-recording-only',
+      '--disable-features=WebRtcHideLocalIpsWithMdns',
+    ],
+  });
+}
+
+// Opens the page as node `key` and waits until it is online.
+export async function open(context, base, key) {
+  const page = await context.newPage();
+  const entry = { key, page, log: [], errors: [] };
+  page.on('console', (message) => entry.log.push(`${message.type()}: ${message.text()}`));
+  page.on('pageerror', (error) => entry.errors.push(`${key}: ${error.message}`));
+  const response = await page.goto(new URL(`/?key=${key}`, base).href);
+  if (!response.ok()) throw new Error(`GET / answered ${response.status()}`);
+  await page.locator('#server-state[data-state="online"]').waitFor();
+  return entry;
+}
+
+export async function nodeId({ page }) {
+  return page.evaluate(() => window.flpeer.identity.idHex);
+}
+
+export async function text({ page }, selector) {
+  return (await page.locator(selector).textContent()).trim();
+}
+
+export async function say({ page }, message) {
+  await page.locator('#chat-input').fill(message);
+  await page.locator('#chat-send').click();
+}
