@@ -23,6 +23,14 @@ const BULK_CHUNK = 16 * 1024;
 const BULK_BUFFER = 1024 * 1024;
 const BULK_TIMEOUT_MS = 30000;
 
+// The port of flsignal's STUN service (`--stun-listen`, default 3478).
+const STUN_PORT = 3478;
+
+// The page's host as a STUN URL wants it (IPv6 literals keep brackets).
+function stunHost() {
+  return location.hostname;
+}
+
 export const STATES = {
   idle: 'not connected',
   waiting: 'asked for an offer…',
@@ -133,7 +141,11 @@ export class Peer extends EventTarget {
   newConnection() {
     this.reset();
     this.attempt = this.signer.nextAttempt();
-    const pc = new RTCPeerConnection({ iceServers: [] });
+    // flsignal's own STUN service (on its default port): server-reflexive
+    // candidates for peers behind NAT, and a usable address even where
+    // Chromium hides host addresses behind mDNS names that a node cannot
+    // resolve.
+    const pc = new RTCPeerConnection({ iceServers: [{ urls: `stun:${stunHost()}:${STUN_PORT}` }] });
     this.pc = pc;
     this.wasConnected = false;
     this.setState('connecting');

@@ -26,7 +26,9 @@ if (!base || !target) {
 }
 mkdirSync(artifacts, { recursive: true });
 
-const browser = await launch(executablePath, STEP_TIMEOUT_MS);
+// Chromium as users run it: its host candidates are mDNS names, which
+// flnode does not resolve; the connection must come up anyway.
+const browser = await launch(executablePath, STEP_TIMEOUT_MS, { hideLocalIps: true });
 const step = (line) => console.log(`• ${line}`);
 let entry = null;
 

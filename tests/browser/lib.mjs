@@ -5,9 +5,12 @@
 import { chromium } from 'playwright-core';
 
 // Headless chromium as the tests need it: no sandbox (root in CI), no
-// background traffic, and plain host candidates instead of mDNS-hidden
-// ones (`name.local` needs multicast DNS, which a test machine may lack).
-export async function launch(executablePath, timeout) {
+// background traffic. With `hideLocalIps` false, plain host candidates
+// instead of mDNS-hidden ones (`name.local`), which two pages need to find
+// each other on a machine without multicast DNS; with it true, chromium as
+// users run it.
+export async function launch(executablePath, timeout, { hideLocalIps = false } = {}) {
+  const features = hideLocalIps ? [] : ['--disable-features=WebRtcHideLocalIpsWithMdns'];
   return chromium.launch({
     executablePath,
     headless: true,
@@ -21,7 +24,7 @@ export async function launch(executablePath, timeout) {
       '--no-first-run',
       '--no-default-browser-check',
       '--metrics-recording-only',
-      '--disable-features=WebRtcHideLocalIpsWithMdns',
+      ...features,
     ],
   });
 }
