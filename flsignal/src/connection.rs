@@ -81,35 +81,20 @@ impl Connection {
             return;
         }
         let kill = self.handle.kill.clone();
-        let shared = self.shared.clone();
-        // The timer and the two waits are made once per connection, not once
-        // per frame: creating and dropping them around every relayed frame
-        // cost about a tenth of the server's CPU (perf, `flload relay`). The
-        // timer is moved only when the session's deadline moves (pings).
-        let killed = kill.killed();
-        let shutdown = shared.shutdown.cancelled();
-        let timer = tokio::time::sleep_until(tokio::time::Instant::from_std(self.session.next_deadline()));
-        tokio::pin!(killed, shutdown, timer);
-        let (mut was_killed, mut was_shut_down) = (false, false);
         loop {
             let deadline = tokio::time::Instant::from_std(self.session.next_deadline());
-            if timer.deadline() != deadline {
-                timer.as_mut().reset(deadline);
-            }
             let flow = tokio::select! {
                 inbound = self.socket.next() => self.on_socket(inbound).await,
                 Some(outbound) = self.inbox.recv() => self.write(outbound).await,
-                reason = &mut killed, if !was_killed => {
-                    was_killed = true;
+                reason = kill.killed() => {
                     self.session.close(reason, &mut self.actions);
                     self.apply(None).await
                 }
-                () = &mut timer => {
+                () = tokio::time::sleep_until(deadline) => {
                     self.session.on_timer(Instant::now(), &mut self.actions);
                     self.apply(None).await
                 }
-                () = &mut shutdown, if !was_shut_down => {
-                    was_shut_down = true;
+                () = self.shared.shutdown.cancelled() => {
                     self.session.close(CloseReason::Shutdown, &mut self.actions);
                     self.apply(None).await
                 }
