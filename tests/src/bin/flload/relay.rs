@@ -1,5 +1,7 @@
 //! `flload relay`: PeerSetup relay RTT and throughput between nodes on one
-//! server (or instance) and nodes on another, or the same.
+//! server (or instance) and nodes on another, or the same. Only wire v3 is
+//! used and nothing but relayed setups is expected back (fledger's server
+//! sends no errors or notices), so it loads fledger's server too.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -9,10 +11,12 @@ use anyhow::{bail, Context};
 use flproto::identity::NodeKey;
 use flproto::NodeId;
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{join_as, resolve, Args, Socket};
+use crate::args::Args;
+use crate::client::{join_as, Socket, Target};
+use crate::stats::Percentiles;
 
 /// Time given to a cluster to spread the new nodes' presence.
 const SETTLE: Duration = Duration::from_millis(1500);
@@ -35,13 +39,14 @@ struct Pair {
 
 async fn pairs(args: &Args, count: usize) -> anyhow::Result<Vec<Pair>> {
     let to_url = args.to_url.clone().unwrap_or_else(|| args.url.clone());
-    let (from_addr, to_addr) = (resolve(&args.url).await?, resolve(&to_url).await?);
+    let from = Target::new(&args.url, args.list_request).await?;
+    let to = Target::new(&to_url, args.list_request).await?;
     let source = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let mut pairs = Vec::with_capacity(count);
     for _ in 0..count {
         let (a, b) = (NodeKey::generate(), NodeKey::generate());
-        let sender = join_as(&args.url, from_addr, source, &a).await.context("sender")?;
-        let receiver = join_as(&to_url, to_addr, source, &b).await.context("receiver")?;
+        let sender = join_as(&from, source, &a).await.context("sender")?;
+        let receiver = join_as(&to, source, &b).await.context("receiver")?;
         pairs.push(Pair {
             sender,
             receiver,
@@ -82,16 +87,9 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         next_setup(&mut first.sender).await?;
         samples.push(started.elapsed());
     }
-    samples.sort();
-    if !samples.is_empty() {
-        let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
-        println!(
-            "rtt (setup there and echo back, {} samples): median {:.3} ms, p90 {:.3} ms, p99 {:.3} ms",
-            samples.len(),
-            at(0.5),
-            at(0.9),
-            at(0.99)
-        );
+    let idle = Percentiles::of(samples);
+    if let Some(idle) = &idle {
+        println!("rtt, one setup at a time (there and echoed back): {}", idle.human());
     }
 
     // Throughput: every pair echoes with `window` frames in flight.
@@ -102,20 +100,34 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     for pair in all {
         tasks.push(tokio::spawn(echo_pair(pair, messages, window)));
     }
+    let mut loaded = Vec::with_capacity(messages * args.pairs.max(1));
     for task in tasks {
-        task.await??;
+        loaded.extend(task.await??);
     }
     let elapsed = started.elapsed().as_secs_f64();
     let relayed = (2 * messages * args.pairs.max(1)) as f64;
+    let rate = relayed / elapsed;
     println!(
-        "throughput: {} pairs x {messages} echoed setups, {window} in flight: {relayed:.0} relayed frames in {elapsed:.2} s = {:.0} frames/s",
+        "throughput: {} pairs x {messages} echoed setups, {window} in flight: {relayed:.0} relayed frames in {elapsed:.2} s = {rate:.0} frames/s",
         args.pairs.max(1),
-        relayed / elapsed
+    );
+    let loaded = Percentiles::of(loaded);
+    if let Some(loaded) = &loaded {
+        println!("rtt under that load (send to echo): {}", loaded.human());
+    }
+    println!(
+        "result mode=relay pairs={} window={window} msgs_per_s={rate:.1} {} {}",
+        args.pairs.max(1),
+        idle.map(|p| p.fields("idle_rtt")).unwrap_or_default(),
+        loaded.map(|p| p.fields("rtt")).unwrap_or_default(),
     );
     Ok(())
 }
 
-async fn echo_pair(pair: Pair, messages: usize, window: usize) -> anyhow::Result<()> {
+/// Echoes `messages` setups on one pair with `window` in flight; returns
+/// each setup's round trip (relay is in order, so echoes match sends in
+/// turn).
+async fn echo_pair(pair: Pair, messages: usize, window: usize) -> anyhow::Result<Vec<Duration>> {
     let Pair {
         sender,
         mut receiver,
@@ -131,16 +143,19 @@ async fn echo_pair(pair: Pair, messages: usize, window: usize) -> anyhow::Result
     });
     let (mut sink, mut stream) = sender.split();
     let permits = Arc::new(Semaphore::new(window));
+    let (sent_at, mut sent_times) = mpsc::unbounded_channel();
     let writer = {
         let permits = permits.clone();
         tokio::spawn(async move {
             for _ in 0..messages {
                 permits.acquire().await?.forget();
+                sent_at.send(Instant::now())?;
                 sink.send(Message::text(forth.clone())).await?;
             }
             anyhow::Ok(sink)
         })
     };
+    let mut rtts = Vec::with_capacity(messages);
     for _ in 0..messages {
         loop {
             match tokio::time::timeout(Duration::from_secs(10), stream.next())
@@ -153,9 +168,11 @@ async fn echo_pair(pair: Pair, messages: usize, window: usize) -> anyhow::Result
                 _ => continue,
             }
         }
+        let sent = sent_times.recv().await.context("echo without a send")?;
+        rtts.push(sent.elapsed());
         permits.add_permits(1);
     }
     let _sink = writer.await??;
     echo.await??;
-    Ok(())
+    Ok(rtts)
 }

@@ -1,0 +1,112 @@
+//! Command line of `flload`: one mode, then `--flag value` pairs.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Hold many idle nodes; the server's resident memory per node.
+    Idle,
+    /// Handshake rate and latency with a bounded number in flight.
+    Handshakes,
+    /// PeerSetup relay RTT and throughput.
+    Relay,
+    /// Many nodes at once: time until all are registered, bytes received.
+    Storm,
+}
+
+pub struct Args {
+    pub mode: Mode,
+    pub url: String,
+    /// `relay`: where the receiving nodes connect.
+    pub to_url: Option<String>,
+    pub pairs: usize,
+    pub messages: usize,
+    pub window: usize,
+    pub rtt_samples: usize,
+    pub nodes: usize,
+    pub in_flight: usize,
+    pub server_pid: Option<u32>,
+    /// Client sockets use 127.0.0.1 … 127.0.0.K as source addresses.
+    pub source_ips: u8,
+    /// Send `"ListIDsRequest"` right after the Announce, as fledger nodes
+    /// do. fledger's server sends the node list only when asked; ours sends
+    /// it on registration either way.
+    pub list_request: bool,
+    /// `storm`: give up waiting for registrations after this long.
+    pub deadline: Duration,
+    /// `storm`: how long to keep counting bytes after the last node
+    /// registered (presence news that follows the joins).
+    pub settle: Duration,
+}
+
+const USAGE: &str = "usage: flload MODE [flags]
+  idle        [--url URL] [--nodes N] [--in-flight C] [--server-pid PID] [--source-ips K]
+  handshakes  [--url URL] [--nodes N] [--in-flight C] [--source-ips K]
+  relay       [--url URL] [--to-url URL] [--pairs P] [--messages M per pair] [--window W] [--rtt-samples R]
+  storm       [--url URL] [--nodes N] [--in-flight C] [--source-ips K] [--deadline 60s] [--settle 1s]
+  every mode  [--list-request true|false]   (default true: Announce then \"ListIDsRequest\", as fledger nodes do)";
+
+pub fn parse() -> anyhow::Result<Args> {
+    parse_from(std::env::args().skip(1))
+}
+
+fn parse_from(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Args> {
+    let mode = match argv.next().as_deref() {
+        Some("idle") => Mode::Idle,
+        Some("handshakes") => Mode::Handshakes,
+        Some("relay") => Mode::Relay,
+        Some("storm") => Mode::Storm,
+        _ => bail!("{USAGE}"),
+    };
+    let mut args = Args {
+        mode,
+        url: "ws://127.0.0.1:8765/".into(),
+        to_url: None,
+        pairs: 8,
+        messages: 5000,
+        window: 16,
+        rtt_samples: 1000,
+        nodes: if mode == Mode::Handshakes { 200 } else { 1000 },
+        in_flight: match mode {
+            Mode::Handshakes => 20,
+            Mode::Storm => 1000,
+            _ => 50,
+        },
+        server_pid: None,
+        source_ips: 4,
+        list_request: true,
+        deadline: Duration::from_secs(60),
+        settle: Duration::from_secs(1),
+    };
+    while let Some(flag) = argv.next() {
+        let value = argv.next().with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let bad = || format!("bad value {value:?} for {flag}");
+        match flag.as_str() {
+            "--url" => args.url = value,
+            "--nodes" => args.nodes = value.parse().with_context(bad)?,
+            "--in-flight" => args.in_flight = value.parse().with_context(bad)?,
+            "--server-pid" => args.server_pid = Some(value.parse().with_context(bad)?),
+            "--source-ips" => args.source_ips = value.parse().with_context(bad)?,
+            "--to-url" => args.to_url = Some(value),
+            "--pairs" => args.pairs = value.parse().with_context(bad)?,
+            "--messages" => args.messages = value.parse().with_context(bad)?,
+            "--window" => args.window = value.parse().with_context(bad)?,
+            "--rtt-samples" => args.rtt_samples = value.parse().with_context(bad)?,
+            "--list-request" => args.list_request = value.parse().with_context(bad)?,
+            "--deadline" => args.deadline = seconds(&value).with_context(bad)?,
+            "--settle" => args.settle = seconds(&value).with_context(bad)?,
+            other => bail!("unknown flag {other}\n{USAGE}"),
+        }
+    }
+    Ok(args)
+}
+
+/// `"60s"`, `"1.5s"` or a bare number of seconds.
+fn seconds(text: &str) -> anyhow::Result<Duration> {
+    let number: f64 = text.strip_suffix('s').unwrap_or(text).parse()?;
+    anyhow::ensure!(number.is_finite() && number >= 0.0, "not a duration");
+    Ok(Duration::from_secs_f64(number))
+}

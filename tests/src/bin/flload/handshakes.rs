@@ -1,0 +1,40 @@
+//! `flload handshakes`: N nodes join with C handshakes in flight (connect,
+//! challenge, signed Announce, node list); handshakes per second and the
+//! latency of one handshake. Registered nodes stay connected (and read)
+//! until the run ends, as real nodes would.
+
+use std::time::Instant;
+
+use crate::args::Args;
+use crate::client::{bytes_received, sources, Target};
+use crate::crowd::join_crowd;
+use crate::stats::Percentiles;
+
+pub async fn run(args: &Args) -> anyhow::Result<()> {
+    let target = Target::new(&args.url, args.list_request).await?;
+    let started = Instant::now();
+    let crowd = join_crowd(&target, &sources(args.source_ips), args.nodes, args.in_flight, None).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let registered = crowd.registered();
+    let rate = registered as f64 / elapsed;
+    println!(
+        "handshakes: {registered} of {} nodes in {elapsed:.3} s, {} in flight = {rate:.0} handshakes/s; {} failed",
+        args.nodes, args.in_flight, crowd.failed
+    );
+    if let Some(error) = &crowd.first_error {
+        eprintln!("first failure: {error}");
+    }
+    let latency = Percentiles::of(crowd.latencies.clone());
+    if let Some(latency) = &latency {
+        println!("handshake latency (connect to node list): {}", latency.human());
+    }
+    println!(
+        "result mode=handshakes nodes={} registered={registered} failed={} seconds={elapsed:.3} handshakes_per_s={rate:.1} {} bytes={}",
+        args.nodes,
+        crowd.failed,
+        latency.map(|l| l.fields("latency")).unwrap_or_default(),
+        bytes_received()
+    );
+    crowd.release();
+    Ok(())
+}
