@@ -13,6 +13,7 @@ mod reconnect;
 mod runtime;
 mod settings;
 mod signal_client;
+mod tls;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -36,6 +36,8 @@ pub struct NodeSettings {
     /// How many nodes that are not configured peers (browsers testing
     /// this node) may connect at once, to the `ctl` channel only; 0: none.
     pub test_peers: usize,
+    /// Extra trusted certificates (PEM) for a `wss://` signalling server.
+    pub signal_ca: Option<PathBuf>,
 }
 
 struct PeerEntry {
@@ -99,8 +101,10 @@ pub async fn run(
     let control = control_socket(&settings.config_dir)?;
 
     let (events_tx, mut events) = mpsc::channel(1024);
+    let tls = crate::tls::client_config(settings.signal_ca.as_deref())?;
     let (signal, first_registration) = signal_client::spawn(
         settings.signal.clone(),
+        tls,
         key.clone(),
         settings.auth,
         settings.name.clone(),

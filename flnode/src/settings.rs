@@ -25,9 +25,13 @@ pub struct UpArgs {
     /// Directory with the node key (and optionally flnode.toml).
     #[arg(long, env = "FLNODE_CONFIG")]
     pub config: PathBuf,
-    /// Signalling server, e.g. ws://signal.example:8765
+    /// Signalling server, e.g. ws://signal.example:8765 or wss://signal.example
     #[arg(long, env = "FLNODE_SIGNAL")]
     pub signal: Option<String>,
+    /// PEM certificates to trust for a wss:// signalling server, beside the
+    /// system's (a private CA, or a self-signed server)
+    #[arg(long, env = "FLNODE_SIGNAL_CA")]
+    pub signal_ca: Option<PathBuf>,
     /// The local WireGuard's UDP address (its ListenPort) [default: 127.0.0.1:51820]
     #[arg(long, env = "FLNODE_WIREGUARD")]
     pub wireguard: Option<SocketAddr>,
@@ -70,6 +74,7 @@ struct FileSettings {
     fledger_compat: bool,
     name: Option<String>,
     test_peers: Option<usize>,
+    signal_ca: Option<PathBuf>,
     #[serde(default)]
     ice_servers: Vec<String>,
     #[serde(default)]
@@ -94,10 +99,14 @@ pub fn resolve(args: UpArgs) -> anyhow::Result<NodeSettings> {
     let file = read_file(&args.config)?;
     let Some(signal) = args.signal.or(file.signal) else {
         bail!(
-            "no signalling server: give --signal ws://HOST:PORT, FLNODE_SIGNAL, or `signal` in {}",
+            "no signalling server: give --signal ws://HOST:PORT (or wss://), FLNODE_SIGNAL, or `signal` in {}",
             config_file(&args.config).display()
         );
     };
+    let scheme = signal.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase());
+    if !matches!(scheme.as_deref(), Some("ws" | "wss")) {
+        bail!("--signal {signal:?}: expected ws://HOST:PORT or wss://HOST[:PORT]");
+    }
     let peers = if args.peers.is_empty() { file.peers } else { args.peers };
     if peers.is_empty() {
         bail!("no peers: give --peer ID=127.0.0.1:PORT (the ID comes from `flnode id` on the other machine)");
@@ -128,6 +137,7 @@ pub fn resolve(args: UpArgs) -> anyhow::Result<NodeSettings> {
         config_dir: args.config,
         ice_servers,
         test_peers: args.test_peers.or(file.test_peers).unwrap_or(DEFAULT_TEST_PEERS),
+        signal_ca: args.signal_ca.or(file.signal_ca),
     })
 }
 

@@ -95,6 +95,7 @@ pub type FirstRegistration = oneshot::Receiver<anyhow::Result<()>>;
 /// Starts the signalling task; events arrive on `events`.
 pub fn spawn(
     url: String,
+    tls: Arc<rustls::ClientConfig>,
     key: Arc<NodeKey>,
     mode: AuthMode,
     name: String,
@@ -111,6 +112,7 @@ pub fn spawn(
     };
     let client = Client {
         url,
+        tls,
         key,
         mode,
         name,
@@ -125,6 +127,8 @@ pub fn spawn(
 
 struct Client {
     url: String,
+    /// For `wss://` URLs.
+    tls: Arc<rustls::ClientConfig>,
     key: Arc<NodeKey>,
     mode: AuthMode,
     name: String,
@@ -170,8 +174,9 @@ impl Client {
     async fn session(&mut self, outgoing: &mut mpsc::Receiver<String>, registered: &mut bool) -> anyhow::Result<()> {
         let url = self.url.clone();
         let url = url.as_str();
-        let (mut socket, _) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::connect_async(url)).await
-        {
+        let connector = tokio_tungstenite::Connector::Rustls(self.tls.clone());
+        let connect = tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector));
+        let (mut socket, _) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connect).await {
             Err(_) => return Err(Unreachable("connect timed out".into()).into()),
             Ok(Err(tokio_tungstenite::tungstenite::Error::Io(error))) => {
                 return Err(Unreachable(format!("cannot connect: {error}")).into())
@@ -181,6 +186,7 @@ impl Client {
         };
         let local_ip = match socket.get_ref() {
             tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.local_addr().ok().map(|local| local.ip()),
+            tokio_tungstenite::MaybeTlsStream::Rustls(tls) => tls.get_ref().0.local_addr().ok().map(|local| local.ip()),
             _ => None,
         };
         let mut last_heard = Instant::now();
