@@ -217,6 +217,9 @@ pub struct Peer {
     /// When the current attempt started; the next one waits `retry_delay`,
     /// so offers and answers of successive attempts do not cross.
     attempted_at: Option<tokio::time::Instant>,
+    /// When the follower last answered an offer: that connection is being
+    /// set up and still trickles candidates under the current generation.
+    answered_at: Option<tokio::time::Instant>,
     /// Doubles with every attempt that did not connect.
     retry_delay: Duration,
     /// When a test peer was last connected or heard from.
@@ -259,6 +262,7 @@ impl Peer {
             online: false,
             connected: false,
             attempted_at: None,
+            answered_at: None,
             retry_delay: MIN_RETRY,
             last_alive: tokio::time::Instant::now(),
         };
@@ -421,6 +425,14 @@ impl Peer {
     /// attempt per `retry_delay`.
     async fn attempt(&mut self) {
         let now = tokio::time::Instant::now();
+        // A follower that answered an offer less than MIN_RETRY ago waits:
+        // the initiator ignores an `Init` while its offer is in flight, and
+        // a new generation now would make it drop the candidates the
+        // answered connection still trickles (signed as the new attempt's),
+        // TURN relay candidates above all, which come last.
+        if !self.initiator() && !self.connected && self.answered_at.is_some_and(|at| now < at + MIN_RETRY) {
+            return;
+        }
         if let Some(at) = self.attempted_at {
             if now < at + self.retry_delay {
                 return;
@@ -466,6 +478,7 @@ impl Peer {
                 let answer = connection.create_answer(None).await?;
                 connection.set_local_description(answer.clone()).await?;
                 self.send_setup(SetupMessage::Answer(answer.sdp));
+                self.answered_at = Some(tokio::time::Instant::now());
                 self.flush_candidates().await;
             }
             SetupMessage::Answer(sdp) if self.initiator() => {

@@ -160,6 +160,30 @@ impl NatTopology {
         ip(&["-n", &self.host_b, "route", "add", "default", "via", "192.168.20.1"])?;
         ip(&["-n", &self.router_a, "route", "add", "default", "via", "198.51.100.1"])?;
         ip(&["-n", &self.router_b, "route", "add", "default", "via", "198.51.100.5"])?;
+        // The rest of the internet, where a packet for an address nobody
+        // routes (a peer's private host address, say) is dropped somewhere
+        // on the way. Without a default route, a send to such an address
+        // fails at once (ENETUNREACH; a blackhole route gives EINVAL), and
+        // coturn closes the allocation whose relay socket saw the error: a
+        // TURN client's checks towards the peer's host candidate killed its
+        // relay before a relayed pair could succeed. So: a default route
+        // into a link that silently drops everything (a veth whose other
+        // end is down, without ARP, so no neighbour error comes back).
+        ip(&[
+            "-n",
+            &self.public,
+            "link",
+            "add",
+            "up0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "up1",
+        ])?;
+        ip(&["-n", &self.public, "link", "set", "up0", "arp", "off"])?;
+        ip(&["-n", &self.public, "link", "set", "up0", "up"])?;
+        ip(&["-n", &self.public, "route", "add", "default", "dev", "up0"])?;
         for ns in [&self.router_a, &self.public, &self.router_b] {
             run_in(ns, &["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])?;
         }

@@ -5,8 +5,7 @@
 //! * With the routers free to exchange UDP, the tunnel comes up over
 //!   server-reflexive candidates learnt from flsignal's STUN service.
 //! * With UDP between the routers blocked, it should come up through
-//!   coturn, with `flnode status` saying `relay` (ignored for now: see the
-//!   test).
+//!   coturn, with `flnode status` saying `relay`.
 
 use std::time::Duration;
 
@@ -73,7 +72,12 @@ async fn check_topology(topology: &NatTopology) {
 
 /// Waits until both nodes are connected over a path whose description
 /// satisfies `wanted`; on failure the nodes' logs are in the message.
-async fn wait_for_path(pair: &NodePair, what: &str, wanted: impl Fn(&str) -> bool + Copy, extra_log: &str) {
+async fn wait_for_path(
+    pair: &NodePair,
+    what: &str,
+    wanted: impl Fn(&str) -> bool + Copy,
+    extra_log: impl Fn() -> String,
+) {
     for host in 0..2 {
         let waited = wait_for(pair.dir(host), what, |report| {
             peer_connected(report) && wanted(path_of(report))
@@ -81,9 +85,10 @@ async fn wait_for_path(pair: &NodePair, what: &str, wanted: impl Fn(&str) -> boo
         .await;
         if let Err(error) = waited {
             panic!(
-                "host {host}: {error:#}\n--- flnode a log:\n{}\n--- flnode b log:\n{}\n{extra_log}",
+                "host {host}: {error:#}\n--- flnode a log:\n{}\n--- flnode b log:\n{}\n{}",
                 pair.log(0),
-                pair.log(1)
+                pair.log(1),
+                extra_log()
             );
         }
         eprintln!("host {host}: {}", status(pair.dir(host)).unwrap_or_default().trim());
@@ -91,16 +96,18 @@ async fn wait_for_path(pair: &NodePair, what: &str, wanted: impl Fn(&str) -> boo
 }
 
 /// Pings through the overlay (for up to a minute); on failure the nodes'
-/// status, their logs and `extra_log` are in the message.
-async fn ping_or_explain(overlay: &Overlay, pair: &NodePair, extra_log: &str) {
+/// status, their logs and `extra_log` (taken at the failure) are in the
+/// message.
+async fn ping_or_explain(overlay: &Overlay, pair: &NodePair, extra_log: impl Fn() -> String) {
     let pinged = tokio::time::timeout(Duration::from_secs(60), overlay.ping_from_a()).await;
     if !matches!(pinged, Ok(Ok(()))) {
         panic!(
-            "no ping through the overlay: {pinged:?}\n--- a:\n{}\n--- b:\n{}\n--- a log:\n{}\n--- b log:\n{}\n{extra_log}",
+            "no ping through the overlay: {pinged:?}\n--- a:\n{}\n--- b:\n{}\n--- a log:\n{}\n--- b log:\n{}\n{}",
             status(pair.dir(0)).unwrap_or_default(),
             status(pair.dir(1)).unwrap_or_default(),
             pair.log(0),
             pair.log(1),
+            extra_log(),
         );
     }
 }
@@ -128,7 +135,7 @@ async fn wireguard_crosses_two_nats_over_server_reflexive_candidates() {
     )
     .await
     .unwrap();
-    ping_or_explain(&overlay, &pair, "").await;
+    ping_or_explain(&overlay, &pair, String::new).await;
     // The far end of the path is the other router's public address, named
     // srflx when its candidate arrived first, or prflx when the peer's
     // connectivity check did (flnode accepts those at once).
@@ -136,7 +143,7 @@ async fn wireguard_crosses_two_nats_over_server_reflexive_candidates() {
         &pair,
         "on a server-reflexive path",
         |path| path.contains("srflx") || path.contains("prflx"),
-        "",
+        String::new,
     )
     .await;
     for host in 0..2 {
@@ -162,15 +169,14 @@ async fn wireguard_crosses_two_nats_over_server_reflexive_candidates() {
     assert!(answered > 2.0, "{metrics}");
 }
 
-/// Ignored for now: with webrtc 0.21.1 the relayed path does not come up.
-/// coturn grants both allocations, the permissions and the channel
-/// bindings, and relay candidates are exchanged, yet no connectivity check
-/// is seen arriving over the relay on either side, so ICE never succeeds
-/// (the same nodes with the same TURN server connect over srflx when UDP
-/// between the routers is allowed). Run it with `--ignored`; on failure its
-/// message has both nodes' logs, coturn's log and every firewall counter.
+/// UDP between the routers is dropped, so only coturn on the public
+/// network can carry the traffic; `flnode status` must say `relay`. On
+/// failure the message has both nodes' logs, coturn's log and every
+/// firewall counter. (This used to fail: the public network had no default
+/// route, so coturn's relayed send towards a peer's private host address
+/// failed with ENETUNREACH and coturn closed that allocation; see the
+/// upstream link in `NatTopology::wire`.)
 #[tokio::test]
-#[ignore = "webrtc 0.21.1 does not bring up the relayed path with coturn yet (see the comment)"]
 async fn without_a_direct_path_traffic_goes_through_turn() {
     let test = "without_a_direct_path_traffic_goes_through_turn";
     if !available(test, true) {
@@ -200,6 +206,6 @@ async fn without_a_direct_path_traffic_goes_through_turn() {
     .await
     .unwrap();
     let explain = || format!("--- coturn:\n{}\n{}", coturn.log(), topology.firewall_counters());
-    ping_or_explain(&overlay, &pair, &explain()).await;
-    wait_for_path(&pair, "on a relayed path", |path| path.contains("relay"), &explain()).await;
+    ping_or_explain(&overlay, &pair, explain).await;
+    wait_for_path(&pair, "on a relayed path", |path| path.contains("relay"), explain).await;
 }
