@@ -85,13 +85,24 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Runtime::new().context("cannot start the async runtime")
 }
 
+/// How long `flnode status` waits for the running node's report.
+const STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn status(config: PathBuf) -> anyhow::Result<()> {
     let path = node::control_path(&config);
     let mut stream = tokio::net::UnixStream::connect(&path)
         .await
         .with_context(|| format!("no running flnode answers at {}", path.display()))?;
     let mut report = String::new();
-    stream.read_to_string(&mut report).await?;
+    // A node that is alive answers at once; do not hang on one that is not.
+    tokio::time::timeout(STATUS_TIMEOUT, stream.read_to_string(&mut report))
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "the flnode at {} did not answer within {STATUS_TIMEOUT:?}",
+                path.display()
+            )
+        })??;
     print!("{report}");
     Ok(())
 }

@@ -122,12 +122,9 @@ pub async fn run(
         peers.insert(id, factory.start(id, Some(socket)));
     }
     let mut test_peers: HashMap<NodeId, PeerEntry> = HashMap::new();
-    match first_registration.await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => return Err(error.context(format!("cannot register with {}", settings.signal))),
-        Err(_) => anyhow::bail!("the signalling task ended"),
-    }
-    tracing::info!(node = %me, peers = peers.len(), ice_servers = ?settings.ice_servers, "flnode up");
+    // Until the first registration, a failure is a configuration error
+    // (exit with it); `flnode status` answers meanwhile.
+    let mut first_registration = Some(first_registration);
     let mut network = match crate::netwatch::watch() {
         Ok(changes) => Some(changes),
         Err(error) => {
@@ -140,6 +137,19 @@ pub async fn run(
     let mut registered = false;
     loop {
         tokio::select! {
+            first = async { first_registration.as_mut()?.await.ok() }, if first_registration.is_some() => {
+                first_registration = None;
+                match first {
+                    Some(Ok(())) => tracing::info!(
+                        node = %me,
+                        peers = peers.len(),
+                        ice_servers = ?settings.ice_servers,
+                        "flnode up"
+                    ),
+                    Some(Err(error)) => return Err(error.context(format!("cannot register with {}", settings.signal))),
+                    None => anyhow::bail!("the signalling task ended"),
+                }
+            }
             event = events.recv() => match event {
                 Some(event) => {
                     match event {

@@ -80,17 +80,21 @@ async fn flnode_registers_over_wss_and_refuses_an_unknown_certificate() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 
     // With it: registered.
-    let _node = up(&["--signal-ca", ca.to_str().unwrap()]).spawn().unwrap();
+    let mut node = up(&["--signal-ca", ca.to_str().unwrap()]).spawn().unwrap();
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let report = status(dir.path()).unwrap_or_default();
         if report.contains("signal registered") {
             break;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never registered over wss: {report}"
-        );
+        if tokio::time::Instant::now() > deadline {
+            let _ = node.start_kill();
+            let output = node.wait_with_output().await.unwrap();
+            panic!(
+                "never registered over wss: {report}\nflnode said: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -18,26 +18,31 @@
 //! which the initiator answers at once while connected.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use flproto::identity::NodeKey;
 use flproto::message::{PeerInfo, SetupMessage};
-use flproto::setup_auth::{self, Attempt, ReplayGuard, SessionId, SetupSigner};
+use flproto::setup_auth::{Attempt, ReplayGuard, SessionId, SetupSigner};
 use flproto::NodeId;
-use rtc::ice::mdns::MulticastDnsMode;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
-use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit,
-    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
-};
+use webrtc::data_channel::{DataChannel, RTCDataChannelInit};
+use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState, RTCSessionDescription};
 
-use crate::ctl::{CtlAction, CtlResponder};
 use crate::signal_client::SignalSender;
+
+mod channels;
+mod connection;
+mod handover;
+mod signing;
+mod stats;
+
+use channels::receive;
+use signing::unix_millis;
+pub use stats::PeerStats;
 
 /// Shortest time between two attempts: long enough for one attempt's offer
 /// and answer not to cross the next one's.
@@ -75,46 +80,6 @@ pub const WG_CHANNEL: &str = "wg";
 /// Label of the reliable control channel (ping, stats).
 pub const CTL_CHANNEL: &str = "ctl";
 
-/// Counters for `flnode status`.
-#[derive(Debug, Default)]
-pub struct PeerStats {
-    pub state: StateCell,
-    pub tx_packets: AtomicU64,
-    pub tx_bytes: AtomicU64,
-    pub rx_packets: AtomicU64,
-    pub rx_bytes: AtomicU64,
-    /// Datagrams from WireGuard dropped because the channel was not open.
-    pub drops_not_open: AtomicU64,
-    /// Datagrams dropped because the channel's send buffer was full.
-    pub drops_full: AtomicU64,
-    /// Setup messages refused: unsigned, badly signed, replayed or stale.
-    pub setup_refused: AtomicU64,
-    /// Connections rebuilt because the network changed or the path died.
-    pub handovers: AtomicU64,
-    /// The selected candidate pair and its RTT, refreshed every second.
-    pub path: std::sync::Mutex<Option<crate::path_stats::PathInfo>>,
-}
-
-/// The connection state word shown by `flnode status`.
-#[derive(Debug, Default)]
-pub struct StateCell(AtomicU8);
-
-/// The words [`StateCell`] can hold; `connected` means the data path is up.
-/// `handover` means data still flows over the old connection while a new
-/// one is set up.
-pub const STATE_NAMES: [&str; 6] = ["offline", "waiting", "connecting", "connected", "failed", "handover"];
-
-impl StateCell {
-    pub fn set(&self, name: &str) {
-        let index = STATE_NAMES.iter().position(|n| *n == name).unwrap_or(0);
-        self.0.store(index as u8, Ordering::Relaxed);
-    }
-
-    pub fn get(&self) -> &'static str {
-        STATE_NAMES[usize::from(self.0.load(Ordering::Relaxed)).min(STATE_NAMES.len() - 1)]
-    }
-}
-
 /// What the node tells a peer task.
 #[derive(Debug)]
 pub enum PeerInput {
@@ -137,30 +102,6 @@ enum Internal {
     WgOpen(u64, Arc<dyn DataChannel>),
     CtlOpen(u64, Arc<dyn DataChannel>),
     Pong(u64),
-}
-
-struct Handler {
-    generation: u64,
-    internal: mpsc::UnboundedSender<Internal>,
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Handler {
-    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
-        if let Ok(init) = event.candidate.to_json() {
-            let _ = self
-                .internal
-                .send(Internal::LocalCandidate(self.generation, init.candidate));
-        }
-    }
-
-    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        let _ = self.internal.send(Internal::State(self.generation, state));
-    }
-
-    async fn on_data_channel(&self, channel: Arc<dyn DataChannel>) {
-        let _ = self.internal.send(Internal::Channel(self.generation, channel));
-    }
 }
 
 /// Where a peer's datagrams come from and go to.
@@ -275,55 +216,6 @@ impl Peer {
 
     fn initiator(&self) -> bool {
         self.me < self.config.id
-    }
-
-    /// Signs `message` as the next of the current attempt and sends it.
-    fn send_setup(&mut self, message: SetupMessage) {
-        let (id_init, id_follow) = if self.initiator() {
-            (self.me, self.config.id)
-        } else {
-            (self.config.id, self.me)
-        };
-        let info = PeerInfo {
-            id_init,
-            id_follow,
-            message,
-            auth: None,
-        };
-        let signed = self.signer.sign(&self.key, &mut self.attempt, info);
-        self.signal.send(signed);
-    }
-
-    /// Starts a new attempt: what we send from now on has a newer
-    /// generation, so the peer can tell it from anything sent before.
-    fn new_attempt(&mut self) {
-        self.attempt = self.signer.next_generation(unix_millis());
-    }
-
-    /// Checks signature and freshness; the peer's generation if accepted.
-    fn authenticate(&mut self, info: &PeerInfo) -> Result<u64, setup_auth::SetupAuthError> {
-        let (sender, auth) = setup_auth::verify(info, &self.me)?;
-        if sender != self.config.id {
-            return Err(setup_auth::SetupAuthError::NotForUs);
-        }
-        let freshness = self.guard.accept(&auth)?;
-        if freshness == setup_auth::Freshness::NewSession {
-            tracing::debug!(peer = %self.config.id, session = %auth.session, "peer started a new session");
-        }
-        Ok(auth.generation)
-    }
-
-    fn refuse(&mut self, error: setup_auth::SetupAuthError) {
-        self.stats.setup_refused.fetch_add(1, Ordering::Relaxed);
-        let now = tokio::time::Instant::now();
-        if self.refusal_logged.is_none_or(|at| now >= at + Duration::from_secs(1)) {
-            self.refusal_logged = Some(now);
-            tracing::warn!(
-                peer = %self.config.id,
-                refused = self.stats.setup_refused.load(Ordering::Relaxed),
-                "refused a setup message: {error}"
-            );
-        }
     }
 
     /// Runs until `inputs` closes (or, for a test peer, until it has been
@@ -527,120 +419,6 @@ impl Peer {
         Ok(())
     }
 
-    /// Rebuilds the connection beside the old one, which keeps carrying
-    /// datagrams until the new one is up.
-    async fn handover(&mut self, why: &str) {
-        tracing::info!(peer = %self.config.id, "handover: {why}");
-        self.stats.handovers.fetch_add(1, Ordering::Relaxed);
-        self.handover_pending = true;
-        self.attempted_at = None;
-        self.retry_delay = MIN_RETRY;
-        self.attempt().await;
-    }
-
-    /// Pings the peer over `ctl`; a connection that stopped answering is
-    /// handed over.
-    async fn keepalive(&mut self) {
-        let (Some(ctl), true) = (&self.ctl, self.connected) else {
-            return;
-        };
-        let now = tokio::time::Instant::now();
-        let last = *self.last_pong.get_or_insert(now);
-        if now.duration_since(last) >= KEEPALIVE_TIMEOUT {
-            // Once per timeout at most; the handover itself retries.
-            self.last_pong = Some(now);
-            // The path to the signalling server may have died too, and
-            // the handover needs it: have it checked now.
-            self.signal.probe();
-            self.handover("keepalives went unanswered").await;
-            return;
-        }
-        let _ = ctl.try_send_text("ping").await;
-    }
-
-    /// Replaces the current connection with a fresh one; a working one is
-    /// kept as `previous` until the new one's `wg` opens.
-    async fn new_connection(&mut self) -> anyhow::Result<Arc<dyn PeerConnection>> {
-        if let Some(old) = self.connection.take() {
-            match (self.connected, self.wg.take()) {
-                (true, Some(wg)) => {
-                    if let Some((older, _)) = self.previous.replace((old, wg)) {
-                        let _ = older.close().await;
-                    }
-                }
-                _ => {
-                    let _ = old.close().await;
-                }
-            }
-        }
-        self.ctl = None;
-        self.last_pong = None;
-        self.generation += 1;
-        self.new_attempt();
-        self.remote_described = false;
-        self.remote_generation = None;
-        self.pending_candidates.clear();
-        self.wg = None;
-        self.connected = false;
-        self.stats.state.set(if self.previous.is_some() {
-            "handover"
-        } else {
-            "connecting"
-        });
-        let settings = SettingEngineBuilder::new()
-            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
-            .with_discard_local_candidates_during_ice_restart(true)
-            // Checks every 50 ms (not 200) for as long in all (1.4 s): the
-            // agent acts on its timer ticks, so this shortens every step of
-            // connection setup, which is what a handover waits for.
-            .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_MAX_BINDING_REQUESTS))
-            .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
-            .build();
-        let connection = PeerConnectionBuilder::new()
-            .with_configuration(
-                RTCConfigurationBuilder::new()
-                    .with_ice_servers(self.config.ice_servers.clone())
-                    .build(),
-            )
-            .with_setting_engine(settings)
-            .with_handler(Arc::new(Handler {
-                generation: self.generation,
-                internal: self.internal_tx.clone(),
-            }))
-            .with_runtime(crate::runtime::BufferedRuntime::shared())
-            .with_udp_addrs(crate::host_addresses::bind_addresses())
-            .with_data_channel_send_buffer_limit(SEND_BUFFER_LIMIT)
-            .build()
-            .await?;
-        let connection: Arc<dyn PeerConnection> = Arc::new(connection);
-        self.connection = Some(connection.clone());
-        Ok(connection)
-    }
-
-    /// Adds the buffered candidates of the attempt we just described.
-    async fn flush_candidates(&mut self) {
-        for (generation, candidate) in std::mem::take(&mut self.pending_candidates) {
-            if Some(generation) == self.remote_generation {
-                self.add_candidate(candidate).await;
-            }
-        }
-    }
-
-    async fn add_candidate(&self, candidate: String) {
-        let Some(connection) = &self.connection else {
-            return;
-        };
-        let init = RTCIceCandidateInit {
-            candidate,
-            sdp_mid: Some(String::new()),
-            sdp_mline_index: Some(0),
-            ..Default::default()
-        };
-        if let Err(error) = connection.add_ice_candidate(init).await {
-            tracing::debug!(peer = %self.config.id, %error, "remote candidate refused");
-        }
-    }
-
     async fn on_internal(&mut self, event: Internal) {
         match event {
             Internal::LocalCandidate(generation, candidate) if generation == self.generation => {
@@ -694,99 +472,6 @@ impl Peer {
             _ => {}
         }
     }
-
-    /// Reads one data channel: WireGuard datagrams go to the local
-    /// WireGuard (never for a test peer); `ctl` messages are answered as
-    /// [`crate::ctl`] says.
-    fn watch_channel(&self, channel: Arc<dyn DataChannel>) {
-        let generation = self.generation;
-        let internal = self.internal_tx.clone();
-        let socket = self.config.socket.clone();
-        let wireguard = self.config.wireguard;
-        let stats = self.stats.clone();
-        tokio::spawn(async move {
-            let label = channel.label().await.unwrap_or_default();
-            let mut ctl = CtlResponder::default();
-            while let Some(event) = channel.poll().await {
-                match event {
-                    DataChannelEvent::OnOpen if label == WG_CHANNEL => {
-                        let _ = internal.send(Internal::WgOpen(generation, channel.clone()));
-                    }
-                    DataChannelEvent::OnOpen if label == CTL_CHANNEL => {
-                        let _ = internal.send(Internal::CtlOpen(generation, channel.clone()));
-                    }
-                    DataChannelEvent::OnMessage(message) if label == WG_CHANNEL => {
-                        if let Some(socket) = &socket {
-                            stats.rx_packets.fetch_add(1, Ordering::Relaxed);
-                            stats.rx_bytes.fetch_add(message.data.len() as u64, Ordering::Relaxed);
-                            let _ = socket.send_to(&message.data, wireguard).await;
-                        }
-                    }
-                    DataChannelEvent::OnMessage(message) if label == CTL_CHANNEL => {
-                        match ctl.on_message(&message.data) {
-                            // Text messages: the browser page reads `ctl`
-                            // as text.
-                            CtlAction::Reply(reply) => {
-                                let _ = channel.try_send_text(&String::from_utf8_lossy(&reply)).await;
-                            }
-                            CtlAction::Pong => {
-                                let _ = internal.send(Internal::Pong(generation));
-                            }
-                            CtlAction::Nothing => {}
-                        }
-                    }
-                    DataChannelEvent::OnClose => break,
-                    _ => {}
-                }
-            }
-        });
-    }
-
-    async fn refresh_path(&self) {
-        let path = match (&self.connection, self.connected) {
-            (Some(connection), true) => crate::path_stats::selected_path(connection.as_ref()).await,
-            _ => None,
-        };
-        if let Ok(mut slot) = self.stats.path.lock() {
-            *slot = path;
-        }
-    }
-
-    async fn forward_to_peer(&mut self, datagram: &[u8]) {
-        let wg = self.wg.as_ref().or(self.previous.as_ref().map(|(_, wg)| wg));
-        let Some(wg) = wg else {
-            if self.pending_datagrams.len() == MAX_PENDING_DATAGRAMS {
-                self.pending_datagrams.pop_front();
-                self.stats.drops_not_open.fetch_add(1, Ordering::Relaxed);
-            }
-            self.pending_datagrams
-                .push_back((tokio::time::Instant::now(), BytesMut::from(datagram)));
-            return;
-        };
-        match wg.try_send(BytesMut::from(datagram)).await {
-            Ok(()) => {
-                self.stats.tx_packets.fetch_add(1, Ordering::Relaxed);
-                self.stats.tx_bytes.fetch_add(datagram.len() as u64, Ordering::Relaxed);
-            }
-            Err(_) => {
-                self.stats.drops_full.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-}
-
-/// A datagram from the local WireGuard; never, for a test peer.
-async fn receive(socket: Option<&UdpSocket>, buffer: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
-    match socket {
-        Some(socket) => socket.recv_from(buffer).await,
-        None => std::future::pending().await,
-    }
-}
-
-fn unix_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
 /// The receiving half of a peer's internal events.
