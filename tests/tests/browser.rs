@@ -13,12 +13,11 @@ use std::time::Duration;
 
 use e2e::flnode::NodePair;
 use e2e::netns::{namespaces_available, Testbed};
-use e2e::{ServerProcess, PATIENCE};
+use e2e::ServerProcess;
 use flproto::identity::NodeKey;
 use flproto::message::{PeerInfo, SetupMessage};
 use flproto::setup_auth::{SessionId, SetupSigner};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 
 /// The whole browser run: launching chromium, two pages, connection,
 /// messages and an 8 MiB throughput test.
@@ -194,18 +193,10 @@ async fn a_browser_page_gets_echo_replies_from_an_flnode() {
     assert!(browser_dir().join("artifacts/browser-flnode.png").exists());
 }
 
-/// Raw `GET path`: the response head (lower case) and the body.
+/// `GET path`: the response head (lower case) and the body.
 async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(PATIENCE, stream.read_to_string(&mut response))
-        .await
-        .unwrap()
-        .unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    (head.to_ascii_lowercase(), body.to_owned())
+    let (head, body) = e2e::http_get_head(addr, path).await.unwrap();
+    (head.to_ascii_lowercase(), body)
 }
 
 #[tokio::test]

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use e2e::flnode::{NodePair, PEER_PORT, WIREGUARD};
 use e2e::netns::{Testbed, ADDR_B};
+use e2e::spread::Spread;
 use tokio::net::UdpSocket;
 
 /// Datagram sizes measured: a small packet and a full WireGuard packet.
@@ -87,11 +88,6 @@ async fn blast(from: &UdpSocket, target: SocketAddr, to: Arc<UdpSocket>, size: u
     }
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
-}
-
 /// Per size: (through flnode, direct) for one run.
 async fn one_run(duration: Duration) -> anyhow::Result<Vec<(Blast, Blast)>> {
     let testbed = Testbed::new()?;
@@ -143,10 +139,9 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     for (index, rows) in per_size.iter().enumerate() {
-        let pick = |f: fn(&(f64, f64, f64, f64)) -> f64| -> (f64, f64, f64) {
-            let mut values: Vec<f64> = rows.iter().map(f).collect();
-            let med = median(&mut values);
-            (med, values[0], values[values.len() - 1])
+        let pick = |f: fn(&(f64, f64, f64, f64)) -> f64| {
+            let s = Spread::of(rows.iter().map(f));
+            (s.median, s.min, s.max)
         };
         let flnode = pick(|r| r.0);
         let plain = pick(|r| r.1);

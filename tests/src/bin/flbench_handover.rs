@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use e2e::flnode::{status, NodePair, PEER_PORT, WIREGUARD};
 use e2e::netns::Testbed;
+use e2e::spread::report;
 use e2e::wireguard::Overlay;
 use e2e::ServerProcess;
 
@@ -99,17 +100,6 @@ async fn one_run() -> anyhow::Result<Run> {
     })
 }
 
-fn summary(name: &str, unit: &str, mut values: Vec<f64>) {
-    values.sort_by(|a, b| a.total_cmp(b));
-    println!(
-        "{name}: {:.0} {unit} (min {:.0}, max {:.0}, n={})",
-        values[values.len() / 2],
-        values[0],
-        values[values.len() - 1],
-        values.len()
-    );
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let runs: usize = std::env::args().nth(1).map(|n| n.parse()).transpose()?.unwrap_or(3);
@@ -126,25 +116,20 @@ async fn main() -> anyhow::Result<()> {
         );
         results.push(run);
     }
-    summary(
-        "longest gap, address change",
-        "ms",
-        results.iter().map(|r| r.address_change_gap).collect(),
-    );
-    summary(
-        "longest gap, dead path",
-        "ms",
-        results.iter().map(|r| r.dead_path_gap).collect(),
-    );
-    summary(
+    let values = |of: fn(&Run) -> f64| results.iter().map(of).collect::<Vec<_>>();
+    report("longest gap, address change", "ms", values(|r| r.address_change_gap), 0);
+    report("longest gap, dead path", "ms", values(|r| r.dead_path_gap), 0);
+    report(
         "pings lost while flsignal was down",
         "",
-        results.iter().map(|r| r.outage_lost as f64).collect(),
+        values(|r| r.outage_lost as f64),
+        0,
     );
-    summary(
+    report(
         "registered again after flsignal's return",
         "ms",
-        results.iter().map(|r| r.reregistration).collect(),
+        values(|r| r.reregistration),
+        0,
     );
     Ok(())
 }

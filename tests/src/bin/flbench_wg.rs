@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use e2e::flnode::{NodePair, PEER_PORT, WIREGUARD};
 use e2e::netns::{Testbed, ADDR_A, ADDR_B};
+use e2e::spread::{median, report};
 use e2e::wireguard::Overlay;
 
 struct Run {
@@ -21,11 +22,6 @@ struct Run {
     direct_mbits: f64,
     flnode_rtt: f64,
     direct_rtt: f64,
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
 }
 
 async fn one_run() -> anyhow::Result<Run> {
@@ -41,12 +37,12 @@ async fn one_run() -> anyhow::Result<Run> {
         anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "tunnel never came up");
     }
     let first_packet = started.elapsed();
-    let flnode_rtt = median(&mut overlay.ping_rtts_from_a(40)?);
+    let flnode_rtt = median(overlay.ping_rtts_from_a(40)?);
     let flnode_mbits = overlay.iperf3_mbits_from_a(5).await?;
     let port = WIREGUARD.rsplit(':').next().context("port")?;
     overlay.set_endpoints(&format!("{ADDR_B}:{port}"), &format!("{ADDR_A}:{port}"))?;
     overlay.ping_from_a().await?;
-    let direct_rtt = median(&mut overlay.ping_rtts_from_a(40)?);
+    let direct_rtt = median(overlay.ping_rtts_from_a(40)?);
     let direct_mbits = overlay.iperf3_mbits_from_a(5).await?;
     Ok(Run {
         first_packet,
@@ -55,16 +51,6 @@ async fn one_run() -> anyhow::Result<Run> {
         flnode_rtt,
         direct_rtt,
     })
-}
-
-fn summary(name: &str, unit: &str, mut values: Vec<f64>) {
-    let med = median(&mut values);
-    println!(
-        "{name}: {med:.2} {unit} (min {:.2}, max {:.2}, n={})",
-        values[0],
-        values[values.len() - 1],
-        values.len()
-    );
 }
 
 #[tokio::main]
@@ -84,26 +70,21 @@ async fn main() -> anyhow::Result<()> {
         );
         results.push(run);
     }
-    summary(
+    let values = |of: fn(&Run) -> f64| results.iter().map(of).collect::<Vec<_>>();
+    report(
         "first packet through the tunnel",
         "ms",
-        results.iter().map(|r| r.first_packet.as_secs_f64() * 1000.0).collect(),
+        values(|r| r.first_packet.as_secs_f64() * 1000.0),
+        2,
     );
-    summary(
-        "TCP over flnode",
-        "Mbit/s",
-        results.iter().map(|r| r.flnode_mbits).collect(),
-    );
-    summary("TCP direct", "Mbit/s", results.iter().map(|r| r.direct_mbits).collect());
-    summary(
+    report("TCP over flnode", "Mbit/s", values(|r| r.flnode_mbits), 2);
+    report("TCP direct", "Mbit/s", values(|r| r.direct_mbits), 2);
+    report(
         "ratio flnode/direct",
         "",
-        results.iter().map(|r| r.flnode_mbits / r.direct_mbits).collect(),
+        values(|r| r.flnode_mbits / r.direct_mbits),
+        2,
     );
-    summary(
-        "added RTT",
-        "ms",
-        results.iter().map(|r| r.flnode_rtt - r.direct_rtt).collect(),
-    );
+    report("added RTT", "ms", values(|r| r.flnode_rtt - r.direct_rtt), 2);
     Ok(())
 }
