@@ -38,6 +38,8 @@ pub struct NodeSettings {
     pub test_peers: usize,
     /// Extra trusted certificates (PEM) for a `wss://` signalling server.
     pub signal_ca: Option<PathBuf>,
+    /// Threads of the async runtime (1: everything on one thread).
+    pub threads: usize,
 }
 
 struct PeerEntry {

@@ -15,6 +15,8 @@ use crate::signal_client::AuthMode;
 
 /// WireGuard's usual listen address.
 pub const DEFAULT_WIREGUARD: &str = "127.0.0.1:51820";
+/// Most threads `--threads` may ask for.
+pub const MAX_THREADS: usize = 64;
 /// Test peers (browsers, say) that may connect at once by default.
 pub const DEFAULT_TEST_PEERS: usize = 4;
 /// The name announced when none is configured.
@@ -51,6 +53,10 @@ pub struct UpArgs {
     /// [default: 4]
     #[arg(long, env = "FLNODE_TEST_PEERS")]
     pub test_peers: Option<usize>,
+    /// Threads of the async runtime; 1 (one thread for everything) is
+    /// fastest for a few peers [default: 1]
+    #[arg(long, env = "FLNODE_THREADS")]
+    pub threads: Option<usize>,
     /// A STUN or TURN server for NAT traversal: stun:HOST[:PORT] or
     /// turn:USER:PASSWORD@HOST[:PORT] (percent-escape `:` `@` `,` `%` in
     /// USER and PASSWORD). Repeat for several. Used besides the default.
@@ -74,6 +80,7 @@ struct FileSettings {
     fledger_compat: bool,
     name: Option<String>,
     test_peers: Option<usize>,
+    threads: Option<usize>,
     signal_ca: Option<PathBuf>,
     #[serde(default)]
     ice_servers: Vec<String>,
@@ -138,6 +145,7 @@ pub fn resolve(args: UpArgs) -> anyhow::Result<NodeSettings> {
         ice_servers,
         test_peers: args.test_peers.or(file.test_peers).unwrap_or(DEFAULT_TEST_PEERS),
         signal_ca: args.signal_ca.or(file.signal_ca),
+        threads: args.threads.or(file.threads).unwrap_or(1).clamp(1, MAX_THREADS),
     })
 }
 
