@@ -18,15 +18,12 @@
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::netns::ip;
+use crate::netns::{ip, run_in, unique_tag};
 use crate::PATIENCE;
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
 
 pub const HOST_A: &str = "192.168.10.2";
 pub const HOST_B: &str = "192.168.20.2";
@@ -62,23 +59,6 @@ pub fn tools_available(test: &str, turn: bool) -> bool {
     false
 }
 
-/// Runs `args` inside namespace `ns`; a failure is an error with stderr.
-pub fn run_in(ns: &str, args: &[&str]) -> anyhow::Result<String> {
-    let output = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .output()
-        .with_context(|| format!("cannot run {args:?} in {ns}"))?;
-    if !output.status.success() {
-        bail!(
-            "{} (in {ns}): {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
 /// The five namespaces and their links.
 pub struct NatTopology {
     pub host_a: String,
@@ -92,11 +72,7 @@ pub struct NatTopology {
 
 impl NatTopology {
     pub fn new() -> anyhow::Result<NatTopology> {
-        let tag = format!(
-            "{}n{}",
-            std::process::id() % 100_000,
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        let tag = unique_tag("n");
         let topology = NatTopology {
             host_a: format!("nha{tag}"),
             router_a: format!("nra{tag}"),

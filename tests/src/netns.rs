@@ -45,6 +45,33 @@ pub const ADDR2_A: &str = "10.202.0.1";
 pub const ADDR2_B: &str = "10.202.0.2";
 
 /// Runs `ip` with `args`; a failure is an error with its stderr.
+/// A name part no other testbed of any test process uses: the process ID
+/// and a counter, joined by `kind`.
+pub fn unique_tag(kind: &str) -> String {
+    format!(
+        "{}{kind}{}",
+        std::process::id() % 100_000,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs `args` inside namespace `ns`; a failure is an error with stderr.
+pub fn run_in(ns: &str, args: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {args:?} in {ns}"))?;
+    if !output.status.success() {
+        bail!(
+            "{} (in {ns}): {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
 pub fn ip(args: &[&str]) -> anyhow::Result<()> {
     let output = Command::new("ip").args(args).output().context("cannot run ip")?;
     if !output.status.success() {
@@ -59,11 +86,7 @@ pub fn ip(args: &[&str]) -> anyhow::Result<()> {
 
 impl Testbed {
     pub fn new() -> anyhow::Result<Testbed> {
-        let tag = format!(
-            "{}x{}",
-            std::process::id() % 100_000,
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        let tag = unique_tag("x");
         let testbed = Testbed {
             a: format!("fla{tag}"),
             b: format!("flb{tag}"),
@@ -113,16 +136,11 @@ impl Testbed {
     pub fn block_udp_on_link(&self, number: u8) -> anyhow::Result<()> {
         let (dev_a, dev_b) = self.link(number);
         for (ns, dev) in [(&self.a, &dev_a), (&self.b, &dev_b)] {
-            for rule in [["INPUT", "-i"], ["OUTPUT", "-o"]] {
-                let output = Command::new("ip")
-                    .args([
-                        "netns", "exec", ns, "iptables", "-I", rule[0], rule[1], dev, "-p", "udp", "-j", "DROP",
-                    ])
-                    .output()
-                    .context("cannot run iptables")?;
-                if !output.status.success() {
-                    bail!("iptables in {ns}: {}", String::from_utf8_lossy(&output.stderr).trim());
-                }
+            for [chain, direction] in [["INPUT", "-i"], ["OUTPUT", "-o"]] {
+                run_in(
+                    ns,
+                    &["iptables", "-I", chain, direction, dev, "-p", "udp", "-j", "DROP"],
+                )?;
             }
         }
         Ok(())
@@ -135,14 +153,10 @@ impl Testbed {
     pub fn readdress_b(&self, new_addr: &str) -> anyhow::Result<()> {
         let dev = self.link(1).1;
         for conf in ["all", dev.as_str()] {
-            let key = format!("net.ipv4.conf.{conf}.promote_secondaries=1");
-            let output = Command::new("ip")
-                .args(["netns", "exec", &self.b, "sysctl", "-qw", &key])
-                .output()
-                .context("cannot run sysctl")?;
-            if !output.status.success() {
-                bail!("sysctl {key}: {}", String::from_utf8_lossy(&output.stderr).trim());
-            }
+            run_in(
+                &self.b,
+                &["sysctl", "-qw", &format!("net.ipv4.conf.{conf}.promote_secondaries=1")],
+            )?;
         }
         ip(&["-n", &self.b, "addr", "add", &format!("{new_addr}/24"), "dev", &dev])?;
         ip(&["-n", &self.b, "addr", "del", &format!("{ADDR_B}/24"), "dev", &dev])
