@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::{Peer, KEEPALIVE_TIMEOUT, MIN_RETRY};
+use super::{Peer, KEEPALIVE_TIMEOUT};
 
 impl Peer {
     /// Rebuilds the connection beside the old one, which keeps carrying
@@ -12,9 +12,7 @@ impl Peer {
         tracing::info!(peer = %self.config.id, "handover: {why}");
         self.stats.handovers.fetch_add(1, Ordering::Relaxed);
         self.handover_pending = true;
-        self.attempted_at = None;
-        self.retry_delay = MIN_RETRY;
-        self.attempt().await;
+        self.attempt_now().await;
     }
 
     /// Pings the peer over `ctl`; a connection that stopped answering is

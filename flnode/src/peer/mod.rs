@@ -295,9 +295,7 @@ impl Peer {
                     self.handover("the network changed").await;
                 } else if self.online {
                     // Not up yet: try now, from the new addresses.
-                    self.attempted_at = None;
-                    self.retry_delay = MIN_RETRY;
-                    self.attempt().await;
+                    self.attempt_now().await;
                 }
             }
             PeerInput::Setup(info) => match self.authenticate(&info) {
@@ -311,6 +309,13 @@ impl Peer {
                 Err(error) => self.refuse(error),
             },
         }
+    }
+
+    /// Forgets the back-off and attempts at once.
+    pub(super) async fn attempt_now(&mut self) {
+        self.attempted_at = None;
+        self.retry_delay = MIN_RETRY;
+        self.attempt().await;
     }
 
     /// The initiator offers; the follower asks for an offer. At most one
@@ -355,9 +360,7 @@ impl Peer {
                 if self.connected {
                     self.handover("the peer asked for a new connection").await;
                 } else if !in_flight {
-                    self.attempted_at = None;
-                    self.retry_delay = MIN_RETRY;
-                    self.attempt().await;
+                    self.attempt_now().await;
                 }
             }
             SetupMessage::Offer(sdp) if !self.initiator() => {
