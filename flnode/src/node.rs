@@ -137,7 +137,8 @@ pub async fn run(
 
     tokio::pin!(shutdown);
     let mut registered = false;
-    loop {
+    // Every way out of the loop removes the control socket below.
+    let outcome = loop {
         tokio::select! {
             first = async { first_registration.as_mut()?.await.ok() }, if first_registration.is_some() => {
                 first_registration = None;
@@ -148,8 +149,8 @@ pub async fn run(
                         ice_servers = ?settings.ice_servers,
                         "flnode up"
                     ),
-                    Some(Err(error)) => return Err(error.context(format!("cannot register with {}", settings.signal))),
-                    None => anyhow::bail!("the signalling task ended"),
+                    Some(Err(error)) => break Err(error.context(format!("cannot register with {}", settings.signal))),
+                    None => break Err(anyhow::anyhow!("the signalling task ended")),
                 }
             }
             event = events.recv() => match event {
@@ -170,7 +171,18 @@ pub async fn run(
                     }
                     dispatch(&me, &peers, event);
                 }
-                None => break,
+                // The signalling task ends only after a failed first
+                // registration, whose error it has sent: report that one
+                // (both arms may be ready at once; never exit 0 here).
+                None => {
+                    if let Some(Ok(Err(error))) = match first_registration.take() {
+                        Some(first) => Some(first.await),
+                        None => None,
+                    } {
+                        break Err(error.context(format!("cannot register with {}", settings.signal)));
+                    }
+                    break Err(anyhow::anyhow!("the signalling task ended"));
+                }
             },
             accepted = control.accept() => {
                 if let Ok((mut stream, _)) = accepted {
@@ -187,11 +199,11 @@ pub async fn run(
                     let _ = peer.inputs.try_send(PeerInput::NetworkChanged);
                 }
             }
-            () = &mut shutdown => break,
+            () = &mut shutdown => break Ok(()),
         }
-    }
+    };
     let _ = std::fs::remove_file(control_path(&settings.config_dir));
-    Ok(())
+    outcome
 }
 
 /// Kernel buffer size for the WireGuard-facing sockets: the default
