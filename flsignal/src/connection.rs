@@ -25,6 +25,10 @@ use crate::Shared;
 /// the socket's write buffer (it keeps its largest size for good).
 pub const FRAGMENT_SIZE: usize = 1024;
 
+/// Frames written between two flushes at most, so one busy sender cannot
+/// keep a connection's driver from reading and ticking.
+pub const WRITE_BATCH: usize = 64;
+
 /// Why the driver stops.
 enum Flow {
     Continue,
@@ -207,36 +211,39 @@ impl Connection {
         }
     }
 
-    async fn write(&mut self, outbound: Outbound) -> Flow {
-        let flow = self.send_text(outbound.text).await;
-        if let Some(arrived) = outbound.relayed_at {
-            self.shared
-                .hub
-                .metrics
-                .relay_latency
-                .observe(arrived.elapsed().as_secs_f64());
-        }
-        flow
+    /// Writes `first` and whatever else is already queued (up to
+    /// [`WRITE_BATCH`] frames), then flushes once: a busy connection pays
+    /// one system call per batch, not per frame (see [`crate::coalesce`]).
+    async fn write(&mut self, first: Outbound) -> Flow {
+        let metrics = &self.shared.hub.metrics;
+        let socket = &mut self.socket;
+        let inbox = &mut self.inbox;
+        let batch = async move {
+            let mut next = Some(first);
+            let mut fed = 0;
+            while let Some(outbound) = next.take() {
+                feed_text(socket, outbound.text).await?;
+                if let Some(arrived) = outbound.relayed_at {
+                    metrics.relay_latency.observe(arrived.elapsed().as_secs_f64());
+                }
+                fed += 1;
+                if fed < WRITE_BATCH {
+                    next = inbox.try_recv().ok();
+                }
+            }
+            socket.flush().await
+        };
+        let outcome = tokio::time::timeout(self.shared.config.write_timeout, batch).await;
+        self.after_write(outcome)
     }
 
     async fn send_text(&mut self, text: Utf8Bytes) -> Flow {
-        if text.len() <= FRAGMENT_SIZE {
-            return self.send(Message::Text(text)).await;
-        }
-        let limit = self.shared.config.write_timeout;
         let socket = &mut self.socket;
-        let fragments = async move {
-            let bytes = Bytes::from(text);
-            let count = bytes.len().div_ceil(FRAGMENT_SIZE);
-            for index in 0..count {
-                let chunk = bytes.slice(index * FRAGMENT_SIZE..bytes.len().min((index + 1) * FRAGMENT_SIZE));
-                let opcode = if index == 0 { Data::Text } else { Data::Continue };
-                let frame = Frame::message(chunk, OpCode::Data(opcode), index + 1 == count);
-                socket.send(Message::Frame(frame)).await?;
-            }
-            Ok::<_, tungstenite::Error>(())
+        let write = async move {
+            feed_text(socket, text).await?;
+            socket.flush().await
         };
-        let outcome = tokio::time::timeout(limit, fragments).await;
+        let outcome = tokio::time::timeout(self.shared.config.write_timeout, write).await;
         self.after_write(outcome)
     }
 
@@ -257,4 +264,21 @@ impl Connection {
             }
         }
     }
+}
+
+/// Queues one text message without flushing. Text longer than
+/// [`FRAGMENT_SIZE`] goes in fragments of that size.
+async fn feed_text(socket: &mut ServerSocket, text: Utf8Bytes) -> Result<(), tungstenite::Error> {
+    if text.len() <= FRAGMENT_SIZE {
+        return socket.feed(Message::Text(text)).await;
+    }
+    let bytes = Bytes::from(text);
+    let count = bytes.len().div_ceil(FRAGMENT_SIZE);
+    for index in 0..count {
+        let chunk = bytes.slice(index * FRAGMENT_SIZE..bytes.len().min((index + 1) * FRAGMENT_SIZE));
+        let opcode = if index == 0 { Data::Text } else { Data::Continue };
+        let frame = Frame::message(chunk, OpCode::Data(opcode), index + 1 == count);
+        socket.feed(Message::Frame(frame)).await?;
+    }
+    Ok(())
 }

@@ -7,7 +7,8 @@
 //! * [`listener`] accepts TCP connections and enforces connection limits;
 //! * [`routes`] is the HTTP surface (WebSocket, `/healthz`, `/metrics`);
 //! * [`web`] is the browser page, embedded in the binary;
-//! * [`connection`] drives one WebSocket through `flproto::session`;
+//! * [`connection`] drives one WebSocket through `flproto::session`, and
+//!   [`coalesce`] turns its queued frames into one write;
 //! * [`hub`] is what connections share: presence, relay, news;
 //! * [`cluster_sync`] applies what other instances of a cluster say, and
 //!   [`cluster`] is the NATS edge that carries it (only with `--nats`);
@@ -17,6 +18,7 @@
 
 pub mod cluster;
 pub mod cluster_sync;
+pub mod coalesce;
 pub mod config;
 pub mod connection;
 pub mod hub;

@@ -13,8 +13,11 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
-/// The server side of an accepted WebSocket.
-pub type ServerSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+use crate::coalesce::WriteCoalescer;
+
+/// The server side of an accepted WebSocket, its writes coalesced
+/// between flushes.
+pub type ServerSocket = WebSocketStream<WriteCoalescer<TokioIo<hyper::upgrade::Upgraded>>>;
 
 /// An upgrade that checked out and awaits its 101 response going out.
 pub struct PendingUpgrade {
@@ -25,7 +28,7 @@ impl PendingUpgrade {
     /// The WebSocket once the 101 response has gone out.
     pub async fn socket(self, config: WebSocketConfig) -> Option<ServerSocket> {
         let upgraded = self.on_upgrade.await.ok()?;
-        Some(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await)
+        Some(WebSocketStream::from_raw_socket(WriteCoalescer::new(TokioIo::new(upgraded)), Role::Server, Some(config)).await)
     }
 }
 
