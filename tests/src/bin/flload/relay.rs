@@ -12,7 +12,7 @@ use flproto::identity::NodeKey;
 use flproto::NodeId;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, Semaphore};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::args::Args;
 use crate::client::{join_as, Socket, Target};
@@ -127,52 +127,82 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
 /// Echoes `messages` setups on one pair with `window` in flight; returns
 /// each setup's round trip (relay is in order, so echoes match sends in
 /// turn).
+///
+/// Frames that are ready together are written together (fed, then one
+/// flush), as a busy node would: the generator shares the machine with the
+/// server, and a system call per frame here would be what is measured.
 async fn echo_pair(pair: Pair, messages: usize, window: usize) -> anyhow::Result<Vec<Duration>> {
     let Pair {
         sender,
-        mut receiver,
+        receiver,
         forth,
         back,
     } = pair;
     let echo = tokio::spawn(async move {
-        for _ in 0..messages {
-            next_setup(&mut receiver).await?;
-            receiver.send(Message::text(back.clone())).await?;
+        let (mut sink, stream) = receiver.split();
+        let mut arrivals = Box::pin(setups(stream).ready_chunks(window));
+        let mut echoed = 0;
+        while echoed < messages {
+            let ready = arrivals.next().await.context("closed")?;
+            for setup in ready {
+                setup?;
+                sink.feed(Message::text(back.clone())).await?;
+                echoed += 1;
+            }
+            sink.flush().await?;
         }
-        anyhow::Ok(receiver)
+        anyhow::Ok(())
     });
-    let (mut sink, mut stream) = sender.split();
+    let (mut sink, stream) = sender.split();
     let permits = Arc::new(Semaphore::new(window));
     let (sent_at, mut sent_times) = mpsc::unbounded_channel();
     let writer = {
         let permits = permits.clone();
         tokio::spawn(async move {
-            for _ in 0..messages {
+            let mut sent = 0;
+            while sent < messages {
                 permits.acquire().await?.forget();
-                sent_at.send(Instant::now())?;
-                sink.send(Message::text(forth.clone())).await?;
+                let mut burst = 1;
+                while sent + burst < messages && permits.try_acquire().map(|permit| permit.forget()).is_ok() {
+                    burst += 1;
+                }
+                for _ in 0..burst {
+                    sent_at.send(Instant::now())?;
+                    sink.feed(Message::text(forth.clone())).await?;
+                }
+                sink.flush().await?;
+                sent += burst;
             }
-            anyhow::Ok(sink)
+            anyhow::Ok(())
         })
     };
     let mut rtts = Vec::with_capacity(messages);
+    let mut echoes = Box::pin(setups(stream));
     for _ in 0..messages {
-        loop {
-            match tokio::time::timeout(Duration::from_secs(10), stream.next())
-                .await
-                .context("no echo within 10 s")?
-                .context("closed")??
-            {
-                Message::Text(text) if text.as_str().starts_with(r#"{"PeerSetup""#) => break,
-                Message::Close(frame) => bail!("closed: {frame:?}"),
-                _ => continue,
-            }
-        }
+        tokio::time::timeout(Duration::from_secs(10), echoes.next())
+            .await
+            .context("no echo within 10 s")?
+            .context("closed")??;
         let sent = sent_times.recv().await.context("echo without a send")?;
         rtts.push(sent.elapsed());
         permits.add_permits(1);
     }
-    let _sink = writer.await??;
+    writer.await??;
     echo.await??;
     Ok(rtts)
+}
+
+/// The relayed PeerSetups arriving on `stream`, news and pings skipped;
+/// a close or a read error ends it with an error.
+fn setups(
+    stream: impl futures_util::Stream<Item = Result<Message, tungstenite::Error>>,
+) -> impl futures_util::Stream<Item = anyhow::Result<()>> {
+    stream.filter_map(|item| async move {
+        match item {
+            Ok(Message::Text(text)) if text.as_str().starts_with(r#"{"PeerSetup""#) => Some(Ok(())),
+            Ok(Message::Close(frame)) => Some(Err(anyhow::anyhow!("closed: {frame:?}"))),
+            Ok(_) => None,
+            Err(error) => Some(Err(error.into())),
+        }
+    })
 }
