@@ -48,8 +48,8 @@ fn entry(key: &NodeKey, at: u64) -> NodeEntry {
     }
 }
 
-fn handle(conn: u64) -> (PeerHandle, mpsc::Receiver<crate::hub::Outbound>) {
-    let (outbox, inbox) = mpsc::channel(8);
+fn handle(conn: u64) -> (PeerHandle, flume::Receiver<crate::hub::Outbound>) {
+    let (outbox, inbox) = flume::bounded(8);
     let handle = PeerHandle {
         conn,
         outbox,

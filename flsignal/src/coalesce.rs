@@ -1,5 +1,5 @@
-//! Write coalescing under the WebSocket: frames fed between two flushes
-//! leave in one `send` instead of one each.
+//! Write coalescing under the WebSocket: frames fed between a cork and the
+//! next flush leave in one `send` instead of one each.
 //!
 //! Relaying is mostly system calls: on the relay benchmark, `sendto` was
 //! 47 % of the server's time, one call per frame. A connection that has
@@ -10,7 +10,8 @@
 //! its memory back, and tens of thousands of idle nodes each holding the
 //! largest batch they ever got is what the per-node memory budget cannot
 //! afford. Here the buffer is released whenever it has been written out,
-//! so an idle connection holds none.
+//! so an idle connection holds none; and a lone frame (no cork) is written
+//! straight through, so the common case allocates nothing.
 
 use std::io;
 use std::pin::Pin;
@@ -21,16 +22,27 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Bytes gathered before a write goes out even without a flush.
 pub const COALESCE_LIMIT: usize = 16 * 1024;
 
-/// An I/O stream whose writes are held until a flush (or until
-/// [`COALESCE_LIMIT`] bytes are held), then written at once.
+/// An I/O stream whose writes, once corked, are held until the next flush
+/// (or until [`COALESCE_LIMIT`] bytes are held), then written at once.
 pub struct WriteCoalescer<T> {
     inner: T,
     pending: Vec<u8>,
+    corked: bool,
 }
 
 impl<T> WriteCoalescer<T> {
     pub fn new(inner: T) -> Self {
-        Self { inner, pending: Vec::new() }
+        Self {
+            inner,
+            pending: Vec::new(),
+            corked: false,
+        }
+    }
+
+    /// Holds writes until the next flush: call it before writing several
+    /// frames that should leave together.
+    pub fn cork(&mut self) {
+        self.corked = true;
     }
 
     /// Bytes written but not yet handed to the inner stream.
@@ -64,6 +76,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for WriteCoalescer<T> {
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for WriteCoalescer<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if !self.corked && self.pending.is_empty() {
+            return Pin::new(&mut self.inner).poll_write(cx, buf);
+        }
         if self.pending.len() + buf.len() > COALESCE_LIMIT {
             ready!(self.poll_drain(cx))?;
             if buf.len() > COALESCE_LIMIT {
@@ -76,6 +91,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteCoalescer<T> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.poll_drain(cx))?;
+        self.corked = false;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
@@ -115,8 +131,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn writes_between_flushes_go_out_as_one() {
+    async fn writes_between_a_cork_and_a_flush_go_out_as_one() {
         let mut io = recorder(usize::MAX);
+        io.cork();
         io.write_all(b"one ").await.unwrap();
         io.write_all(b"two ").await.unwrap();
         io.write_all(b"three").await.unwrap();
@@ -124,11 +141,15 @@ mod tests {
         io.flush().await.unwrap();
         assert_eq!(io.inner.writes, vec![b"one two three".to_vec()]);
         assert_eq!(io.pending.capacity(), 0, "the buffer is released once written");
+        io.write_all(b"alone").await.unwrap();
+        assert_eq!(io.inner.writes.len(), 2, "the flush uncorked: writes go straight through");
+        assert_eq!(io.pending.capacity(), 0);
     }
 
     #[tokio::test]
     async fn the_limit_sends_early_and_large_writes_pass_straight_through() {
         let mut io = recorder(usize::MAX);
+        io.cork();
         let half = vec![1u8; COALESCE_LIMIT / 2 + 1];
         io.write_all(&half).await.unwrap();
         io.write_all(&half).await.unwrap();
@@ -144,6 +165,7 @@ mod tests {
     #[tokio::test]
     async fn partial_writes_keep_every_byte_in_order() {
         let mut io = recorder(3);
+        io.cork();
         io.write_all(b"abcdefghij").await.unwrap();
         io.flush().await.unwrap();
         assert_eq!(io.inner.writes.concat(), b"abcdefghij");

@@ -11,7 +11,6 @@ use flproto::message::{ServerMessage, SystemConfig};
 use flproto::session::{Action, Inbound, ServerSession};
 use flproto::{ChallengeNonce, NodeId};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
 use tokio_tungstenite::tungstenite::{self, Bytes, Message, Utf8Bytes};
@@ -40,7 +39,7 @@ struct Connection {
     shared: Arc<Shared>,
     session: ServerSession,
     handle: PeerHandle,
-    inbox: mpsc::Receiver<Outbound>,
+    inbox: flume::Receiver<Outbound>,
     /// The node this connection registered, to remove on the way out.
     registered: Option<NodeId>,
     actions: Vec<Action>,
@@ -49,7 +48,7 @@ struct Connection {
 /// Runs one WebSocket to its end.
 pub async fn run(socket: ServerSocket, shared: Arc<Shared>, policy: AnnouncePolicy) {
     shared.hub.metrics.sessions.inc();
-    let (outbox, inbox) = mpsc::channel(shared.config.outbound_queue);
+    let (outbox, inbox) = flume::bounded(shared.config.outbound_queue);
     let handle = PeerHandle {
         conn: shared.hub.next_conn_id(),
         outbox,
@@ -89,7 +88,7 @@ impl Connection {
             let deadline = tokio::time::Instant::from_std(self.session.next_deadline());
             let flow = tokio::select! {
                 inbound = self.socket.next() => self.on_socket(inbound).await,
-                Some(outbound) = self.inbox.recv() => self.write(outbound).await,
+                Ok(outbound) = self.inbox.recv_async() => self.write(outbound).await,
                 reason = kill.killed() => {
                     self.session.close(reason, &mut self.actions);
                     self.apply(None).await
@@ -213,11 +212,15 @@ impl Connection {
 
     /// Writes `first` and whatever else is already queued (up to
     /// [`WRITE_BATCH`] frames), then flushes once: a busy connection pays
-    /// one system call per batch, not per frame (see [`crate::coalesce`]).
+    /// one system call per batch, not per frame (see [`crate::coalesce`]);
+    /// a lone frame is written straight through.
     async fn write(&mut self, first: Outbound) -> Flow {
         let metrics = &self.shared.hub.metrics;
         let socket = &mut self.socket;
         let inbox = &mut self.inbox;
+        if !inbox.is_empty() {
+            socket.get_mut().cork();
+        }
         let batch = async move {
             let mut next = Some(first);
             let mut fed = 0;
@@ -274,6 +277,7 @@ async fn feed_text(socket: &mut ServerSocket, text: Utf8Bytes) -> Result<(), tun
     }
     let bytes = Bytes::from(text);
     let count = bytes.len().div_ceil(FRAGMENT_SIZE);
+    socket.get_mut().cork();
     for index in 0..count {
         let chunk = bytes.slice(index * FRAGMENT_SIZE..bytes.len().min((index + 1) * FRAGMENT_SIZE));
         let opcode = if index == 0 { Data::Text } else { Data::Continue };
