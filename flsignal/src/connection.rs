@@ -83,21 +83,35 @@ impl Connection {
         if let Flow::Stop = self.apply(None).await {
             return;
         }
+        // The timer and the two waits live as long as the connection: made
+        // afresh for every frame, they were a tenth of the server's CPU on
+        // the relay benchmark (a timer registered and dropped per frame).
         let kill = self.handle.kill.clone();
+        let killed = kill.killed();
+        let cancelled = self.shared.shutdown.clone().cancelled_owned();
+        let timer = tokio::time::sleep_until(self.deadline());
+        tokio::pin!(killed, cancelled, timer);
+        // Each wait ends once; a finished future is never polled again.
+        let (mut kill_pending, mut shutdown_pending) = (true, true);
         loop {
-            let deadline = tokio::time::Instant::from_std(self.session.next_deadline());
+            let deadline = self.deadline();
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
             let flow = tokio::select! {
                 inbound = self.socket.next() => self.on_socket(inbound).await,
                 Ok(outbound) = self.inbox.recv_async() => self.write(outbound).await,
-                reason = kill.killed() => {
+                reason = &mut killed, if kill_pending => {
+                    kill_pending = false;
                     self.session.close(reason, &mut self.actions);
                     self.apply(None).await
                 }
-                () = tokio::time::sleep_until(deadline) => {
+                () = &mut timer => {
                     self.session.on_timer(Instant::now(), &mut self.actions);
                     self.apply(None).await
                 }
-                () = self.shared.shutdown.cancelled() => {
+                () = &mut cancelled, if shutdown_pending => {
+                    shutdown_pending = false;
                     self.session.close(CloseReason::Shutdown, &mut self.actions);
                     self.apply(None).await
                 }
@@ -106,6 +120,11 @@ impl Connection {
                 return;
             }
         }
+    }
+
+    /// When the session wants its timer next.
+    fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.session.next_deadline())
     }
 
     async fn on_socket(&mut self, inbound: Option<Result<Message, tungstenite::Error>>) -> Flow {
