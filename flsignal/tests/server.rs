@@ -101,6 +101,45 @@ async fn relay_is_verbatim_with_extension_fields() {
     assert!(server.metric("flsignal_relayed_messages_total") >= 2.0);
 }
 
+/// Frames that queue up for one connection leave in batches (coalesced
+/// writes, fragments of long frames among them): every one arrives whole,
+/// byte-exact and in order.
+#[tokio::test]
+async fn queued_frames_arrive_whole_and_in_order() {
+    let server = TestServer::start(&[
+        "--outbound-queue",
+        "1000",
+        "--rate-per-second",
+        "100000",
+        "--rate-burst",
+        "100000",
+    ])
+    .await;
+    let (ka, kb) = (NodeKey::generate(), NodeKey::generate());
+    let bound = Client::bound_auth(&server.url);
+    let (mut a, _) = Client::join(&server.url, &ka, &bound).await.unwrap();
+    let (mut b, _) = Client::join(&server.url, &kb, &bound).await.unwrap();
+    let _ = a.next().await.unwrap(); // news of b
+    let frames: Vec<String> = (0..400)
+        .map(|n| {
+            // Every seventh is long enough to go out in fragments.
+            let sdp = if n % 7 == 0 { "v".repeat(3_000 + n) } else { format!("{n}") };
+            format!(
+                r#"{{"PeerSetup":{{"id_init":"{}","id_follow":"{}","message":{{"Offer":"{sdp}"}}}}}}"#,
+                ka.id(),
+                kb.id()
+            )
+        })
+        .collect();
+    // All sent before b reads anything, so they queue at the server.
+    for frame in &frames {
+        a.send_text(frame).await.unwrap();
+    }
+    for (n, frame) in frames.iter().enumerate() {
+        assert_eq!(&b.next_text().await.unwrap(), frame, "frame {n}");
+    }
+}
+
 #[tokio::test]
 async fn bound_announce_and_policy() {
     let server = TestServer::start(&["--require-bound-auth"]).await;
