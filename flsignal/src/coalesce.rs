@@ -127,7 +127,10 @@ mod tests {
     }
 
     fn recorder(chunk: usize) -> WriteCoalescer<Recorder> {
-        WriteCoalescer::new(Recorder { writes: Vec::new(), chunk })
+        WriteCoalescer::new(Recorder {
+            writes: Vec::new(),
+            chunk,
+        })
     }
 
     #[tokio::test]
@@ -142,7 +145,11 @@ mod tests {
         assert_eq!(io.inner.writes, vec![b"one two three".to_vec()]);
         assert_eq!(io.pending.capacity(), 0, "the buffer is released once written");
         io.write_all(b"alone").await.unwrap();
-        assert_eq!(io.inner.writes.len(), 2, "the flush uncorked: writes go straight through");
+        assert_eq!(
+            io.inner.writes.len(),
+            2,
+            "the flush uncorked: writes go straight through"
+        );
         assert_eq!(io.pending.capacity(), 0);
     }
 

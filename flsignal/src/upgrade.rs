@@ -28,7 +28,10 @@ impl PendingUpgrade {
     /// The WebSocket once the 101 response has gone out.
     pub async fn socket(self, config: WebSocketConfig) -> Option<ServerSocket> {
         let upgraded = self.on_upgrade.await.ok()?;
-        Some(WebSocketStream::from_raw_socket(WriteCoalescer::new(TokioIo::new(upgraded)), Role::Server, Some(config)).await)
+        Some(
+            WebSocketStream::from_raw_socket(WriteCoalescer::new(TokioIo::new(upgraded)), Role::Server, Some(config))
+                .await,
+        )
     }
 }
 

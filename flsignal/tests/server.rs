@@ -123,7 +123,11 @@ async fn queued_frames_arrive_whole_and_in_order() {
     let frames: Vec<String> = (0..400)
         .map(|n| {
             // Every seventh is long enough to go out in fragments.
-            let sdp = if n % 7 == 0 { "v".repeat(3_000 + n) } else { format!("{n}") };
+            let sdp = if n % 7 == 0 {
+                "v".repeat(3_000 + n)
+            } else {
+                format!("{n}")
+            };
             format!(
                 r#"{{"PeerSetup":{{"id_init":"{}","id_follow":"{}","message":{{"Offer":"{sdp}"}}}}}}"#,
                 ka.id(),
