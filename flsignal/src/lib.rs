@@ -8,7 +8,8 @@
 //! * [`routes`] is the HTTP surface (WebSocket, `/healthz`, `/metrics`);
 //! * [`web`] is the browser page, embedded in the binary;
 //! * [`connection`] drives one WebSocket through `flproto::session`, and
-//!   [`coalesce`] turns its queued frames into one write;
+//!   [`coalesce`] turns its queued frames into one write and
+//!   [`read_ahead`] its small reads into one;
 //! * [`hub`] is what connections share: presence, relay, news;
 //! * [`cluster_sync`] applies what other instances of a cluster say, and
 //!   [`cluster`] is the NATS edge that carries it (only with `--nats`);
@@ -24,6 +25,7 @@ pub mod connection;
 pub mod hub;
 pub mod listener;
 pub mod metrics;
+pub mod read_ahead;
 pub mod routes;
 pub mod stun;
 pub mod stun_service;

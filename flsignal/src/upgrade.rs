@@ -14,10 +14,11 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::coalesce::WriteCoalescer;
+use crate::read_ahead::ReadAhead;
 
 /// The server side of an accepted WebSocket, its writes coalesced
-/// between flushes.
-pub type ServerSocket = WebSocketStream<WriteCoalescer<TokioIo<hyper::upgrade::Upgraded>>>;
+/// between flushes and its reads taken in large gulps.
+pub type ServerSocket = WebSocketStream<WriteCoalescer<ReadAhead<TokioIo<hyper::upgrade::Upgraded>>>>;
 
 /// An upgrade that checked out and awaits its 101 response going out.
 pub struct PendingUpgrade {
@@ -29,8 +30,12 @@ impl PendingUpgrade {
     pub async fn socket(self, config: WebSocketConfig) -> Option<ServerSocket> {
         let upgraded = self.on_upgrade.await.ok()?;
         Some(
-            WebSocketStream::from_raw_socket(WriteCoalescer::new(TokioIo::new(upgraded)), Role::Server, Some(config))
-                .await,
+            WebSocketStream::from_raw_socket(
+                WriteCoalescer::new(ReadAhead::new(TokioIo::new(upgraded))),
+                Role::Server,
+                Some(config),
+            )
+            .await,
         )
     }
 }
