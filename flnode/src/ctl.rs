@@ -1,7 +1,8 @@
 //! The `ctl` channel's small text protocol, the same as the browser page's
 //! (flsignal/web/peer.js):
 //!
-//! * `ping<anything>` is answered `pong<the same>`: keepalives and RTT;
+//! * `ping<anything>` is answered `pong<the same>`: keepalives and RTT
+//!   (flnode's own pings carry their send time, [`ping`]);
 //! * `msg:<text>` is answered `msg:echo: <text>`, so a browser that
 //!   connects to a node sees its messages come back;
 //! * `bulk <id> <i> <n> <filler>` chunks of a throughput test are counted;
@@ -20,10 +21,18 @@ pub const MAX_BULK_ID: usize = 32;
 pub enum CtlAction {
     /// Send this back.
     Reply(Vec<u8>),
-    /// The peer answered one of our pings.
-    Pong,
+    /// The peer answered one of our pings; `sent_micros` is the time the
+    /// ping carried, if it was one of ours ([`ping`]).
+    Pong { sent_micros: Option<u64> },
     /// Nothing to do (unknown, malformed, or a chunk in the middle).
     Nothing,
+}
+
+/// A keepalive ping that carries its send time (microseconds on the
+/// sender's own clock), so that the pong gives the round-trip time through
+/// the whole data path: ICE, DTLS and SCTP both ways.
+pub fn ping(sent_micros: u64) -> String {
+    format!("ping {sent_micros}")
 }
 
 /// One channel's answering side; holds the running throughput tests.
@@ -38,8 +47,11 @@ impl CtlResponder {
         if let Some(rest) = data.strip_prefix(b"ping") {
             return CtlAction::Reply([b"pong", rest].concat());
         }
-        if data.starts_with(b"pong") {
-            return CtlAction::Pong;
+        if let Some(rest) = data.strip_prefix(b"pong") {
+            let sent_micros = std::str::from_utf8(rest)
+                .ok()
+                .and_then(|text| text.strip_prefix(' ')?.parse().ok());
+            return CtlAction::Pong { sent_micros };
         }
         if let Some(text) = data.strip_prefix(b"msg:") {
             return CtlAction::Reply([b"msg:echo: ", text].concat());
@@ -95,7 +107,24 @@ mod tests {
         let mut ctl = CtlResponder::default();
         assert_eq!(ctl.on_message(b"ping123.5"), CtlAction::Reply(b"pong123.5".to_vec()));
         assert_eq!(ctl.on_message(b"ping"), CtlAction::Reply(b"pong".to_vec()));
-        assert_eq!(ctl.on_message(b"pong42"), CtlAction::Pong);
+        assert_eq!(ctl.on_message(b"pong42"), CtlAction::Pong { sent_micros: None });
+    }
+
+    #[test]
+    fn our_pings_carry_their_send_time_back() {
+        let mut ctl = CtlResponder::default();
+        let CtlAction::Reply(pong) = ctl.on_message(ping(1_234_567).as_bytes()) else {
+            panic!("a ping is answered");
+        };
+        assert_eq!(
+            ctl.on_message(&pong),
+            CtlAction::Pong {
+                sent_micros: Some(1_234_567)
+            }
+        );
+        for other in [&b"pong"[..], b"pong x", b"pong 12x", b"pong -1", b"pong \xff"] {
+            assert_eq!(ctl.on_message(other), CtlAction::Pong { sent_micros: None });
+        }
     }
 
     #[test]

@@ -298,10 +298,18 @@ fn status_report(
     for (id, peer) in peers {
         let s = &peer.stats;
         let path = s.path.lock().ok().and_then(|p| p.clone());
-        let (path, rtt) = match path {
+        let (path, ice_rtt) = match path {
             Some(info) => (info.path, format!("{:.2} ms", info.rtt_ms)),
             None => ("-".to_owned(), "-".to_owned()),
         };
+        // Our own keepalive's round trip is the one a user feels; ICE's
+        // consent checks measure only the UDP path (and over TURN, webrtc
+        // reports them hundreds of milliseconds high).
+        let rtt = match s.ctl_rtt_micros.load(Ordering::Relaxed) {
+            0 => "-".to_owned(),
+            micros => format!("{:.2} ms", micros as f64 / 1000.0),
+        };
+        let rtt = format!("{rtt} (ctl ping; ICE check {ice_rtt})");
         report.push_str(&format!(
             "peer {id} {}\n  local {}  path {path}  rtt {rtt}\n  tx {} packets {} bytes  rx {} packets {} bytes  drops {} not-open {} full  setup refused {}  handovers {}\n",
             s.state.get(),

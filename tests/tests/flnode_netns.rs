@@ -63,6 +63,12 @@ async fn udp_datagrams_cross_between_namespaces_byte_exact() {
     .unwrap();
     let report = status(pair.dir(0)).unwrap();
     assert!(report.contains("tx ") && !report.contains("tx 0 packets"), "{report}");
+    // The RTT shown is our own keepalive's, once one has come back.
+    e2e::flnode::wait_for(pair.dir(0), "showing a keepalive RTT", |report| {
+        report.contains(" ms (ctl ping;") && !report.contains("rtt - (ctl ping")
+    })
+    .await
+    .unwrap();
 }
 
 /// Real wireguard-go on both hosts, each peer's endpoint at the local

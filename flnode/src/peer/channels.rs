@@ -70,8 +70,8 @@ impl Peer {
                             CtlAction::Reply(reply) => {
                                 let _ = channel.try_send_text(&String::from_utf8_lossy(&reply)).await;
                             }
-                            CtlAction::Pong => {
-                                let _ = internal.send(Internal::Pong(generation));
+                            CtlAction::Pong { sent_micros } => {
+                                let _ = internal.send(Internal::Pong(generation, sent_micros));
                             }
                             CtlAction::Nothing => {}
                         }

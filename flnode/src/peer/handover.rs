@@ -32,6 +32,7 @@ impl Peer {
             self.handover("keepalives went unanswered").await;
             return;
         }
-        let _ = ctl.try_send_text("ping").await;
+        let ping = crate::ctl::ping(self.clock_micros());
+        let _ = ctl.try_send_text(&ping).await;
     }
 }

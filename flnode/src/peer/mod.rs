@@ -101,7 +101,8 @@ enum Internal {
     Channel(u64, Arc<dyn DataChannel>),
     WgOpen(u64, Arc<dyn DataChannel>),
     CtlOpen(u64, Arc<dyn DataChannel>),
-    Pong(u64),
+    /// The connection generation, and the send time our ping carried.
+    Pong(u64, Option<u64>),
 }
 
 /// Where a peer's datagrams come from and go to.
@@ -146,6 +147,8 @@ pub struct Peer {
     ctl: Option<Arc<dyn DataChannel>>,
     /// When the current connection last answered a keepalive.
     last_pong: Option<tokio::time::Instant>,
+    /// The clock our keepalive pings carry (see [`Peer::clock_micros`]).
+    clock: std::time::Instant,
     /// The connection being replaced, and its `wg` channel: it carries the
     /// datagrams until the new one's `wg` opens.
     previous: Option<(Arc<dyn PeerConnection>, Arc<dyn DataChannel>)>,
@@ -168,6 +171,11 @@ pub struct Peer {
 }
 
 impl Peer {
+    /// Microseconds on this peer's own clock, the time a keepalive carries.
+    fn clock_micros(&self) -> u64 {
+        self.clock.elapsed().as_micros() as u64
+    }
+
     pub fn new(
         key: Arc<NodeKey>,
         session: SessionId,
@@ -197,6 +205,7 @@ impl Peer {
             wg: None,
             ctl: None,
             last_pong: None,
+            clock: std::time::Instant::now(),
             previous: None,
             handover_pending: false,
             pending_datagrams: std::collections::VecDeque::new(),
@@ -469,8 +478,16 @@ impl Peer {
                 self.ctl = Some(channel);
                 self.last_pong = Some(tokio::time::Instant::now());
             }
-            Internal::Pong(generation) if generation == self.generation => {
+            Internal::Pong(generation, sent_micros) if generation == self.generation => {
                 self.last_pong = Some(tokio::time::Instant::now());
+                if let Some(sent) = sent_micros {
+                    let now = self.clock_micros();
+                    // A pong from before a restart of ours could carry a
+                    // time ahead of this clock: no RTT from it.
+                    if let Some(rtt) = now.checked_sub(sent) {
+                        self.stats.ctl_rtt_micros.store(rtt, Ordering::Relaxed);
+                    }
+                }
             }
             _ => {}
         }

@@ -18,6 +18,9 @@ pub struct PeerStats {
     pub setup_refused: AtomicU64,
     /// Connections rebuilt because the network changed or the path died.
     pub handovers: AtomicU64,
+    /// Round trip of the last answered `ctl` keepalive, in microseconds
+    /// (0 until one is answered): the whole data path, end to end.
+    pub ctl_rtt_micros: AtomicU64,
     /// The selected candidate pair and its RTT, refreshed every second.
     pub path: std::sync::Mutex<Option<crate::path_stats::PathInfo>>,
 }
