@@ -25,6 +25,34 @@ pub fn parse_hex32(text: &str) -> Result<[u8; 32], IdError> {
     Ok(bytes)
 }
 
+/// Deserialises a string through `parse` without allocating it: serde's
+/// `Cow<str>` always makes an owned copy, which cost an allocation per id
+/// on every relayed frame (two ids each).
+pub(crate) fn deserialize_str_with<'de, D, T, E>(
+    deserializer: D,
+    expecting: &'static str,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    E: fmt::Display,
+{
+    struct Parse<F> {
+        expecting: &'static str,
+        parse: F,
+    }
+    impl<'de, T, E: fmt::Display, F: FnOnce(&str) -> Result<T, E>> de::Visitor<'de> for Parse<F> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.expecting)
+        }
+        fn visit_str<Error: de::Error>(self, text: &str) -> Result<T, Error> {
+            (self.parse)(text).map_err(Error::custom)
+        }
+    }
+    deserializer.deserialize_str(Parse { expecting, parse })
+}
+
 macro_rules! hex32_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -71,8 +99,7 @@ macro_rules! hex32_type {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-                parse_hex32(&text).map(Self).map_err(de::Error::custom)
+                deserialize_str_with(deserializer, "64 hex characters", parse_hex32).map(Self)
             }
         }
     };
@@ -127,6 +154,19 @@ mod tests {
         assert_eq!(parse_hex32(&"zz".repeat(32)), Err(IdError::NotHex));
         // 64 bytes but multi-byte characters: not hex, and no panic.
         assert_eq!(parse_hex32(&"é".repeat(32)), Err(IdError::NotHex));
+    }
+
+    #[test]
+    fn escaped_characters_decode_and_other_types_say_what_was_expected() {
+        let hex = "ab".repeat(32);
+        // "\u0061" is "a": serde_json hands over an unescaped copy.
+        let escaped = format!("\"\\u0061{}\"", &hex[1..]);
+        let id: NodeId = serde_json::from_str(&escaped).unwrap();
+        assert_eq!(id.to_hex(), hex);
+        let error = serde_json::from_str::<NodeId>("42").unwrap_err().to_string();
+        assert!(error.contains("expected 64 hex characters"), "{error}");
+        let error = serde_json::from_str::<NodeId>("\"abc\"").unwrap_err().to_string();
+        assert!(error.contains("got 3 characters"), "{error}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! variant as an error, so the server only sends them to nodes that
 //! announced with [`crate::BOUND_PROTOCOL_VERSION`].
 
-use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::ids::{ChallengeNonce, NodeId, RealmId};
 use crate::node_info::NodeInfo;
@@ -135,16 +135,15 @@ impl Serialize for SignatureBytes {
 
 impl<'de> Deserialize<'de> for SignatureBytes {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        if text.len() != 128 {
-            return Err(de::Error::custom(format_args!(
-                "signature must be 128 hex characters, got {}",
-                text.len()
-            )));
-        }
-        let mut bytes = [0u8; 64];
-        hex::decode_to_slice(text.as_bytes(), &mut bytes).map_err(|_| de::Error::custom("signature is not hex"))?;
-        Ok(SignatureBytes(bytes))
+        crate::ids::deserialize_str_with(deserializer, "128 hex characters", |text| {
+            if text.len() != 128 {
+                return Err(format!("signature must be 128 hex characters, got {}", text.len()));
+            }
+            let mut bytes = [0u8; 64];
+            hex::decode_to_slice(text.as_bytes(), &mut bytes).map_err(|_| "signature is not hex".to_owned())?;
+            Ok(bytes)
+        })
+        .map(SignatureBytes)
     }
 }
 

@@ -24,7 +24,7 @@
 //! generation only growing sequence numbers: a replayed or stale frame is
 //! refused, whatever the server does.
 
-use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::identity::{self, NodeKey, SignatureError};
 use crate::ids::NodeId;
@@ -65,13 +65,15 @@ impl Serialize for SessionId {
 
 impl<'de> Deserialize<'de> for SessionId {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        if text.len() != 16 {
-            return Err(de::Error::custom("session must be 16 hex characters"));
-        }
-        let mut bytes = [0u8; 8];
-        hex::decode_to_slice(text.as_bytes(), &mut bytes).map_err(|_| de::Error::custom("session is not hex"))?;
-        Ok(SessionId(bytes))
+        crate::ids::deserialize_str_with(deserializer, "16 hex characters", |text| {
+            if text.len() != 16 {
+                return Err("session must be 16 hex characters");
+            }
+            let mut bytes = [0u8; 8];
+            hex::decode_to_slice(text.as_bytes(), &mut bytes).map_err(|_| "session is not hex")?;
+            Ok(bytes)
+        })
+        .map(SessionId)
     }
 }
 
