@@ -308,6 +308,10 @@ impl Coturn {
             if tokio::time::Instant::now() > deadline {
                 bail!("turnserver did not answer on {}: {}", coturn.addr, coturn.log());
             }
+            if answered.is_err() {
+                // Refused (not listening yet): do not spin.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
 
