@@ -18,7 +18,9 @@ nats-server -a 127.0.0.1 -p "$nats_port" >/dev/null 2>&1 &
 pids+=($!)
 sleep 0.3
 # The per-connection rate limit would otherwise be what is measured.
-limits=(--rate-per-second 1000000 --rate-burst 1000000 --max-connections-per-ip 20000)
+# STUN off: four instances on one machine cannot all bind UDP 3478 (the
+# default), and an instance that cannot bind does not start.
+limits=(--rate-per-second 1000000 --rate-burst 1000000 --max-connections-per-ip 20000 --stun-listen off)
 for port in 18801 18802 18803; do
   "$bin/flsignal" --listen "127.0.0.1:$port" --nats "nats://127.0.0.1:$nats_port" "${limits[@]}" >/dev/null 2>&1 &
   pids+=($!)
