@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{bail, Context};
@@ -57,11 +57,24 @@ pub fn unique_tag(kind: &str) -> String {
 
 /// Runs `args` inside namespace `ns`; a failure is an error with stderr.
 pub fn run_in(ns: &str, args: &[&str]) -> anyhow::Result<String> {
-    let output = Command::new("ip")
+    run_in_with_input(ns, args, None)
+}
+
+/// [`run_in`], with `input` written to the command's stdin.
+pub fn run_in_with_input(ns: &str, args: &[&str], input: Option<&str>) -> anyhow::Result<String> {
+    let mut child = Command::new("ip")
         .args(["netns", "exec", ns])
         .args(args)
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .with_context(|| format!("cannot run {args:?} in {ns}"))?;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        use std::io::Write;
+        stdin.write_all(text.as_bytes())?;
+    }
+    let output = child.wait_with_output()?;
     if !output.status.success() {
         bail!(
             "{} (in {ns}): {}",

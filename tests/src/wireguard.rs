@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::netns::Testbed;
+use crate::netns::{run_in_with_input as run, Testbed};
 
 pub const OVERLAY_A: &str = "10.77.0.1";
 pub const OVERLAY_B: &str = "10.77.0.2";
@@ -30,30 +30,6 @@ pub fn tools_available(test: &str) -> bool {
     }
     eprintln!("SKIPPED {test}: needs wireguard-go, wireguard-tools, iperf3 and ping");
     false
-}
-
-fn run(ns: &str, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot run {args:?}"))?;
-    if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
-        use std::io::Write;
-        input.write_all(text.as_bytes())?;
-    }
-    let output = child.wait_with_output()?;
-    if !output.status.success() {
-        bail!(
-            "{} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Two wireguard-go interfaces, killed with the overlay.
