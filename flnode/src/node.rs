@@ -137,6 +137,7 @@ pub async fn run(
 
     tokio::pin!(shutdown);
     let mut registered = false;
+    let registration_failed = |error: anyhow::Error| error.context(format!("cannot register with {}", settings.signal));
     // Every way out of the loop removes the control socket below.
     let outcome = loop {
         tokio::select! {
@@ -149,7 +150,7 @@ pub async fn run(
                         ice_servers = ?settings.ice_servers,
                         "flnode up"
                     ),
-                    Some(Err(error)) => break Err(error.context(format!("cannot register with {}", settings.signal))),
+                    Some(Err(error)) => break Err(registration_failed(error)),
                     None => break Err(anyhow::anyhow!("the signalling task ended")),
                 }
             }
@@ -175,13 +176,11 @@ pub async fn run(
                 // registration, whose error it has sent: report that one
                 // (both arms may be ready at once; never exit 0 here).
                 None => {
-                    if let Some(Ok(Err(error))) = match first_registration.take() {
-                        Some(first) => Some(first.await),
+                    let error = match first_registration.take() {
+                        Some(first) => first.await.ok().and_then(Result::err),
                         None => None,
-                    } {
-                        break Err(error.context(format!("cannot register with {}", settings.signal)));
-                    }
-                    break Err(anyhow::anyhow!("the signalling task ended"));
+                    };
+                    break Err(error.map_or_else(|| anyhow::anyhow!("the signalling task ended"), registration_failed));
                 }
             },
             accepted = control.accept() => {
