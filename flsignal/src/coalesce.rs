@@ -44,11 +44,6 @@ impl<T> WriteCoalescer<T> {
     pub fn cork(&mut self) {
         self.corked = true;
     }
-
-    /// Bytes written but not yet handed to the inner stream.
-    pub fn pending(&self) -> usize {
-        self.pending.len()
-    }
 }
 
 impl<T: AsyncWrite + Unpin> WriteCoalescer<T> {
@@ -161,12 +156,12 @@ mod tests {
         io.write_all(&half).await.unwrap();
         io.write_all(&half).await.unwrap();
         assert_eq!(io.inner.writes.len(), 1, "the first half went out to make room");
-        assert_eq!(io.pending(), half.len());
+        assert_eq!(io.pending.len(), half.len());
         let large = vec![2u8; COALESCE_LIMIT + 1];
         io.write_all(&large).await.unwrap();
         assert_eq!(io.inner.writes.len(), 3);
         assert_eq!(io.inner.writes[2], large);
-        assert_eq!(io.pending(), 0);
+        assert_eq!(io.pending.len(), 0);
     }
 
     #[tokio::test]

@@ -32,11 +32,6 @@ impl<T> ReadAhead<T> {
             held: BytesMut::new(),
         }
     }
-
-    /// Bytes read from the socket and not yet handed on.
-    pub fn held(&self) -> usize {
-        self.held.len()
-    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for ReadAhead<T> {
@@ -91,13 +86,13 @@ mod tests {
         let first = io.read(&mut chunk).await.unwrap();
         got.extend_from_slice(&chunk[..first]);
         assert_eq!(first, 1024);
-        assert_eq!(io.held(), sent.len() - 1024, "the rest came in the same read");
+        assert_eq!(io.held.len(), sent.len() - 1024, "the rest came in the same read");
         while got.len() < sent.len() {
             let n = io.read(&mut chunk).await.unwrap();
             got.extend_from_slice(&chunk[..n]);
         }
         assert_eq!(got, sent);
-        assert_eq!(io.held(), 0);
+        assert_eq!(io.held.len(), 0);
         assert_eq!(io.held.capacity(), 0, "used up, so freed");
     }
 
