@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use flproto::identity::NodeKey;
 use flproto::NodeId;
 use futures_util::{SinkExt, StreamExt};
@@ -60,14 +60,12 @@ async fn pairs(args: &Args, count: usize) -> anyhow::Result<Vec<Pair>> {
 /// The next relayed PeerSetup text, skipping news and pings.
 async fn next_setup(ws: &mut Socket) -> anyhow::Result<()> {
     loop {
-        match tokio::time::timeout(Duration::from_secs(10), ws.next())
+        let item = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
             .context("no relay within 10 s")?
-            .context("closed")??
-        {
-            Message::Text(text) if text.as_str().starts_with(r#"{"PeerSetup""#) => return Ok(()),
-            Message::Close(frame) => bail!("closed: {frame:?}"),
-            _ => continue,
+            .context("closed")?;
+        if let Some(setup) = as_setup(item) {
+            return setup;
         }
     }
 }
@@ -197,12 +195,16 @@ async fn echo_pair(pair: Pair, messages: usize, window: usize) -> anyhow::Result
 fn setups(
     stream: impl futures_util::Stream<Item = Result<Message, tungstenite::Error>>,
 ) -> impl futures_util::Stream<Item = anyhow::Result<()>> {
-    stream.filter_map(|item| async move {
-        match item {
-            Ok(Message::Text(text)) if text.as_str().starts_with(r#"{"PeerSetup""#) => Some(Ok(())),
-            Ok(Message::Close(frame)) => Some(Err(anyhow::anyhow!("closed: {frame:?}"))),
-            Ok(_) => None,
-            Err(error) => Some(Err(error.into())),
-        }
-    })
+    stream.filter_map(|item| async move { as_setup(item) })
+}
+
+/// What one received item means here: `Some(Ok)` a relayed PeerSetup,
+/// `Some(Err)` a close or a read error, `None` anything to skip.
+fn as_setup(item: Result<Message, tungstenite::Error>) -> Option<anyhow::Result<()>> {
+    match item {
+        Ok(Message::Text(text)) if text.as_str().starts_with(r#"{"PeerSetup""#) => Some(Ok(())),
+        Ok(Message::Close(frame)) => Some(Err(anyhow::anyhow!("closed: {frame:?}"))),
+        Ok(_) => None,
+        Err(error) => Some(Err(error.into())),
+    }
 }
