@@ -121,6 +121,8 @@ pub enum Refusal {
     SpoofedSender,
     #[error("PeerSetup addressed to yourself")]
     SelfAddressed,
+    #[error("too many announces from your address; try again later")]
+    SourceRateLimited,
     #[error("ListIDsRequest too often; slow down")]
     ListRateLimited,
     #[error("PeerSetup refused: too many of yours were dropped over your share of the receiver's queue; slow down")]
@@ -141,6 +143,7 @@ impl Refusal {
             Refusal::Announce(AnnounceError::UnknownVersion(_)) => "unknown_version",
             Refusal::SpoofedSender => "spoofed_sender",
             Refusal::SelfAddressed => "self_addressed",
+            Refusal::SourceRateLimited => "source_rate_limited",
             Refusal::ListRateLimited => "list_rate_limited",
             Refusal::RelayThrottled => "relay_throttled",
         }
@@ -281,6 +284,17 @@ impl ServerSession {
     /// fragment timeout, whatever else arrives meanwhile.
     pub fn on_partial_message(&mut self, since: Option<Instant>) {
         self.partial_since = since;
+    }
+
+    /// The server will not register the node it just verified: its source
+    /// address announced too often. It is told so and closed as rate
+    /// limited (try again later).
+    pub fn refuse_registration(&mut self, out: &mut Vec<Action>) {
+        if self.is_closed() {
+            return;
+        }
+        out.push(Action::Refuse(Refusal::SourceRateLimited));
+        self.close(CloseReason::RateLimited, out);
     }
 
     /// A PeerSetup this node sent was dropped because it already had its
