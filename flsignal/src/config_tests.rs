@@ -58,3 +58,53 @@ fn public_hosts_are_normalised() {
     let policy = config.fixed_announce_policy().unwrap();
     assert_eq!(policy.server_names, vec!["signal.example:8765", "other.example:80"]);
 }
+
+#[test]
+fn fairness_defaults_match_the_documented_constants_and_are_checked() {
+    use flproto::relay_share::RelayShare;
+    use flproto::session::{DEFAULT_FRAGMENT_TIMEOUT, DEFAULT_LIST_RATE_LIMIT};
+    use flproto::source_rate::DEFAULT_ANNOUNCE_RATE;
+    let config = Config::default();
+    assert_eq!(config.fairness.relay_share(), RelayShare::default());
+    assert_eq!(
+        config.fairness.relay_abuse(),
+        flproto::relay_share::DEFAULT_ABUSE_LIMITS
+    );
+    assert_eq!(config.fairness.list_rate(), DEFAULT_LIST_RATE_LIMIT);
+    assert_eq!(config.fairness.announce_rate(), DEFAULT_ANNOUNCE_RATE);
+    assert_eq!(config.fairness.fragment_timeout, DEFAULT_FRAGMENT_TIMEOUT);
+    assert_eq!(
+        config.presence().min_list_push_interval,
+        flproto::presence::DEFAULT_MIN_LIST_PUSH_INTERVAL
+    );
+    // Four senders at their share still leave room in the default queue.
+    assert!(4 * config.fairness.relay_share_frames < DEFAULT_OUTBOUND_QUEUE);
+    for bad in [
+        &["flsignal", "--relay-share-frames", "0"][..],
+        &["flsignal", "--relay-share-bytes", "1000"],
+        &[
+            "flsignal",
+            "--relay-throttle-after",
+            "8",
+            "--relay-disconnect-after",
+            "8",
+        ],
+        &["flsignal", "--relay-forgive-per-second", "0"],
+        &["flsignal", "--list-rate-burst", "0"],
+        &["flsignal", "--announce-rate-per-second", "0"],
+        &["flsignal", "--announce-sources", "0"],
+        &["flsignal", "--announce-ipv6-prefix", "129"],
+        &["flsignal", "--fragment-timeout", "0s"],
+    ] {
+        assert!(Config::parse_from(bad).validate().is_err(), "{bad:?}");
+    }
+    let adjusted = Config::parse_from([
+        "flsignal",
+        "--relay-share-frames",
+        "8",
+        "--min-list-push-interval",
+        "0s",
+    ]);
+    assert!(adjusted.validate().is_ok());
+    assert_eq!(adjusted.fairness.relay_share().frames, 8);
+}

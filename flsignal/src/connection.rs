@@ -188,7 +188,7 @@ impl Connection {
             Action::Send(message) => self.send_text(message.to_json().into()).await,
             Action::Register(node) => {
                 if !self.shared.admit_announce(self.peer_ip, Instant::now()) {
-                    Metrics::count(&hub.metrics.handshakes, "source_rate_limited");
+                    // Counted with the refusal this produces.
                     self.session.refuse_registration(&mut self.actions);
                     return Flow::Continue;
                 }
