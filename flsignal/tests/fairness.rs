@@ -33,10 +33,10 @@ fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
 async fn read_slowly_until(client: &mut Client, marker: &str, until: tokio::time::Instant) -> anyhow::Result<()> {
     while tokio::time::Instant::now() < until {
         match client.next_within(until - tokio::time::Instant::now()).await? {
-            Some(Event::Frame(ServerMessage::PeerSetup(setup))) => {
-                if setup.message == SetupMessage::Answer(marker.into()) {
-                    return Ok(());
-                }
+            Some(Event::Frame(ServerMessage::PeerSetup(setup)))
+                if setup.message == SetupMessage::Answer(marker.into()) =>
+            {
+                return Ok(());
             }
             Some(Event::Closed(code)) => anyhow::bail!("the victim was closed: {code:?}"),
             _ => {}
