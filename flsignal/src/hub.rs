@@ -266,13 +266,21 @@ impl Hub {
         }
     }
 
-    /// Sends every node its pending join/leave news.
+    /// Sends every node its pending join/leave news. A frame that does not
+    /// fit a full queue is lost, so that node's next news is its whole view.
     pub fn flush_news(&self) {
         let news = self.state.lock().presence.drain_news(Instant::now());
-        for (holder, frame) in news {
+        let mut lost = Vec::new();
+        for (id, holder, frame) in news {
             if let Holder::Local(handle) = holder {
-                self.deliver(&handle, frame.into(), None, None);
+                if self.deliver(&handle, frame.into(), None, None) == Delivery::QueueFull {
+                    lost.push(id);
+                }
             }
+        }
+        if !lost.is_empty() {
+            let mut state = self.state.lock();
+            lost.iter().for_each(|id| state.presence.resync(id));
         }
     }
 

@@ -228,6 +228,19 @@ impl<T: Clone> Presence<T> {
         None
     }
 
+    /// A news frame for `id` could not be delivered: its next news is its
+    /// whole view, as deltas after a lost one would not add up.
+    pub fn resync(&mut self, id: &NodeId) {
+        let Some(&slot) = self.by_id.get(id) else {
+            return;
+        };
+        if self.members[slot].remote {
+            return;
+        }
+        self.members[slot].news.resync = true;
+        self.queue(slot);
+    }
+
     /// Every member with its `NodeInfo` JSON and protocol flag.
     pub fn members(&self) -> impl Iterator<Item = (NodeId, &str, bool, &T)> {
         self.members
@@ -283,9 +296,9 @@ impl<T: Clone> Presence<T> {
     }
 
     /// Takes every pending change as one frame per node that has news,
-    /// except for nodes due a full list that had one too recently: they
-    /// stay queued.
-    pub fn drain_news(&mut self, now: Instant) -> Vec<(T, String)> {
+    /// with the node and its handle, except for nodes due a full list that
+    /// had one too recently: they stay queued.
+    pub fn drain_news(&mut self, now: Instant) -> Vec<(NodeId, T, String)> {
         let queued = std::mem::take(&mut self.queued);
         let mut frames = Vec::with_capacity(queued.len());
         let min_interval = self.config.min_list_push_interval;
@@ -311,7 +324,8 @@ impl<T: Clone> Presence<T> {
             } else {
                 self.news_frame(&news)
             };
-            frames.push((self.members[slot].handle.clone(), frame));
+            let member = &self.members[slot];
+            frames.push((member.id, member.handle.clone(), frame));
         }
         frames
     }
