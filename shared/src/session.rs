@@ -360,7 +360,9 @@ impl ServerSession {
                 if self.list_rate.try_take(now) {
                     out.push(Action::SendNodeList);
                 } else {
-                    self.refuse(Refusal::ListRateLimited, out);
+                    // Not a protocol error: a person clicking "refresh"
+                    // too often is told, not disconnected.
+                    out.push(Action::Refuse(Refusal::ListRateLimited));
                 }
             }
             (State::Registered { .. }, NodeMessage::NodeStats(_)) => {}

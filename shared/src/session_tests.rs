@@ -264,6 +264,13 @@ fn list_requests_beyond_their_own_rate_are_refused() {
         harness.text(r#""ListIDsRequest""#),
         vec![Action::Refuse(Refusal::ListRateLimited)]
     );
+    // Told, never closed for it.
+    for _ in 0..2 * DEFAULT_MAX_PROTOCOL_ERRORS {
+        assert_eq!(
+            harness.text(r#""ListIDsRequest""#),
+            vec![Action::Refuse(Refusal::ListRateLimited)]
+        );
+    }
     harness.now += Duration::from_secs(1);
     assert_eq!(harness.text(r#""ListIDsRequest""#), vec![Action::SendNodeList]);
 }
