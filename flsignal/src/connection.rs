@@ -157,9 +157,9 @@ impl Connection {
     }
 
     /// Carries out the session's pending actions. `frame` is the text that
-    /// produced them, for a verbatim relay.
-    /// Carrying out an action can produce more (a relay dropped over the
-    /// sender's share is a strike): those are carried out in turn.
+    /// produced them, for a verbatim relay. Carrying out an action can
+    /// produce more (a relay dropped over the sender's share is a strike,
+    /// which may close the session): those are carried out in turn.
     async fn apply(&mut self, frame: Option<(Utf8Bytes, Instant)>) -> Flow {
         let mut actions = std::mem::take(&mut self.actions);
         let mut flow = Flow::Continue;

@@ -34,7 +34,8 @@ pub const DEFAULT_RATE_LIMIT: RateLimit = RateLimit {
 };
 /// Default rate of `ListIDsRequest`s one connection may make: each costs
 /// a fresh sample and up to ~70 KB of answer for 16 bytes asked, while
-/// fledger asks once at start and then every few seconds at most.
+/// a fledger node asks with its Announce and otherwise gets its list
+/// pushed; the browser page asks when its user clicks "refresh".
 pub const DEFAULT_LIST_RATE_LIMIT: RateLimit = RateLimit {
     per_second: 1,
     burst: 4,
