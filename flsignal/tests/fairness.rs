@@ -16,6 +16,7 @@ use e2e::{Client, Event};
 use flproto::announce::AnnounceAuth;
 use flproto::identity::NodeKey;
 use flproto::message::{ServerMessage, SetupMessage};
+use flproto::NodeId;
 use futures_util::SinkExt;
 
 const FLEDGER: AnnounceAuth = AnnounceAuth::Fledger;
@@ -46,6 +47,35 @@ async fn read_slowly_until(client: &mut Client, marker: &str, until: tokio::time
     anyhow::bail!("{marker} did not arrive")
 }
 
+/// Each attacker sends large PeerSetups to `victim` as fast as it can
+/// until it is cut off; each task ends with the attacker's close code.
+fn flood(attackers: Vec<(NodeKey, Client)>, victim: NodeId) -> Vec<tokio::task::JoinHandle<Option<u16>>> {
+    attackers
+        .into_iter()
+        .map(|(key, mut attacker)| {
+            tokio::spawn(async move {
+                let offer = SetupMessage::Offer("x".repeat(60_000));
+                for _ in 0..2_000 {
+                    if attacker.setup(key.id(), victim, offer.clone()).await.is_err() {
+                        break;
+                    }
+                }
+                attacker.expect_close().await.ok().flatten()
+            })
+        })
+        .collect()
+}
+
+async fn join_attackers(url: &str, count: usize) -> Vec<(NodeKey, Client)> {
+    let mut attackers = Vec::new();
+    for _ in 0..count {
+        let key = NodeKey::generate();
+        let (attacker, _) = Client::join(url, &key, &FLEDGER).await.unwrap();
+        attackers.push((key, attacker));
+    }
+    attackers
+}
+
 #[tokio::test]
 async fn a_flooded_victim_stays_and_hears_its_friend_while_the_flooders_are_closed_with_4007() {
     let server = TestServer::start(&args(&["--outbound-queue", "32", "--relay-share-frames", "4"])).await;
@@ -53,27 +83,9 @@ async fn a_flooded_victim_stays_and_hears_its_friend_while_the_flooders_are_clos
     let friend_key = NodeKey::generate();
     let (mut victim, _) = Client::join(&server.url, &victim_key, &FLEDGER).await.unwrap();
     let (mut friend, _) = Client::join(&server.url, &friend_key, &FLEDGER).await.unwrap();
-    let mut attackers = Vec::new();
-    for _ in 0..4 {
-        let key = NodeKey::generate();
-        let (attacker, _) = Client::join(&server.url, &key, &FLEDGER).await.unwrap();
-        attackers.push((key, attacker));
-    }
+    let attackers = join_attackers(&server.url, 4).await;
     let victim_id = victim_key.id();
-    let floods: Vec<_> = attackers
-        .into_iter()
-        .map(|(key, mut attacker)| {
-            tokio::spawn(async move {
-                let offer = SetupMessage::Offer("x".repeat(60_000));
-                for _ in 0..2_000 {
-                    if attacker.setup(key.id(), victim_id, offer.clone()).await.is_err() {
-                        break;
-                    }
-                }
-                attacker.expect_close().await.ok().flatten()
-            })
-        })
-        .collect();
+    let floods = flood(attackers, victim_id);
     // During the flood.
     tokio::time::sleep(Duration::from_millis(200)).await;
     friend
@@ -99,6 +111,56 @@ async fn a_flooded_victim_stays_and_hears_its_friend_while_the_flooders_are_clos
     assert!(server.metric(r#"flsignal_refusals_total{reason="relay_throttled"}"#) >= 1.0);
     assert_eq!(server.metric(r#"flsignal_closes_total{reason="slow_reader"}"#), 0.0);
     assert_eq!(server.shared.hub.online(), 2, "victim and friend are still online");
+}
+
+#[tokio::test]
+async fn an_honest_offer_and_trickle_reach_a_victim_flooded_at_the_default_limits() {
+    let server = TestServer::start(&args(&[])).await;
+    let (victim_key, friend_key) = (NodeKey::generate(), NodeKey::generate());
+    let (mut victim, _) = Client::join(&server.url, &victim_key, &FLEDGER).await.unwrap();
+    let (mut friend, _) = Client::join(&server.url, &friend_key, &FLEDGER).await.unwrap();
+    let floods = flood(join_attackers(&server.url, 4).await, victim_key.id());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // What a real node sends one peer: an Offer of several KB and a
+    // trickle of candidates, all at once.
+    let (me, peer) = (friend_key.id(), victim_key.id());
+    friend
+        .setup(me, peer, SetupMessage::Offer("v".repeat(8_000)))
+        .await
+        .unwrap();
+    for n in 0..20 {
+        let candidate = format!("candidate:{n} 1 udp 2130706431 10.0.0.{n} 4000{n} typ host");
+        friend
+            .setup(me, peer, SetupMessage::IceCandidate(candidate))
+            .await
+            .unwrap();
+    }
+    friend
+        .setup(me, peer, SetupMessage::Answer("end".into()))
+        .await
+        .unwrap();
+    let mut heard = 0;
+    let until = tokio::time::Instant::now() + Duration::from_secs(60);
+    while heard < 22 {
+        assert!(tokio::time::Instant::now() < until, "heard {heard} of 22");
+        match victim.next_within(until - tokio::time::Instant::now()).await.unwrap() {
+            Some(Event::Frame(ServerMessage::PeerSetup(setup))) if setup.id_init == me => heard += 1,
+            Some(Event::Closed(code)) => panic!("the victim was closed: {code:?}"),
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    for flood in floods {
+        assert!(matches!(flood.await.unwrap(), Some(4007) | None));
+    }
+    assert_eq!(server.metric(r#"flsignal_closes_total{reason="relay_abuse"}"#), 4.0);
+    // The friend was never refused (it may hear presence news).
+    while let Some(event) = friend.next_within(Duration::from_millis(200)).await.unwrap() {
+        assert!(
+            !matches!(event, Event::Frame(ServerMessage::Error(_)) | Event::Closed(_)),
+            "{event:?}"
+        );
+    }
 }
 
 #[tokio::test]
