@@ -20,7 +20,8 @@ sleep 0.3
 # The per-connection rate limit would otherwise be what is measured.
 # STUN off: four instances on one machine cannot all bind UDP 3478 (the
 # default), and an instance that cannot bind does not start.
-limits=(--rate-per-second 1000000 --rate-burst 1000000 --max-connections-per-ip 20000 --stun-listen off)
+limits=(--rate-per-second 1000000 --rate-burst 1000000 --max-connections-per-ip 20000 --stun-listen off
+  --announce-rate-per-second 1000000 --announce-rate-burst 1000000)
 for port in 18801 18802 18803; do
   "$bin/flsignal" --listen "127.0.0.1:$port" --nats "nats://127.0.0.1:$nats_port" "${limits[@]}" >/dev/null 2>&1 &
   pids+=($!)

@@ -77,11 +77,13 @@ url="ws://127.0.0.1:$port/"
 start_server() {
   local server="$1" ns="${ns_of[$1]}"
   if [ "$server" = ours ]; then
-    # The per-connection rate limit and per-IP cap would otherwise be what
-    # is measured: all load comes from a few loopback addresses.
+    # The per-connection rate limit, per-IP cap and per-source announce
+    # rate would otherwise be what is measured: all load comes from a few
+    # loopback addresses.
     ip netns exec "$ns" bash -c "ulimit -n 20000; exec \"\$@\"" _ \
       "$bin/flsignal" --listen "127.0.0.1:$port" --max-connections-per-ip 20000 \
-      --rate-per-second 1000000 --rate-burst 1000000 >/dev/null 2>&1 &
+      --rate-per-second 1000000 --rate-burst 1000000 \
+      --announce-rate-per-second 1000000 --announce-rate-burst 1000000 >/dev/null 2>&1 &
   else
     ip netns exec "$ns" bash -c "ulimit -n 20000; ulimit -v $FLEDGER_MEMORY_KIB; exec \"\$@\"" _ \
       "$FLEDGER_FLSIGNAL" -q >/dev/null 2>&1 &

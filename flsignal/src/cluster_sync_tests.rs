@@ -2,7 +2,6 @@
 //! through `apply_cluster_message`, what it would publish comes out of the
 //! outgoing queue.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flproto::announce::VerifiedNode;
@@ -15,7 +14,7 @@ use flproto::NodeInfo;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
-use crate::hub::{Hub, Kill, Outgoing, PeerHandle};
+use crate::hub::{Hub, Outgoing, PeerHandle};
 
 const ME: InstanceId = InstanceId(1);
 const OTHER: InstanceId = InstanceId(2);
@@ -50,12 +49,7 @@ fn entry(key: &NodeKey, at: u64) -> NodeEntry {
 
 fn handle(conn: u64) -> (PeerHandle, flume::Receiver<crate::hub::Outbound>) {
     let (outbox, inbox) = flume::bounded(8);
-    let handle = PeerHandle {
-        conn,
-        outbox,
-        kill: Arc::new(Kill::default()),
-    };
-    (handle, inbox)
+    (PeerHandle::new(conn, outbox), inbox)
 }
 
 fn drain(queued: &mut mpsc::Receiver<Outgoing>) -> Vec<Outgoing> {

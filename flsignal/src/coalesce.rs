@@ -39,6 +39,11 @@ impl<T> WriteCoalescer<T> {
         }
     }
 
+    /// The stream underneath.
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
     /// Holds writes until the next flush: call it before writing several
     /// frames that should leave together.
     pub fn cork(&mut self) {

@@ -12,9 +12,11 @@ use flproto::presence::{PresenceConfig, DEFAULT_JOIN_FANOUT, DEFAULT_MAX_LIST_LE
 use flproto::rate::RateLimit;
 use flproto::session::{SessionConfig, DEFAULT_MAX_AUTH_FAILURES, DEFAULT_MAX_PROTOCOL_ERRORS, DEFAULT_RATE_LIMIT};
 
+pub use crate::fairness_config::FairnessConfig;
+
 /// Largest accepted WebSocket message (and frame); larger closes with 1009.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024;
-/// Frames waiting for a slow client before it is disconnected.
+/// Frames waiting for a client; one that does not fit is dropped.
 pub const DEFAULT_OUTBOUND_QUEUE: usize = 128;
 /// Simultaneous TCP connections, all kinds.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
@@ -23,7 +25,8 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
 /// Time a TCP connection may spend before its WebSocket upgrade (or its
 /// plain HTTP answer) is done.
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time a write to one client may take before the client is dropped.
+/// Time a client may go without taking a single frame while frames wait
+/// for it before it is dropped as a slow reader.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Interval at which presence news is sent (a leave is visible within it).
 pub const DEFAULT_PRESENCE_INTERVAL: Duration = Duration::from_millis(250);
@@ -55,7 +58,7 @@ impl std::str::FromStr for StunListen {
     }
 }
 
-fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(text)
 }
 
@@ -87,7 +90,7 @@ pub struct Config {
     #[arg(long, env = "FLSIGNAL_MAX_MESSAGE_SIZE", default_value_t = DEFAULT_MAX_MESSAGE_SIZE)]
     pub max_message_size: usize,
 
-    /// Frames queued for one client before it counts as not reading and is dropped.
+    /// Frames queued for one client; more are dropped (the client stays).
     #[arg(long, env = "FLSIGNAL_OUTBOUND_QUEUE", default_value_t = DEFAULT_OUTBOUND_QUEUE)]
     pub outbound_queue: usize,
 
@@ -143,7 +146,7 @@ pub struct Config {
     #[arg(long, env = "FLSIGNAL_HTTP_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub http_timeout: Duration,
 
-    /// Time one write to a client may take before the client is dropped.
+    /// Time a client may take no frame at all while frames wait before it is dropped.
     #[arg(long, env = "FLSIGNAL_WRITE_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub write_timeout: Duration,
 
@@ -213,6 +216,9 @@ pub struct Config {
     #[arg(long, env = "FLSIGNAL_STUN_RATE_BURST", default_value_t = stun::DEFAULT_RATE.burst)]
     pub stun_rate_burst: u32,
 
+    #[command(flatten)]
+    pub fairness: FairnessConfig,
+
     /// Log format.
     #[arg(long, env = "FLSIGNAL_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -236,6 +242,9 @@ impl Config {
                 per_second: self.rate_per_second,
                 burst: self.rate_burst,
             },
+            list_rate_limit: self.fairness.list_rate(),
+            relay_abuse: self.fairness.relay_abuse(),
+            fragment_timeout: self.fairness.fragment_timeout,
         }
     }
 
@@ -243,6 +252,7 @@ impl Config {
         PresenceConfig {
             max_list_len: self.max_list_len,
             join_fanout: self.join_fanout,
+            min_list_push_interval: self.fairness.min_list_push_interval,
         }
     }
 
@@ -276,6 +286,7 @@ impl Config {
             self.rate_per_second >= 1 && self.rate_burst >= 1,
             "--rate-per-second and --rate-burst must be at least 1"
         );
+        self.fairness.validate(self.max_message_size)?;
         anyhow::ensure!(
             self.max_connections >= 1 && self.max_connections_per_ip >= 1,
             "connection limits must be at least 1"
@@ -330,65 +341,5 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use flproto::cluster_presence::{DEFAULT_EXPIRY, DEFAULT_HEARTBEAT_INTERVAL};
-    use flproto::session::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_PING_INTERVAL};
-
-    #[test]
-    fn defaults_match_the_documented_constants() {
-        let config = Config::default();
-        assert_eq!(config.listen.to_string(), "0.0.0.0:8765");
-        assert_eq!(config.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT);
-        assert_eq!(config.idle_timeout, DEFAULT_IDLE_TIMEOUT);
-        assert_eq!(config.ping_interval, DEFAULT_PING_INTERVAL);
-        assert_eq!(config.http_timeout, DEFAULT_HTTP_TIMEOUT);
-        assert_eq!(config.write_timeout, DEFAULT_WRITE_TIMEOUT);
-        assert_eq!(config.presence_interval, DEFAULT_PRESENCE_INTERVAL);
-        assert_eq!(config.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
-        assert_eq!(config.cluster_heartbeat, DEFAULT_HEARTBEAT_INTERVAL);
-        assert_eq!(config.cluster_expiry, DEFAULT_EXPIRY);
-        assert!(config.nats.is_empty());
-        assert_eq!(config.stun_listen, StunListen(Some("0.0.0.0:3478".parse().unwrap())));
-        assert_eq!(config.stun_rate(), stun::DEFAULT_RATE);
-        assert_eq!(config.stun_max_request, stun::DEFAULT_MAX_REQUEST);
-        assert!(config.validate().is_ok());
-        assert!(config.fixed_announce_policy().is_none());
-    }
-
-    #[test]
-    fn cluster_settings_are_checked() {
-        let ok = Config::parse_from(["flsignal", "--nats", "nats://127.0.0.1:4222,tls://nats.example:4222"]);
-        assert!(ok.validate().is_ok());
-        for bad in [
-            &["flsignal", "--nats", "nats://a b"][..],
-            &["flsignal", "--nats-prefix", "a.b"],
-            &["flsignal", "--nats-tls-cert", "c.pem"],
-            &["flsignal", "--cluster-heartbeat", "2s", "--cluster-expiry", "3s"],
-        ] {
-            assert!(Config::parse_from(bad).validate().is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn stun_can_move_or_be_off() {
-        let off = Config::parse_from(["flsignal", "--stun-listen", "off"]);
-        assert_eq!(off.stun_listen, StunListen(None));
-        let moved = Config::parse_from(["flsignal", "--stun-listen", "127.0.0.1:0"]);
-        assert_eq!(moved.stun_listen.0, Some("127.0.0.1:0".parse().unwrap()));
-        assert!(Config::try_parse_from(["flsignal", "--stun-listen", "nowhere"]).is_err());
-        assert!(Config::parse_from(["flsignal", "--stun-max-request", "10"])
-            .validate()
-            .is_err());
-        assert!(Config::parse_from(["flsignal", "--stun-rate-burst", "0"])
-            .validate()
-            .is_err());
-    }
-
-    #[test]
-    fn public_hosts_are_normalised() {
-        let config = Config::parse_from(["flsignal", "--public-host", "Signal.Example:8765,other.example"]);
-        let policy = config.fixed_announce_policy().unwrap();
-        assert_eq!(policy.server_names, vec!["signal.example:8765", "other.example:80"]);
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

@@ -2,6 +2,8 @@
 //! machine and carries out the actions it returns. Everything here is I/O;
 //! the decisions are in `flproto::session`.
 
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,7 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, O
 use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
 use tokio_tungstenite::tungstenite::{self, Bytes, Message, Utf8Bytes};
 
-use crate::hub::{Hub, Kill, Outbound, PeerHandle, RelayOutcome};
+use crate::hub::{Delivery, Hub, Outbound, PeerHandle, RelayOutcome};
 use crate::metrics::Metrics;
 use crate::upgrade::ServerSocket;
 use crate::Shared;
@@ -42,18 +44,16 @@ struct Connection {
     inbox: flume::Receiver<Outbound>,
     /// The node this connection registered, to remove on the way out.
     registered: Option<NodeId>,
+    /// Where the connection comes from, for the announce rate per source.
+    peer_ip: IpAddr,
     actions: Vec<Action>,
 }
 
 /// Runs one WebSocket to its end.
-pub async fn run(socket: ServerSocket, shared: Arc<Shared>, policy: AnnouncePolicy) {
+pub async fn run(socket: ServerSocket, shared: Arc<Shared>, policy: AnnouncePolicy, peer_ip: IpAddr) {
     shared.hub.metrics.sessions.inc();
     let (outbox, inbox) = flume::bounded(shared.config.outbound_queue);
-    let handle = PeerHandle {
-        conn: shared.hub.next_conn_id(),
-        outbox,
-        kill: Arc::new(Kill::default()),
-    };
+    let handle = PeerHandle::new(shared.hub.next_conn_id(), outbox);
     let mut actions = Vec::new();
     let session = ServerSession::new(
         shared.config.session(),
@@ -69,6 +69,7 @@ pub async fn run(socket: ServerSocket, shared: Arc<Shared>, policy: AnnouncePoli
         handle,
         inbox,
         registered: None,
+        peer_ip,
         actions,
     };
     connection.drive().await;
@@ -150,21 +151,32 @@ impl Connection {
             }
             Some(Err(_)) => return Flow::Stop,
         };
+        let partial = self.socket.get_ref().get_ref().partial_message_since();
+        self.session.on_partial_message(partial);
         self.apply(text.map(|text| (text, now))).await
     }
 
     /// Carries out the session's pending actions. `frame` is the text that
-    /// produced them, for a verbatim relay.
+    /// produced them, for a verbatim relay. Carrying out an action can
+    /// produce more (a relay dropped over the sender's share is a strike,
+    /// which may close the session): those are carried out in turn.
     async fn apply(&mut self, frame: Option<(Utf8Bytes, Instant)>) -> Flow {
-        let actions = std::mem::take(&mut self.actions);
+        let mut actions = std::mem::take(&mut self.actions);
         let mut flow = Flow::Continue;
-        for action in &actions {
-            flow = self.apply_one(action, frame.as_ref()).await;
+        while !actions.is_empty() {
+            for action in &actions {
+                flow = self.apply_one(action, frame.as_ref()).await;
+                if let Flow::Stop = flow {
+                    break;
+                }
+            }
+            actions.clear();
             if let Flow::Stop = flow {
                 break;
             }
+            // Keep both allocations: what the last round produced is next.
+            std::mem::swap(&mut actions, &mut self.actions);
         }
-        // Keep the allocation for the next frame.
         self.actions = actions;
         self.actions.clear();
         flow
@@ -175,6 +187,11 @@ impl Connection {
         match action {
             Action::Send(message) => self.send_text(message.to_json().into()).await,
             Action::Register(node) => {
+                if !self.shared.admit_announce(self.peer_ip, Instant::now()) {
+                    // Counted with the refusal this produces.
+                    self.session.refuse_registration(&mut self.actions);
+                    return Flow::Continue;
+                }
                 Metrics::count(&hub.metrics.handshakes, "ok");
                 self.registered = Some(node.id());
                 let list = hub.register(node, self.handle.clone());
@@ -193,16 +210,23 @@ impl Connection {
                 let Some((text, arrived)) = frame else {
                     return Flow::Continue;
                 };
-                let outcome = hub.relay(to, text.clone(), *arrived);
-                if outcome == RelayOutcome::NotConnected && *notify {
-                    self.send_text(ServerMessage::NotConnected(*to).to_json().into()).await
-                } else {
-                    Flow::Continue
+                let share = self.shared.config.fairness.relay_share();
+                match hub.relay(self.handle.conn, to, text.clone(), *arrived, share) {
+                    RelayOutcome::NotConnected if *notify => {
+                        self.send_text(ServerMessage::NotConnected(*to).to_json().into()).await
+                    }
+                    RelayOutcome::Dropped(Delivery::OverShare) => {
+                        self.session.on_relay_over_share(Instant::now(), &mut self.actions);
+                        Flow::Continue
+                    }
+                    _ => Flow::Continue,
                 }
             }
             Action::Refuse(refusal) => {
                 let family = match refusal {
-                    flproto::session::Refusal::Announce(_) => &hub.metrics.handshakes,
+                    flproto::session::Refusal::Announce(_) | flproto::session::Refusal::SourceRateLimited => {
+                        &hub.metrics.handshakes
+                    }
                     _ => &hub.metrics.refusals,
                 };
                 Metrics::count(family, refusal.label());
@@ -233,18 +257,35 @@ impl Connection {
     /// [`WRITE_BATCH`] frames), then flushes once: a busy connection pays
     /// one system call per batch, not per frame (see [`crate::coalesce`]);
     /// a lone frame is written straight through.
+    ///
+    /// The write timeout counts from the last frame that went out, not
+    /// from the start of the batch: a client that reads slowly but reads
+    /// stays, one that takes nothing at all for that long is dropped.
     async fn write(&mut self, first: Outbound) -> Flow {
         let metrics = &self.shared.hub.metrics;
         let socket = &mut self.socket;
         let inbox = &mut self.inbox;
+        let handle = &self.handle;
+        // When a frame last went out, in ms after `start` (an atomic, as
+        // the connection's future must be `Sync`).
+        let start = tokio::time::Instant::now();
+        let last_progress = AtomicU64::new(0);
+        let progress_deadline = || {
+            start
+                + std::time::Duration::from_millis(last_progress.load(Ordering::Relaxed))
+                + self.shared.config.write_timeout
+        };
         if !inbox.is_empty() {
             socket.get_mut().cork();
         }
-        let batch = async move {
+        let batch = async {
             let mut next = Some(first);
             let mut fed = 0;
             while let Some(outbound) = next.take() {
+                let bytes = outbound.text.len();
                 feed_text(socket, outbound.text).await?;
+                handle.written(outbound.sender, bytes);
+                last_progress.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
                 if let Some(arrived) = outbound.relayed_at {
                     metrics.relay_latency.observe(arrived.elapsed().as_secs_f64());
                 }
@@ -255,7 +296,17 @@ impl Connection {
             }
             socket.flush().await
         };
-        let outcome = tokio::time::timeout(self.shared.config.write_timeout, batch).await;
+        let outcome = {
+            let mut batch = std::pin::pin!(batch);
+            loop {
+                match tokio::time::timeout_at(progress_deadline(), &mut batch).await {
+                    Ok(written) => break Ok(written),
+                    // A frame went out meanwhile: wait from then on.
+                    Err(_) if progress_deadline() > tokio::time::Instant::now() => continue,
+                    Err(elapsed) => break Err(elapsed),
+                }
+            }
+        };
         self.after_write(outcome)
     }
 
@@ -274,14 +325,22 @@ impl Connection {
         self.after_write(outcome)
     }
 
-    /// A failed write ends the connection; so does one that took longer
-    /// than the write timeout (the client does not read).
+    /// A failed write ends the connection; so does one that made no
+    /// progress for the write timeout: the client does not read. Its
+    /// close frame could not get out either, so it is only counted, and
+    /// what waited for it counts as dropped.
     fn after_write(&self, outcome: Result<Result<(), tungstenite::Error>, tokio::time::error::Elapsed>) -> Flow {
         match outcome {
             Ok(Ok(())) => Flow::Continue,
             Ok(Err(_)) => Flow::Stop,
             Err(_) => {
-                Metrics::count(&self.shared.hub.metrics.closes, "write_timeout");
+                let metrics = &self.shared.hub.metrics;
+                Metrics::count(&metrics.closes, CloseReason::SlowReader.label());
+                metrics
+                    .drops
+                    .get_or_create(&crate::metrics::Reason { reason: "slow_reader" })
+                    .inc_by(1 + self.inbox.len() as u64);
+                tracing::debug!(node = ?self.registered, "closing a slow reader");
                 Flow::Stop
             }
         }

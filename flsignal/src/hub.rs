@@ -9,7 +9,6 @@
 //! arrives from them is applied in `cluster_sync`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -18,59 +17,15 @@ use flproto::close::CloseReason;
 use flproto::cluster_message::{ClusterMessage, InstanceId, NodeEntry};
 use flproto::cluster_presence::ClusterPresence;
 use flproto::presence::{Presence, PresenceConfig};
+use flproto::relay_share::RelayShare;
 use flproto::NodeId;
 use parking_lot::Mutex;
 use serde_json::value::RawValue;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::metrics::Metrics;
-
-/// A frame waiting in a connection's outbound queue.
-#[derive(Debug)]
-pub struct Outbound {
-    pub text: Utf8Bytes,
-    /// When a relayed frame arrived at the server, for the latency histogram.
-    pub relayed_at: Option<Instant>,
-}
-
-/// Lets other tasks end a connection whose queue they cannot use (it is
-/// full, or the node announced elsewhere).
-#[derive(Debug, Default)]
-pub struct Kill {
-    reason: Mutex<Option<CloseReason>>,
-    notify: Notify,
-}
-
-impl Kill {
-    pub fn kill(&self, reason: CloseReason) {
-        self.reason.lock().get_or_insert(reason);
-        self.notify.notify_one();
-    }
-
-    /// Waits until someone asks this connection to close, and says why.
-    pub async fn killed(&self) -> CloseReason {
-        loop {
-            self.notify.notified().await;
-            if let Some(reason) = *self.reason.lock() {
-                return reason;
-            }
-        }
-    }
-}
-
-/// How the hub reaches one connection.
-///
-/// The queue is flume's rather than tokio's: tokio's mpsc keeps a few
-/// 32-slot blocks per channel (3.9 KiB per idle node under heaptrack,
-/// the largest single cost), flume's a deque only as deep as the queue
-/// has been.
-#[derive(Debug, Clone)]
-pub struct PeerHandle {
-    pub conn: u64,
-    pub outbox: flume::Sender<Outbound>,
-    pub kill: Arc<Kill>,
-}
+pub use crate::outbox::{Delivery, Kill, Outbound, PeerHandle};
 
 /// Who holds a node: a connection of this server, or another instance.
 #[derive(Debug, Clone)]
@@ -105,7 +60,8 @@ pub enum Outgoing {
 pub enum RelayOutcome {
     Queued,
     NotConnected,
-    DestinationSlow,
+    /// Dropped at the destination's queue, for this reason.
+    Dropped(Delivery),
 }
 
 /// Everything behind the hub's one lock.
@@ -265,19 +221,19 @@ impl Hub {
         self.state.lock().presence.node_list(id)
     }
 
-    /// Queues `text` for node `to`, unchanged: into its connection's queue
-    /// here, or to NATS for the instance that holds it.
-    pub fn relay(&self, to: &NodeId, text: Utf8Bytes, arrived: Instant) -> RelayOutcome {
+    /// Queues `text` from connection `from` for node `to`, unchanged: into
+    /// its connection's queue here, within `from`'s `share` of it, or to
+    /// NATS for the instance that holds it.
+    pub fn relay(&self, from: u64, to: &NodeId, text: Utf8Bytes, arrived: Instant, share: RelayShare) -> RelayOutcome {
         let holder = self.state.lock().presence.get(to).cloned();
         match holder {
-            Some(Holder::Local(handle)) => {
-                if self.deliver(&handle, text, Some(arrived)) {
+            Some(Holder::Local(handle)) => match self.deliver(&handle, text, Some(arrived), Some((from, share))) {
+                Delivery::Queued => {
                     self.metrics.relayed.inc();
                     RelayOutcome::Queued
-                } else {
-                    RelayOutcome::DestinationSlow
                 }
-            }
+                dropped => RelayOutcome::Dropped(dropped),
+            },
             Some(Holder::Remote(instance)) => {
                 let text = Bytes::from(text);
                 if self.publish(Outgoing::Relay {
@@ -302,7 +258,7 @@ impl Hub {
         let holder = self.state.lock().presence.get(to).cloned();
         match holder {
             Some(Holder::Local(handle)) => {
-                if self.deliver(&handle, text, Some(Instant::now())) {
+                if self.deliver(&handle, text, Some(Instant::now()), None) == Delivery::Queued {
                     self.metrics.count_relay("in");
                 }
             }
@@ -310,13 +266,21 @@ impl Hub {
         }
     }
 
-    /// Sends every node its pending join/leave news.
+    /// Sends every node its pending join/leave news. A frame that does not
+    /// fit a full queue is lost, so that node's next news is its whole view.
     pub fn flush_news(&self) {
-        let news = self.state.lock().presence.drain_news();
-        for (holder, frame) in news {
+        let news = self.state.lock().presence.drain_news(Instant::now());
+        let mut lost = Vec::new();
+        for (id, holder, frame) in news {
             if let Holder::Local(handle) = holder {
-                self.deliver(&handle, frame.into(), None);
+                if self.deliver(&handle, frame.into(), None, None) == Delivery::QueueFull {
+                    lost.push(id);
+                }
             }
+        }
+        if !lost.is_empty() {
+            let mut state = self.state.lock();
+            lost.iter().for_each(|id| state.presence.resync(id));
         }
     }
 
@@ -336,21 +300,20 @@ impl Hub {
         }
     }
 
-    /// Tries the queue; a full queue means the client does not read, so it
-    /// is disconnected rather than allowed to hold anyone up.
-    pub(crate) fn deliver(&self, handle: &PeerHandle, text: Utf8Bytes, relayed_at: Option<Instant>) -> bool {
-        match handle.outbox.try_send(Outbound { text, relayed_at }) {
-            Ok(()) => true,
-            Err(flume::TrySendError::Full(_)) => {
-                Metrics::count(&self.metrics.drops, "slow_reader");
-                handle.kill.kill(CloseReason::SlowReader);
-                false
-            }
-            Err(flume::TrySendError::Disconnected(_)) => {
-                Metrics::count(&self.metrics.drops, "closing");
-                false
-            }
+    /// Offers a frame to a connection's queue; one that does not fit is
+    /// dropped and counted, and the receiver stays.
+    pub(crate) fn deliver(
+        &self,
+        handle: &PeerHandle,
+        text: Utf8Bytes,
+        relayed_at: Option<Instant>,
+        sender: Option<(u64, RelayShare)>,
+    ) -> Delivery {
+        let delivery = handle.offer(text, relayed_at, sender);
+        if let Some(reason) = delivery.drop_label() {
+            Metrics::count(&self.metrics.drops, reason);
         }
+        delivery
     }
 }
 

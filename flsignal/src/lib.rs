@@ -10,7 +10,9 @@
 //! * [`connection`] drives one WebSocket through `flproto::session`, and
 //!   [`coalesce`] turns its queued frames into one write and
 //!   [`read_ahead`] its small reads into one;
-//! * [`hub`] is what connections share: presence, relay, news;
+//! * [`hub`] is what connections share: presence, relay, news, and
+//!   [`outbox`] how it reaches one connection (fair shares of its queue);
+//! * [`fragment_watch`] notices messages left incomplete;
 //! * [`cluster_sync`] applies what other instances of a cluster say, and
 //!   [`cluster`] is the NATS edge that carries it (only with `--nats`);
 //! * [`stun`] answers STUN Binding Requests (bytes in, bytes out) and
@@ -22,9 +24,12 @@ pub mod cluster_sync;
 pub mod coalesce;
 pub mod config;
 pub mod connection;
+pub mod fairness_config;
+pub mod fragment_watch;
 pub mod hub;
 pub mod listener;
 pub mod metrics;
+pub mod outbox;
 pub mod read_ahead;
 pub mod routes;
 pub mod stun;
@@ -45,11 +50,21 @@ pub use config::Config;
 use hub::Hub;
 use listener::PerIpCounter;
 
+impl Shared {
+    /// Whether a node from `ip` may announce now (its source's rate).
+    pub fn admit_announce(&self, ip: std::net::IpAddr, now: std::time::Instant) -> bool {
+        let source = flproto::addr_key::addr_key(ip, self.config.fairness.announce_ipv6_prefix);
+        self.announce_rates.lock().try_take(source, now)
+    }
+}
+
 /// Everything the tasks of one server share.
 pub struct Shared {
     pub config: Config,
     pub hub: Hub,
     per_ip: PerIpCounter,
+    /// Announces per source address (see `--announce-rate-*`).
+    announce_rates: parking_lot::Mutex<flproto::source_rate::SourceRates>,
     /// Set when `--public-host` is given; otherwise built per request.
     fixed_policy: Option<AnnouncePolicy>,
     /// Cancelled on SIGTERM/SIGINT: stop accepting, close every node.
@@ -95,6 +110,10 @@ impl Server {
         let shared = Arc::new(Shared {
             hub,
             per_ip: PerIpCounter::default(),
+            announce_rates: parking_lot::Mutex::new(flproto::source_rate::SourceRates::new(
+                config.fairness.announce_rate(),
+                config.fairness.announce_sources,
+            )),
             fixed_policy: config.fixed_announce_policy(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),

@@ -96,6 +96,10 @@ impl Metrics {
             drop(family.get_or_create(&Reason { reason }));
         };
         zero(&self.handshakes, "ok");
+        zero(&self.handshakes, "source_rate_limited");
+        for reason in ["list_rate_limited", "relay_throttled"] {
+            zero(&self.refusals, reason);
+        }
         for reason in ["max_connections", "per_ip"] {
             zero(&self.rejected_connections, reason);
         }
@@ -104,6 +108,8 @@ impl Metrics {
         }
         for reason in [
             "not_connected",
+            "over_share",
+            "queue_full",
             "slow_reader",
             "closing",
             "cluster_queue",

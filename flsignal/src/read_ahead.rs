@@ -8,6 +8,9 @@
 //! bytes at once, hands tungstenite what fits, and keeps the rest for its
 //! next reads; the buffer is freed as soon as it is used up, so an idle
 //! connection holds none.
+//!
+//! Everything handed to tungstenite also passes a [`FragmentWatch`], which
+//! is how the connection learns of a message left incomplete.
 
 use std::io;
 use std::pin::Pin;
@@ -16,6 +19,8 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::fragment_watch::FragmentWatch;
+
 /// Bytes asked of the socket in one read.
 pub const READ_AHEAD: usize = 16 * 1024;
 
@@ -23,6 +28,7 @@ pub const READ_AHEAD: usize = 16 * 1024;
 pub struct ReadAhead<T> {
     inner: T,
     held: BytesMut,
+    fragments: FragmentWatch,
 }
 
 impl<T> ReadAhead<T> {
@@ -30,7 +36,13 @@ impl<T> ReadAhead<T> {
         Self {
             inner,
             held: BytesMut::new(),
+            fragments: FragmentWatch::default(),
         }
+    }
+
+    /// Since when a fragmented message has been incomplete, if one is.
+    pub fn partial_message_since(&self) -> Option<std::time::Instant> {
+        self.fragments.open_since()
     }
 }
 
@@ -39,7 +51,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for ReadAhead<T> {
         let this = &mut *self;
         if this.held.is_empty() {
             if buf.remaining() >= READ_AHEAD {
-                return Pin::new(&mut this.inner).poll_read(cx, buf);
+                let before = buf.filled().len();
+                ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+                this.fragments.observe(&buf.filled()[before..]);
+                return Poll::Ready(Ok(()));
             }
             let mut ahead = BytesMut::with_capacity(READ_AHEAD);
             ready!(tokio_util::io::poll_read_buf(Pin::new(&mut this.inner), cx, &mut ahead))?;
@@ -47,6 +62,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for ReadAhead<T> {
         }
         let count = buf.remaining().min(this.held.len());
         buf.put_slice(&this.held[..count]);
+        this.fragments.observe(&this.held[..count]);
         this.held.advance(count);
         if this.held.is_empty() {
             // Free it: an idle connection holds no read-ahead.

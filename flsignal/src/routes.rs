@@ -7,10 +7,11 @@
 //!   link's state in a cluster).
 //! * `GET /metrics`: Prometheus text format.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -33,6 +34,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
 async fn signalling(
     State(shared): State<Arc<Shared>>,
     Extension(permit): Extension<Arc<ConnectionPermit>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     mut request: Request<Body>,
 ) -> Response {
     if !upgrade::is_upgrade_request(request.headers()) {
@@ -55,7 +57,7 @@ async fn signalling(
         // The permit lives as long as the WebSocket does.
         let _permit = permit;
         if let Some(socket) = pending.socket(ws_config).await {
-            connection::run(socket, shared, policy).await;
+            connection::run(socket, shared, policy, peer.ip()).await;
         }
     });
     response

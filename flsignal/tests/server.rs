@@ -109,6 +109,10 @@ async fn queued_frames_arrive_whole_and_in_order() {
     let server = TestServer::start(&[
         "--outbound-queue",
         "1000",
+        "--relay-share-frames",
+        "1000",
+        "--relay-share-bytes",
+        "10000000",
         "--rate-per-second",
         "100000",
         "--rate-burst",
@@ -454,6 +458,11 @@ async fn a_slow_reader_is_dropped_and_stalls_nobody() {
         "100000",
         "--write-timeout",
         "1s",
+        // One sender's share of a queue must not be what stops it here.
+        "--relay-share-frames",
+        "100000",
+        "--relay-share-bytes",
+        "1000000000",
     ])
     .await;
     let (ks, kr, kf) = (NodeKey::generate(), NodeKey::generate(), NodeKey::generate());
@@ -462,16 +471,20 @@ async fn a_slow_reader_is_dropped_and_stalls_nobody() {
     let (_slow, _) = Client::join(&server.url, &kr, &FLEDGER).await.unwrap();
     let (mut fast, _) = Client::join(&server.url, &kf, &FLEDGER).await.unwrap();
     let sdp = "a".repeat(60_000);
-    for _ in 0..300 {
+    let dropped = || server.metric(r#"flsignal_closes_total{reason="slow_reader"}"#) >= 1.0;
+    // It is dropped once nothing could be written to it for the write
+    // timeout; until then what does not fit its queue is dropped instead.
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !dropped() && tokio::time::Instant::now() < until {
         sender
             .setup(ks.id(), kr.id(), SetupMessage::Offer(sdp.clone()))
             .await
             .unwrap();
-        if server.metric(r#"flsignal_drops_total{reason="slow_reader"}"#) >= 1.0 {
-            break;
-        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    assert!(dropped());
     assert!(server.metric(r#"flsignal_drops_total{reason="slow_reader"}"#) >= 1.0);
+    assert!(server.metric(r#"flsignal_drops_total{reason="queue_full"}"#) >= 1.0);
     // The sender was never held up and can still reach a reading node.
     sender.setup(ks.id(), kf.id(), SetupMessage::Init).await.unwrap();
     assert_eq!(fast.expect_setup().await.unwrap().id_init, ks.id());

@@ -21,14 +21,20 @@ pub enum CloseReason {
     RateLimited,
     /// Nothing received, not even a pong, within the idle timeout (4004).
     IdleTimeout,
-    /// The outbound queue filled up: the client does not read (4005).
+    /// Nothing could be written to the client for the write timeout while
+    /// frames waited: it does not read (4005).
     SlowReader,
     /// Too many malformed or out-of-order messages (4006).
     ProtocolErrors,
+    /// Kept sending PeerSetups over its share of a receiver's queue after
+    /// being throttled (4007): the cost of a flood lands on the flooder.
+    RelayAbuse,
+    /// A fragmented message was not completed in time (4008).
+    FragmentTimeout,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 10] = [
+    pub const ALL: [CloseReason; 12] = [
         CloseReason::Shutdown,
         CloseReason::BinaryFrame,
         CloseReason::TooLarge,
@@ -39,6 +45,8 @@ impl CloseReason {
         CloseReason::IdleTimeout,
         CloseReason::SlowReader,
         CloseReason::ProtocolErrors,
+        CloseReason::RelayAbuse,
+        CloseReason::FragmentTimeout,
     ];
 
     /// The WebSocket close code.
@@ -54,6 +62,8 @@ impl CloseReason {
             CloseReason::IdleTimeout => 4004,
             CloseReason::SlowReader => 4005,
             CloseReason::ProtocolErrors => 4006,
+            CloseReason::RelayAbuse => 4007,
+            CloseReason::FragmentTimeout => 4008,
         }
     }
 
@@ -70,6 +80,8 @@ impl CloseReason {
             CloseReason::IdleTimeout => "idle_timeout",
             CloseReason::SlowReader => "slow_reader",
             CloseReason::ProtocolErrors => "protocol_errors",
+            CloseReason::RelayAbuse => "relay_abuse",
+            CloseReason::FragmentTimeout => "fragment_timeout",
         }
     }
 }

@@ -12,7 +12,10 @@
 //! * [`cluster_message`] and [`cluster_presence`] are what instances of a
 //!   cluster tell each other over NATS, and the table that decides which
 //!   instance holds which node (newest wins, expiry by heartbeat).
+//! * [`relay_share`] keeps each sender to a share of a receiver's queue,
+//!   and [`source_rate`] with [`addr_key`] limits rates per source address.
 
+pub mod addr_key;
 pub mod announce;
 pub mod close;
 pub mod cluster_message;
@@ -23,8 +26,10 @@ pub mod message;
 pub mod node_info;
 pub mod presence;
 pub mod rate;
+pub mod relay_share;
 pub mod session;
 pub mod setup_auth;
+pub mod source_rate;
 
 pub use ids::{ChallengeNonce, NodeId};
 pub use message::{NodeMessage, PeerInfo, ServerMessage, SetupMessage};

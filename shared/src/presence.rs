@@ -15,7 +15,9 @@
 //! turns them into at most one frame per node per call (the server calls it
 //! on a short tick). Nodes that announced with our protocol version get
 //! deltas (`PresenceNews`); fledger nodes get their updated view as a
-//! `ListIDsReply`, which is what they understand.
+//! `ListIDsReply`, which is what they understand — at most once per
+//! `min_list_push_interval`, however much changes: news that comes sooner
+//! waits, merged, for the next drain after it.
 //!
 //! In a cluster, nodes held by other servers are members too
 //! ([`Presence::join_remote`]): they are listed and their joins and leaves
@@ -25,6 +27,7 @@
 //! outbound queue), so this file holds no I/O at all.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use indexmap::IndexSet;
 use rand::rngs::StdRng;
@@ -37,12 +40,16 @@ use crate::ids::NodeId;
 pub const DEFAULT_MAX_LIST_LEN: usize = 100;
 /// Default number of views one join is added to, at most.
 pub const DEFAULT_JOIN_FANOUT: usize = 256;
+/// Default shortest time between two full lists pushed to one node: a
+/// list is up to ~20 KB, and churn must not turn it into a stream.
+pub const DEFAULT_MIN_LIST_PUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Limits of the presence bookkeeping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PresenceConfig {
     pub max_list_len: usize,
     pub join_fanout: usize,
+    pub min_list_push_interval: Duration,
 }
 
 impl Default for PresenceConfig {
@@ -50,6 +57,7 @@ impl Default for PresenceConfig {
         Self {
             max_list_len: DEFAULT_MAX_LIST_LEN,
             join_fanout: DEFAULT_JOIN_FANOUT,
+            min_list_push_interval: DEFAULT_MIN_LIST_PUSH_INTERVAL,
         }
     }
 }
@@ -75,6 +83,8 @@ struct Member<T> {
     /// Members whose view holds this one.
     watchers: Vec<Slot>,
     news: News,
+    /// When the last full list was pushed to it as news.
+    last_list_push: Option<Instant>,
 }
 
 /// Changes to a member's view it has not been told about yet.
@@ -183,6 +193,7 @@ impl<T: Clone> Presence<T> {
             view: Vec::new(),
             watchers: Vec::new(),
             news: News::default(),
+            last_list_push: None,
         });
         self.all.push(slot);
         self.by_id.insert(id, slot);
@@ -215,6 +226,19 @@ impl<T: Clone> Presence<T> {
         self.members[slot].remote = true;
         self.tell_nodes_with_room(slot);
         None
+    }
+
+    /// A news frame for `id` could not be delivered: its next news is its
+    /// whole view, as deltas after a lost one would not add up.
+    pub fn resync(&mut self, id: &NodeId) {
+        let Some(&slot) = self.by_id.get(id) else {
+            return;
+        };
+        if self.members[slot].remote {
+            return;
+        }
+        self.members[slot].news.resync = true;
+        self.queue(slot);
     }
 
     /// Every member with its `NodeInfo` JSON and protocol flag.
@@ -271,10 +295,13 @@ impl<T: Clone> Presence<T> {
         Some(self.node_list_frame(slot))
     }
 
-    /// Takes every pending change as one frame per node that has news.
-    pub fn drain_news(&mut self) -> Vec<(T, String)> {
+    /// Takes every pending change as one frame per node that has news,
+    /// with the node and its handle, except for nodes due a full list that
+    /// had one too recently: they stay queued.
+    pub fn drain_news(&mut self, now: Instant) -> Vec<(NodeId, T, String)> {
         let queued = std::mem::take(&mut self.queued);
         let mut frames = Vec::with_capacity(queued.len());
+        let min_interval = self.config.min_list_push_interval;
         for slot in queued {
             let Some(member) = self.members.0.get_mut(slot as usize) else {
                 continue;
@@ -282,16 +309,23 @@ impl<T: Clone> Presence<T> {
             if !member.news.queued {
                 continue;
             }
+            let full_list = !member.bound || member.news.resync;
+            if full_list && member.last_list_push.is_some_and(|last| now < last + min_interval) {
+                self.queued.push(slot);
+                continue;
+            }
             let news = std::mem::take(&mut member.news);
             if news.joined.is_empty() && news.left.is_empty() && !news.resync {
                 continue;
             }
-            let frame = if member.bound && !news.resync {
-                self.news_frame(&news)
-            } else {
+            let frame = if full_list {
+                member.last_list_push = Some(now);
                 self.node_list_frame(slot)
+            } else {
+                self.news_frame(&news)
             };
-            frames.push((self.members[slot].handle.clone(), frame));
+            let member = &self.members[slot];
+            frames.push((member.id, member.handle.clone(), frame));
         }
         frames
     }

@@ -1,3 +1,5 @@
+use std::time::{Duration, Instant};
+
 use proptest::prelude::*;
 
 use super::*;
@@ -21,9 +23,18 @@ fn presence(max_list_len: usize, join_fanout: usize) -> Presence<u32> {
         PresenceConfig {
             max_list_len,
             join_fanout,
+            min_list_push_interval: Duration::ZERO,
         },
         7,
     )
+}
+
+/// News frames by handle.
+fn drain(p: &mut Presence<u32>, now: Instant) -> Vec<(u32, String)> {
+    p.drain_news(now)
+        .into_iter()
+        .map(|(_, to, frame)| (to, frame))
+        .collect()
 }
 
 fn join(p: &mut Presence<u32>, n: u32, bound: bool) -> String {
@@ -79,17 +90,17 @@ fn a_small_network_sees_everyone_join_and_leave() {
     assert!(listed(&join(&mut p, 1, false)).is_empty());
     assert_eq!(listed(&join(&mut p, 2, false)), vec![id(1)]);
     // Node 1 (fledger flavour) gets its updated view as a list.
-    let news = p.drain_news();
+    let news = drain(&mut p, Instant::now());
     assert_eq!(news.len(), 1);
     assert_eq!(news[0].0, 1);
     assert_eq!(listed(&news[0].1), vec![id(2)]);
-    assert!(p.drain_news().is_empty());
+    assert!(drain(&mut p, Instant::now()).is_empty());
 
     // Node 3 is bound: it gets deltas.
     join(&mut p, 3, true);
-    p.drain_news();
+    drain(&mut p, Instant::now());
     join(&mut p, 4, false);
-    let news = p.drain_news();
+    let news = drain(&mut p, Instant::now());
     let to_3 = news.iter().find(|(h, _)| *h == 3).unwrap();
     assert!(
         to_3.1.starts_with(r#"{"PresenceNews":{"joined":[{"NodeInfoV3""#),
@@ -97,7 +108,7 @@ fn a_small_network_sees_everyone_join_and_leave() {
         to_3.1
     );
     assert!(p.leave_if(&id(4), |&h| h == 4));
-    let news = p.drain_news();
+    let news = drain(&mut p, Instant::now());
     assert_eq!(news.len(), 3, "every node that knew 4 hears it left");
     let to_3 = news.iter().find(|(h, _)| *h == 3).unwrap();
     let parsed: ServerMessage = serde_json::from_str(&to_3.1).unwrap();
@@ -115,10 +126,10 @@ fn a_small_network_sees_everyone_join_and_leave() {
 fn a_join_and_leave_between_ticks_is_no_news() {
     let mut p = presence(100, 256);
     join(&mut p, 1, true);
-    p.drain_news();
+    drain(&mut p, Instant::now());
     join(&mut p, 2, false);
     p.leave_if(&id(2), |_| true);
-    assert!(p.drain_news().is_empty());
+    assert!(drain(&mut p, Instant::now()).is_empty());
     check_invariants(&p);
 }
 
@@ -158,13 +169,13 @@ fn a_join_storm_costs_o_n_times_list_len() {
         bytes += join(&mut p, n, n % 2 == 0).len();
         frames += 1;
         if n % 100 == 0 {
-            for (_, frame) in p.drain_news() {
+            for (_, frame) in drain(&mut p, Instant::now()) {
                 bytes += frame.len();
                 frames += 1;
             }
         }
     }
-    for (_, frame) in p.drain_news() {
+    for (_, frame) in drain(&mut p, Instant::now()) {
         bytes += frame.len();
         frames += 1;
     }
@@ -215,7 +226,7 @@ proptest! {
                     }
                 }
                 Op::Drain => {
-                    for (_, frame) in p.drain_news() {
+                    for (_, frame) in drain(&mut p, Instant::now()) {
                         prop_assert!(serde_json::from_str::<ServerMessage>(&frame).is_ok());
                     }
                 }
@@ -229,20 +240,20 @@ proptest! {
 fn remote_members_are_listed_and_news_but_never_told() {
     let mut p = presence(100, 256);
     join(&mut p, 1, true);
-    p.drain_news();
+    drain(&mut p, Instant::now());
     // Node 2 is held by another server.
     assert!(p.join_remote(id(2), info(2), true, 2).is_none());
-    let news = p.drain_news();
+    let news = drain(&mut p, Instant::now());
     assert_eq!(news.len(), 1, "only the local node hears of the join");
     assert_eq!(news[0].0, 1);
     let mut list = listed(&join(&mut p, 3, false));
     list.sort();
     assert_eq!(list, vec![id(1), id(2)], "remote nodes are in node lists");
-    p.drain_news();
+    drain(&mut p, Instant::now());
     check_invariants(&p);
     // It leaves: news to those who know it, and nothing sent to it.
     assert!(p.leave_if(&id(2), |&h| h == 2));
-    let news = p.drain_news();
+    let news = drain(&mut p, Instant::now());
     assert!(news.iter().all(|(h, _)| *h != 2));
     assert_eq!(news.len(), 2);
     check_invariants(&p);
@@ -253,16 +264,65 @@ fn a_node_moving_between_servers_keeps_its_place() {
     let mut p = presence(100, 256);
     join(&mut p, 1, true);
     join(&mut p, 2, true);
-    p.drain_news();
+    drain(&mut p, Instant::now());
     // 2 reconnected to another server: its handle changes, no news.
     assert_eq!(p.join_remote(id(2), info(2), true, 20), Some(2));
-    assert!(p.drain_news().is_empty());
+    assert!(drain(&mut p, Instant::now()).is_empty());
     check_invariants(&p);
     // And back here: it gets a view again.
     let joined = p.join(id(2), info(2), true, 2);
     assert_eq!(joined.replaced, Some(20));
     assert_eq!(listed(&joined.node_list), vec![id(1)]);
-    assert!(p.drain_news().is_empty());
+    assert!(drain(&mut p, Instant::now()).is_empty());
     check_invariants(&p);
     assert_eq!(p.members().filter(|(_, _, _, &h)| h == 2).count(), 1);
+}
+
+#[test]
+fn fledger_nodes_get_a_full_list_at_most_once_per_interval() {
+    let config = PresenceConfig {
+        min_list_push_interval: Duration::from_secs(1),
+        ..PresenceConfig::default()
+    };
+    let mut p = Presence::with_seed(config, 7);
+    join(&mut p, 0, false);
+    join(&mut p, 1, true);
+    let start = Instant::now();
+    let mut pushes_to_0 = 0;
+    let mut deltas_to_1 = 0;
+    // 40 joins over two seconds, drained every 50 ms.
+    for step in 0..40u32 {
+        join(&mut p, 100 + step, step % 2 == 0);
+        let now = start + Duration::from_millis(u64::from(step) * 50);
+        for (to, _) in drain(&mut p, now) {
+            match to {
+                0 => pushes_to_0 += 1,
+                1 => deltas_to_1 += 1,
+                _ => {}
+            }
+        }
+    }
+    assert!((1..=2).contains(&pushes_to_0), "{pushes_to_0} lists in 2 s");
+    assert!(deltas_to_1 >= 20, "bound nodes still get every delta: {deltas_to_1}");
+    // News that has to wait is not lost: it goes out once the interval passed.
+    let last = start + Duration::from_millis(1950);
+    join(&mut p, 200, false);
+    assert!(drain(&mut p, last).iter().all(|(to, _)| *to != 0));
+    let news = drain(&mut p, last + Duration::from_secs(1));
+    let list = news.iter().find(|(to, _)| *to == 0).map(|(_, frame)| listed(frame));
+    assert_eq!(list.map(|ids| ids.contains(&id(200))), Some(true));
+}
+
+#[test]
+fn a_node_whose_news_was_lost_gets_its_whole_view_next() {
+    let mut p = presence(10, 10);
+    join(&mut p, 1, true);
+    join(&mut p, 2, true);
+    drain(&mut p, Instant::now());
+    p.resync(&id(1));
+    let news = drain(&mut p, Instant::now());
+    assert_eq!(news.len(), 1);
+    assert_eq!(listed(&news[0].1), vec![id(2)]);
+    p.resync(&id(99));
+    assert!(drain(&mut p, Instant::now()).is_empty());
 }

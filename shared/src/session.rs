@@ -13,6 +13,7 @@ use crate::close::CloseReason;
 use crate::ids::{ChallengeNonce, NodeId};
 use crate::message::{NodeMessage, ServerMessage};
 use crate::rate::{RateLimit, TokenBucket};
+use crate::relay_share::{AbuseLimits, AbuseMeter, Standing};
 use crate::FLEDGER_PROTOCOL_VERSION;
 
 /// Default time a new connection has to announce itself.
@@ -31,6 +32,17 @@ pub const DEFAULT_RATE_LIMIT: RateLimit = RateLimit {
     per_second: 50,
     burst: 200,
 };
+/// Default rate of `ListIDsRequest`s one connection may make: each costs
+/// a fresh sample and up to ~70 KB of answer for 16 bytes asked, while
+/// a fledger node asks with its Announce and otherwise gets its list
+/// pushed; the browser page asks when its user clicks "refresh".
+pub const DEFAULT_LIST_RATE_LIMIT: RateLimit = RateLimit {
+    per_second: 1,
+    burst: 4,
+};
+/// Default time a fragmented WebSocket message may take to complete;
+/// pings between its fragments do not extend it.
+pub const DEFAULT_FRAGMENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The per-connection limits.
 #[derive(Debug, Clone)]
@@ -41,6 +53,9 @@ pub struct SessionConfig {
     pub max_auth_failures: u32,
     pub max_protocol_errors: u32,
     pub rate_limit: RateLimit,
+    pub list_rate_limit: RateLimit,
+    pub relay_abuse: AbuseLimits,
+    pub fragment_timeout: Duration,
 }
 
 impl Default for SessionConfig {
@@ -52,6 +67,9 @@ impl Default for SessionConfig {
             max_auth_failures: DEFAULT_MAX_AUTH_FAILURES,
             max_protocol_errors: DEFAULT_MAX_PROTOCOL_ERRORS,
             rate_limit: DEFAULT_RATE_LIMIT,
+            list_rate_limit: DEFAULT_LIST_RATE_LIMIT,
+            relay_abuse: AbuseLimits::default(),
+            fragment_timeout: DEFAULT_FRAGMENT_TIMEOUT,
         }
     }
 }
@@ -104,6 +122,12 @@ pub enum Refusal {
     SpoofedSender,
     #[error("PeerSetup addressed to yourself")]
     SelfAddressed,
+    #[error("too many announces from your address; try again later")]
+    SourceRateLimited,
+    #[error("ListIDsRequest too often; slow down")]
+    ListRateLimited,
+    #[error("PeerSetup refused: too many of yours were dropped over your share of the receiver's queue; slow down")]
+    RelayThrottled,
 }
 
 impl Refusal {
@@ -120,6 +144,9 @@ impl Refusal {
             Refusal::Announce(AnnounceError::UnknownVersion(_)) => "unknown_version",
             Refusal::SpoofedSender => "spoofed_sender",
             Refusal::SelfAddressed => "self_addressed",
+            Refusal::SourceRateLimited => "source_rate_limited",
+            Refusal::ListRateLimited => "list_rate_limited",
+            Refusal::RelayThrottled => "relay_throttled",
         }
     }
 }
@@ -145,6 +172,11 @@ pub struct ServerSession {
     challenge: ChallengeNonce,
     state: State,
     rate: TokenBucket,
+    list_rate: TokenBucket,
+    /// Strikes for PeerSetups dropped over a receiver's share.
+    abuse: AbuseMeter,
+    /// Since when a fragmented message has been incomplete, if one is.
+    partial_since: Option<Instant>,
     protocol_errors: u32,
     last_heard: Instant,
     next_ping: Instant,
@@ -169,6 +201,9 @@ impl ServerSession {
                 failures: 0,
             },
             rate: TokenBucket::new(config.rate_limit, now),
+            list_rate: TokenBucket::new(config.list_rate_limit, now),
+            abuse: AbuseMeter::default(),
+            partial_since: None,
             protocol_errors: 0,
             last_heard: now,
             next_ping: now + config.ping_interval,
@@ -194,6 +229,9 @@ impl ServerSession {
     pub fn next_deadline(&self) -> Instant {
         let idle = self.last_heard + self.config.idle_timeout;
         let mut deadline = idle.min(self.next_ping);
+        if let Some(since) = self.partial_since {
+            deadline = deadline.min(since + self.config.fragment_timeout);
+        }
         if let State::AwaitingAnnounce {
             deadline: handshake, ..
         } = self.state
@@ -211,6 +249,12 @@ impl ServerSession {
                 self.close(CloseReason::HandshakeTimeout, out)
             }
             _ if now >= self.last_heard + self.config.idle_timeout => self.close(CloseReason::IdleTimeout, out),
+            _ if self
+                .partial_since
+                .is_some_and(|since| now >= since + self.config.fragment_timeout) =>
+            {
+                self.close(CloseReason::FragmentTimeout, out)
+            }
             _ if now >= self.next_ping => {
                 self.next_ping = now + self.config.ping_interval;
                 out.push(Action::Ping);
@@ -232,7 +276,36 @@ impl ServerSession {
             Inbound::Control => {}
             Inbound::Binary => self.close(CloseReason::BinaryFrame, out),
             Inbound::TooLarge => self.close(CloseReason::TooLarge, out),
-            Inbound::Text(text) => self.on_text(text, out),
+            Inbound::Text(text) => self.on_text(text, now, out),
+        }
+    }
+
+    /// Tells the session whether a fragmented message is incomplete on the
+    /// connection, and since when; it is closed if that lasts past the
+    /// fragment timeout, whatever else arrives meanwhile.
+    pub fn on_partial_message(&mut self, since: Option<Instant>) {
+        self.partial_since = since;
+    }
+
+    /// The server will not register the node it just verified: its source
+    /// address announced too often. It is told so and closed as rate
+    /// limited (try again later).
+    pub fn refuse_registration(&mut self, out: &mut Vec<Action>) {
+        if self.is_closed() {
+            return;
+        }
+        out.push(Action::Refuse(Refusal::SourceRateLimited));
+        self.close(CloseReason::RateLimited, out);
+    }
+
+    /// A PeerSetup this node sent was dropped because it already had its
+    /// share of the receiver's queue: a strike, which may end the session.
+    pub fn on_relay_over_share(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.is_closed() {
+            return;
+        }
+        if self.abuse.strike(&self.config.relay_abuse, now) == Standing::Disconnect {
+            self.close(CloseReason::RelayAbuse, out);
         }
     }
 
@@ -249,7 +322,7 @@ impl ServerSession {
         out.push(Action::Close(reason));
     }
 
-    fn on_text(&mut self, text: &str, out: &mut Vec<Action>) {
+    fn on_text(&mut self, text: &str, now: Instant, out: &mut Vec<Action>) {
         let message = match serde_json::from_str::<NodeMessage>(text) {
             Ok(message) => message,
             Err(error) => {
@@ -284,17 +357,39 @@ impl ServerSession {
             (State::AwaitingAnnounce { .. }, NodeMessage::ListIDsRequest) => {}
             (State::AwaitingAnnounce { .. }, _) => self.refuse(Refusal::NotAnnounced, out),
             (State::Registered { .. }, NodeMessage::Announce(_)) => self.refuse(Refusal::AlreadyAnnounced, out),
-            (State::Registered { .. }, NodeMessage::ListIDsRequest) => out.push(Action::SendNodeList),
+            (State::Registered { .. }, NodeMessage::ListIDsRequest) => {
+                if self.list_rate.try_take(now) {
+                    out.push(Action::SendNodeList);
+                } else {
+                    // Not a protocol error: a person clicking "refresh"
+                    // too often is told, not disconnected.
+                    out.push(Action::Refuse(Refusal::ListRateLimited));
+                }
+            }
             (State::Registered { .. }, NodeMessage::NodeStats(_)) => {}
             (State::Registered { id, bound }, NodeMessage::PeerSetup(setup)) => {
                 let (id, bound) = (*id, *bound);
                 match setup.counterpart_of(&id) {
                     None => self.refuse(Refusal::SpoofedSender, out),
                     Some(to) if to == id => self.refuse(Refusal::SelfAddressed, out),
-                    Some(to) => out.push(Action::Relay { to, notify: bound }),
+                    Some(to) => self.relay(to, bound, now, out),
                 }
             }
             (State::Closed, _) => {}
+        }
+    }
+
+    /// Relays a PeerSetup unless the sender is throttled; sending on while
+    /// throttled is a strike too, so a flooder ends disconnected.
+    fn relay(&mut self, to: NodeId, notify: bool, now: Instant, out: &mut Vec<Action>) {
+        let limits = self.config.relay_abuse;
+        if self.abuse.standing(&limits, now) == Standing::Good {
+            return out.push(Action::Relay { to, notify });
+        }
+        match self.abuse.strike(&limits, now) {
+            Standing::Disconnect => self.close(CloseReason::RelayAbuse, out),
+            // Not a protocol error: the strikes decide when this ends.
+            _ => out.push(Action::Refuse(Refusal::RelayThrottled)),
         }
     }
 

@@ -7,6 +7,7 @@ use crate::announce::{sign_announce, AnnounceAuth};
 use crate::identity::NodeKey;
 use crate::message::{PeerInfo, SetupMessage};
 use crate::node_info::NodeInfo;
+use crate::relay_share::DEFAULT_RELAY_THROTTLE_AFTER;
 
 const SERVER: &str = "signal.test:8765";
 
@@ -250,6 +251,87 @@ fn a_flood_is_closed_by_the_rate_limit() {
     assert!(out.is_empty());
     harness.session.on_inbound(Inbound::Control, harness.now, &mut out);
     assert_eq!(out, vec![Action::Close(CloseReason::RateLimited)]);
+}
+
+#[test]
+fn list_requests_beyond_their_own_rate_are_refused() {
+    let key = NodeKey::generate();
+    let mut harness = registered(&key, AnnounceAuth::Fledger);
+    for _ in 0..DEFAULT_LIST_RATE_LIMIT.burst {
+        assert_eq!(harness.text(r#""ListIDsRequest""#), vec![Action::SendNodeList]);
+    }
+    assert_eq!(
+        harness.text(r#""ListIDsRequest""#),
+        vec![Action::Refuse(Refusal::ListRateLimited)]
+    );
+    // Told, never closed for it.
+    for _ in 0..2 * DEFAULT_MAX_PROTOCOL_ERRORS {
+        assert_eq!(
+            harness.text(r#""ListIDsRequest""#),
+            vec![Action::Refuse(Refusal::ListRateLimited)]
+        );
+    }
+    harness.now += Duration::from_secs(1);
+    assert_eq!(harness.text(r#""ListIDsRequest""#), vec![Action::SendNodeList]);
+}
+
+#[test]
+fn a_sender_dropped_over_its_share_is_throttled_then_closed_with_4007() {
+    let key = NodeKey::generate();
+    let other = NodeKey::generate().id();
+    let mut harness = registered(&key, AnnounceAuth::Fledger);
+    let limits = AbuseLimits::default();
+    let mut out = Vec::new();
+    for _ in 0..limits.throttle_after {
+        harness.session.on_relay_over_share(harness.now, &mut out);
+    }
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(
+        harness.text(&setup(key.id(), other)),
+        vec![Action::Refuse(Refusal::RelayThrottled)]
+    );
+    let mut last = Vec::new();
+    for _ in 0..limits.disconnect_after {
+        last = harness.text(&setup(key.id(), other));
+        if !last.is_empty() && last != vec![Action::Refuse(Refusal::RelayThrottled)] {
+            break;
+        }
+    }
+    assert_eq!(last, vec![Action::Close(CloseReason::RelayAbuse)]);
+    assert_eq!(CloseReason::RelayAbuse.code(), 4007);
+}
+
+#[test]
+fn a_throttled_sender_that_stops_is_forgiven() {
+    let key = NodeKey::generate();
+    let other = NodeKey::generate().id();
+    let mut harness = registered(&key, AnnounceAuth::Fledger);
+    let mut out = Vec::new();
+    for _ in 0..DEFAULT_RELAY_THROTTLE_AFTER {
+        harness.session.on_relay_over_share(harness.now, &mut out);
+    }
+    harness.now += Duration::from_secs(u64::from(DEFAULT_RELAY_THROTTLE_AFTER));
+    assert!(matches!(
+        harness.text(&setup(key.id(), other)).as_slice(),
+        [Action::Relay { .. }]
+    ));
+}
+
+#[test]
+fn an_incomplete_fragmented_message_times_out_despite_pings() {
+    let key = NodeKey::generate();
+    let mut harness = registered(&key, AnnounceAuth::Fledger);
+    harness.session.on_partial_message(Some(harness.now));
+    let mut out = Vec::new();
+    for _ in 0..9 {
+        harness.now += DEFAULT_FRAGMENT_TIMEOUT / 10;
+        harness.session.on_inbound(Inbound::Control, harness.now, &mut out);
+        harness.session.on_timer(harness.now, &mut out);
+    }
+    assert!(out.iter().all(|action| *action == Action::Ping), "{out:?}");
+    assert!(harness.session.next_deadline() <= harness.now + DEFAULT_FRAGMENT_TIMEOUT / 10);
+    let out = harness.advance(DEFAULT_FRAGMENT_TIMEOUT / 10);
+    assert_eq!(out, vec![Action::Close(CloseReason::FragmentTimeout)]);
 }
 
 #[test]

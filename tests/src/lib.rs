@@ -56,9 +56,38 @@ pub struct Client {
 impl Client {
     /// Connects and reads the challenge.
     pub async fn connect(url: &str) -> anyhow::Result<Client> {
-        let (mut socket, _) = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(url))
+        let (socket, _) = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(url))
             .await
             .context("connect timed out")??;
+        Self::after_upgrade(socket, url).await
+    }
+
+    /// Connects from the local address `source` (e.g. another 127.0.0.x,
+    /// to look like another client) and reads the challenge. Plain `ws://`
+    /// only.
+    pub async fn connect_from(url: &str, source: std::net::IpAddr) -> anyhow::Result<Client> {
+        let authority = flproto::announce::authority_of_url(url).context("no host in url")?;
+        let server = tokio::net::lookup_host(authority.as_str())
+            .await?
+            .find(|addr| addr.is_ipv4() == source.is_ipv4())
+            .context("no server address of the source's family")?;
+        let socket = if source.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.bind(std::net::SocketAddr::new(source, 0))?;
+        let upgrade = async {
+            let stream = socket.connect(server).await?;
+            anyhow::Ok(tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await?)
+        };
+        let (socket, _) = tokio::time::timeout(PATIENCE, upgrade)
+            .await
+            .context("connect timed out")??;
+        Self::after_upgrade(socket, url).await
+    }
+
+    async fn after_upgrade(mut socket: Socket, url: &str) -> anyhow::Result<Client> {
         let first = tokio::time::timeout(PATIENCE, socket.next())
             .await
             .context("no challenge")?

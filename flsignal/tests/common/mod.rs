@@ -14,9 +14,13 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts a server with default limits changed by `args` (flags).
+    /// Starts a server with default limits changed by `args` (flags), on
+    /// 127.0.0.1 unless `args` has a `--listen` of its own.
     pub async fn start(args: &[&str]) -> TestServer {
-        let mut argv = vec!["flsignal", "--listen", "127.0.0.1:0"];
+        let mut argv = vec!["flsignal"];
+        if !args.contains(&"--listen") {
+            argv.extend(["--listen", "127.0.0.1:0"]);
+        }
         // Many servers run at once: STUN on a port of its own too.
         if !args.contains(&"--stun-listen") {
             argv.extend(["--stun-listen", "127.0.0.1:0"]);
