@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::edge_config::EdgeConfig;
 use crate::stun;
 use clap::{Parser, ValueEnum};
 use flproto::announce::{normalize_authority, AnnouncePolicy};
@@ -213,6 +214,10 @@ pub struct Config {
     #[arg(long, env = "FLSIGNAL_STUN_RATE_BURST", default_value_t = stun::DEFAULT_RATE.burst)]
     pub stun_rate_burst: u32,
 
+    /// TLS, trusted proxies and how clients are told apart.
+    #[command(flatten)]
+    pub edge: EdgeConfig,
+
     /// Log format.
     #[arg(long, env = "FLSIGNAL_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -300,6 +305,7 @@ impl Config {
             self.stun_rate_per_second >= 1 && self.stun_rate_burst >= 1,
             "--stun-rate-per-second and --stun-rate-burst must be at least 1"
         );
+        self.edge.validate()?;
         self.validate_cluster()
     }
 

@@ -2,6 +2,7 @@
 //! machine and carries out the actions it returns. Everything here is I/O;
 //! the decisions are in `flproto::session`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,6 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
 use tokio_tungstenite::tungstenite::{self, Bytes, Message, Utf8Bytes};
+use tracing::Instrument;
 
 use crate::hub::{Hub, Kill, Outbound, PeerHandle, RelayOutcome};
 use crate::metrics::Metrics;
@@ -45,8 +47,10 @@ struct Connection {
     actions: Vec<Action>,
 }
 
-/// Runs one WebSocket to its end.
-pub async fn run(socket: ServerSocket, shared: Arc<Shared>, policy: AnnouncePolicy) {
+/// Runs one WebSocket to its end. `client` is the client's address as
+/// limits see it (the peer, or whom a trusted proxy named); it goes into
+/// every log line of the connection.
+pub async fn run(socket: ServerSocket, shared: Arc<Shared>, policy: AnnouncePolicy, client: IpAddr) {
     shared.hub.metrics.sessions.inc();
     let (outbox, inbox) = flume::bounded(shared.config.outbound_queue);
     let handle = PeerHandle {
@@ -71,7 +75,10 @@ pub async fn run(socket: ServerSocket, shared: Arc<Shared>, policy: AnnouncePoli
         registered: None,
         actions,
     };
-    connection.drive().await;
+    connection
+        .drive()
+        .instrument(tracing::debug_span!("connection", %client))
+        .await;
     if let Some(id) = connection.registered {
         shared.hub.leave(&id, connection.handle.conn);
     }

@@ -31,6 +31,7 @@ fn run() -> anyhow::Result<()> {
             .map_or_else(|| "off".to_owned(), |addr| addr.to_string());
         tracing::info!(listen = %server.local_addr(), %stun, "flsignal ready");
         let shutdown = server.shutdown_token();
+        tokio::spawn(reload_on_hangup(server.tls_certificate()));
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
@@ -78,6 +79,27 @@ fn fit_fd_limit(config: &mut Config) {
             }
         }
         Err(error) => tracing::warn!(%error, "cannot raise the file descriptor limit"),
+    }
+}
+
+/// On SIGHUP, reads the TLS certificate and key again: new handshakes use
+/// the new ones, established connections keep theirs. A file that does not
+/// load leaves the old certificate in use and is reported in one line.
+async fn reload_on_hangup(certificate: Option<std::sync::Arc<flsignal::tls::ServerCertificate>>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; the TLS certificate is not reloaded");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        let Some(certificate) = &certificate else {
+            tracing::info!("SIGHUP: no --tls-cert to reload");
+            continue;
+        };
+        match certificate.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+            Err(error) => tracing::error!("SIGHUP: TLS certificate not reloaded, the old one stays: {error:#}"),
+        }
     }
 }
 
