@@ -1,14 +1,22 @@
 //! A real server on a loopback port, run inside the test process.
 
+// Each test file uses a part of it.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clap::Parser;
+use flsignal::tls::ServerCertificate;
 use flsignal::{Config, Server, Shared};
 use tokio_util::sync::CancellationToken;
 
 pub struct TestServer {
     pub url: String,
+    pub addr: SocketAddr,
     pub shared: Arc<Shared>,
+    /// With `--tls-cert`: the certificate, to reload.
+    pub tls: Option<Arc<ServerCertificate>>,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -16,7 +24,10 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server with default limits changed by `args` (flags).
     pub async fn start(args: &[&str]) -> TestServer {
-        let mut argv = vec!["flsignal", "--listen", "127.0.0.1:0"];
+        let mut argv = vec!["flsignal"];
+        if !args.contains(&"--listen") {
+            argv.extend(["--listen", "127.0.0.1:0"]);
+        }
         // Many servers run at once: STUN on a port of its own too.
         if !args.contains(&"--stun-listen") {
             argv.extend(["--stun-listen", "127.0.0.1:0"]);
@@ -25,11 +36,14 @@ impl TestServer {
         let server = Server::bind(Config::parse_from(argv)).await.expect("bind");
         let addr = server.local_addr();
         let shared = server.shared();
+        let tls = server.tls_certificate();
         let shutdown = server.shutdown_token();
         let task = tokio::spawn(server.run());
         TestServer {
             url: format!("ws://{addr}/"),
+            addr,
             shared,
+            tls,
             shutdown,
             task: Some(task),
         }
