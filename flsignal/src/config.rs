@@ -22,7 +22,7 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
 /// Simultaneous TCP connections from one IP address.
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
 /// Time a TCP connection may spend before its WebSocket upgrade (or its
-/// plain HTTP answer) is done.
+/// plain HTTP answer) is done, PROXY header and TLS handshake included.
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a write to one client may take before the client is dropped.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -140,7 +140,8 @@ pub struct Config {
     #[arg(long, env = "FLSIGNAL_PRESENCE_INTERVAL", value_parser = parse_duration, default_value = "250ms")]
     pub presence_interval: Duration,
 
-    /// Time a connection has for its HTTP request or WebSocket upgrade.
+    /// Time a connection has for its PROXY header, TLS handshake and HTTP
+    /// request or WebSocket upgrade, together.
     #[arg(long, env = "FLSIGNAL_HTTP_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub http_timeout: Duration,
 
