@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::edge_config::EdgeConfig;
 use crate::stun;
 use clap::{Parser, ValueEnum};
 use flproto::announce::{normalize_authority, AnnouncePolicy};
@@ -23,7 +24,7 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
 /// Simultaneous TCP connections from one IP address.
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
 /// Time a TCP connection may spend before its WebSocket upgrade (or its
-/// plain HTTP answer) is done.
+/// plain HTTP answer) is done, PROXY header and TLS handshake included.
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a client may go without taking a single frame while frames wait
 /// for it before it is dropped as a slow reader.
@@ -142,7 +143,8 @@ pub struct Config {
     #[arg(long, env = "FLSIGNAL_PRESENCE_INTERVAL", value_parser = parse_duration, default_value = "250ms")]
     pub presence_interval: Duration,
 
-    /// Time a connection has for its HTTP request or WebSocket upgrade.
+    /// Time a connection has for its PROXY header, TLS handshake and HTTP
+    /// request or WebSocket upgrade, together.
     #[arg(long, env = "FLSIGNAL_HTTP_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub http_timeout: Duration,
 
@@ -216,8 +218,13 @@ pub struct Config {
     #[arg(long, env = "FLSIGNAL_STUN_RATE_BURST", default_value_t = stun::DEFAULT_RATE.burst)]
     pub stun_rate_burst: u32,
 
+    /// Fair shares, per-source and per-request rates, fragment timeout.
     #[command(flatten)]
     pub fairness: FairnessConfig,
+
+    /// TLS, trusted proxies and how clients are told apart.
+    #[command(flatten)]
+    pub edge: EdgeConfig,
 
     /// Log format.
     #[arg(long, env = "FLSIGNAL_LOG_FORMAT", value_enum, default_value = "text")]
@@ -311,6 +318,7 @@ impl Config {
             self.stun_rate_per_second >= 1 && self.stun_rate_burst >= 1,
             "--stun-rate-per-second and --stun-rate-burst must be at least 1"
         );
+        self.edge.validate()?;
         self.validate_cluster()
     }
 

@@ -93,7 +93,7 @@ fn fairness_defaults_match_the_documented_constants_and_are_checked() {
         &["flsignal", "--list-rate-burst", "0"],
         &["flsignal", "--announce-rate-per-second", "0"],
         &["flsignal", "--announce-sources", "0"],
-        &["flsignal", "--announce-ipv6-prefix", "129"],
+        &["flsignal", "--ipv6-prefix-len", "129"],
         &["flsignal", "--fragment-timeout", "0s"],
     ] {
         assert!(Config::parse_from(bad).validate().is_err(), "{bad:?}");

@@ -16,6 +16,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
 use tokio_tungstenite::tungstenite::{self, Bytes, Message, Utf8Bytes};
+use tracing::Instrument;
 
 use crate::hub::{Delivery, Hub, Outbound, PeerHandle, RelayOutcome};
 use crate::metrics::Metrics;
@@ -44,13 +45,16 @@ struct Connection {
     inbox: flume::Receiver<Outbound>,
     /// The node this connection registered, to remove on the way out.
     registered: Option<NodeId>,
-    /// Where the connection comes from, for the announce rate per source.
-    peer_ip: IpAddr,
+    /// Where the connection comes from as limits see it, for the announce
+    /// rate per source.
+    client: IpAddr,
     actions: Vec<Action>,
 }
 
-/// Runs one WebSocket to its end.
-pub async fn run(socket: ServerSocket, shared: Arc<Shared>, policy: AnnouncePolicy, peer_ip: IpAddr) {
+/// Runs one WebSocket to its end. `client` is the client's address as
+/// limits see it (the peer, or whom a trusted proxy named); it goes into
+/// every log line of the connection.
+pub async fn run(socket: ServerSocket, shared: Arc<Shared>, policy: AnnouncePolicy, client: IpAddr) {
     shared.hub.metrics.sessions.inc();
     let (outbox, inbox) = flume::bounded(shared.config.outbound_queue);
     let handle = PeerHandle::new(shared.hub.next_conn_id(), outbox);
@@ -69,10 +73,13 @@ pub async fn run(socket: ServerSocket, shared: Arc<Shared>, policy: AnnouncePoli
         handle,
         inbox,
         registered: None,
-        peer_ip,
+        client,
         actions,
     };
-    connection.drive().await;
+    connection
+        .drive()
+        .instrument(tracing::debug_span!("connection", %client))
+        .await;
     if let Some(id) = connection.registered {
         shared.hub.leave(&id, connection.handle.conn);
     }
@@ -187,7 +194,7 @@ impl Connection {
         match action {
             Action::Send(message) => self.send_text(message.to_json().into()).await,
             Action::Register(node) => {
-                if !self.shared.admit_announce(self.peer_ip, Instant::now()) {
+                if !self.shared.admit_announce(self.client, Instant::now()) {
                     // Counted with the refusal this produces.
                     self.session.refuse_registration(&mut self.actions);
                     return Flow::Continue;

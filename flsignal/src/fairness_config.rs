@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use clap::Args;
-use flproto::addr_key::DEFAULT_IPV6_PREFIX_LEN;
 use flproto::rate::RateLimit;
 use flproto::relay_share::{
     AbuseLimits, RelayShare, DEFAULT_RELAY_DISCONNECT_AFTER, DEFAULT_RELAY_FORGIVE_PER_SECOND,
@@ -59,10 +58,6 @@ pub struct FairnessConfig {
     /// Source addresses the announce rate remembers (least recently seen forgotten first).
     #[arg(long, env = "FLSIGNAL_ANNOUNCE_SOURCES", default_value_t = DEFAULT_ANNOUNCE_SOURCES)]
     pub announce_sources: usize,
-
-    /// IPv6 prefix length counted as one source by the announce rate.
-    #[arg(long, env = "FLSIGNAL_ANNOUNCE_IPV6_PREFIX", default_value_t = DEFAULT_IPV6_PREFIX_LEN)]
-    pub announce_ipv6_prefix: u8,
 
     /// Time a fragmented message may take to complete (pings do not extend it).
     #[arg(long, env = "FLSIGNAL_FRAGMENT_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
@@ -126,10 +121,6 @@ impl FairnessConfig {
         anyhow::ensure!(
             self.announce_rate_per_second >= 1 && self.announce_rate_burst >= 1 && self.announce_sources >= 1,
             "--announce-rate-per-second, --announce-rate-burst and --announce-sources must be at least 1"
-        );
-        anyhow::ensure!(
-            self.announce_ipv6_prefix <= 128,
-            "--announce-ipv6-prefix must be at most 128"
         );
         anyhow::ensure!(!self.fragment_timeout.is_zero(), "--fragment-timeout must be positive");
         Ok(())

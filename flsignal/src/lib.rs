@@ -4,7 +4,9 @@
 //! The protocol decisions live in the `flproto` crate; this crate is the
 //! edge around them:
 //!
-//! * [`listener`] accepts TCP connections and enforces connection limits;
+//! * [`listener`] accepts TCP connections and takes them through a PROXY
+//!   header ([`proxy_header`], from [`trusted_proxy`] peers only) and TLS
+//!   ([`tls`]) to HTTP; [`admission`] holds the connection limits;
 //! * [`routes`] is the HTTP surface (WebSocket, `/healthz`, `/metrics`);
 //! * [`web`] is the browser page, embedded in the binary;
 //! * [`connection`] drives one WebSocket through `flproto::session`, and
@@ -19,21 +21,27 @@
 //!   [`stun_service`] is its UDP socket (with `--stun-listen`);
 //! * [`config`] lists every flag and limit.
 
+pub mod admission;
 pub mod cluster;
 pub mod cluster_sync;
 pub mod coalesce;
 pub mod config;
 pub mod connection;
+pub mod edge_config;
 pub mod fairness_config;
 pub mod fragment_watch;
 pub mod hub;
 pub mod listener;
 pub mod metrics;
 pub mod outbox;
+pub mod proxy_header;
 pub mod read_ahead;
+pub mod rewound;
 pub mod routes;
 pub mod stun;
 pub mod stun_service;
+pub mod tls;
+pub mod trusted_proxy;
 pub mod upgrade;
 pub mod web;
 
@@ -46,14 +54,16 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use admission::PerIpCounter;
 pub use config::Config;
 use hub::Hub;
-use listener::PerIpCounter;
+use tls::ServerCertificate;
+use trusted_proxy::TrustedProxies;
 
 impl Shared {
     /// Whether a node from `ip` may announce now (its source's rate).
     pub fn admit_announce(&self, ip: std::net::IpAddr, now: std::time::Instant) -> bool {
-        let source = flproto::addr_key::addr_key(ip, self.config.fairness.announce_ipv6_prefix);
+        let source = flproto::addr_key::source_key(ip, self.config.edge.ipv6_prefix_len);
         self.announce_rates.lock().try_take(source, now)
     }
 }
@@ -65,6 +75,8 @@ pub struct Shared {
     per_ip: PerIpCounter,
     /// Announces per source address (see `--announce-rate-*`).
     announce_rates: parking_lot::Mutex<flproto::source_rate::SourceRates>,
+    /// `--trusted-proxy`: peers whose word on the client is taken.
+    trusted_proxies: TrustedProxies,
     /// Set when `--public-host` is given; otherwise built per request.
     fixed_policy: Option<AnnouncePolicy>,
     /// Cancelled on SIGTERM/SIGINT: stop accepting, close every node.
@@ -81,12 +93,23 @@ pub struct Server {
     cluster: Option<cluster::ClusterLink>,
     /// The STUN socket, unless `--stun-listen off`.
     stun: Option<tokio::net::UdpSocket>,
+    /// With `--tls-cert`: what the listener's handshakes present, and the
+    /// acceptor that asks it.
+    tls: Option<(Arc<ServerCertificate>, tokio_rustls::TlsAcceptor)>,
 }
 
 impl Server {
     /// Validates `config` and binds its listen address.
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
         config.validate()?;
+        let tls = match (&config.edge.tls_cert, &config.edge.tls_key) {
+            (Some(cert), Some(key)) => {
+                let certificate = Arc::new(ServerCertificate::load(cert, key)?);
+                let acceptor = certificate.acceptor()?;
+                Some((certificate, acceptor))
+            }
+            _ => None,
+        };
         let listener = TcpListener::bind(config.listen).await.map_err(|error| {
             let hint = if error.kind() == std::io::ErrorKind::AddrInUse {
                 " (another program uses that port; pick another with --listen)"
@@ -114,6 +137,7 @@ impl Server {
                 config.fairness.announce_rate(),
                 config.fairness.announce_sources,
             )),
+            trusted_proxies: config.edge.trusted_proxies(),
             fixed_policy: config.fixed_announce_policy(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -124,7 +148,14 @@ impl Server {
             shared,
             cluster,
             stun,
+            tls,
         })
+    }
+
+    /// The TLS certificate, with `--tls-cert`: [`ServerCertificate::reload`]
+    /// replaces it for new connections.
+    pub fn tls_certificate(&self) -> Option<Arc<ServerCertificate>> {
+        self.tls.as_ref().map(|(certificate, _)| certificate.clone())
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -164,7 +195,8 @@ impl Server {
             .stun
             .map(|socket| tokio::spawn(stun_service::serve(socket, shared.clone())));
         let router = routes::router(shared.clone());
-        listener::accept_loop(self.listener, shared.clone(), router).await;
+        let tls = self.tls.map(|(_, acceptor)| acceptor);
+        listener::accept_loop(self.listener, shared.clone(), router, tls).await;
         shared.tasks.close();
         if tokio::time::timeout(shared.config.drain_timeout, shared.tasks.wait())
             .await

@@ -26,11 +26,17 @@ fn run() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let server = Server::bind(config).await?;
+        // Listening before "ready", so that no SIGHUP finds the default action (exit).
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
         let stun = server
             .stun_addr()
             .map_or_else(|| "off".to_owned(), |addr| addr.to_string());
         tracing::info!(listen = %server.local_addr(), %stun, "flsignal ready");
         let shutdown = server.shutdown_token();
+        match hangup {
+            Ok(hangup) => drop(tokio::spawn(reload_on_hangup(hangup, server.tls_certificate()))),
+            Err(error) => tracing::warn!(%error, "cannot listen for SIGHUP; the TLS certificate cannot be reloaded"),
+        }
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
@@ -78,6 +84,25 @@ fn fit_fd_limit(config: &mut Config) {
             }
         }
         Err(error) => tracing::warn!(%error, "cannot raise the file descriptor limit"),
+    }
+}
+
+/// On SIGHUP, reads the TLS certificate and key again: new handshakes use
+/// the new ones, established connections keep theirs. A file that does not
+/// load leaves the old certificate in use and is reported in one line.
+async fn reload_on_hangup(
+    mut hangup: tokio::signal::unix::Signal,
+    certificate: Option<std::sync::Arc<flsignal::tls::ServerCertificate>>,
+) {
+    while hangup.recv().await.is_some() {
+        let Some(certificate) = &certificate else {
+            tracing::info!("SIGHUP: no --tls-cert to reload");
+            continue;
+        };
+        match certificate.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+            Err(error) => tracing::error!("SIGHUP: TLS certificate not reloaded, the old one stays: {error:#}"),
+        }
     }
 }
 

@@ -7,11 +7,10 @@
 //!   link's state in a cluster).
 //! * `GET /metrics`: Prometheus text format.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -19,7 +18,8 @@ use axum::{Extension, Router};
 use flproto::announce::{normalize_authority, AnnouncePolicy};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::listener::ConnectionPermit;
+use crate::admission;
+use crate::listener::{Client, ConnectionContext};
 use crate::{connection, upgrade, web, Shared};
 
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -33,13 +33,24 @@ pub fn router(shared: Arc<Shared>) -> Router {
 
 async fn signalling(
     State(shared): State<Arc<Shared>>,
-    Extension(permit): Extension<Arc<ConnectionPermit>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(context): Extension<ConnectionContext>,
     mut request: Request<Body>,
 ) -> Response {
     if !upgrade::is_upgrade_request(request.headers()) {
         return web::index();
     }
+    let (client, source) = match context.client {
+        Client::Known { ip, permit } => (ip, permit),
+        Client::Forwarded { proxy } => {
+            let client = shared.trusted_proxies.forwarded_client(proxy, request.headers());
+            match admission::admit_source(&shared, client) {
+                Some(permit) => (client, Arc::new(permit)),
+                None => {
+                    return (StatusCode::TOO_MANY_REQUESTS, "too many connections from your address").into_response()
+                }
+            }
+        }
+    };
     let (response, pending) = match upgrade::accept(&mut request) {
         Ok(accepted) => accepted,
         Err(refusal) => return refusal.into_response(),
@@ -54,10 +65,10 @@ async fn signalling(
         .max_write_buffer_size(config.max_message_size * 4);
     let tasks = shared.tasks.clone();
     tasks.spawn(async move {
-        // The permit lives as long as the WebSocket does.
-        let _permit = permit;
+        // The permits live as long as the WebSocket does.
+        let _permits = (context.permit, source);
         if let Some(socket) = pending.socket(ws_config).await {
-            connection::run(socket, shared, policy, peer.ip()).await;
+            connection::run(socket, shared, policy, client).await;
         }
     });
     response

@@ -1,21 +1,19 @@
-//! The key one client address is counted under by per-source limits.
-//!
-//! An IPv4 address is one key. An IPv6 client usually holds a whole /64
-//! (often more), so keying by the full address would let it dodge any
-//! per-address limit by changing the interface identifier: IPv6 addresses
-//! are keyed by their leading `ipv6_prefix_len` bits instead. IPv4-mapped
-//! IPv6 addresses count as the IPv4 address they carry.
+//! The key per-source limits count under. An IPv4 client owns one address,
+//! but an IPv6 client is usually handed a whole /64 (or more) and can pick
+//! a fresh address from it for every connection; counting by address would
+//! give it billions of separate allowances. So IPv6 addresses count by
+//! their network prefix.
 
 use std::net::{IpAddr, Ipv6Addr};
 
-/// Default IPv6 prefix one client is assumed to hold: the /64 every
-/// residential or hosting customer is handed at least.
+/// IPv6 prefix length clients are counted by: the /64 that SLAAC hands
+/// every subnet, the smallest block one customer routinely controls.
 pub const DEFAULT_IPV6_PREFIX_LEN: u8 = 64;
 
-/// `ip` with the bits a client can choose freely cleared: an IPv4 address
-/// as it is, an IPv6 address cut to its first `ipv6_prefix_len` bits
-/// (values over 128 count as 128).
-pub fn addr_key(ip: IpAddr, ipv6_prefix_len: u8) -> IpAddr {
+/// The key `ip` is counted under: IPv4 addresses (also IPv4-mapped IPv6
+/// ones) as they are, IPv6 addresses with all but their first
+/// `ipv6_prefix_len` bits cleared. A length above 128 counts as 128.
+pub fn source_key(ip: IpAddr, ipv6_prefix_len: u8) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => {
@@ -29,26 +27,48 @@ pub fn addr_key(ip: IpAddr, ipv6_prefix_len: u8) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
-    fn key(text: &str, len: u8) -> String {
-        addr_key(text.parse().unwrap(), len).to_string()
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
     }
 
     #[test]
-    fn ipv6_addresses_of_one_prefix_share_a_key() {
-        assert_eq!(key("2001:db8:1:2:aaaa::1", 64), "2001:db8:1:2::");
-        assert_eq!(key("2001:db8:1:2:ffff::9", 64), "2001:db8:1:2::");
-        assert_eq!(key("2001:db8:1:3::1", 64), "2001:db8:1:3::");
-        assert_eq!(key("2001:db8:1:2::1", 48), "2001:db8:1::");
-        assert_eq!(key("2001:db8::1", 128), "2001:db8::1");
-        assert_eq!(key("2001:db8::1", 200), "2001:db8::1");
-        assert_eq!(key("2001:db8::1", 0), "::");
+    fn ipv6_addresses_in_one_slash_64_share_a_key() {
+        let key = source_key(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), DEFAULT_IPV6_PREFIX_LEN);
+        assert_eq!(key, ip("2001:db8:1:2::"));
+        assert_eq!(source_key(ip("2001:db8:1:2::1"), 64), key);
+        assert_ne!(source_key(ip("2001:db8:1:3::1"), 64), key);
     }
 
     #[test]
-    fn ipv4_and_mapped_ipv4_are_the_same_single_address() {
-        assert_eq!(key("192.0.2.7", 64), "192.0.2.7");
-        assert_eq!(key("::ffff:192.0.2.7", 64), "192.0.2.7");
-        assert_ne!(key("192.0.2.7", 64), key("192.0.2.8", 64));
+    fn ipv4_addresses_are_their_own_key() {
+        assert_eq!(source_key(ip("203.0.113.7"), 64), ip("203.0.113.7"));
+        assert_eq!(source_key(ip("::ffff:203.0.113.7"), 64), ip("203.0.113.7"));
+        assert_eq!(source_key(ip("203.0.113.7"), 0), ip("203.0.113.7"));
+    }
+
+    #[test]
+    fn prefix_lengths_zero_and_128_mean_everyone_and_each_address() {
+        assert_eq!(source_key(ip("2001:db8::1"), 0), ip("::"));
+        assert_eq!(source_key(ip("2001:db8::1"), 128), ip("2001:db8::1"));
+        assert_eq!(source_key(ip("2001:db8::1"), 200), ip("2001:db8::1"));
+        assert_eq!(source_key(ip("2001:db8::1"), 48), ip("2001:db8::"));
+        assert_eq!(source_key(ip("2001:db8:ffff:ffff::1"), 33), ip("2001:db8:8000::"));
+    }
+
+    proptest! {
+        #[test]
+        fn a_key_is_its_own_key_and_only_keeps_prefix_bits(bits: u128, len in 0u8..=128) {
+            let key = source_key(IpAddr::V6(Ipv6Addr::from(bits)), len);
+            prop_assert_eq!(source_key(key, len), key);
+            if let IpAddr::V6(v6) = key {
+                let kept = u128::from(v6);
+                prop_assert_eq!(kept & !bits, 0);
+                if len < 128 {
+                    prop_assert_eq!(kept & (u128::MAX >> len), 0);
+                }
+            }
+        }
     }
 }

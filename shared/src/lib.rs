@@ -9,6 +9,7 @@
 //!   [`presence`] the server's view of who is online and who knows whom.
 //!   Both take events (and the current time) in and hand actions out, so they
 //!   are tested fast and exhaustively without a network.
+//! * [`addr_key`] is the key per-source limits count under (IPv6 by prefix).
 //! * [`cluster_message`] and [`cluster_presence`] are what instances of a
 //!   cluster tell each other over NATS, and the table that decides which
 //!   instance holds which node (newest wins, expiry by heartbeat).

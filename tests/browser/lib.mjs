@@ -8,8 +8,8 @@ import { chromium } from 'playwright-core';
 // background traffic. With `hideLocalIps` false, plain host candidates
 // instead of mDNS-hidden ones (`name.local`), which two pages need to find
 // each other on a machine without multicast DNS; with it true, chromium as
-// users run it.
-export async function launch(executablePath, timeout, { hideLocalIps = false } = {}) {
+// users run it. `args` are further chromium flags.
+export async function launch(executablePath, timeout, { hideLocalIps = false, args = [] } = {}) {
   const features = hideLocalIps ? [] : ['--disable-features=WebRtcHideLocalIpsWithMdns'];
   return chromium.launch({
     executablePath,
@@ -25,6 +25,7 @@ export async function launch(executablePath, timeout, { hideLocalIps = false } =
       '--no-default-browser-check',
       '--metrics-recording-only',
       ...features,
+      ...args,
     ],
   });
 }

@@ -28,6 +28,7 @@ pub mod nats;
 pub mod netns;
 pub mod spread;
 pub mod stun_client;
+pub mod tls;
 pub mod wireguard;
 
 pub use tokio_tungstenite::tungstenite;
@@ -35,7 +36,7 @@ pub use tokio_tungstenite::tungstenite;
 /// How long a test waits for something that should happen promptly.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// What a client observed next on its socket.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,7 +60,7 @@ impl Client {
         let (socket, _) = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(url))
             .await
             .context("connect timed out")??;
-        Self::after_upgrade(socket, url).await
+        Client::from_socket(socket, url).await
     }
 
     /// Connects from the local address `source` (e.g. another 127.0.0.x,
@@ -84,10 +85,11 @@ impl Client {
         let (socket, _) = tokio::time::timeout(PATIENCE, upgrade)
             .await
             .context("connect timed out")??;
-        Self::after_upgrade(socket, url).await
+        Self::from_socket(socket, url).await
     }
 
-    async fn after_upgrade(mut socket: Socket, url: &str) -> anyhow::Result<Client> {
+    /// A client on a WebSocket that is already open: reads the challenge.
+    pub async fn from_socket(mut socket: Socket, url: &str) -> anyhow::Result<Client> {
         let first = tokio::time::timeout(PATIENCE, socket.next())
             .await
             .context("no challenge")?

@@ -111,6 +111,24 @@ async fn two_browser_pages_connect_and_talk() {
     assert!(browser_dir().join("artifacts/browser-peer-a.png").exists());
 }
 
+/// flsignal serving TLS itself: the page loads over https and registers
+/// over wss:// on the same port (its certificate is self-signed, so
+/// chromium is told to accept it).
+#[tokio::test]
+async fn the_page_registers_over_wss_when_served_over_https() {
+    if !browser_available("the_page_registers_over_wss_when_served_over_https") {
+        return;
+    }
+    let files = tempfile::tempdir().unwrap();
+    let (cert, key) = e2e::tls::SelfSigned::new().write(files.path(), "server");
+    let args = ["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()];
+    let server = ServerProcess::start(&args, &[]).await.unwrap();
+    let url = format!("https://{}/", server.addr);
+    let (status, out, err) = run_script("https.mjs", &[("FLSIGNAL_URL", url)], None).await;
+    assert!(status.success(), "browser run failed:\n{out}\n{err}");
+    assert!(out.contains("registered over wss://"), "{out}");
+}
+
 /// Runs `tests/browser/<script>` with node (inside namespace `ns` if
 /// given), killing it and its chromium if it outlives
 /// [`BROWSER_RUN_LIMIT`]; its exit status, stdout and stderr, both printed.

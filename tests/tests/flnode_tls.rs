@@ -1,8 +1,8 @@
 //! flnode reaches a signalling server through `wss://`: flsignal behind a
-//! TLS terminator (as public servers run), whose self-signed certificate
-//! flnode is told to trust with `--signal-ca`. Without it, flnode refuses
-//! the certificate and says so in one line. Loopback only: signalling needs
-//! no second host.
+//! TLS terminator (as public servers run), or serving TLS itself
+//! (`--tls-cert`), whose self-signed certificate flnode is told to trust
+//! with `--signal-ca`. Without it, flnode refuses the certificate and says
+//! so in one line. Loopback only: signalling needs no second host.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -52,12 +52,28 @@ async fn tls_terminator(upstream: SocketAddr) -> (SocketAddr, String, tokio::tas
 async fn flnode_registers_over_wss_and_refuses_an_unknown_certificate() {
     let server = ServerProcess::start(&[], &[]).await.unwrap();
     let (tls_addr, certificate, _terminator) = tls_terminator(server.addr).await;
+    registers_over_wss_only_with_the_ca(tls_addr.port(), certificate).await;
+}
+
+#[tokio::test]
+async fn flnode_registers_over_wss_with_flsignals_own_tls() {
+    let files = tempfile::tempdir().unwrap();
+    let certificate = e2e::tls::SelfSigned::new();
+    let (cert, key) = certificate.write(files.path(), "server");
+    let args = ["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()];
+    let server = ServerProcess::start(&args, &[]).await.unwrap();
+    registers_over_wss_only_with_the_ca(server.addr.port(), certificate.cert_pem).await;
+}
+
+/// flnode against `wss://localhost:PORT`, whose certificate is
+/// `certificate` (PEM): refused without `--signal-ca`, registered with it.
+async fn registers_over_wss_only_with_the_ca(port: u16, certificate: String) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().to_str().unwrap().to_owned();
     cli(&["init", "--config", &config]).unwrap();
     let ca = dir.path().join("signal-ca.pem");
     std::fs::write(&ca, certificate).unwrap();
-    let url = format!("wss://localhost:{}", tls_addr.port());
+    let url = format!("wss://localhost:{port}");
     // A peer that never comes online: this test is about signalling.
     let peer = format!("{}=127.0.0.1:0", "ab".repeat(32));
     let up = |extra: &[&str]| {

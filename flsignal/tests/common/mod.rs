@@ -1,14 +1,22 @@
 //! A real server on a loopback port, run inside the test process.
 
+// Each test file uses a part of it.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clap::Parser;
+use flsignal::tls::ServerCertificate;
 use flsignal::{Config, Server, Shared};
 use tokio_util::sync::CancellationToken;
 
 pub struct TestServer {
     pub url: String,
+    pub addr: SocketAddr,
     pub shared: Arc<Shared>,
+    /// With `--tls-cert`: the certificate, to reload.
+    pub tls: Option<Arc<ServerCertificate>>,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -29,11 +37,14 @@ impl TestServer {
         let server = Server::bind(Config::parse_from(argv)).await.expect("bind");
         let addr = server.local_addr();
         let shared = server.shared();
+        let tls = server.tls_certificate();
         let shutdown = server.shutdown_token();
         let task = tokio::spawn(server.run());
         TestServer {
             url: format!("ws://{addr}/"),
+            addr,
             shared,
+            tls,
             shutdown,
             task: Some(task),
         }
