@@ -40,7 +40,7 @@ mod handover;
 mod signing;
 mod stats;
 
-use channels::receive;
+use channels::{from_wireguard, receive};
 use signing::unix_millis;
 pub use stats::PeerStats;
 
@@ -103,6 +103,8 @@ enum Internal {
     CtlOpen(u64, Arc<dyn DataChannel>),
     /// The connection generation, and the send time our ping carried.
     Pong(u64, Option<u64>),
+    /// A test peer used up its byte budget on this generation's connection.
+    BudgetSpent(u64),
 }
 
 /// Where a peer's datagrams come from and go to.
@@ -114,8 +116,11 @@ pub struct PeerConfig {
     pub socket: Option<Arc<UdpSocket>>,
     /// The local WireGuard's own UDP address.
     pub wireguard: SocketAddr,
-    /// STUN and TURN servers for ICE.
+    /// STUN and TURN servers for ICE (STUN only for a test peer).
     pub ice_servers: Vec<webrtc::peer_connection::RTCIceServer>,
+    /// What a test peer may still move over its data channels; `None` for
+    /// a configured peer.
+    pub budget: Option<Arc<crate::admission::ByteBudget>>,
 }
 
 pub struct Peer {
@@ -143,8 +148,12 @@ pub struct Peer {
     /// When a refused setup message was last logged (one line a second at
     /// most, whatever a hostile server sends).
     refusal_logged: Option<tokio::time::Instant>,
+    /// When a datagram from a foreign source was last logged (likewise).
+    foreign_logged: Option<tokio::time::Instant>,
     wg: Option<Arc<dyn DataChannel>>,
     ctl: Option<Arc<dyn DataChannel>>,
+    /// Data channels of the current connection (capped for a test peer).
+    channels: usize,
     /// When the current connection last answered a keepalive.
     last_pong: Option<tokio::time::Instant>,
     /// The clock our keepalive pings carry (see [`Peer::clock_micros`]).
@@ -202,8 +211,10 @@ impl Peer {
             remote_generation: None,
             pending_candidates: Vec::new(),
             refusal_logged: None,
+            foreign_logged: None,
             wg: None,
             ctl: None,
+            channels: 0,
             last_pong: None,
             clock: std::time::Instant::now(),
             previous: None,
@@ -245,8 +256,12 @@ impl Peer {
                 },
                 Some(event) = task.internal_rx.recv() => self.on_internal(event).await,
                 received = receive(socket.as_deref(), &mut buffer) => {
-                    if let Ok((len, _)) = received {
-                        self.forward_to_peer(&buffer[..len]).await;
+                    match received {
+                        Ok((len, source)) if from_wireguard(source, self.config.wireguard) => {
+                            self.forward_to_peer(&buffer[..len]).await;
+                        }
+                        Ok((_, source)) => self.drop_foreign(source),
+                        Err(_) => {}
                     }
                 }
                 _ = retry.tick() => {
@@ -307,6 +322,9 @@ impl Peer {
                     self.attempt_now().await;
                 }
             }
+            // Spent is spent for this session: no new connection, so no
+            // more candidates of this machine go out either.
+            PeerInput::Setup(_) if self.budget_spent() => {}
             PeerInput::Setup(info) => match self.authenticate(&info) {
                 Ok(generation) => {
                     self.online = true;
@@ -457,6 +475,7 @@ impl Peer {
                 }
             }
             Internal::Channel(generation, channel) if generation == self.generation => self.watch_channel(channel),
+            Internal::BudgetSpent(generation) if generation == self.generation => self.close_spent().await,
             Internal::WgOpen(generation, channel) if generation == self.generation => {
                 self.wg = Some(channel);
                 self.handover_pending = false;
