@@ -56,9 +56,23 @@ pub struct Client {
 impl Client {
     /// Connects and reads the challenge.
     pub async fn connect(url: &str) -> anyhow::Result<Client> {
-        let (mut socket, _) = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(url))
+        let (socket, _) = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(url))
             .await
             .context("connect timed out")??;
+        Self::after_handshake(socket, url).await
+    }
+
+    /// Connects over `stream`, a TCP connection already made to the
+    /// server of `url` (say, from inside a network namespace).
+    pub async fn connect_over(stream: TcpStream, url: &str) -> anyhow::Result<Client> {
+        let handshake = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream));
+        let (socket, _) = tokio::time::timeout(PATIENCE, handshake)
+            .await
+            .context("handshake timed out")??;
+        Self::after_handshake(socket, url).await
+    }
+
+    async fn after_handshake(mut socket: Socket, url: &str) -> anyhow::Result<Client> {
         let first = tokio::time::timeout(PATIENCE, socket.next())
             .await
             .context("no challenge")?
