@@ -123,7 +123,7 @@ try {
   // More strangers than b keeps peers: b asks about as many as fit beside
   // a, and declines the rest without asking.
   const maxPeers = await b.page.evaluate(() => window.flpeer.maxPeers);
-  await a.page.evaluate(strangersAsk, idB, maxPeers);
+  await a.page.evaluate(strangersAsk, { target: idB, count: maxPeers });
   await b.page.locator('#log li', { hasText: 'declined automatically' }).waitFor();
   const asking = await b.page.locator('#request-list li').count();
   if (asking !== maxPeers - 1) throw new Error(`b asks about ${asking} strangers, expected ${maxPeers - 1}`);
@@ -203,7 +203,7 @@ async function forgeSetupFrames(target) {
 
 // Runs in page a: `count` new nodes join and each sends `target` one
 // correctly signed Init; they stay online until b has seen them.
-async function strangersAsk(target, count) {
+async function strangersAsk({ target, count }) {
   const wire = await import('/web/wire.js');
   const { Identity } = await import('/web/identity.js');
   const { signSetup } = await import('/web/setup.js');
