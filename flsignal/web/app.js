@@ -90,7 +90,7 @@ function onSetup(from, message) {
     return decline(from, `declined automatically: this page keeps at most ${MAX_PEERS} peers`);
   }
   requests.set(from, [message]);
-  view.log(`${view.shortId(from)} asks to connect (${message.kind}): accept or decline it above`);
+  view.log(`${view.shortId(from)} asks to connect (${message.kind}): accept or decline it under “Asking to connect”`);
   return renderRequests();
 }
 
@@ -131,6 +131,7 @@ async function main() {
     if (signalling.reason) view.log(signalling.reason, 'error');
   });
   signalling.addEventListener('nodes', renderNodes);
+  signalling.addEventListener('nodes', renderRequests);
   signalling.addEventListener('notice', (event) => view.log(event.detail.text, event.detail.level));
   signalling.addEventListener('not-connected', (event) => {
     const peer = peers.get(event.detail.idHex);
