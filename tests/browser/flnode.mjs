@@ -51,6 +51,17 @@ try {
   await page.locator('#chat li.peer', { hasText: 'echo: hello flnode' }).waitFor();
   step('the flnode echoed the message');
 
+  // A test peer may have two data channels (the page's wg and ctl): the
+  // node closes what the page opens beyond that.
+  const closedExtra = await page.evaluate(async (id) => {
+    const pc = window.flpeer.peers.get(id).pc;
+    const extras = ['extra1', 'extra2'].map((label) => pc.createDataChannel(label));
+    const closes = extras.map((channel) => new Promise((resolve) => (channel.onclose = () => resolve(channel.label))));
+    return Promise.race([...closes, new Promise((resolve) => setTimeout(() => resolve(null), 10000))]);
+  }, target);
+  if (!closedExtra) throw new Error('the node kept more data channels than a test peer may have');
+  step(`the node closed the extra data channel ${closedExtra}`);
+
   await page.locator('#peer-rtt', { hasText: 'ms' }).waitFor();
   step(`RTT ${await text(entry, '#peer-rtt')}, path ${await text(entry, '#peer-path')}`);
 
