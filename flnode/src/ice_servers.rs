@@ -160,6 +160,13 @@ pub fn parse_all(urls: &[String]) -> anyhow::Result<Vec<IceServer>> {
         .collect()
 }
 
+/// The STUN servers of `servers`: what a test peer's connection uses. A
+/// TURN relay is the user's (its traffic, its credentials' quota); a node
+/// that is not a configured peer gets host and server-reflexive paths only.
+pub fn stun_only(servers: &[IceServer]) -> impl Iterator<Item = &IceServer> {
+    servers.iter().filter(|server| server.scheme == Scheme::Stun)
+}
+
 /// `url` with anything between the scheme and an `@` hidden.
 fn redact(url: &str) -> String {
     match (url.split_once(':'), url.rsplit_once('@')) {
@@ -256,6 +263,19 @@ mod tests {
         );
         assert_eq!(ok("stun:[2001:db8::1]").port, 3478);
         assert!(ok("stun:x").to_rtc().username.is_empty());
+    }
+
+    #[test]
+    fn test_peers_get_the_stun_servers_and_no_turn_relay() {
+        let servers = parse_all(&[
+            "stun:a.example".into(),
+            "turn:u:p@relay.example".into(),
+            "stun:b.example:1".into(),
+        ])
+        .unwrap();
+        let hosts: Vec<&str> = stun_only(&servers).map(|server| server.host.as_str()).collect();
+        assert_eq!(hosts, ["a.example", "b.example"]);
+        assert!(stun_only(&servers).all(|server| server.to_rtc().username.is_empty()));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! flnode: carries a local WireGuard's UDP traffic to other nodes over
 //! WebRTC data channels set up through a flsignal server.
 
+mod admission;
 mod ctl;
 mod host_addresses;
 mod ice_servers;
@@ -13,6 +14,7 @@ mod reconnect;
 mod runtime;
 mod settings;
 mod signal_client;
+mod test_peers;
 mod tls;
 
 use std::path::PathBuf;
@@ -29,6 +31,8 @@ struct Cli {
     command: Command,
 }
 
+// `Up`'s many flags make it the large variant; the value is parsed once.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Creates the node key in DIR (never overwrites) and prints the node ID.

@@ -15,9 +15,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{UdpSocket, UnixListener};
 use tokio::sync::mpsc;
 
+use crate::admission::{ByteBudget, TestPeerPolicy};
 use crate::ice_servers::IceServer;
 use crate::peer::{Peer, PeerConfig, PeerInput, PeerStats};
 use crate::signal_client::{self, AuthMode, SignalEvent, SignalSender};
+use crate::test_peers::TestPeers;
 
 /// Inputs queued for one peer task.
 const PEER_INPUT_QUEUE: usize = 256;
@@ -33,43 +35,64 @@ pub struct NodeSettings {
     pub name: String,
     /// STUN and TURN servers for ICE, the default one included.
     pub ice_servers: Vec<IceServer>,
-    /// How many nodes that are not configured peers (browsers testing
-    /// this node) may connect at once, to the `ctl` channel only; 0: none.
-    pub test_peers: usize,
+    /// Which nodes that are not configured peers (browsers testing this
+    /// node) may connect, to the `ctl` channel only, and how many at once.
+    pub test_peers: TestPeerPolicy,
+    /// Bytes each test peer may move over its data channels.
+    pub test_peer_budget: u64,
+    /// Largest message taken from the signalling server.
+    pub max_signal_message: usize,
     /// Extra trusted certificates (PEM) for a `wss://` signalling server.
     pub signal_ca: Option<PathBuf>,
     /// Threads of the async runtime (1: everything on one thread).
     pub threads: usize,
 }
 
-struct PeerEntry {
-    inputs: mpsc::Sender<PeerInput>,
-    stats: Arc<PeerStats>,
+pub struct PeerEntry {
+    pub inputs: mpsc::Sender<PeerInput>,
+    pub stats: Arc<PeerStats>,
     /// The WireGuard-facing port; `None` for a test peer.
     local: Option<SocketAddr>,
 }
 
 /// What every peer task is started with.
-struct PeerFactory {
+pub struct PeerFactory {
     key: Arc<NodeKey>,
     session: SessionId,
     signal: SignalSender,
     wireguard: SocketAddr,
     ice_servers: Vec<webrtc::peer_connection::RTCIceServer>,
+    /// STUN only: a test peer never gets the user's TURN relay.
+    test_peer_ice_servers: Vec<webrtc::peer_connection::RTCIceServer>,
+    test_peer_budget: u64,
 }
 
 impl PeerFactory {
-    /// Starts the task of a configured peer (with its socket) or of a
-    /// test peer (without).
-    fn start(&self, id: NodeId, socket: Option<Arc<UdpSocket>>) -> PeerEntry {
-        let local = socket.as_ref().and_then(|socket| socket.local_addr().ok());
-        let stats = Arc::new(PeerStats::default());
-        let config = PeerConfig {
+    /// Starts the task of a configured peer, with its socket.
+    fn start(&self, id: NodeId, socket: Arc<UdpSocket>) -> PeerEntry {
+        self.start_with(PeerConfig {
             id,
-            socket,
+            socket: Some(socket),
             wireguard: self.wireguard,
             ice_servers: self.ice_servers.clone(),
-        };
+            budget: None,
+        })
+    }
+
+    /// Starts the task of a test peer: no socket, no TURN, a byte budget.
+    pub fn start_test_peer(&self, id: NodeId) -> PeerEntry {
+        self.start_with(PeerConfig {
+            id,
+            socket: None,
+            wireguard: self.wireguard,
+            ice_servers: self.test_peer_ice_servers.clone(),
+            budget: Some(Arc::new(ByteBudget::new(self.test_peer_budget))),
+        })
+    }
+
+    fn start_with(&self, config: PeerConfig) -> PeerEntry {
+        let local = config.socket.as_ref().and_then(|socket| socket.local_addr().ok());
+        let stats = Arc::new(PeerStats::default());
         let (peer, task) = Peer::new(
             self.key.clone(),
             self.session,
@@ -110,6 +133,7 @@ pub async fn run(
         key.clone(),
         settings.auth,
         settings.name.clone(),
+        settings.max_signal_message,
         events_tx,
     );
     let factory = PeerFactory {
@@ -118,12 +142,16 @@ pub async fn run(
         signal: signal.clone(),
         wireguard: settings.wireguard,
         ice_servers: settings.ice_servers.iter().map(IceServer::to_rtc).collect(),
+        test_peer_ice_servers: crate::ice_servers::stun_only(&settings.ice_servers)
+            .map(IceServer::to_rtc)
+            .collect(),
+        test_peer_budget: settings.test_peer_budget,
     };
     let mut peers: HashMap<NodeId, PeerEntry> = HashMap::new();
     for (id, _, socket) in sockets {
-        peers.insert(id, factory.start(id, Some(socket)));
+        peers.insert(id, factory.start(id, socket));
     }
-    let mut test_peers: HashMap<NodeId, PeerEntry> = HashMap::new();
+    let mut test_peers = TestPeers::new(settings.test_peers.clone());
     // Until the first registration, a failure is a configuration error
     // (exit with it); `flnode status` answers meanwhile.
     let mut first_registration = Some(first_registration);
@@ -161,16 +189,12 @@ pub async fn run(
                         SignalEvent::Disconnected => registered = false,
                         _ => {}
                     }
-                    if let SignalEvent::Setup(setup) = &event {
-                        if let Some(other) = setup.counterpart_of(&me).filter(|id| !peers.contains_key(id)) {
-                            let entry = test_peer(&mut test_peers, &factory, settings.test_peers, other);
-                            if let Some(entry) = entry {
-                                let _ = entry.inputs.try_send(PeerInput::Setup(setup.clone()));
-                            }
-                            continue;
+                    match event {
+                        SignalEvent::Setup(setup) if setup.counterpart_of(&me).is_some_and(|id| !peers.contains_key(&id)) => {
+                            test_peers.on_setup(&me, &factory, setup);
                         }
+                        event => dispatch(&me, &peers, event),
                     }
-                    dispatch(&me, &peers, event);
                 }
                 // The signalling task ends only after a failed first
                 // registration, whose error it has sent: report that one
@@ -221,26 +245,6 @@ fn bind_udp(local: SocketAddr) -> anyhow::Result<UdpSocket> {
     Ok(UdpSocket::from_std(socket.into())?)
 }
 
-/// The task for a test peer `id`, started if there is room (finished ones
-/// are cleared first); `None` when test peers are off or all taken.
-fn test_peer<'a>(
-    test_peers: &'a mut HashMap<NodeId, PeerEntry>,
-    factory: &PeerFactory,
-    max: usize,
-    id: NodeId,
-) -> Option<&'a PeerEntry> {
-    test_peers.retain(|_, entry| !entry.inputs.is_closed());
-    if !test_peers.contains_key(&id) {
-        if test_peers.len() >= max {
-            tracing::debug!(peer = %id, max, "no room for another test peer");
-            return None;
-        }
-        tracing::info!(peer = %id, "a node that is not a configured peer connects: test peer on ctl only");
-        test_peers.insert(id, factory.start(id, None));
-    }
-    test_peers.get(&id)
-}
-
 fn dispatch(me: &NodeId, peers: &HashMap<NodeId, PeerEntry>, event: SignalEvent) {
     let tell = |id: &NodeId, input: PeerInput| {
         if let Some(peer) = peers.get(id) {
@@ -286,14 +290,13 @@ fn control_socket(dir: &std::path::Path) -> anyhow::Result<UnixListener> {
 }
 
 /// One line per peer, as `flnode status` prints it.
-fn status_report(
-    me: &NodeId,
-    registered: bool,
-    peers: &HashMap<NodeId, PeerEntry>,
-    test_peers: &HashMap<NodeId, PeerEntry>,
-) -> String {
+fn status_report(me: &NodeId, registered: bool, peers: &HashMap<NodeId, PeerEntry>, test_peers: &TestPeers) -> String {
     let signal = if registered { "registered" } else { "connecting" };
-    let mut report = format!("node {me} signal {signal}\n");
+    let (taken, slots) = test_peers.slots();
+    let mut report = format!(
+        "node {me} signal {signal}  test-peer slots {taken}/{slots}  strangers refused {}\n",
+        test_peers.refused()
+    );
     for (id, peer) in peers {
         let s = &peer.stats;
         let path = s.path.lock().ok().and_then(|p| p.clone());
@@ -310,7 +313,7 @@ fn status_report(
         };
         let rtt = format!("{rtt} (ctl ping; ICE check {ice_rtt})");
         report.push_str(&format!(
-            "peer {id} {}\n  local {}  path {path}  rtt {rtt}\n  tx {} packets {} bytes  rx {} packets {} bytes  drops {} not-open {} full  setup refused {}  handovers {}\n",
+            "peer {id} {}\n  local {}  path {path}  rtt {rtt}\n  tx {} packets {} bytes  rx {} packets {} bytes  drops {} not-open {} full {} foreign  setup refused {}  handovers {}\n",
             s.state.get(),
             peer.local.map(|local| local.to_string()).unwrap_or_default(),
             s.tx_packets.load(Ordering::Relaxed),
@@ -319,11 +322,12 @@ fn status_report(
             s.rx_bytes.load(Ordering::Relaxed),
             s.drops_not_open.load(Ordering::Relaxed),
             s.drops_full.load(Ordering::Relaxed),
+            s.drops_foreign.load(Ordering::Relaxed),
             s.setup_refused.load(Ordering::Relaxed),
             s.handovers.load(Ordering::Relaxed),
         ));
     }
-    for (id, peer) in test_peers.iter().filter(|(_, peer)| !peer.inputs.is_closed()) {
+    for (id, peer) in test_peers.live() {
         let s = &peer.stats;
         let path = s.path.lock().ok().and_then(|p| p.clone());
         let path = path.map(|info| info.path).unwrap_or_else(|| "-".to_owned());

@@ -9,16 +9,15 @@ use anyhow::{bail, Context};
 use flproto::NodeId;
 use serde::Deserialize;
 
+use crate::admission::{TestPeerPolicy, DEFAULT_TEST_PEERS, DEFAULT_TEST_PEER_BUDGET, MAX_TEST_PEERS};
 use crate::ice_servers::{self, IceServer};
 use crate::node::NodeSettings;
-use crate::signal_client::AuthMode;
+use crate::signal_client::{AuthMode, DEFAULT_MAX_SIGNAL_MESSAGE, MAX_SIGNAL_MESSAGE_RANGE};
 
 /// WireGuard's usual listen address.
 pub const DEFAULT_WIREGUARD: &str = "127.0.0.1:51820";
 /// Most threads `--threads` may ask for.
 pub const MAX_THREADS: usize = 64;
-/// Test peers (browsers, say) that may connect at once by default.
-pub const DEFAULT_TEST_PEERS: usize = 4;
 /// The name announced when none is configured.
 pub const DEFAULT_NAME: &str = "flnode";
 
@@ -49,10 +48,23 @@ pub struct UpArgs {
     pub name: Option<String>,
     /// How many nodes that are not configured peers (a browser testing this
     /// node) may connect at once; they get ping, echo and throughput tests
-    /// on the `ctl` channel, never the WireGuard path. 0 turns this off
-    /// [default: 4]
+    /// on the `ctl` channel, never the WireGuard path, and learn this
+    /// machine's addresses from its ICE candidates. 0: off [default: 0]
     #[arg(long, env = "FLNODE_TEST_PEERS")]
     pub test_peers: Option<usize>,
+    /// Only this node may be a test peer (the ID a browser page shows).
+    /// Repeat for several; without it any node may take a slot.
+    #[arg(long = "test-peer-allow", env = "FLNODE_TEST_PEER_ALLOW", value_delimiter = ',')]
+    pub test_peer_allow: Vec<String>,
+    /// Bytes a test peer may send and receive over its data channels
+    /// before flnode closes its connection [default: 67108864 (64 MiB)]
+    #[arg(long, env = "FLNODE_TEST_PEER_BUDGET")]
+    pub test_peer_budget: Option<u64>,
+    /// Largest WebSocket message (and frame) accepted from the signalling
+    /// server, in bytes; a larger one ends the connection, which is made
+    /// again [default: 524288 (512 KiB)]
+    #[arg(long, env = "FLNODE_MAX_SIGNAL_MESSAGE")]
+    pub max_signal_message: Option<usize>,
     /// Threads of the async runtime; 1 (one thread for everything) is
     /// fastest for a few peers [default: 1]
     #[arg(long, env = "FLNODE_THREADS")]
@@ -80,6 +92,10 @@ struct FileSettings {
     fledger_compat: bool,
     name: Option<String>,
     test_peers: Option<usize>,
+    #[serde(default)]
+    test_peer_allow: Vec<String>,
+    test_peer_budget: Option<u64>,
+    max_signal_message: Option<usize>,
     threads: Option<usize>,
     signal_ca: Option<PathBuf>,
     #[serde(default)]
@@ -143,7 +159,30 @@ pub fn resolve(args: UpArgs) -> anyhow::Result<NodeSettings> {
         name: args.name.or(file.name).unwrap_or_else(|| DEFAULT_NAME.to_owned()),
         config_dir: args.config,
         ice_servers,
-        test_peers: args.test_peers.or(file.test_peers).unwrap_or(DEFAULT_TEST_PEERS),
+        test_peers: test_peer_policy(
+            args.test_peers.or(file.test_peers),
+            if args.test_peer_allow.is_empty() {
+                &file.test_peer_allow
+            } else {
+                &args.test_peer_allow
+            },
+        )?,
+        test_peer_budget: match args.test_peer_budget.or(file.test_peer_budget) {
+            Some(0) => {
+                bail!("--test-peer-budget 0: give a number of bytes, or turn test peers off with --test-peers 0")
+            }
+            Some(bytes) => bytes,
+            None => DEFAULT_TEST_PEER_BUDGET,
+        },
+        max_signal_message: match args.max_signal_message.or(file.max_signal_message) {
+            Some(bytes) if !MAX_SIGNAL_MESSAGE_RANGE.contains(&bytes) => bail!(
+                "--max-signal-message {bytes}: expected {} to {} bytes",
+                MAX_SIGNAL_MESSAGE_RANGE.start(),
+                MAX_SIGNAL_MESSAGE_RANGE.end()
+            ),
+            Some(bytes) => bytes,
+            None => DEFAULT_MAX_SIGNAL_MESSAGE,
+        },
         signal_ca: args.signal_ca.or(file.signal_ca),
         threads: args.threads.or(file.threads).unwrap_or(1).clamp(1, MAX_THREADS),
     })
@@ -165,6 +204,27 @@ fn ice_servers(signal: &str, urls: &[String], no_default_stun: bool) -> anyhow::
         }
     }
     Ok(servers)
+}
+
+/// Test-peer slots and allow-list, checked: an allow-list without slots
+/// would silently do nothing.
+fn test_peer_policy(slots: Option<usize>, allow: &[String]) -> anyhow::Result<TestPeerPolicy> {
+    let slots = slots.unwrap_or(DEFAULT_TEST_PEERS);
+    if slots > MAX_TEST_PEERS {
+        bail!("--test-peers {slots}: at most {MAX_TEST_PEERS}");
+    }
+    if slots == 0 && !allow.is_empty() {
+        bail!("--test-peer-allow needs --test-peers N (N > 0): test peers are off by default");
+    }
+    let allow = allow
+        .iter()
+        .map(|id| {
+            id.trim()
+                .parse()
+                .with_context(|| format!("--test-peer-allow {id:?}: expected a node ID of 64 hex characters"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(TestPeerPolicy { slots, allow })
 }
 
 pub fn parse_peer(text: &str) -> anyhow::Result<(NodeId, SocketAddr)> {
@@ -256,6 +316,67 @@ mod tests {
             error.starts_with("--ice-server \"turn:nobody.example\": TURN needs"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn test_peers_are_off_unless_asked_for_and_the_allow_list_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = || UpArgs {
+            config: dir.path().into(),
+            signal: Some("ws://s:1".into()),
+            peers: vec![format!("{ID}=127.0.0.1:3000")],
+            ..UpArgs::default()
+        };
+        let default = resolve(args()).unwrap();
+        assert_eq!(default.test_peers, TestPeerPolicy::default());
+        assert_eq!(default.test_peer_budget, DEFAULT_TEST_PEER_BUDGET);
+        assert_eq!(default.max_signal_message, DEFAULT_MAX_SIGNAL_MESSAGE);
+        let allowed = resolve(UpArgs {
+            test_peers: Some(1),
+            test_peer_allow: vec![ID.into()],
+            test_peer_budget: Some(1000),
+            ..args()
+        })
+        .unwrap();
+        assert_eq!(allowed.test_peers.slots, 1);
+        assert_eq!(allowed.test_peers.allow, [ID.parse().unwrap()]);
+        assert_eq!(allowed.test_peer_budget, 1000);
+        let error = |args: UpArgs| format!("{:#}", resolve(args).unwrap_err());
+        assert!(error(UpArgs {
+            test_peer_allow: vec![ID.into()],
+            ..args()
+        })
+        .contains("needs --test-peers"));
+        assert!(error(UpArgs {
+            test_peers: Some(1),
+            test_peer_allow: vec!["nope".into()],
+            ..args()
+        })
+        .contains("64 hex"));
+        assert!(error(UpArgs {
+            test_peers: Some(MAX_TEST_PEERS + 1),
+            ..args()
+        })
+        .contains("at most"));
+        assert!(error(UpArgs {
+            test_peer_budget: Some(0),
+            ..args()
+        })
+        .contains("--test-peer-budget 0"));
+        assert!(error(UpArgs {
+            max_signal_message: Some(10),
+            ..args()
+        })
+        .contains("--max-signal-message 10"));
+        std::fs::write(
+            config_file(dir.path()),
+            format!("test_peers = 2\ntest_peer_allow = [\"{ID}\"]\nmax_signal_message = 70000\n"),
+        )
+        .unwrap();
+        let from_file = resolve(args()).unwrap();
+        assert_eq!(from_file.test_peers.slots, 2);
+        assert_eq!(from_file.test_peers.allow.len(), 1);
+        assert_eq!(from_file.max_signal_message, 70000);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::reconnect::{Reconnect, SessionEnd};
@@ -30,6 +31,13 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(10);
 pub const PONG_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest a frame may take to go out before the connection counts as dead.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest WebSocket message (and frame) taken from the server. tungstenite
+/// would buffer up to 64 MiB per message; the server's largest frames are
+/// a `ListIDsReply` of at most 100 node infos (names escaped in JSON: under
+/// 4 KiB each) and relayed setups, which it caps at 64 KiB.
+pub const DEFAULT_MAX_SIGNAL_MESSAGE: usize = 512 * 1024;
+/// What `--max-signal-message` may be set to: a setup frame must fit.
+pub const MAX_SIGNAL_MESSAGE_RANGE: std::ops::RangeInclusive<usize> = 64 * 1024..=16 * 1024 * 1024;
 /// Setup messages waiting to go out; beyond this new ones are dropped
 /// (peers retry their setup).
 pub const OUTGOING_QUEUE: usize = 256;
@@ -99,6 +107,7 @@ pub fn spawn(
     key: Arc<NodeKey>,
     mode: AuthMode,
     name: String,
+    max_message: usize,
     events: mpsc::Sender<SignalEvent>,
 ) -> (SignalSender, FirstRegistration) {
     let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
@@ -116,6 +125,7 @@ pub fn spawn(
         key,
         mode,
         name,
+        max_message,
         events,
         first: Some(first_tx),
         addresses_gone: addresses_gone_rx,
@@ -132,6 +142,8 @@ struct Client {
     key: Arc<NodeKey>,
     mode: AuthMode,
     name: String,
+    /// [`DEFAULT_MAX_SIGNAL_MESSAGE`] unless configured.
+    max_message: usize,
     events: mpsc::Sender<SignalEvent>,
     /// Told the outcome of the first connection, then `None`.
     first: Option<oneshot::Sender<anyhow::Result<()>>>,
@@ -175,7 +187,10 @@ impl Client {
         let url = self.url.clone();
         let url = url.as_str();
         let connector = tokio_tungstenite::Connector::Rustls(self.tls.clone());
-        let connect = tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector));
+        let limits = WebSocketConfig::default()
+            .max_message_size(Some(self.max_message))
+            .max_frame_size(Some(self.max_message));
+        let connect = tokio_tungstenite::connect_async_tls_with_config(url, Some(limits), false, Some(connector));
         let (mut socket, _) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connect).await {
             Err(_) => return Err(Unreachable("connect timed out".into()).into()),
             Ok(Err(tokio_tungstenite::tungstenite::Error::Io(error))) => {
@@ -316,7 +331,13 @@ async fn send(socket: &mut Socket, message: Message) -> anyhow::Result<()> {
 /// life in `last_heard`. Pings are answered by tungstenite.
 async fn next_frame(socket: &mut Socket, last_heard: &mut Instant) -> anyhow::Result<ServerMessage> {
     loop {
-        let frame = socket.next().await.context("server closed the connection")??;
+        let frame = match socket.next().await.context("server closed the connection")? {
+            Ok(frame) => frame,
+            Err(tokio_tungstenite::tungstenite::Error::Capacity(error)) => {
+                bail!("the server sent more than this node takes ({error}); see --max-signal-message")
+            }
+            Err(error) => return Err(error.into()),
+        };
         *last_heard = Instant::now();
         match frame {
             Message::Text(text) => match serde_json::from_str(text.as_str()) {
@@ -344,3 +365,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "signal_client_tests.rs"]
+mod limit_tests;

@@ -10,7 +10,22 @@ import * as view from './view.js';
 
 const $ = (id) => document.getElementById(id);
 
+// Peers the page keeps (connected, or asking to be): beyond this, a node
+// the user did not choose is declined without asking.
+const MAX_PEERS = 8;
+// Setup messages kept from a node while the user decides (its Offer or
+// Init and the candidates that trickle after it).
+const MAX_HELD_SETUPS = 64;
+// Declined nodes remembered, so that their further setups are dropped
+// without asking again; the oldest is forgotten first.
+const MAX_DECLINED = 256;
+
 const peers = new Map(); // idHex -> Peer
+// Nodes the user connected to or accepted: only their setups are answered.
+const chosen = new Set();
+// Nodes asking to connect: idHex -> setup messages held until Accept/Decline.
+const requests = new Map();
+const declined = new Set();
 let selected = null;
 let identity = null;
 let signer = null;
@@ -34,6 +49,49 @@ function peerFor(idHex) {
     peers.set(idHex, peer);
   }
   return peer;
+}
+
+function renderRequests() {
+  view.renderRequests(requests, signalling.nodes, accept, decline);
+}
+
+// The user accepts `idHex`: its held setups are answered, in order.
+async function accept(idHex) {
+  const held = requests.get(idHex) || [];
+  requests.delete(idHex);
+  chosen.add(idHex);
+  renderRequests();
+  const peer = peerFor(idHex);
+  if (!selected) select(idHex);
+  for (const message of held) await peer.onSetup(message);
+}
+
+function decline(idHex, why = 'declined') {
+  requests.delete(idHex);
+  declined.delete(idHex);
+  declined.add(idHex);
+  if (declined.size > MAX_DECLINED) declined.delete(declined.values().next().value);
+  renderRequests();
+  view.log(`${view.shortId(idHex)}: connection ${why}`);
+}
+
+// A verified setup message. Nodes the user chose get an answer; any other
+// node is asked about first (answering would send it this machine's
+// addresses in ICE candidates), unless the page is full or it was declined.
+function onSetup(from, message) {
+  if (chosen.has(from)) return peerFor(from).onSetup(message);
+  if (declined.has(from)) return undefined;
+  const held = requests.get(from);
+  if (held) {
+    if (held.length < MAX_HELD_SETUPS) held.push(message);
+    return undefined;
+  }
+  if (chosen.size + requests.size >= MAX_PEERS) {
+    return decline(from, `declined automatically: this page keeps at most ${MAX_PEERS} peers`);
+  }
+  requests.set(from, [message]);
+  view.log(`${view.shortId(from)} asks to connect (${message.kind}): accept or decline it under “Asking to connect”`);
+  return renderRequests();
 }
 
 function renderNodes() {
@@ -65,7 +123,7 @@ async function main() {
   signer = new SetupSigner();
   signalling = new Signalling(identity);
   // For the end-to-end test and for poking around in the console.
-  window.flpeer = { identity, signer, signalling, peers, selfTest: selfTestResult };
+  window.flpeer = { identity, signer, signalling, peers, requests, maxPeers: MAX_PEERS, selfTest: selfTestResult };
 
   signalling.addEventListener('state', () => {
     view.renderServer(signalling);
@@ -73,21 +131,21 @@ async function main() {
     if (signalling.reason) view.log(signalling.reason, 'error');
   });
   signalling.addEventListener('nodes', renderNodes);
+  signalling.addEventListener('nodes', renderRequests);
   signalling.addEventListener('notice', (event) => view.log(event.detail.text, event.detail.level));
   signalling.addEventListener('not-connected', (event) => {
     const peer = peers.get(event.detail.idHex);
     if (peer && peer.state !== 'connected') peer.setState('failed', 'the peer is not connected to the signalling server');
   });
-  signalling.addEventListener('setup', (event) => {
-    const { from, message } = event.detail;
-    const known = peers.has(from);
-    const peer = peerFor(from);
-    if (!known) view.log(`${view.shortId(from)} is connecting to us (${message.kind})`);
-    if (!selected) select(from);
-    peer.onSetup(message);
-  });
+  signalling.addEventListener('setup', (event) => onSetup(event.detail.from, event.detail.message));
 
-  $('connect').addEventListener('click', () => selected && peers.get(selected).connect());
+  $('connect').addEventListener('click', () => {
+    if (!selected) return;
+    chosen.add(selected);
+    declined.delete(selected);
+    if (requests.has(selected)) return accept(selected);
+    return peers.get(selected).connect();
+  });
   $('disconnect').addEventListener('click', () => selected && peers.get(selected).disconnect());
   $('throughput').addEventListener('click', () => selected && peers.get(selected).runThroughput());
   $('refresh').addEventListener('click', () => signalling.requestList());

@@ -267,6 +267,8 @@ export class Peer extends EventTarget {
       this.bulkWaiters.set(id, resolve);
       setTimeout(() => reject(new Error('no bulkack within 30 s')), BULK_TIMEOUT_MS);
     });
+    // Not awaited if sending fails first; that is no unhandled rejection.
+    acked.catch(() => {});
     this.throughput = { running: true };
     this.emit();
     channel.bufferedAmountLowThreshold = BULK_BUFFER / 2;
@@ -276,8 +278,12 @@ export class Peer extends EventTarget {
         const head = `bulk ${id} ${i} ${count} `;
         channel.send(head + 'x'.repeat(BULK_CHUNK - head.length));
         if (channel.bufferedAmount > BULK_BUFFER) {
-          await new Promise((resolve) => channel.addEventListener('bufferedamountlow', resolve, { once: true }));
+          await new Promise((resolve) => {
+            channel.addEventListener('bufferedamountlow', resolve, { once: true });
+            channel.addEventListener('close', resolve, { once: true });
+          });
         }
+        if (channel.readyState !== 'open') throw new Error('the channel closed during the test');
       }
       const bytes = await acked;
       const seconds = (performance.now() - start) / 1000;

@@ -67,6 +67,23 @@ export function renderNodes(nodes, peers, selected, onPick) {
   $('nodes-empty').hidden = nodes.size > 0;
 }
 
+// The nodes asking to connect, each with Accept and Decline.
+export function renderRequests(requests, nodes, onAccept, onDecline) {
+  const rows = [...requests.keys()].map((idHex) => {
+    const node = nodes.get(idHex);
+    const who = node ? `${node.name} · ${shortId(idHex)}` : shortId(idHex);
+    return h(
+      'li',
+      { 'data-id': idHex },
+      h('span', {}, 'Accept a connection from ', h('span', { class: 'mono' }, who), '?'),
+      h('button', { type: 'button', class: 'small accept', onclick: () => onAccept(idHex) }, 'Accept'),
+      h('button', { type: 'button', class: 'small decline', onclick: () => onDecline(idHex) }, 'Decline'),
+    );
+  });
+  $('request-list').replaceChildren(...rows);
+  $('requests').hidden = rows.length === 0;
+}
+
 function describePath(path) {
   if (!path || !path.local || !path.remote) return '—';
   const { local, remote } = path;

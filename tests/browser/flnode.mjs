@@ -1,7 +1,9 @@
 // Drives Debian's chromium against a running flsignal and an flnode: one
 // page joins, finds the node in its list, connects to it over WebRTC (the
-// node takes it as a test peer: `ctl` only, never the WireGuard path), and
-// gets its messages echoed, pings answered and a throughput test counted.
+// node, started with --test-peers, takes it as a test peer: `ctl` only,
+// never the WireGuard path), and gets its messages echoed, pings answered
+// and a throughput test counted, until a second one runs out the byte
+// budget the node gives a test peer.
 //
 // Run by tests/tests/browser.rs inside a network namespace. Environment:
 //   FLSIGNAL_URL  http://127.0.0.1:PORT/ (required)
@@ -49,12 +51,30 @@ try {
   await page.locator('#chat li.peer', { hasText: 'echo: hello flnode' }).waitFor();
   step('the flnode echoed the message');
 
+  // A test peer may have two data channels (the page's wg and ctl): the
+  // node closes what the page opens beyond that.
+  const closedExtra = await page.evaluate(async (id) => {
+    const pc = window.flpeer.peers.get(id).pc;
+    const extras = ['extra1', 'extra2'].map((label) => pc.createDataChannel(label));
+    const closes = extras.map((channel) => new Promise((resolve) => (channel.onclose = () => resolve(channel.label))));
+    return Promise.race([...closes, new Promise((resolve) => setTimeout(() => resolve(null), 10000))]);
+  }, target);
+  if (!closedExtra) throw new Error('the node kept more data channels than a test peer may have');
+  step(`the node closed the extra data channel ${closedExtra}`);
+
   await page.locator('#peer-rtt', { hasText: 'ms' }).waitFor();
   step(`RTT ${await text(entry, '#peer-rtt')}, path ${await text(entry, '#peer-path')}`);
 
   await page.locator('#throughput').click();
   await page.locator('#peer-throughput', { hasText: 'Mbit/s' }).waitFor();
   step(`throughput ${await text(entry, '#peer-throughput')}`);
+
+  // The node gives a test peer a byte budget (--test-peer-budget, set by
+  // the test to fit one throughput test but not two): the second one
+  // runs it out, and the node closes the connection.
+  await page.locator('#throughput').click();
+  await page.locator('#peer-state[data-state="closed"], #peer-state[data-state="failed"]').waitFor();
+  step(`a second throughput test ran out the node's budget: ${await text(entry, '#peer-state')}`);
 
   if (entry.errors.length) throw new Error(`page errors: ${entry.errors.join('; ')}`);
   const path = join(artifacts, 'browser-flnode.png');

@@ -57,9 +57,18 @@ try {
   await b.page.locator(`#node-list li[data-id="${idA}"]`).waitFor();
   step('each page lists the other');
 
-  // Page a picks b and connects; b accepts on its own.
+  // Page a picks b and connects; b did not choose a, so it asks first and
+  // answers only once the user accepts.
   await a.page.locator(`#node-list li[data-id="${idB}"] button`).click();
   await a.page.locator('#connect').click();
+  const request = b.page.locator(`#request-list li[data-id="${idA}"]`);
+  await request.waitFor();
+  if ((await a.page.locator('#peer-state').getAttribute('data-state')) === 'connected') {
+    throw new Error('a connected before b accepted');
+  }
+  step('b asks before answering a node it did not choose');
+  await request.locator('button.accept').click();
+  await request.waitFor({ state: 'detached' });
   await a.page.locator('#peer-state[data-state="connected"]').waitFor();
   await b.page.locator('#peer-state[data-state="connected"]').waitFor();
   await a.page.locator('#chat-input:enabled').waitFor();
@@ -97,12 +106,29 @@ try {
   // A third node, made inside page a, sends b setup frames that are
   // unsigned, altered after signing, and replayed: b refuses each, says
   // why, and its connection to a stays up.
-  await a.page.evaluate(forgeSetupFrames, idB);
+  const mallory = await a.page.evaluate(forgeSetupFrames, idB);
   for (const reason of ['unsigned setup message', 'does not verify', 'replayed setup message']) {
     await b.page.locator('#log li.error', { hasText: reason }).waitFor();
   }
   await b.page.locator('#peer-state[data-state="connected"]').waitFor();
   step('b refused unsigned, altered and replayed setup frames from a third node');
+  // Its one good frame is a setup b did not ask for: b asks, the user
+  // declines.
+  const malloryRequest = b.page.locator(`#request-list li[data-id="${mallory}"]`);
+  await malloryRequest.locator('button.decline').click();
+  await malloryRequest.waitFor({ state: 'detached' });
+  await b.page.locator('#log li', { hasText: 'connection declined' }).waitFor();
+  step('b declined the third node at the prompt');
+
+  // More strangers than b keeps peers: b asks about as many as fit beside
+  // a, and declines the rest without asking.
+  const maxPeers = await b.page.evaluate(() => window.flpeer.maxPeers);
+  await a.page.evaluate(strangersAsk, { target: idB, count: maxPeers });
+  await b.page.locator('#log li', { hasText: 'declined automatically' }).waitFor();
+  const asking = await b.page.locator('#request-list li').count();
+  if (asking !== maxPeers - 1) throw new Error(`b asks about ${asking} strangers, expected ${maxPeers - 1}`);
+  await b.page.locator('#peer-state[data-state="connected"]').waitFor();
+  step(`b asks about ${asking} strangers beside a and declined the ${maxPeers}th on its own`);
 
   const errors = pages.flatMap((p) => p.errors);
   if (errors.length) throw new Error(`page errors: ${errors.join('; ')}`);
@@ -172,4 +198,47 @@ async function forgeSetupFrames(target) {
   // Let the server relay before this node leaves.
   await new Promise((resolve) => setTimeout(resolve, 500));
   socket.close();
+  return mallory.idHex;
+}
+
+// Runs in page a: `count` new nodes join and each sends `target` one
+// correctly signed Init; they stay online until b has seen them.
+async function strangersAsk({ target, count }) {
+  const wire = await import('/web/wire.js');
+  const { Identity } = await import('/web/identity.js');
+  const { signSetup } = await import('/web/setup.js');
+  const ask = async () => {
+    const stranger = await Identity.fromSeed(crypto.getRandomValues(new Uint8Array(32)));
+    const socket = new WebSocket(`ws://${location.host}/`);
+    const frames = [];
+    let wake = null;
+    socket.onmessage = (event) => {
+      frames.push(JSON.parse(event.data));
+      if (wake) wake();
+    };
+    const next = async (kind) => {
+      for (;;) {
+        const index = frames.findIndex((frame) => typeof frame === 'object' && kind in frame);
+        if (index >= 0) return frames.splice(index, 1)[0][kind];
+        await new Promise((resolve) => (wake = resolve));
+      }
+    };
+    const [, challengeHex] = await next('Challenge');
+    const server = wire.normalizeAuthority(location.host, 'ws');
+    const signature = await stranger.sign(wire.boundAnnounceBytes(server, wire.fromHex(challengeHex, 32), stranger.id));
+    socket.send(
+      wire.announceFrame({ server, challengeHex, nodeIdHex: stranger.idHex, name: 'stranger', signatureHex: wire.toHex(signature) }),
+    );
+    await next('SystemConfig');
+    const targetId = wire.fromHex(target, 32);
+    const [idInit, idFollow] = stranger.idHex < target ? [stranger.id, targetId] : [targetId, stranger.id];
+    const signer = new wire.SetupSigner();
+    const attempt = signer.nextAttempt();
+    const init = await signSetup({ identity: stranger, session: signer.session, attempt, idInit, idFollow, message: { kind: 'Init', payload: '' } });
+    socket.send(JSON.stringify({ PeerSetup: init }));
+    return socket;
+  };
+  const sockets = [];
+  for (let i = 0; i < count; i++) sockets.push(await ask());
+  setTimeout(() => sockets.forEach((socket) => socket.close()), 5000);
 }

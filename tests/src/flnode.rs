@@ -70,11 +70,16 @@ pub struct NodePair {
 
 impl NodePair {
     pub async fn start(testbed: &Testbed) -> anyhow::Result<NodePair> {
+        Self::start_with_args(testbed, &[]).await
+    }
+
+    /// [`NodePair::start`] with `extra_args` for both nodes.
+    pub async fn start_with_args(testbed: &Testbed, extra_args: &[&str]) -> anyhow::Result<NodePair> {
         let server = ServerProcess::start_in(Some(&testbed.a), &["--listen", "0.0.0.0:0"], &[]).await?;
         // Host a reaches flsignal on its own loopback, host b over the link.
         let port = server.addr.port();
         let signal = [format!("ws://127.0.0.1:{port}"), format!("ws://{ADDR_A}:{port}")];
-        Self::start_with(testbed, server, signal).await
+        Self::start_between([&testbed.a, &testbed.b], server, signal, extra_args).await
     }
 
     /// Two nodes dialling `signal` (host a's URL, host b's URL), with
@@ -123,6 +128,11 @@ impl NodePair {
 
     pub fn log(&self, host: usize) -> String {
         std::fs::read_to_string(self.log_path(host)).unwrap_or_default()
+    }
+
+    /// Replaces the extra `flnode up` arguments for nodes started from now.
+    pub fn set_extra_args(&mut self, extra_args: &[&str]) {
+        self.extra_args = extra_args.iter().map(|arg| arg.to_string()).collect();
     }
 
     /// (Re)starts the node on host 0 (a) or 1 (b).

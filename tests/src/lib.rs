@@ -88,6 +88,16 @@ impl Client {
         Self::from_socket(socket, url).await
     }
 
+    /// Connects over `stream`, a TCP connection already made to the
+    /// server of `url` (say, from inside a network namespace).
+    pub async fn connect_over(stream: TcpStream, url: &str) -> anyhow::Result<Client> {
+        let handshake = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream));
+        let (socket, _) = tokio::time::timeout(PATIENCE, handshake)
+            .await
+            .context("handshake timed out")??;
+        Self::from_socket(socket, url).await
+    }
+
     /// A client on a WebSocket that is already open: reads the challenge.
     pub async fn from_socket(mut socket: Socket, url: &str) -> anyhow::Result<Client> {
         let first = tokio::time::timeout(PATIENCE, socket.next())

@@ -176,8 +176,8 @@ async fn run_script(
 }
 
 /// A browser page connects to an flnode in another network namespace. The
-/// node is configured for WireGuard with another node only, so it takes
-/// the page as a test peer: its messages come back as echoes, pings and a
+/// node is configured for WireGuard with another node only and started
+/// with `--test-peers 1`, so it takes the page as a test peer: its messages come back as echoes, pings and a
 /// throughput test are answered on `ctl`, and `flnode status` lists it as
 /// a test peer, apart from the WireGuard peers.
 #[tokio::test]
@@ -187,7 +187,12 @@ async fn a_browser_page_gets_echo_replies_from_an_flnode() {
         return;
     }
     let testbed = Testbed::new().unwrap();
-    let pair = NodePair::start(&testbed).await.unwrap();
+    // Test peers are off by default: one slot, and a budget that fits one
+    // 8 MiB throughput test of the page but not two.
+    let budget = (12 * 1024 * 1024).to_string();
+    let pair = NodePair::start_with_args(&testbed, &["--test-peers", "1", "--test-peer-budget", &budget])
+        .await
+        .unwrap();
     pair.wait_registered(1).await.unwrap();
     // Chromium runs on host a, beside flsignal: the page is at 127.0.0.1
     // there (WebCrypto needs a secure context, which localhost is), and
@@ -201,9 +206,10 @@ async fn a_browser_page_gets_echo_replies_from_an_flnode() {
     .await;
     assert!(status.success(), "browser run failed:\n{out}\n{err}");
     assert!(out.contains("the flnode echoed the message"), "{out}");
+    assert!(out.contains("ran out the node's budget"), "{out}");
     let report = e2e::flnode::status(pair.dir(1)).unwrap();
     assert!(
-        report.contains("test-peer "),
+        report.contains("test-peer ") && report.contains("test-peer slots 1/1"),
         "the node does not list the page: {report}"
     );
     // The WireGuard peer line still names node a, not the page.

@@ -56,6 +56,7 @@ impl Peer {
             }
         }
         self.ctl = None;
+        self.channels = 0;
         self.last_pong = None;
         self.generation += 1;
         self.new_attempt();

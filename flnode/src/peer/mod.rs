@@ -29,18 +29,19 @@ use flproto::setup_auth::{Attempt, ReplayGuard, SessionId, SetupSigner};
 use flproto::NodeId;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use webrtc::data_channel::{DataChannel, RTCDataChannelInit};
-use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState, RTCSessionDescription};
+use webrtc::data_channel::DataChannel;
+use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState};
 
 use crate::signal_client::SignalSender;
 
+mod attempts;
 mod channels;
 mod connection;
 mod handover;
 mod signing;
 mod stats;
 
-use channels::receive;
+use channels::{from_wireguard, receive};
 use signing::unix_millis;
 pub use stats::PeerStats;
 
@@ -103,6 +104,8 @@ enum Internal {
     CtlOpen(u64, Arc<dyn DataChannel>),
     /// The connection generation, and the send time our ping carried.
     Pong(u64, Option<u64>),
+    /// A test peer used up its byte budget on this generation's connection.
+    BudgetSpent(u64),
 }
 
 /// Where a peer's datagrams come from and go to.
@@ -114,8 +117,11 @@ pub struct PeerConfig {
     pub socket: Option<Arc<UdpSocket>>,
     /// The local WireGuard's own UDP address.
     pub wireguard: SocketAddr,
-    /// STUN and TURN servers for ICE.
+    /// STUN and TURN servers for ICE (STUN only for a test peer).
     pub ice_servers: Vec<webrtc::peer_connection::RTCIceServer>,
+    /// What a test peer may still move over its data channels; `None` for
+    /// a configured peer.
+    pub budget: Option<Arc<crate::admission::ByteBudget>>,
 }
 
 pub struct Peer {
@@ -143,8 +149,12 @@ pub struct Peer {
     /// When a refused setup message was last logged (one line a second at
     /// most, whatever a hostile server sends).
     refusal_logged: Option<tokio::time::Instant>,
+    /// When a datagram from a foreign source was last logged (likewise).
+    foreign_logged: Option<tokio::time::Instant>,
     wg: Option<Arc<dyn DataChannel>>,
     ctl: Option<Arc<dyn DataChannel>>,
+    /// Data channels of the current connection (capped for a test peer).
+    channels: usize,
     /// When the current connection last answered a keepalive.
     last_pong: Option<tokio::time::Instant>,
     /// The clock our keepalive pings carry (see [`Peer::clock_micros`]).
@@ -202,8 +212,10 @@ impl Peer {
             remote_generation: None,
             pending_candidates: Vec::new(),
             refusal_logged: None,
+            foreign_logged: None,
             wg: None,
             ctl: None,
+            channels: 0,
             last_pong: None,
             clock: std::time::Instant::now(),
             previous: None,
@@ -245,8 +257,12 @@ impl Peer {
                 },
                 Some(event) = task.internal_rx.recv() => self.on_internal(event).await,
                 received = receive(socket.as_deref(), &mut buffer) => {
-                    if let Ok((len, _)) = received {
-                        self.forward_to_peer(&buffer[..len]).await;
+                    match received {
+                        Ok((len, source)) if from_wireguard(source, self.config.wireguard) => {
+                            self.forward_to_peer(&buffer[..len]).await;
+                        }
+                        Ok((_, source)) => self.drop_foreign(source),
+                        Err(_) => {}
                     }
                 }
                 _ = retry.tick() => {
@@ -307,6 +323,9 @@ impl Peer {
                     self.attempt_now().await;
                 }
             }
+            // Spent is spent for this session: no new connection, so no
+            // more candidates of this machine go out either.
+            PeerInput::Setup(_) if self.budget_spent() => {}
             PeerInput::Setup(info) => match self.authenticate(&info) {
                 Ok(generation) => {
                     self.online = true;
@@ -318,117 +337,6 @@ impl Peer {
                 Err(error) => self.refuse(error),
             },
         }
-    }
-
-    /// Forgets the back-off and attempts at once.
-    pub(super) async fn attempt_now(&mut self) {
-        self.attempted_at = None;
-        self.retry_delay = MIN_RETRY;
-        self.attempt().await;
-    }
-
-    /// The initiator offers; the follower asks for an offer. At most one
-    /// attempt per `retry_delay`.
-    async fn attempt(&mut self) {
-        let now = tokio::time::Instant::now();
-        // A follower that answered an offer less than MIN_RETRY ago waits:
-        // the initiator ignores an `Init` while its offer is in flight, and
-        // a new generation now would make it drop the candidates the
-        // answered connection still trickles (signed as the new attempt's),
-        // TURN relay candidates above all, which come last.
-        if !self.initiator() && !self.connected && self.answered_at.is_some_and(|at| now < at + MIN_RETRY) {
-            return;
-        }
-        if let Some(at) = self.attempted_at {
-            if now < at + self.retry_delay {
-                return;
-            }
-            self.retry_delay = (self.retry_delay * 2).min(MAX_RETRY);
-        }
-        self.attempted_at = Some(now);
-        if self.initiator() {
-            if let Err(error) = self.offer().await {
-                tracing::warn!(peer = %self.config.id, "cannot create an offer: {error:#}");
-            }
-        } else {
-            self.stats.state.set("waiting");
-            self.new_attempt();
-            self.send_setup(SetupMessage::Init);
-        }
-    }
-
-    /// Acts on an authenticated setup message of the peer's `generation`.
-    async fn on_setup(&mut self, message: SetupMessage, generation: u64) -> anyhow::Result<()> {
-        match message {
-            // The follower asks when it has no connection (it may have
-            // restarted, so ours is stale even if it still looks up) or
-            // wants a handover: offer at once, unless an offer of ours is
-            // still in flight (a second one would cross its answer).
-            SetupMessage::Init if self.initiator() => {
-                let in_flight = !self.connected && self.attempted_at.is_some_and(|at| at.elapsed() < MIN_RETRY);
-                if self.connected {
-                    self.handover("the peer asked for a new connection").await;
-                } else if !in_flight {
-                    self.attempt_now().await;
-                }
-            }
-            SetupMessage::Offer(sdp) if !self.initiator() => {
-                let connection = self.new_connection().await?;
-                connection
-                    .set_remote_description(RTCSessionDescription::offer(sdp)?)
-                    .await?;
-                self.remote_described = true;
-                self.remote_generation = Some(generation);
-                let answer = connection.create_answer(None).await?;
-                connection.set_local_description(answer.clone()).await?;
-                self.send_setup(SetupMessage::Answer(answer.sdp));
-                self.answered_at = Some(tokio::time::Instant::now());
-                self.flush_candidates().await;
-            }
-            SetupMessage::Answer(sdp) if self.initiator() => {
-                let Some(connection) = self.connection.clone() else {
-                    return Ok(());
-                };
-                connection
-                    .set_remote_description(RTCSessionDescription::answer(sdp)?)
-                    .await?;
-                self.remote_described = true;
-                self.remote_generation = Some(generation);
-                self.flush_candidates().await;
-            }
-            SetupMessage::IceCandidate(candidate) => {
-                if !self.remote_described {
-                    if self.pending_candidates.len() < MAX_PENDING_CANDIDATES {
-                        self.pending_candidates.push((generation, candidate));
-                    }
-                } else if self.remote_generation == Some(generation) {
-                    self.add_candidate(candidate).await;
-                } else {
-                    tracing::debug!(peer = %self.config.id, generation, "candidate of another attempt; ignored");
-                }
-            }
-            other => tracing::debug!(peer = %self.config.id, ?other, "setup message not for our role; ignored"),
-        }
-        Ok(())
-    }
-
-    async fn offer(&mut self) -> anyhow::Result<()> {
-        let connection = self.new_connection().await?;
-        if !self.is_test_peer() {
-            let wg_init = RTCDataChannelInit {
-                ordered: false,
-                max_retransmits: Some(0),
-                ..Default::default()
-            };
-            let wg = connection.create_data_channel(WG_CHANNEL, Some(wg_init)).await?;
-            self.watch_channel(wg);
-        }
-        let ctl = connection.create_data_channel(CTL_CHANNEL, None).await?;
-        self.watch_channel(ctl);
-        let offer = connection.create_offer(None).await?;
-        connection.set_local_description(offer.clone()).await?;
-        self.send_setup(SetupMessage::Offer(offer.sdp));
-        Ok(())
     }
 
     async fn on_internal(&mut self, event: Internal) {
@@ -457,6 +365,7 @@ impl Peer {
                 }
             }
             Internal::Channel(generation, channel) if generation == self.generation => self.watch_channel(channel),
+            Internal::BudgetSpent(generation) if generation == self.generation => self.close_spent().await,
             Internal::WgOpen(generation, channel) if generation == self.generation => {
                 self.wg = Some(channel);
                 self.handover_pending = false;

@@ -14,6 +14,9 @@ pub struct PeerStats {
     pub drops_not_open: AtomicU64,
     /// Datagrams dropped because the channel's send buffer was full.
     pub drops_full: AtomicU64,
+    /// Datagrams on the WireGuard-facing port from anything but the local
+    /// WireGuard (another local process): dropped, never forwarded.
+    pub drops_foreign: AtomicU64,
     /// Setup messages refused: unsigned, badly signed, replayed or stale.
     pub setup_refused: AtomicU64,
     /// Connections rebuilt because the network changed or the path died.

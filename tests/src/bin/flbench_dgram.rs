@@ -95,6 +95,8 @@ async fn one_run(duration: Duration) -> anyhow::Result<Vec<(Blast, Blast)>> {
     pair.wait_started().await?;
     pair.wait_connected(0).await?;
     pair.wait_connected(1).await?;
+    // flnode takes datagrams only from the local WireGuard's address.
+    let wireguard_a = Testbed::udp_socket(&testbed.a, WIREGUARD.parse()?)?;
     let sender = Testbed::udp_socket(&testbed.a, "0.0.0.0:0".parse()?)?;
     let via_flnode = Arc::new(Testbed::udp_socket(&testbed.b, WIREGUARD.parse()?)?);
     let direct = Arc::new(Testbed::udp_socket(
@@ -103,7 +105,7 @@ async fn one_run(duration: Duration) -> anyhow::Result<Vec<(Blast, Blast)>> {
     )?);
     let mut results = Vec::new();
     for size in SIZES {
-        let flnode = blast(&sender, PEER_PORT.parse()?, via_flnode.clone(), size, duration).await;
+        let flnode = blast(&wireguard_a, PEER_PORT.parse()?, via_flnode.clone(), size, duration).await;
         let plain = blast(
             &sender,
             SocketAddr::new(ADDR_B.parse()?, DIRECT_PORT),
