@@ -1,0 +1,582 @@
+//! The decisions of one flnode peer, without a socket, a task or a clock.
+//!
+//! A [`PeerSetup`] is told what happens — the peer came online, a setup
+//! message arrived, a connection changed state, time passed — and answers
+//! with [`Action`]s for the driver in flnode to carry out with the WebRTC
+//! stack. Everything that decides *what* to do lives here: who offers, when
+//! to (re)attempt and with what back-off, which setup messages are stale,
+//! when candidates wait and when they are applied, when a handover starts
+//! and when the old connection goes, keepalive deadlines and when a path
+//! counts as dead.
+//!
+//! Roles are fixed by the keys, so two nodes never race to offer: the node
+//! with the smaller public key initiates; the other asks for an offer with
+//! `Init`. Handover is make-before-break: a fresh connection is built beside
+//! the old one, which keeps carrying datagrams until the new `wg` channel
+//! opens.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::identity::NodeKey;
+use crate::ids::NodeId;
+use crate::message::{PeerInfo, SetupMessage};
+use crate::setup_auth::{Attempt, ReplayGuard, SessionId, SetupAuthError, SetupSigner};
+
+mod link;
+
+use link::Link;
+pub use link::{ConnId, LinkState};
+
+/// Shortest time between two attempts: long enough for one attempt's offer
+/// and answer not to cross the next one's.
+pub const MIN_RETRY: Duration = Duration::from_secs(3);
+/// Longest time between attempts to reach an online peer.
+pub const MAX_RETRY: Duration = Duration::from_secs(30);
+/// How often the peer checks whether an attempt is due.
+pub const RETRY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Remote candidates kept while waiting for the remote description.
+pub const MAX_PENDING_CANDIDATES: usize = 64;
+/// How often a `ping` goes out on `ctl` while connected.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
+/// No `pong` for this long means the path is dead: hand over.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A test peer that has not been connected for this long is dropped.
+pub const TEST_PEER_IDLE: Duration = Duration::from_secs(30);
+/// At most one refused setup message is logged per this interval, whatever
+/// a hostile server sends; the rest are counted.
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Which side of the pair this node is; fixed by the two keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Creates the data channels and sends the Offer.
+    Initiator,
+    /// Asks for an Offer with `Init` and answers it.
+    Follower,
+}
+
+impl Role {
+    pub fn between(me: &NodeId, peer: &NodeId) -> Role {
+        if me < peer {
+            Role::Initiator
+        } else {
+            Role::Follower
+        }
+    }
+}
+
+/// What the peer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerKind {
+    /// A configured peer: its connection carries WireGuard.
+    WireGuard,
+    /// A test peer (a browser page, say): `ctl` only, dropped when idle.
+    Test,
+}
+
+/// The word `flnode status` shows for a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerState {
+    Offline,
+    /// Online, but no connection is being set up: the follower asked for
+    /// an offer, or the next attempt is due after the back-off.
+    Waiting,
+    Connecting,
+    Connected,
+    Failed,
+    /// Data still flows over the old connection while a new one is set up.
+    Handover,
+}
+
+impl PeerState {
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerState::Offline => "offline",
+            PeerState::Waiting => "waiting",
+            PeerState::Connecting => "connecting",
+            PeerState::Connected => "connected",
+            PeerState::Failed => "failed",
+            PeerState::Handover => "handover",
+        }
+    }
+}
+
+/// Why a handover started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandoverCause {
+    NetworkChanged,
+    PeerAsked,
+    KeepalivesUnanswered,
+}
+
+impl std::fmt::Display for HandoverCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HandoverCause::NetworkChanged => "the network changed",
+            HandoverCause::PeerAsked => "the peer asked for a new connection",
+            HandoverCause::KeepalivesUnanswered => "keepalives went unanswered",
+        })
+    }
+}
+
+/// What happened, as the driver saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The peer may be online (it is in the node list): try to connect.
+    Online,
+    /// The peer left the node list.
+    Offline,
+    /// The machine's addresses changed.
+    NetworkChanged,
+    /// A setup message naming this peer, as it arrived (not yet verified).
+    Setup(PeerInfo),
+    /// The initiator's connection `conn` has its data channels and its local
+    /// offer, as asked by [`Action::Connect`].
+    OfferReady(ConnId, String),
+    /// The follower's connection `conn` applied the offer and has its local
+    /// answer.
+    AnswerReady(ConnId, String),
+    /// Building `conn` or applying a description to it failed.
+    BuildFailed(ConnId),
+    /// `conn` gathered a local candidate.
+    LocalCandidate(ConnId, String),
+    /// `conn`'s peer connection changed state.
+    Link(ConnId, LinkState),
+    WgOpen(ConnId),
+    CtlOpen(ConnId),
+    /// A keepalive came back on `conn`'s `ctl`.
+    Pong(ConnId),
+}
+
+/// What the driver must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send this signed setup message through signalling.
+    Send(PeerInfo),
+    /// Build peer connection `conn`. Without `offer` (the initiator), give it
+    /// its data channels and a local offer, then report
+    /// [`Event::OfferReady`]; with one (the follower), apply it, create the
+    /// answer and report [`Event::AnswerReady`]. Report
+    /// [`Event::BuildFailed`] if any step fails.
+    Connect { conn: ConnId, offer: Option<String> },
+    /// Apply the peer's answer to `conn`.
+    ApplyAnswer { conn: ConnId, sdp: String },
+    /// Give `conn` a remote candidate.
+    ApplyCandidate { conn: ConnId, candidate: String },
+    /// Close `conn` and forget its channels.
+    Close(ConnId),
+    /// WireGuard datagrams go over this connection's `wg` from now on
+    /// (datagrams held while there was none go first); `None`: hold them.
+    CarryData(Option<ConnId>),
+    /// Send a keepalive ping on `conn`'s `ctl`.
+    Ping(ConnId),
+    /// The path to the signalling server may have died with the data path:
+    /// have it checked now.
+    ProbeSignalling,
+    /// A handover started (count it, log it).
+    Handover(HandoverCause),
+    /// A setup message was refused; `log` says whether this one should be
+    /// logged (see [`REFUSAL_LOG_INTERVAL`]), `total` counts all so far.
+    Refused {
+        error: SetupAuthError,
+        total: u64,
+        log: bool,
+    },
+    /// A test peer has been gone for [`TEST_PEER_IDLE`]: end its task.
+    Finished,
+}
+
+/// The timings, overridable for tests.
+#[derive(Debug, Clone)]
+pub struct PeerTimings {
+    pub min_retry: Duration,
+    pub max_retry: Duration,
+    pub retry_check: Duration,
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    pub test_peer_idle: Duration,
+}
+
+impl Default for PeerTimings {
+    fn default() -> Self {
+        Self {
+            min_retry: MIN_RETRY,
+            max_retry: MAX_RETRY,
+            retry_check: RETRY_CHECK_INTERVAL,
+            keepalive_interval: KEEPALIVE_INTERVAL,
+            keepalive_timeout: KEEPALIVE_TIMEOUT,
+            test_peer_idle: TEST_PEER_IDLE,
+        }
+    }
+}
+
+/// One peer, from this node's side.
+pub struct PeerSetup {
+    key: Arc<NodeKey>,
+    peer: NodeId,
+    role: Role,
+    kind: PeerKind,
+    timings: PeerTimings,
+    signer: SetupSigner,
+    attempt: Attempt,
+    /// The wall clock when this peer was made, and the monotonic time then:
+    /// generations come from the wall clock so they grow across restarts.
+    epoch: (u64, Instant),
+    guard: ReplayGuard,
+    online: bool,
+    /// The connection being set up or in use.
+    current: Option<Link>,
+    /// The connection being replaced; it carries data until `current`'s
+    /// `wg` opens.
+    previous: Option<ConnId>,
+    next_conn: u64,
+    /// The connection WireGuard datagrams go over, as last told.
+    carrier: Option<ConnId>,
+    handover_pending: bool,
+    attempted_at: Option<Instant>,
+    /// When the follower last answered an offer: that connection is still
+    /// being set up and trickles candidates under the current generation.
+    answered_at: Option<Instant>,
+    retry_delay: Duration,
+    last_alive: Instant,
+    next_retry_check: Instant,
+    next_keepalive: Instant,
+    refused: u64,
+    refusal_logged_at: Option<Instant>,
+}
+
+impl PeerSetup {
+    /// A peer that is not known to be online yet. `unix_millis` is the
+    /// wall clock at `now`.
+    pub fn new(
+        key: Arc<NodeKey>,
+        session: SessionId,
+        peer: NodeId,
+        kind: PeerKind,
+        timings: PeerTimings,
+        now: Instant,
+        unix_millis: u64,
+    ) -> Self {
+        let mut signer = SetupSigner::new(session);
+        let attempt = signer.next_generation(unix_millis);
+        let role = Role::between(&key.id(), &peer);
+        Self {
+            key,
+            peer,
+            role,
+            kind,
+            signer,
+            attempt,
+            epoch: (unix_millis, now),
+            guard: ReplayGuard::default(),
+            online: false,
+            current: None,
+            previous: None,
+            next_conn: 1,
+            carrier: None,
+            handover_pending: false,
+            attempted_at: None,
+            answered_at: None,
+            retry_delay: timings.min_retry,
+            last_alive: now,
+            next_retry_check: now + timings.retry_check,
+            next_keepalive: now + timings.keepalive_interval,
+            refused: 0,
+            refusal_logged_at: None,
+            timings,
+        }
+    }
+
+    pub fn peer(&self) -> NodeId {
+        self.peer
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn kind(&self) -> PeerKind {
+        self.kind
+    }
+
+    /// The connection in use or being set up, and the one being replaced.
+    pub fn connections(&self) -> (Option<ConnId>, Option<ConnId>) {
+        (self.current.as_ref().map(|link| link.id), self.previous)
+    }
+
+    /// The current back-off between attempts.
+    pub fn retry_delay(&self) -> Duration {
+        self.retry_delay
+    }
+
+    pub fn state(&self) -> PeerState {
+        let current = self.current.as_ref();
+        if current.is_some_and(|link| link.state == LinkState::Connected) {
+            PeerState::Connected
+        } else if self.previous.is_some() {
+            PeerState::Handover
+        } else if !self.online {
+            PeerState::Offline
+        } else if current.is_some_and(|link| link.state == LinkState::Failed) {
+            PeerState::Failed
+        } else if current.is_some() {
+            PeerState::Connecting
+        } else {
+            PeerState::Waiting
+        }
+    }
+
+    /// When [`PeerSetup::on_timer`] must be called next.
+    pub fn next_deadline(&self) -> Instant {
+        self.next_retry_check.min(self.next_keepalive)
+    }
+
+    /// Feeds one event; the actions it causes are appended to `out`.
+    pub fn on_event(&mut self, event: Event, now: Instant, out: &mut Vec<Action>) {
+        match event {
+            Event::Online => self.on_online(now, out),
+            Event::Offline => self.on_offline(),
+            Event::NetworkChanged => {
+                if self.is_connected() || self.previous.is_some() {
+                    self.handover(HandoverCause::NetworkChanged, now, out);
+                } else if self.online {
+                    self.attempt_now(now, out);
+                }
+            }
+            Event::Setup(info) => self.on_setup(info, now, out),
+            Event::OfferReady(conn, sdp) if self.is_current(conn) => self.send(SetupMessage::Offer(sdp), out),
+            Event::AnswerReady(conn, sdp) if self.is_current(conn) => {
+                self.send(SetupMessage::Answer(sdp), out);
+                self.answered_at = Some(now);
+            }
+            Event::BuildFailed(conn) if self.is_current(conn) => {
+                self.current = None;
+                out.push(Action::Close(conn));
+                self.update_carrier(out);
+            }
+            Event::LocalCandidate(conn, candidate) if self.is_current(conn) => {
+                self.send(SetupMessage::IceCandidate(candidate), out);
+            }
+            Event::Link(conn, state) if self.is_current(conn) => self.on_link(state, out),
+            Event::WgOpen(conn) if self.is_current(conn) => {
+                if let Some(link) = &mut self.current {
+                    link.wg_open = true;
+                }
+                self.handover_pending = false;
+                if let Some(previous) = self.previous.take() {
+                    out.push(Action::Close(previous));
+                }
+                self.update_carrier(out);
+            }
+            Event::CtlOpen(conn) | Event::Pong(conn) if self.is_current(conn) => {
+                if let Some(link) = &mut self.current {
+                    link.ctl_open = true;
+                    link.last_pong = Some(now);
+                }
+            }
+            // Events of a connection that was replaced or closed.
+            _ => {}
+        }
+    }
+
+    /// Does what is due at `now`: attempts, keepalives, a test peer's end.
+    pub fn on_timer(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if now >= self.next_retry_check {
+            self.next_retry_check = now + self.timings.retry_check;
+            if self.is_connected() {
+                self.last_alive = now;
+            } else if self.kind == PeerKind::Test && now.duration_since(self.last_alive) > self.timings.test_peer_idle {
+                out.push(Action::Finished);
+                return;
+            }
+            if self.online && (!self.is_connected() || self.handover_pending) {
+                self.attempt(now, out);
+            }
+        }
+        if now >= self.next_keepalive {
+            self.next_keepalive = now + self.timings.keepalive_interval;
+            self.keepalive(now, out);
+        }
+    }
+
+    fn is_current(&self, conn: ConnId) -> bool {
+        self.current.as_ref().is_some_and(|link| link.id == conn)
+    }
+
+    fn is_connected(&self) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|link| link.state == LinkState::Connected)
+    }
+
+    fn on_online(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.online = true;
+        if self.handover_pending && self.role == Role::Follower {
+            // (Re)registered: our `Init` may have been lost with the old
+            // signalling connection. A second one is harmless: the
+            // initiator ignores it while its offer is in flight.
+            self.attempted_at = None;
+            self.attempt(now, out);
+        } else if !self.is_connected() || self.handover_pending {
+            // An offer of ours may be in flight; a second one now would
+            // cross its answer, so only after the back-off.
+            self.attempt(now, out);
+        }
+    }
+
+    fn on_offline(&mut self) {
+        self.online = false;
+        if !self.is_connected() {
+            // The attempt went nowhere (our offer may have reached a server
+            // the peer had not registered with yet): when the peer shows
+            // up, try at once rather than after the back-off.
+            self.attempted_at = None;
+            self.retry_delay = self.timings.min_retry;
+        }
+    }
+
+    fn on_link(&mut self, state: LinkState, out: &mut Vec<Action>) {
+        let Some(link) = &mut self.current else {
+            return;
+        };
+        link.state = state;
+        match state {
+            LinkState::Connected => self.retry_delay = self.timings.min_retry,
+            LinkState::Failed => {
+                link.wg_open = false;
+                link.ctl_open = false;
+                self.update_carrier(out);
+            }
+            LinkState::Connecting => {}
+        }
+    }
+
+    fn handover(&mut self, cause: HandoverCause, now: Instant, out: &mut Vec<Action>) {
+        out.push(Action::Handover(cause));
+        self.handover_pending = true;
+        self.attempt_now(now, out);
+    }
+
+    fn attempt_now(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.attempted_at = None;
+        self.retry_delay = self.timings.min_retry;
+        self.attempt(now, out);
+    }
+
+    /// The initiator offers; the follower asks for an offer. At most one
+    /// attempt per back-off.
+    fn attempt(&mut self, now: Instant, out: &mut Vec<Action>) {
+        // A follower that answered an offer less than `min_retry` ago
+        // waits: the initiator ignores an `Init` while its offer is in
+        // flight, and a new generation now would make it drop the
+        // candidates the answered connection still trickles (TURN relay
+        // candidates above all, which come last).
+        let answered_recently = self.answered_at.is_some_and(|at| now < at + self.timings.min_retry);
+        if self.role == Role::Follower && !self.is_connected() && answered_recently {
+            return;
+        }
+        if let Some(at) = self.attempted_at {
+            if now < at + self.retry_delay {
+                return;
+            }
+            self.retry_delay = (self.retry_delay * 2).min(self.timings.max_retry);
+        }
+        self.attempted_at = Some(now);
+        match self.role {
+            Role::Initiator => self.connect(None, now, out),
+            Role::Follower => {
+                self.new_attempt(now);
+                self.send(SetupMessage::Init, out);
+            }
+        }
+    }
+
+    /// Replaces the current connection with a fresh one; a working one is
+    /// kept as `previous` until the new one's `wg` opens.
+    /// `offer` is the follower's: the peer's SDP and the generation it was
+    /// signed under.
+    fn connect(&mut self, offer: Option<(String, u64)>, now: Instant, out: &mut Vec<Action>) {
+        if let Some(old) = self.current.take() {
+            if old.state == LinkState::Connected && old.wg_open {
+                if let Some(older) = self.previous.replace(old.id) {
+                    out.push(Action::Close(older));
+                }
+            } else {
+                out.push(Action::Close(old.id));
+            }
+        }
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        self.new_attempt(now);
+        let mut link = Link::new(conn);
+        let offer = offer.map(|(sdp, generation)| {
+            // The offer's generation is the one its candidates carry.
+            link.describe(generation);
+            sdp
+        });
+        self.current = Some(link);
+        out.push(Action::Connect { conn, offer });
+        self.update_carrier(out);
+    }
+
+    fn keepalive(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let connected = self.is_connected();
+        let Some(link) = self.current.as_mut().filter(|link| link.ctl_open && connected) else {
+            return;
+        };
+        let last = *link.last_pong.get_or_insert(now);
+        if now.duration_since(last) >= self.timings.keepalive_timeout {
+            // Once per timeout at most; the handover itself retries.
+            link.last_pong = Some(now);
+            out.push(Action::ProbeSignalling);
+            self.handover(HandoverCause::KeepalivesUnanswered, now, out);
+            return;
+        }
+        out.push(Action::Ping(link.id));
+    }
+
+    /// Starts a new attempt: what we send from now on has a newer
+    /// generation, so the peer can tell it from anything sent before.
+    fn new_attempt(&mut self, now: Instant) {
+        let (unix_millis, at) = self.epoch;
+        let elapsed = now.saturating_duration_since(at).as_millis() as u64;
+        self.attempt = self.signer.next_generation(unix_millis.saturating_add(elapsed));
+    }
+
+    fn send(&mut self, message: SetupMessage, out: &mut Vec<Action>) {
+        let me = self.key.id();
+        let (id_init, id_follow) = match self.role {
+            Role::Initiator => (me, self.peer),
+            Role::Follower => (self.peer, me),
+        };
+        let info = PeerInfo {
+            id_init,
+            id_follow,
+            message,
+            auth: None,
+        };
+        out.push(Action::Send(self.signer.sign(&self.key, &mut self.attempt, info)));
+    }
+
+    /// Tells the driver where datagrams go when that changed: the current
+    /// connection once its `wg` is open, else the one being replaced.
+    fn update_carrier(&mut self, out: &mut Vec<Action>) {
+        let current = self.current.as_ref().filter(|link| link.wg_open).map(|link| link.id);
+        let carrier = current.or(self.previous);
+        if carrier != self.carrier {
+            self.carrier = carrier;
+            out.push(Action::CarryData(carrier));
+        }
+    }
+}
+
+mod incoming;
+
+#[cfg(test)]
+#[path = "peer_setup_tests.rs"]
+mod tests;
+
+#[cfg(test)]
+#[path = "peer_setup_props.rs"]
+mod props;
