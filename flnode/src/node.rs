@@ -70,7 +70,7 @@ impl PeerFactory {
             wireguard: self.wireguard,
             ice_servers: self.ice_servers.clone(),
         };
-        let (peer, task) = Peer::new(
+        let peer = Peer::new(
             self.key.clone(),
             self.session,
             config,
@@ -78,7 +78,7 @@ impl PeerFactory {
             stats.clone(),
         );
         let (inputs, inputs_rx) = mpsc::channel(PEER_INPUT_QUEUE);
-        tokio::spawn(peer.run(task, inputs_rx));
+        tokio::spawn(peer.run(inputs_rx));
         PeerEntry { inputs, stats, local }
     }
 }

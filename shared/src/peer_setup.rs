@@ -20,11 +20,15 @@ use std::time::{Duration, Instant};
 
 use crate::identity::NodeKey;
 use crate::ids::NodeId;
-use crate::message::{PeerInfo, SetupMessage};
-use crate::setup_auth::{Attempt, ReplayGuard, SessionId, SetupAuthError, SetupSigner};
+use crate::message::SetupMessage;
+use crate::setup_auth::{Attempt, ReplayGuard, SessionId, SetupSigner};
 
+mod attempts;
+mod events;
+mod incoming;
 mod link;
 
+pub use events::{Action, Event, HandoverCause};
 use link::Link;
 pub use link::{ConnId, LinkState};
 
@@ -100,91 +104,6 @@ impl PeerState {
             PeerState::Handover => "handover",
         }
     }
-}
-
-/// Why a handover started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HandoverCause {
-    NetworkChanged,
-    PeerAsked,
-    KeepalivesUnanswered,
-}
-
-impl std::fmt::Display for HandoverCause {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            HandoverCause::NetworkChanged => "the network changed",
-            HandoverCause::PeerAsked => "the peer asked for a new connection",
-            HandoverCause::KeepalivesUnanswered => "keepalives went unanswered",
-        })
-    }
-}
-
-/// What happened, as the driver saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// The peer may be online (it is in the node list): try to connect.
-    Online,
-    /// The peer left the node list.
-    Offline,
-    /// The machine's addresses changed.
-    NetworkChanged,
-    /// A setup message naming this peer, as it arrived (not yet verified).
-    Setup(PeerInfo),
-    /// The initiator's connection `conn` has its data channels and its local
-    /// offer, as asked by [`Action::Connect`].
-    OfferReady(ConnId, String),
-    /// The follower's connection `conn` applied the offer and has its local
-    /// answer.
-    AnswerReady(ConnId, String),
-    /// Building `conn` or applying a description to it failed.
-    BuildFailed(ConnId),
-    /// `conn` gathered a local candidate.
-    LocalCandidate(ConnId, String),
-    /// `conn`'s peer connection changed state.
-    Link(ConnId, LinkState),
-    WgOpen(ConnId),
-    CtlOpen(ConnId),
-    /// A keepalive came back on `conn`'s `ctl`.
-    Pong(ConnId),
-}
-
-/// What the driver must do, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Send this signed setup message through signalling.
-    Send(PeerInfo),
-    /// Build peer connection `conn`. Without `offer` (the initiator), give it
-    /// its data channels and a local offer, then report
-    /// [`Event::OfferReady`]; with one (the follower), apply it, create the
-    /// answer and report [`Event::AnswerReady`]. Report
-    /// [`Event::BuildFailed`] if any step fails.
-    Connect { conn: ConnId, offer: Option<String> },
-    /// Apply the peer's answer to `conn`.
-    ApplyAnswer { conn: ConnId, sdp: String },
-    /// Give `conn` a remote candidate.
-    ApplyCandidate { conn: ConnId, candidate: String },
-    /// Close `conn` and forget its channels.
-    Close(ConnId),
-    /// WireGuard datagrams go over this connection's `wg` from now on
-    /// (datagrams held while there was none go first); `None`: hold them.
-    CarryData(Option<ConnId>),
-    /// Send a keepalive ping on `conn`'s `ctl`.
-    Ping(ConnId),
-    /// The path to the signalling server may have died with the data path:
-    /// have it checked now.
-    ProbeSignalling,
-    /// A handover started (count it, log it).
-    Handover(HandoverCause),
-    /// A setup message was refused; `log` says whether this one should be
-    /// logged (see [`REFUSAL_LOG_INTERVAL`]), `total` counts all so far.
-    Refused {
-        error: SetupAuthError,
-        total: u64,
-        log: bool,
-    },
-    /// A test peer has been gone for [`TEST_PEER_IDLE`]: end its task.
-    Finished,
 }
 
 /// The timings, overridable for tests.
@@ -364,10 +283,10 @@ impl PeerSetup {
                     link.wg_open = true;
                 }
                 self.handover_pending = false;
-                if let Some(previous) = self.previous.take() {
-                    out.push(Action::Close(previous));
-                }
+                // Switch first, then close: no datagram waits in between.
+                let previous = self.previous.take();
                 self.update_carrier(out);
+                out.extend(previous.map(Action::Close));
             }
             Event::CtlOpen(conn) | Event::Pong(conn) if self.is_current(conn) => {
                 if let Some(link) = &mut self.current {
@@ -451,127 +370,10 @@ impl PeerSetup {
             LinkState::Connecting => {}
         }
     }
-
-    fn handover(&mut self, cause: HandoverCause, now: Instant, out: &mut Vec<Action>) {
-        out.push(Action::Handover(cause));
-        self.handover_pending = true;
-        self.attempt_now(now, out);
-    }
-
-    fn attempt_now(&mut self, now: Instant, out: &mut Vec<Action>) {
-        self.attempted_at = None;
-        self.retry_delay = self.timings.min_retry;
-        self.attempt(now, out);
-    }
-
-    /// The initiator offers; the follower asks for an offer. At most one
-    /// attempt per back-off.
-    fn attempt(&mut self, now: Instant, out: &mut Vec<Action>) {
-        // A follower that answered an offer less than `min_retry` ago
-        // waits: the initiator ignores an `Init` while its offer is in
-        // flight, and a new generation now would make it drop the
-        // candidates the answered connection still trickles (TURN relay
-        // candidates above all, which come last).
-        let answered_recently = self.answered_at.is_some_and(|at| now < at + self.timings.min_retry);
-        if self.role == Role::Follower && !self.is_connected() && answered_recently {
-            return;
-        }
-        if let Some(at) = self.attempted_at {
-            if now < at + self.retry_delay {
-                return;
-            }
-            self.retry_delay = (self.retry_delay * 2).min(self.timings.max_retry);
-        }
-        self.attempted_at = Some(now);
-        match self.role {
-            Role::Initiator => self.connect(None, now, out),
-            Role::Follower => {
-                self.new_attempt(now);
-                self.send(SetupMessage::Init, out);
-            }
-        }
-    }
-
-    /// Replaces the current connection with a fresh one; a working one is
-    /// kept as `previous` until the new one's `wg` opens.
-    /// `offer` is the follower's: the peer's SDP and the generation it was
-    /// signed under.
-    fn connect(&mut self, offer: Option<(String, u64)>, now: Instant, out: &mut Vec<Action>) {
-        if let Some(old) = self.current.take() {
-            if old.state == LinkState::Connected && old.wg_open {
-                if let Some(older) = self.previous.replace(old.id) {
-                    out.push(Action::Close(older));
-                }
-            } else {
-                out.push(Action::Close(old.id));
-            }
-        }
-        let conn = ConnId(self.next_conn);
-        self.next_conn += 1;
-        self.new_attempt(now);
-        let mut link = Link::new(conn);
-        let offer = offer.map(|(sdp, generation)| {
-            // The offer's generation is the one its candidates carry.
-            link.describe(generation);
-            sdp
-        });
-        self.current = Some(link);
-        out.push(Action::Connect { conn, offer });
-        self.update_carrier(out);
-    }
-
-    fn keepalive(&mut self, now: Instant, out: &mut Vec<Action>) {
-        let connected = self.is_connected();
-        let Some(link) = self.current.as_mut().filter(|link| link.ctl_open && connected) else {
-            return;
-        };
-        let last = *link.last_pong.get_or_insert(now);
-        if now.duration_since(last) >= self.timings.keepalive_timeout {
-            // Once per timeout at most; the handover itself retries.
-            link.last_pong = Some(now);
-            out.push(Action::ProbeSignalling);
-            self.handover(HandoverCause::KeepalivesUnanswered, now, out);
-            return;
-        }
-        out.push(Action::Ping(link.id));
-    }
-
-    /// Starts a new attempt: what we send from now on has a newer
-    /// generation, so the peer can tell it from anything sent before.
-    fn new_attempt(&mut self, now: Instant) {
-        let (unix_millis, at) = self.epoch;
-        let elapsed = now.saturating_duration_since(at).as_millis() as u64;
-        self.attempt = self.signer.next_generation(unix_millis.saturating_add(elapsed));
-    }
-
-    fn send(&mut self, message: SetupMessage, out: &mut Vec<Action>) {
-        let me = self.key.id();
-        let (id_init, id_follow) = match self.role {
-            Role::Initiator => (me, self.peer),
-            Role::Follower => (self.peer, me),
-        };
-        let info = PeerInfo {
-            id_init,
-            id_follow,
-            message,
-            auth: None,
-        };
-        out.push(Action::Send(self.signer.sign(&self.key, &mut self.attempt, info)));
-    }
-
-    /// Tells the driver where datagrams go when that changed: the current
-    /// connection once its `wg` is open, else the one being replaced.
-    fn update_carrier(&mut self, out: &mut Vec<Action>) {
-        let current = self.current.as_ref().filter(|link| link.wg_open).map(|link| link.id);
-        let carrier = current.or(self.previous);
-        if carrier != self.carrier {
-            self.carrier = carrier;
-            out.push(Action::CarryData(carrier));
-        }
-    }
 }
 
-mod incoming;
+#[cfg(test)]
+mod harness;
 
 #[cfg(test)]
 #[path = "peer_setup_tests.rs"]

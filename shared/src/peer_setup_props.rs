@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use super::tests::Harness;
+use super::harness::Harness;
 use super::*;
+use crate::message::PeerInfo;
 use crate::setup_auth::ReplayGuard;
 
 #[derive(Debug, Clone)]

@@ -1,153 +1,11 @@
 //! Each transition of the peer state machine, and the scenarios the
 //! namespace tests cover end to end, without a socket or a clock.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::harness::{connect_of, Harness, Remote};
 use super::*;
-use crate::setup_auth::{Attempt, SessionId, SetupSigner};
-
-/// The far side of the pair: signs what it sends as a real peer would.
-pub(super) struct Remote {
-    pub(super) key: NodeKey,
-    signer: SetupSigner,
-    pub(super) attempt: Attempt,
-    clock: u64,
-}
-
-impl Remote {
-    pub(super) fn new(seed: u8) -> Self {
-        let mut signer = SetupSigner::new(SessionId([seed; 8]));
-        let attempt = signer.next_generation(1_000);
-        Self {
-            key: NodeKey::from_seed([seed; 32]),
-            signer,
-            attempt,
-            clock: 1_000,
-        }
-    }
-
-    pub(super) fn id(&self) -> NodeId {
-        self.key.id()
-    }
-
-    /// Starts a new attempt, as the peer does for every new connection.
-    pub(super) fn new_attempt(&mut self) -> u64 {
-        self.clock += 1;
-        self.attempt = self.signer.next_generation(self.clock);
-        self.attempt.generation
-    }
-
-    /// `message` from this peer to `to`, signed under the current attempt.
-    pub(super) fn says(&mut self, to: &NodeId, message: SetupMessage) -> PeerInfo {
-        let (id_init, id_follow) = match Role::between(&self.id(), to) {
-            Role::Initiator => (self.id(), *to),
-            Role::Follower => (*to, self.id()),
-        };
-        let info = PeerInfo {
-            id_init,
-            id_follow,
-            message,
-            auth: None,
-        };
-        self.signer.sign(&self.key, &mut self.attempt, info)
-    }
-}
-
-/// A peer state machine with its own clock.
-pub(super) struct Harness {
-    pub(super) setup: PeerSetup,
-    pub(super) remote: Remote,
-    pub(super) now: Instant,
-    me: NodeId,
-}
-
-impl Harness {
-    /// This node with `seed`, the peer with `remote_seed`.
-    pub(super) fn new(seed: u8, remote_seed: u8, kind: PeerKind) -> Self {
-        let key = Arc::new(NodeKey::from_seed([seed; 32]));
-        let me = key.id();
-        let remote = Remote::new(remote_seed);
-        let now = Instant::now();
-        let setup = PeerSetup::new(
-            key,
-            SessionId([seed; 8]),
-            remote.id(),
-            kind,
-            PeerTimings::default(),
-            now,
-            5_000,
-        );
-        Self { setup, remote, now, me }
-    }
-
-    pub(super) fn initiator() -> Self {
-        let harness = Self::new(1, 2, PeerKind::WireGuard);
-        if harness.setup.role() == Role::Initiator {
-            harness
-        } else {
-            Self::new(2, 1, PeerKind::WireGuard)
-        }
-    }
-
-    pub(super) fn follower() -> Self {
-        let harness = Self::new(1, 2, PeerKind::WireGuard);
-        if harness.setup.role() == Role::Follower {
-            harness
-        } else {
-            Self::new(2, 1, PeerKind::WireGuard)
-        }
-    }
-
-    pub(super) fn event(&mut self, event: Event) -> Vec<Action> {
-        let mut out = Vec::new();
-        self.setup.on_event(event, self.now, &mut out);
-        out
-    }
-
-    /// A message from the peer, signed under its current attempt.
-    pub(super) fn from_peer(&mut self, message: SetupMessage) -> Vec<Action> {
-        let info = self.remote.says(&self.me, message);
-        self.event(Event::Setup(info))
-    }
-
-    /// Lets `by` pass, firing every timer due on the way.
-    pub(super) fn advance(&mut self, by: Duration) -> Vec<Action> {
-        let end = self.now + by;
-        let mut out = Vec::new();
-        while self.setup.next_deadline() <= end {
-            self.now = self.now.max(self.setup.next_deadline());
-            self.setup.on_timer(self.now, &mut out);
-        }
-        self.now = end;
-        out
-    }
-
-    /// Brings the connection up as the initiator: offer, answer, connected,
-    /// both channels open. Returns its id.
-    pub(super) fn connect_as_initiator(&mut self) -> ConnId {
-        let out = self.event(Event::Online);
-        let conn = connect_of(&out).expect("an online initiator builds a connection");
-        self.event(Event::OfferReady(conn, "offer".into()));
-        self.remote.new_attempt();
-        self.from_peer(SetupMessage::Answer("answer".into()));
-        self.up(conn);
-        conn
-    }
-
-    pub(super) fn up(&mut self, conn: ConnId) {
-        self.event(Event::Link(conn, LinkState::Connected));
-        self.event(Event::WgOpen(conn));
-        self.event(Event::CtlOpen(conn));
-    }
-}
-
-pub(super) fn connect_of(actions: &[Action]) -> Option<ConnId> {
-    actions.iter().find_map(|action| match action {
-        Action::Connect { conn, .. } => Some(*conn),
-        _ => None,
-    })
-}
+use crate::setup_auth::SetupAuthError;
 
 fn sent(actions: &[Action]) -> Vec<&SetupMessage> {
     actions
@@ -413,7 +271,7 @@ fn make_before_break_the_old_connection_carries_data_until_the_new_wg_opens() {
     h.from_peer(SetupMessage::Answer("answer 2".into()));
     assert!(h.event(Event::Link(new, LinkState::Connected)).is_empty());
     let out = h.event(Event::WgOpen(new));
-    assert_eq!(out, vec![Action::Close(old), Action::CarryData(Some(new))]);
+    assert_eq!(out, vec![Action::CarryData(Some(new)), Action::Close(old)]);
     assert_eq!(h.setup.connections(), (Some(new), None));
 }
 

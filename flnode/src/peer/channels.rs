@@ -1,93 +1,84 @@
-//! The data channels: WireGuard datagrams go out on `wg` (or wait briefly
-//! while it opens), come in from it to the local WireGuard, and `ctl`
-//! messages are answered (`crate::ctl`).
+//! Where a connection's data channels go once they exist, whoever made
+//! them (our offer, or the peer's through `on_data_channel`): `wg` straight
+//! to the peer's data path, `ctl` to a reader of its own that answers the
+//! `ctl` protocol (`crate::ctl`) and reports keepalives to the state machine.
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use bytes::BytesMut;
-use tokio::net::UdpSocket;
+use flproto::peer_setup::{ConnId, Event};
+use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 
-use super::{Internal, Peer, CTL_CHANNEL, MAX_PENDING_DATAGRAMS, WG_CHANNEL};
+use super::datapath::{PathCommand, PathSender};
+use super::{PeerStats, CTL_CHANNEL, WG_CHANNEL};
 use crate::ctl::{CtlAction, CtlResponder};
 
-impl Peer {
-    pub(super) async fn forward_to_peer(&mut self, datagram: &[u8]) {
-        let wg = self.wg.as_ref().or(self.previous.as_ref().map(|(_, wg)| wg));
-        let Some(wg) = wg else {
-            if self.pending_datagrams.len() == MAX_PENDING_DATAGRAMS {
-                self.pending_datagrams.pop_front();
-                self.stats.drops_not_open.fetch_add(1, Ordering::Relaxed);
-            }
-            self.pending_datagrams
-                .push_back((tokio::time::Instant::now(), BytesMut::from(datagram)));
-            return;
-        };
-        match wg.try_send(BytesMut::from(datagram)).await {
-            Ok(()) => {
-                self.stats.tx_packets.fetch_add(1, Ordering::Relaxed);
-                self.stats.tx_bytes.fetch_add(datagram.len() as u64, Ordering::Relaxed);
-            }
-            Err(_) => {
-                self.stats.drops_full.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
+/// The `ctl` channel of one connection, once it exists: keepalive pings go
+/// out on it.
+pub(super) type CtlSlot = Arc<OnceLock<Arc<dyn DataChannel>>>;
 
-    /// Reads one data channel: WireGuard datagrams go to the local
-    /// WireGuard (never for a test peer); `ctl` messages are answered as
-    /// [`crate::ctl`] says.
-    pub(super) fn watch_channel(&self, channel: Arc<dyn DataChannel>) {
-        let generation = self.generation;
-        let internal = self.internal_tx.clone();
-        let socket = self.config.socket.clone();
-        let wireguard = self.config.wireguard;
-        let stats = self.stats.clone();
-        tokio::spawn(async move {
-            let label = channel.label().await.unwrap_or_default();
-            let mut ctl = CtlResponder::default();
-            while let Some(event) = channel.poll().await {
-                match event {
-                    DataChannelEvent::OnOpen if label == WG_CHANNEL => {
-                        let _ = internal.send(Internal::WgOpen(generation, channel.clone()));
-                    }
-                    DataChannelEvent::OnOpen if label == CTL_CHANNEL => {
-                        let _ = internal.send(Internal::CtlOpen(generation, channel.clone()));
-                    }
-                    DataChannelEvent::OnMessage(message) if label == WG_CHANNEL => {
-                        if let Some(socket) = &socket {
-                            stats.rx_packets.fetch_add(1, Ordering::Relaxed);
-                            stats.rx_bytes.fetch_add(message.data.len() as u64, Ordering::Relaxed);
-                            let _ = socket.send_to(&message.data, wireguard).await;
-                        }
-                    }
-                    DataChannelEvent::OnMessage(message) if label == CTL_CHANNEL => {
-                        match ctl.on_message(&message.data) {
-                            // Text messages: the browser page reads `ctl`
-                            // as text.
-                            CtlAction::Reply(reply) => {
-                                let _ = channel.try_send_text(&String::from_utf8_lossy(&reply)).await;
-                            }
-                            CtlAction::Pong { sent_micros } => {
-                                let _ = internal.send(Internal::Pong(generation, sent_micros));
-                            }
-                            CtlAction::Nothing => {}
-                        }
-                    }
-                    DataChannelEvent::OnClose => break,
-                    _ => {}
+/// What a connection's channels are handed to.
+#[derive(Clone)]
+pub(super) struct ChannelSinks {
+    pub(super) events: mpsc::UnboundedSender<Event>,
+    /// `None` for a test peer: it never gets the WireGuard path.
+    pub(super) path: Option<PathSender>,
+    pub(super) stats: Arc<PeerStats>,
+    /// The clock keepalive pings carry (see [`crate::ctl::ping`]).
+    pub(super) clock: std::time::Instant,
+}
+
+impl ChannelSinks {
+    /// Takes charge of `channel` of connection `conn`.
+    pub(super) fn adopt(&self, conn: ConnId, label: &str, channel: Arc<dyn DataChannel>, ctl: &CtlSlot) {
+        match label {
+            WG_CHANNEL => match &self.path {
+                Some(path) => {
+                    let _ = path.send(PathCommand::Channel(conn, channel));
+                }
+                None => tracing::debug!("a test peer opened a wg channel; ignored"),
+            },
+            CTL_CHANNEL => {
+                if ctl.set(channel.clone()).is_ok() {
+                    tokio::spawn(read_ctl(conn, channel, self.clone()));
                 }
             }
-        });
+            other => tracing::debug!(label = other, "unknown data channel; ignored"),
+        }
     }
 }
 
-/// A datagram from the local WireGuard; never, for a test peer.
-pub(super) async fn receive(socket: Option<&UdpSocket>, buffer: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
-    match socket {
-        Some(socket) => socket.recv_from(buffer).await,
-        None => std::future::pending().await,
+/// Microseconds on the peer's keepalive clock.
+pub(super) fn clock_micros(clock: std::time::Instant) -> u64 {
+    clock.elapsed().as_micros() as u64
+}
+
+/// Reads one `ctl` channel until it closes. Replies go out as text: the
+/// browser page reads `ctl` as text.
+async fn read_ctl(conn: ConnId, channel: Arc<dyn DataChannel>, sinks: ChannelSinks) {
+    let mut responder = CtlResponder::default();
+    while let Some(event) = channel.poll().await {
+        match event {
+            DataChannelEvent::OnOpen => {
+                let _ = sinks.events.send(Event::CtlOpen(conn));
+            }
+            DataChannelEvent::OnMessage(message) => match responder.on_message(&message.data) {
+                CtlAction::Reply(reply) => {
+                    let _ = channel.try_send_text(&String::from_utf8_lossy(&reply)).await;
+                }
+                CtlAction::Pong { sent_micros } => {
+                    // A pong from before a restart of ours could carry a
+                    // time ahead of this clock: no RTT from it.
+                    if let Some(rtt) = sent_micros.and_then(|sent| clock_micros(sinks.clock).checked_sub(sent)) {
+                        sinks.stats.ctl_rtt_micros.store(rtt, Ordering::Relaxed);
+                    }
+                    let _ = sinks.events.send(Event::Pong(conn));
+                }
+                CtlAction::Nothing => {}
+            },
+            DataChannelEvent::OnClose => break,
+            _ => {}
+        }
     }
 }
