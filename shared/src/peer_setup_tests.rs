@@ -60,12 +60,12 @@ fn a_follower_answers_an_offer_and_applies_the_candidates_of_that_attempt() {
     let mut h = Harness::follower();
     h.event(Event::Online);
     h.remote.new_attempt();
-    let out = h.from_peer(SetupMessage::Offer("offer".into()));
+    let out = h.peer_says(SetupMessage::Offer("offer".into()));
     let conn = connect_of(&out).unwrap();
     assert!(matches!(&out[0], Action::Connect { offer: Some(sdp), .. } if sdp == "offer"));
     let out = h.event(Event::AnswerReady(conn, "answer".into()));
     assert_eq!(sent(&out), vec![&SetupMessage::Answer("answer".into())]);
-    let out = h.from_peer(SetupMessage::IceCandidate("candidate:1".into()));
+    let out = h.peer_says(SetupMessage::IceCandidate("candidate:1".into()));
     assert_eq!(
         out,
         vec![Action::ApplyCandidate {
@@ -84,7 +84,7 @@ fn candidates_before_the_answer_wait_and_are_applied_with_it() {
     h.remote.new_attempt();
     // The follower's candidates overtook its answer.
     assert!(h
-        .from_peer(SetupMessage::IceCandidate("candidate:early".into()))
+        .peer_says(SetupMessage::IceCandidate("candidate:early".into()))
         .is_empty());
     let info = h.remote.says(&h.me, SetupMessage::Answer("answer".into()));
     let out = h.event(Event::Setup(info));
@@ -110,12 +110,12 @@ fn candidates_of_another_attempt_of_the_peer_are_never_applied() {
     let conn = connect_of(&out).unwrap();
     h.event(Event::OfferReady(conn, "offer".into()));
     h.remote.new_attempt();
-    h.from_peer(SetupMessage::Answer("answer".into()));
+    h.peer_says(SetupMessage::Answer("answer".into()));
     // The peer moved on to a new attempt (say, it restarted its side):
     // its candidates belong to a connection we do not have.
     h.remote.new_attempt();
     assert!(h
-        .from_peer(SetupMessage::IceCandidate("candidate:new".into()))
+        .peer_says(SetupMessage::IceCandidate("candidate:new".into()))
         .is_empty());
 }
 
@@ -181,13 +181,13 @@ fn crossing_the_initiator_ignores_an_init_while_its_offer_is_in_flight() {
     let conn = connect_of(&out).unwrap();
     h.event(Event::OfferReady(conn, "offer".into()));
     // The follower's Init crossed our offer.
-    let out = h.from_peer(SetupMessage::Init);
+    let out = h.peer_says(SetupMessage::Init);
     assert!(out.is_empty(), "a second offer would cross the answer: {out:?}");
     // Later, with nothing answered, an Init starts a fresh attempt at once.
     h.advance(MIN_RETRY / 2);
     h.remote.new_attempt();
     h.now += MIN_RETRY;
-    let out = h.from_peer(SetupMessage::Init);
+    let out = h.peer_says(SetupMessage::Init);
     assert!(connect_of(&out).is_some());
 }
 
@@ -221,7 +221,7 @@ fn a_follower_that_answered_an_offer_waits_before_a_new_attempt() {
     let mut h = Harness::follower();
     h.event(Event::Online);
     h.remote.new_attempt();
-    let out = h.from_peer(SetupMessage::Offer("offer".into()));
+    let out = h.peer_says(SetupMessage::Offer("offer".into()));
     let conn = connect_of(&out).unwrap();
     h.event(Event::AnswerReady(conn, "answer".into()));
     h.now += MIN_RETRY / 2;
@@ -237,7 +237,7 @@ fn re_registration_after_a_signalling_outage_sends_init_at_once_during_a_handove
     let mut h = Harness::follower();
     h.event(Event::Online);
     h.remote.new_attempt();
-    let conn = connect_of(&h.from_peer(SetupMessage::Offer("offer".into()))).unwrap();
+    let conn = connect_of(&h.peer_says(SetupMessage::Offer("offer".into()))).unwrap();
     h.event(Event::AnswerReady(conn, "answer".into()));
     h.up(conn);
     h.advance(MIN_RETRY * 2);
@@ -268,7 +268,7 @@ fn make_before_break_the_old_connection_carries_data_until_the_new_wg_opens() {
     assert_eq!(h.setup.state(), PeerState::Handover);
     h.event(Event::OfferReady(new, "offer 2".into()));
     h.remote.new_attempt();
-    h.from_peer(SetupMessage::Answer("answer 2".into()));
+    h.peer_says(SetupMessage::Answer("answer 2".into()));
     assert!(h.event(Event::Link(new, LinkState::Connected)).is_empty());
     let out = h.event(Event::WgOpen(new));
     assert_eq!(out, vec![Action::CarryData(Some(new)), Action::Close(old)]);
@@ -295,7 +295,7 @@ fn the_follower_asks_for_a_new_connection_and_the_initiator_hands_over_at_once()
     let mut h = Harness::initiator();
     let old = h.connect_as_initiator();
     h.remote.new_attempt();
-    let out = h.from_peer(SetupMessage::Init);
+    let out = h.peer_says(SetupMessage::Init);
     assert_eq!(out[0], Action::Handover(HandoverCause::PeerAsked));
     let new = connect_of(&out).unwrap();
     assert_eq!(h.setup.connections(), (Some(new), Some(old)));

@@ -107,7 +107,7 @@ impl Harness {
     }
 
     /// A message from the peer, signed under its current attempt.
-    pub(crate) fn from_peer(&mut self, message: SetupMessage) -> Vec<Action> {
+    pub(crate) fn peer_says(&mut self, message: SetupMessage) -> Vec<Action> {
         let info = self.remote.says(&self.me, message);
         self.event(Event::Setup(info))
     }
@@ -131,7 +131,7 @@ impl Harness {
         let conn = connect_of(&out).expect("an online initiator builds a connection");
         self.event(Event::OfferReady(conn, "offer".into()));
         self.remote.new_attempt();
-        self.from_peer(SetupMessage::Answer("answer".into()));
+        self.peer_says(SetupMessage::Answer("answer".into()));
         self.up(conn);
         conn
     }
