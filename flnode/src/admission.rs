@@ -174,10 +174,12 @@ impl ByteBudget {
     }
 
     /// Whether a charge has gone past the limit.
+    #[cfg(test)]
     pub fn spent(&self) -> bool {
         self.used() > self.limit
     }
 
+    #[cfg(test)]
     pub fn used(&self) -> u64 {
         self.used.load(Ordering::Relaxed)
     }

@@ -93,7 +93,7 @@ impl PeerFactory {
     fn start_with(&self, config: PeerConfig) -> PeerEntry {
         let local = config.socket.as_ref().and_then(|socket| socket.local_addr().ok());
         let stats = Arc::new(PeerStats::default());
-        let (peer, task) = Peer::new(
+        let peer = Peer::new(
             self.key.clone(),
             self.session,
             config,
@@ -101,7 +101,7 @@ impl PeerFactory {
             stats.clone(),
         );
         let (inputs, inputs_rx) = mpsc::channel(PEER_INPUT_QUEUE);
-        tokio::spawn(peer.run(task, inputs_rx));
+        tokio::spawn(peer.run(inputs_rx));
         PeerEntry { inputs, stats, local }
     }
 }

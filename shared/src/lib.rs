@@ -25,6 +25,7 @@ pub mod identity;
 pub mod ids;
 pub mod message;
 pub mod node_info;
+pub mod peer_setup;
 pub mod presence;
 pub mod rate;
 pub mod relay_share;

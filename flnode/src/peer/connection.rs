@@ -1,136 +1,148 @@
 //! Building a PeerConnection the way flnode needs it (settings that each
-//! fixed a real failure, see the webrtc notes), feeding it remote
-//! candidates, and reading its selected path.
+//! fixed a real failure, see the webrtc notes), making its offer or answer,
+//! feeding it remote candidates, and reading its selected path.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use flproto::peer_setup::{ConnId, Event, LinkState};
 use rtc::ice::mdns::MulticastDnsMode;
-use tokio::sync::mpsc;
-use webrtc::data_channel::DataChannel;
+use webrtc::data_channel::{DataChannel, RTCDataChannelInit};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit,
-    RTCPeerConnectionIceEvent, RTCPeerConnectionState, SettingEngineBuilder,
+    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
 };
 
-use super::{Internal, Peer, ICE_CHECK_INTERVAL, ICE_MAX_BINDING_REQUESTS, SEND_BUFFER_LIMIT};
+use super::channels::{ChannelSinks, CtlSlot};
+use super::{CTL_CHANNEL, WG_CHANNEL};
 
-pub(super) struct Handler {
-    pub(super) generation: u64,
-    pub(super) internal: mpsc::UnboundedSender<Internal>,
+/// Time between ICE connectivity checks of one candidate pair.
+pub const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+/// Checks per pair before giving up on it (28 × 50 ms = webrtc's 1.4 s).
+pub const ICE_MAX_BINDING_REQUESTS: u16 = 28;
+/// Bytes one data channel may hold unsent; beyond it datagrams are dropped
+/// (right for WireGuard, which is UDP).
+pub const SEND_BUFFER_LIMIT: usize = 1024 * 1024;
+
+/// One connection the driver holds, by the state machine's [`ConnId`].
+pub(super) struct Link {
+    pub(super) connection: Arc<dyn PeerConnection>,
+    pub(super) ctl: CtlSlot,
+}
+
+/// Turns the stack's callbacks into the state machine's events, tagged with
+/// the connection they are about.
+struct Handler {
+    conn: ConnId,
+    sinks: ChannelSinks,
+    ctl: CtlSlot,
 }
 
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for Handler {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
         if let Ok(init) = event.candidate.to_json() {
-            let _ = self
-                .internal
-                .send(Internal::LocalCandidate(self.generation, init.candidate));
+            let _ = self.sinks.events.send(Event::LocalCandidate(self.conn, init.candidate));
         }
     }
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        let _ = self.internal.send(Internal::State(self.generation, state));
+        tracing::info!(conn = %self.conn, %state, "connection state");
+        let state = match state {
+            RTCPeerConnectionState::Connected => LinkState::Connected,
+            RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => LinkState::Failed,
+            _ => return,
+        };
+        let _ = self.sinks.events.send(Event::Link(self.conn, state));
     }
 
     async fn on_data_channel(&self, channel: Arc<dyn DataChannel>) {
-        let _ = self.internal.send(Internal::Channel(self.generation, channel));
+        let label = channel.label().await.unwrap_or_default();
+        self.sinks.adopt(self.conn, &label, channel, &self.ctl);
     }
 }
 
-impl Peer {
-    /// Replaces the current connection with a fresh one; a working one is
-    /// kept as `previous` until the new one's `wg` opens.
-    pub(super) async fn new_connection(&mut self) -> anyhow::Result<Arc<dyn PeerConnection>> {
-        if let Some(old) = self.connection.take() {
-            match (self.connected, self.wg.take()) {
-                (true, Some(wg)) => {
-                    if let Some((older, _)) = self.previous.replace((old, wg)) {
-                        let _ = older.close().await;
-                    }
-                }
-                _ => {
-                    let _ = old.close().await;
-                }
-            }
+/// Builds connection `conn`.
+pub(super) async fn build(
+    conn: ConnId,
+    ice_servers: Vec<webrtc::peer_connection::RTCIceServer>,
+    sinks: &ChannelSinks,
+) -> anyhow::Result<Link> {
+    let settings = SettingEngineBuilder::new()
+        .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+        .with_discard_local_candidates_during_ice_restart(true)
+        // Checks every 50 ms (not 200) for as long in all (1.4 s): the
+        // agent acts on its timer ticks, so this shortens every step of
+        // connection setup, which is what a handover waits for.
+        .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_MAX_BINDING_REQUESTS))
+        .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
+        .build();
+    let ctl = CtlSlot::default();
+    let connection = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build())
+        .with_setting_engine(settings)
+        .with_handler(Arc::new(Handler {
+            conn,
+            sinks: sinks.clone(),
+            ctl: ctl.clone(),
+        }))
+        .with_runtime(crate::runtime::BufferedRuntime::shared())
+        .with_udp_addrs(crate::host_addresses::bind_addresses())
+        .with_data_channel_send_buffer_limit(SEND_BUFFER_LIMIT)
+        .build()
+        .await?;
+    Ok(Link {
+        connection: Arc::new(connection),
+        ctl,
+    })
+}
+
+impl Link {
+    /// The initiator's side: the data channels (`wg` only for a WireGuard
+    /// peer), then the local offer.
+    pub(super) async fn offer(&self, conn: ConnId, sinks: &ChannelSinks) -> anyhow::Result<String> {
+        if sinks.path.is_some() {
+            let wg_init = RTCDataChannelInit {
+                ordered: false,
+                max_retransmits: Some(0),
+                ..Default::default()
+            };
+            let wg = self.connection.create_data_channel(WG_CHANNEL, Some(wg_init)).await?;
+            sinks.adopt(conn, WG_CHANNEL, wg, &self.ctl);
         }
-        self.ctl = None;
-        self.channels = 0;
-        self.last_pong = None;
-        self.generation += 1;
-        self.new_attempt();
-        self.remote_described = false;
-        self.remote_generation = None;
-        self.pending_candidates.clear();
-        self.wg = None;
-        self.connected = false;
-        self.stats.state.set(if self.previous.is_some() {
-            "handover"
-        } else {
-            "connecting"
-        });
-        let settings = SettingEngineBuilder::new()
-            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
-            .with_discard_local_candidates_during_ice_restart(true)
-            // Checks every 50 ms (not 200) for as long in all (1.4 s): the
-            // agent acts on its timer ticks, so this shortens every step of
-            // connection setup, which is what a handover waits for.
-            .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_MAX_BINDING_REQUESTS))
-            .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
-            .build();
-        let connection = PeerConnectionBuilder::new()
-            .with_configuration(
-                RTCConfigurationBuilder::new()
-                    .with_ice_servers(self.config.ice_servers.clone())
-                    .build(),
-            )
-            .with_setting_engine(settings)
-            .with_handler(Arc::new(Handler {
-                generation: self.generation,
-                internal: self.internal_tx.clone(),
-            }))
-            .with_runtime(crate::runtime::BufferedRuntime::shared())
-            .with_udp_addrs(crate::host_addresses::bind_addresses())
-            .with_data_channel_send_buffer_limit(SEND_BUFFER_LIMIT)
-            .build()
-            .await?;
-        let connection: Arc<dyn PeerConnection> = Arc::new(connection);
-        self.connection = Some(connection.clone());
-        Ok(connection)
+        let ctl = self.connection.create_data_channel(CTL_CHANNEL, None).await?;
+        sinks.adopt(conn, CTL_CHANNEL, ctl, &self.ctl);
+        let offer = self.connection.create_offer(None).await?;
+        self.connection.set_local_description(offer.clone()).await?;
+        Ok(offer.sdp)
     }
 
-    /// Adds the buffered candidates of the attempt we just described.
-    pub(super) async fn flush_candidates(&mut self) {
-        for (generation, candidate) in std::mem::take(&mut self.pending_candidates) {
-            if Some(generation) == self.remote_generation {
-                self.add_candidate(candidate).await;
-            }
-        }
+    /// The follower's side: applies the peer's offer and makes the answer.
+    pub(super) async fn answer(&self, offer: String) -> anyhow::Result<String> {
+        self.connection
+            .set_remote_description(RTCSessionDescription::offer(offer)?)
+            .await?;
+        let answer = self.connection.create_answer(None).await?;
+        self.connection.set_local_description(answer.clone()).await?;
+        Ok(answer.sdp)
+    }
+
+    pub(super) async fn apply_answer(&self, answer: String) -> anyhow::Result<()> {
+        self.connection
+            .set_remote_description(RTCSessionDescription::answer(answer)?)
+            .await?;
+        Ok(())
     }
 
     pub(super) async fn add_candidate(&self, candidate: String) {
-        let Some(connection) = &self.connection else {
-            return;
-        };
         let init = RTCIceCandidateInit {
             candidate,
             sdp_mid: Some(String::new()),
             sdp_mline_index: Some(0),
             ..Default::default()
         };
-        if let Err(error) = connection.add_ice_candidate(init).await {
-            tracing::debug!(peer = %self.config.id, %error, "remote candidate refused");
-        }
-    }
-
-    pub(super) async fn refresh_path(&self) {
-        let path = match (&self.connection, self.connected) {
-            (Some(connection), true) => crate::path_stats::selected_path(connection.as_ref()).await,
-            _ => None,
-        };
-        if let Ok(mut slot) = self.stats.path.lock() {
-            *slot = path;
+        if let Err(error) = self.connection.add_ice_candidate(init).await {
+            tracing::debug!(%error, "remote candidate refused");
         }
     }
 }

@@ -1,0 +1,399 @@
+//! The decisions of one flnode peer, without a socket, a task or a clock.
+//!
+//! A [`PeerSetup`] is told what happens — the peer came online, a setup
+//! message arrived, a connection changed state, time passed — and answers
+//! with [`Action`]s for the driver in flnode to carry out with the WebRTC
+//! stack. Everything that decides *what* to do lives here: who offers, when
+//! to (re)attempt and with what back-off, which setup messages are stale,
+//! when candidates wait and when they are applied, when a handover starts
+//! and when the old connection goes, keepalive deadlines and when a path
+//! counts as dead.
+//!
+//! Roles are fixed by the keys, so two nodes never race to offer: the node
+//! with the smaller public key initiates; the other asks for an offer with
+//! `Init`. Handover is make-before-break: a fresh connection is built beside
+//! the old one, which keeps carrying datagrams until the new `wg` channel
+//! opens.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::identity::NodeKey;
+use crate::ids::NodeId;
+use crate::message::SetupMessage;
+use crate::setup_auth::{Attempt, ReplayGuard, SessionId, SetupSigner};
+
+mod attempts;
+mod events;
+mod incoming;
+mod link;
+
+pub use events::{Action, Event, HandoverCause};
+use link::Link;
+pub use link::{ConnId, LinkState};
+
+/// Shortest time between two attempts: long enough for one attempt's offer
+/// and answer not to cross the next one's.
+pub const MIN_RETRY: Duration = Duration::from_secs(3);
+/// Longest time between attempts to reach an online peer.
+pub const MAX_RETRY: Duration = Duration::from_secs(30);
+/// How often the peer checks whether an attempt is due.
+pub const RETRY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Remote candidates kept while waiting for the remote description.
+pub const MAX_PENDING_CANDIDATES: usize = 64;
+/// How often a `ping` goes out on `ctl` while connected.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
+/// No `pong` for this long means the path is dead: hand over.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A test peer that has not been connected for this long is dropped.
+pub const TEST_PEER_IDLE: Duration = Duration::from_secs(30);
+/// At most one refused setup message is logged per this interval, whatever
+/// a hostile server sends; the rest are counted.
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Which side of the pair this node is; fixed by the two keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Creates the data channels and sends the Offer.
+    Initiator,
+    /// Asks for an Offer with `Init` and answers it.
+    Follower,
+}
+
+impl Role {
+    pub fn between(me: &NodeId, peer: &NodeId) -> Role {
+        if me < peer {
+            Role::Initiator
+        } else {
+            Role::Follower
+        }
+    }
+}
+
+/// What the peer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerKind {
+    /// A configured peer: its connection carries WireGuard.
+    WireGuard,
+    /// A test peer (a browser page, say): `ctl` only, dropped when idle.
+    Test,
+}
+
+/// The word `flnode status` shows for a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerState {
+    Offline,
+    /// Online, but no connection is being set up: the follower asked for
+    /// an offer, or the next attempt is due after the back-off.
+    Waiting,
+    Connecting,
+    Connected,
+    Failed,
+    /// Data still flows over the old connection while a new one is set up.
+    Handover,
+}
+
+impl PeerState {
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerState::Offline => "offline",
+            PeerState::Waiting => "waiting",
+            PeerState::Connecting => "connecting",
+            PeerState::Connected => "connected",
+            PeerState::Failed => "failed",
+            PeerState::Handover => "handover",
+        }
+    }
+}
+
+/// The timings, overridable for tests.
+#[derive(Debug, Clone)]
+pub struct PeerTimings {
+    pub min_retry: Duration,
+    pub max_retry: Duration,
+    pub retry_check: Duration,
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    pub test_peer_idle: Duration,
+}
+
+impl Default for PeerTimings {
+    fn default() -> Self {
+        Self {
+            min_retry: MIN_RETRY,
+            max_retry: MAX_RETRY,
+            retry_check: RETRY_CHECK_INTERVAL,
+            keepalive_interval: KEEPALIVE_INTERVAL,
+            keepalive_timeout: KEEPALIVE_TIMEOUT,
+            test_peer_idle: TEST_PEER_IDLE,
+        }
+    }
+}
+
+/// One peer, from this node's side.
+pub struct PeerSetup {
+    key: Arc<NodeKey>,
+    peer: NodeId,
+    role: Role,
+    kind: PeerKind,
+    timings: PeerTimings,
+    signer: SetupSigner,
+    attempt: Attempt,
+    /// The wall clock when this peer was made, and the monotonic time then:
+    /// generations come from the wall clock so they grow across restarts.
+    epoch: (u64, Instant),
+    guard: ReplayGuard,
+    online: bool,
+    /// The connection being set up or in use.
+    current: Option<Link>,
+    /// The connection being replaced; it carries data until `current`'s
+    /// `wg` opens.
+    previous: Option<ConnId>,
+    next_conn: u64,
+    /// The connection WireGuard datagrams go over, as last told.
+    carrier: Option<ConnId>,
+    handover_pending: bool,
+    attempted_at: Option<Instant>,
+    /// When the follower last answered an offer: that connection is still
+    /// being set up and trickles candidates under the current generation.
+    answered_at: Option<Instant>,
+    retry_delay: Duration,
+    last_alive: Instant,
+    /// A test peer that used up its budget: nothing more is set up for it.
+    exhausted: bool,
+    next_retry_check: Instant,
+    next_keepalive: Instant,
+    refused: u64,
+    refusal_logged_at: Option<Instant>,
+}
+
+impl PeerSetup {
+    /// A peer that is not known to be online yet. `unix_millis` is the
+    /// wall clock at `now`.
+    pub fn new(
+        key: Arc<NodeKey>,
+        session: SessionId,
+        peer: NodeId,
+        kind: PeerKind,
+        timings: PeerTimings,
+        now: Instant,
+        unix_millis: u64,
+    ) -> Self {
+        let mut signer = SetupSigner::new(session);
+        let attempt = signer.next_generation(unix_millis);
+        let role = Role::between(&key.id(), &peer);
+        Self {
+            key,
+            peer,
+            role,
+            kind,
+            signer,
+            attempt,
+            epoch: (unix_millis, now),
+            guard: ReplayGuard::default(),
+            online: false,
+            current: None,
+            previous: None,
+            next_conn: 1,
+            carrier: None,
+            handover_pending: false,
+            attempted_at: None,
+            answered_at: None,
+            retry_delay: timings.min_retry,
+            last_alive: now,
+            exhausted: false,
+            next_retry_check: now + timings.retry_check,
+            next_keepalive: now + timings.keepalive_interval,
+            refused: 0,
+            refusal_logged_at: None,
+            timings,
+        }
+    }
+
+    pub fn peer(&self) -> NodeId {
+        self.peer
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn kind(&self) -> PeerKind {
+        self.kind
+    }
+
+    /// The connection in use or being set up, and the one being replaced.
+    pub fn connections(&self) -> (Option<ConnId>, Option<ConnId>) {
+        (self.current.as_ref().map(|link| link.id), self.previous)
+    }
+
+    /// The current back-off between attempts.
+    pub fn retry_delay(&self) -> Duration {
+        self.retry_delay
+    }
+
+    pub fn state(&self) -> PeerState {
+        let current = self.current.as_ref();
+        if self.exhausted {
+            PeerState::Failed
+        } else if current.is_some_and(|link| link.state == LinkState::Connected) {
+            PeerState::Connected
+        } else if self.previous.is_some() {
+            PeerState::Handover
+        } else if !self.online {
+            PeerState::Offline
+        } else if current.is_some_and(|link| link.state == LinkState::Failed) {
+            PeerState::Failed
+        } else if current.is_some() {
+            PeerState::Connecting
+        } else {
+            PeerState::Waiting
+        }
+    }
+
+    /// When [`PeerSetup::on_timer`] must be called next.
+    pub fn next_deadline(&self) -> Instant {
+        self.next_retry_check.min(self.next_keepalive)
+    }
+
+    /// Feeds one event; the actions it causes are appended to `out`.
+    pub fn on_event(&mut self, event: Event, now: Instant, out: &mut Vec<Action>) {
+        if self.exhausted {
+            return;
+        }
+        match event {
+            Event::Online => self.on_online(now, out),
+            Event::Offline => self.on_offline(),
+            Event::NetworkChanged => {
+                if self.is_connected() || self.previous.is_some() {
+                    self.handover(HandoverCause::NetworkChanged, now, out);
+                } else if self.online {
+                    self.attempt_now(now, out);
+                }
+            }
+            Event::Setup(info) => self.on_setup(info, now, out),
+            Event::OfferReady(conn, sdp) if self.is_current(conn) => self.send(SetupMessage::Offer(sdp), out),
+            Event::AnswerReady(conn, sdp) if self.is_current(conn) => {
+                self.send(SetupMessage::Answer(sdp), out);
+                self.answered_at = Some(now);
+            }
+            Event::BuildFailed(conn) if self.is_current(conn) => {
+                self.current = None;
+                out.push(Action::Close(conn));
+                self.update_carrier(out);
+            }
+            Event::LocalCandidate(conn, candidate) if self.is_current(conn) => {
+                self.send(SetupMessage::IceCandidate(candidate), out);
+            }
+            Event::Link(conn, state) if self.is_current(conn) => self.on_link(state, out),
+            Event::WgOpen(conn) if self.is_current(conn) => {
+                if let Some(link) = &mut self.current {
+                    link.wg_open = true;
+                }
+                self.handover_pending = false;
+                // Switch first, then close: no datagram waits in between.
+                let previous = self.previous.take();
+                self.update_carrier(out);
+                out.extend(previous.map(Action::Close));
+            }
+            Event::CtlOpen(conn) | Event::Pong(conn) if self.is_current(conn) => {
+                if let Some(link) = &mut self.current {
+                    link.ctl_open = true;
+                    link.last_pong = Some(now);
+                }
+            }
+            Event::Exhausted(conn) if self.is_current(conn) => {
+                self.exhausted = true;
+                self.online = false;
+                self.current = None;
+                out.push(Action::Close(conn));
+                self.update_carrier(out);
+            }
+            // Events of a connection that was replaced or closed.
+            _ => {}
+        }
+    }
+
+    /// Does what is due at `now`: attempts, keepalives, a test peer's end.
+    pub fn on_timer(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if now >= self.next_retry_check {
+            self.next_retry_check = now + self.timings.retry_check;
+            if self.is_connected() {
+                self.last_alive = now;
+            } else if self.kind == PeerKind::Test && now.duration_since(self.last_alive) > self.timings.test_peer_idle {
+                out.push(Action::Finished);
+                return;
+            }
+            if self.online && !self.exhausted && (!self.is_connected() || self.handover_pending) {
+                self.attempt(now, out);
+            }
+        }
+        if now >= self.next_keepalive {
+            self.next_keepalive = now + self.timings.keepalive_interval;
+            self.keepalive(now, out);
+        }
+    }
+
+    fn is_current(&self, conn: ConnId) -> bool {
+        self.current.as_ref().is_some_and(|link| link.id == conn)
+    }
+
+    fn is_connected(&self) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|link| link.state == LinkState::Connected)
+    }
+
+    fn on_online(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.online = true;
+        if self.handover_pending && self.role == Role::Follower {
+            // (Re)registered: our `Init` may have been lost with the old
+            // signalling connection. A second one is harmless: the
+            // initiator ignores it while its offer is in flight.
+            self.attempted_at = None;
+            self.attempt(now, out);
+        } else if !self.is_connected() || self.handover_pending {
+            // An offer of ours may be in flight; a second one now would
+            // cross its answer, so only after the back-off.
+            self.attempt(now, out);
+        }
+    }
+
+    fn on_offline(&mut self) {
+        self.online = false;
+        if !self.is_connected() {
+            // The attempt went nowhere (our offer may have reached a server
+            // the peer had not registered with yet): when the peer shows
+            // up, try at once rather than after the back-off.
+            self.attempted_at = None;
+            self.retry_delay = self.timings.min_retry;
+        }
+    }
+
+    fn on_link(&mut self, state: LinkState, out: &mut Vec<Action>) {
+        let Some(link) = &mut self.current else {
+            return;
+        };
+        link.state = state;
+        match state {
+            LinkState::Connected => self.retry_delay = self.timings.min_retry,
+            LinkState::Failed => {
+                link.wg_open = false;
+                link.ctl_open = false;
+                self.update_carrier(out);
+            }
+            LinkState::Connecting => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod harness;
+
+#[cfg(test)]
+#[path = "peer_setup_tests.rs"]
+mod tests;
+
+#[cfg(test)]
+#[path = "peer_setup_props.rs"]
+mod props;

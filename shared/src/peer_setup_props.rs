@@ -1,0 +1,243 @@
+//! Property tests of the peer state machine over random event sequences:
+//! whatever the peer, the WebRTC stack and the clock do, it never panics,
+//! never holds more than one live connection plus one being built, never
+//! applies anything of a stale attempt, keeps its back-off bounded and its
+//! timers ahead of the clock, and everything it sends verifies and is fresh.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::harness::Harness;
+use super::*;
+use crate::message::PeerInfo;
+use crate::setup_auth::ReplayGuard;
+
+#[derive(Debug, Clone)]
+enum Step {
+    Online,
+    Offline,
+    NetworkChanged,
+    /// A message from the peer; `true` starts a new attempt of the peer's.
+    Peer(PeerMessage, bool),
+    /// The peer's last message again.
+    Replayed,
+    /// The peer's last message with its payload changed in transit.
+    Tampered,
+    /// An event of the WebRTC stack about the `n`th connection built
+    /// (modulo; one past the last names a connection that never existed).
+    Stack(StackEvent, usize),
+    Wait(Duration),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum PeerMessage {
+    Init,
+    Offer,
+    Answer,
+    Candidate,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum StackEvent {
+    OfferReady,
+    AnswerReady,
+    BuildFailed,
+    LocalCandidate,
+    Connected,
+    Failed,
+    WgOpen,
+    CtlOpen,
+    Pong,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let peer = prop_oneof![
+        Just(PeerMessage::Init),
+        Just(PeerMessage::Offer),
+        Just(PeerMessage::Answer),
+        Just(PeerMessage::Candidate),
+    ];
+    let stack = prop_oneof![
+        Just(StackEvent::OfferReady),
+        Just(StackEvent::AnswerReady),
+        Just(StackEvent::BuildFailed),
+        Just(StackEvent::LocalCandidate),
+        Just(StackEvent::Connected),
+        Just(StackEvent::Failed),
+        Just(StackEvent::WgOpen),
+        Just(StackEvent::CtlOpen),
+        Just(StackEvent::Pong),
+    ];
+    prop_oneof![
+        1 => Just(Step::Online),
+        1 => Just(Step::Offline),
+        1 => Just(Step::NetworkChanged),
+        4 => (peer, any::<bool>()).prop_map(|(message, fresh)| Step::Peer(message, fresh)),
+        1 => Just(Step::Replayed),
+        1 => Just(Step::Tampered),
+        6 => (stack, 0usize..4).prop_map(|(event, back)| Step::Stack(event, back)),
+        3 => (1u64..4_000).prop_map(|ms| Step::Wait(Duration::from_millis(ms))),
+    ]
+}
+
+/// The generation a test payload was made for (`kind g=N`).
+fn generation_of(payload: &str) -> u64 {
+    payload
+        .rsplit("g=")
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+/// What the checks remember across steps.
+#[derive(Default)]
+struct Observer {
+    built: Vec<ConnId>,
+    live: HashSet<ConnId>,
+    /// The peer's generation described on each connection.
+    described: HashMap<ConnId, u64>,
+    newest_described: u64,
+    /// The peer's view of what we send.
+    guard: ReplayGuard,
+    last_from_peer: Option<PeerInfo>,
+}
+
+impl Observer {
+    fn check(&mut self, h: &Harness, actions: &[Action]) {
+        for action in actions {
+            match action {
+                Action::Connect { conn, offer } => {
+                    assert!(!self.built.contains(conn), "connection ids are never reused");
+                    self.built.push(*conn);
+                    self.live.insert(*conn);
+                    assert!(self.live.len() <= 2, "one live connection plus one being built at most");
+                    if let Some(sdp) = offer {
+                        self.describe(*conn, generation_of(sdp));
+                    }
+                }
+                Action::ApplyAnswer { conn, sdp } => {
+                    assert!(self.live.contains(conn));
+                    assert!(!self.described.contains_key(conn), "one description per connection");
+                    self.describe(*conn, generation_of(sdp));
+                }
+                Action::ApplyCandidate { conn, candidate } => {
+                    assert!(self.live.contains(conn));
+                    assert_eq!(
+                        self.described.get(conn),
+                        Some(&generation_of(candidate)),
+                        "a candidate is applied only to the connection its attempt described"
+                    );
+                }
+                Action::Close(conn) => assert!(self.live.remove(conn), "only live connections are closed"),
+                Action::CarryData(Some(conn)) | Action::Ping(conn) => assert!(self.live.contains(conn)),
+                Action::Send(info) => {
+                    let (sender, auth) = crate::setup_auth::verify(info, &h.remote.id()).expect("our signature");
+                    assert_eq!(sender, h.setup.key.id());
+                    self.guard.accept(&auth).expect("what we send is fresh and in order");
+                }
+                Action::Finished => panic!("a configured peer never finishes"),
+                Action::CarryData(None) | Action::ProbeSignalling | Action::Handover(_) | Action::Refused { .. } => {}
+            }
+        }
+        let (current, previous) = h.setup.connections();
+        let held: HashSet<ConnId> = current.into_iter().chain(previous).collect();
+        assert_eq!(
+            held, self.live,
+            "the machine holds exactly the connections it did not close"
+        );
+        let delay = h.setup.retry_delay();
+        assert!(
+            (MIN_RETRY..=MAX_RETRY).contains(&delay),
+            "back-off {delay:?} out of bounds"
+        );
+        assert!(h.setup.next_deadline() > h.now, "every timer is ahead of the clock");
+    }
+
+    fn describe(&mut self, conn: ConnId, generation: u64) {
+        assert!(
+            generation >= self.newest_described,
+            "a stale attempt is never described"
+        );
+        self.newest_described = generation;
+        self.described.insert(conn, generation);
+    }
+}
+
+fn run(h: &mut Harness, observer: &mut Observer, step: Step) {
+    let actions = match step {
+        Step::Online => h.event(Event::Online),
+        Step::Offline => h.event(Event::Offline),
+        Step::NetworkChanged => h.event(Event::NetworkChanged),
+        Step::Peer(message, fresh) => {
+            if fresh {
+                h.remote.new_attempt();
+            }
+            let g = h.remote.attempt.generation;
+            let message = match message {
+                PeerMessage::Init => SetupMessage::Init,
+                PeerMessage::Offer => SetupMessage::Offer(format!("offer g={g}")),
+                PeerMessage::Answer => SetupMessage::Answer(format!("answer g={g}")),
+                PeerMessage::Candidate => SetupMessage::IceCandidate(format!("candidate g={g}")),
+            };
+            let me = h.setup.key.id();
+            let info = h.remote.says(&me, message);
+            observer.last_from_peer = Some(info.clone());
+            h.event(Event::Setup(info))
+        }
+        Step::Replayed | Step::Tampered => {
+            let Some(mut info) = observer.last_from_peer.clone() else {
+                return;
+            };
+            if matches!(step, Step::Tampered) {
+                info.message = SetupMessage::Offer("offer g=0 with a swapped fingerprint".into());
+            }
+            let actions = h.event(Event::Setup(info));
+            assert!(
+                matches!(&actions[..], [Action::Refused { .. }]),
+                "a replayed or tampered message is refused and does nothing else: {actions:?}"
+            );
+            actions
+        }
+        Step::Stack(event, back) => {
+            let conn = observer
+                .built
+                .len()
+                .checked_sub(back)
+                .and_then(|index| observer.built.get(index))
+                .copied()
+                .unwrap_or(ConnId(u64::MAX));
+            let event = match event {
+                StackEvent::OfferReady => Event::OfferReady(conn, "local offer".into()),
+                StackEvent::AnswerReady => Event::AnswerReady(conn, "local answer".into()),
+                StackEvent::BuildFailed => Event::BuildFailed(conn),
+                StackEvent::LocalCandidate => Event::LocalCandidate(conn, "candidate:local".into()),
+                StackEvent::Connected => Event::Link(conn, LinkState::Connected),
+                StackEvent::Failed => Event::Link(conn, LinkState::Failed),
+                StackEvent::WgOpen => Event::WgOpen(conn),
+                StackEvent::CtlOpen => Event::CtlOpen(conn),
+                StackEvent::Pong => Event::Pong(conn),
+            };
+            h.event(event)
+        }
+        Step::Wait(by) => h.advance(by),
+    };
+    observer.check(h, &actions);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn random_event_sequences_keep_every_invariant(
+        initiator in any::<bool>(),
+        steps in proptest::collection::vec(step(), 1..80),
+    ) {
+        let mut h = if initiator { Harness::initiator() } else { Harness::follower() };
+        let mut observer = Observer::default();
+        for step in steps {
+            run(&mut h, &mut observer, step);
+        }
+    }
+}
