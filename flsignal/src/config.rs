@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use crate::stun;
 use clap::{Parser, ValueEnum};
-use flproto::announce::{normalize_authority, AnnouncePolicy};
 use flproto::presence::{PresenceConfig, DEFAULT_JOIN_FANOUT, DEFAULT_MAX_LIST_LEN};
 use flproto::rate::RateLimit;
 use flproto::session::{SessionConfig, DEFAULT_MAX_AUTH_FAILURES, DEFAULT_MAX_PROTOCOL_ERRORS, DEFAULT_RATE_LIMIT};
@@ -74,8 +73,9 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// Public name(s) of this server as `host:port` (comma separated), the
-    /// names bound announces must be signed for. Unset: the Host header the
-    /// client sent is trusted, which is fine on a private network only.
+    /// only names bound announces may be signed for. Unset: this machine's
+    /// own names (loopback, interface addresses, hostname) with the
+    /// listening port.
     #[arg(long, env = "FLSIGNAL_PUBLIC_HOST", value_delimiter = ',')]
     pub public_host: Vec<String>,
 
@@ -253,18 +253,6 @@ impl Config {
         }
     }
 
-    /// The announce policy when public names are configured; `None` means
-    /// names come from each request's Host header.
-    pub fn fixed_announce_policy(&self) -> Option<AnnouncePolicy> {
-        if self.public_host.is_empty() {
-            return None;
-        }
-        Some(AnnouncePolicy {
-            require_bound: self.require_bound_auth,
-            server_names: self.public_host.iter().map(|h| normalize_authority(h, "ws")).collect(),
-        })
-    }
-
     /// Checks combinations clap cannot check.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
@@ -353,7 +341,6 @@ mod tests {
         assert_eq!(config.stun_rate(), stun::DEFAULT_RATE);
         assert_eq!(config.stun_max_request, stun::DEFAULT_MAX_REQUEST);
         assert!(config.validate().is_ok());
-        assert!(config.fixed_announce_policy().is_none());
     }
 
     #[test]
@@ -383,12 +370,5 @@ mod tests {
         assert!(Config::parse_from(["flsignal", "--stun-rate-burst", "0"])
             .validate()
             .is_err());
-    }
-
-    #[test]
-    fn public_hosts_are_normalised() {
-        let config = Config::parse_from(["flsignal", "--public-host", "Signal.Example:8765,other.example"]);
-        let policy = config.fixed_announce_policy().unwrap();
-        assert_eq!(policy.server_names, vec!["signal.example:8765", "other.example:80"]);
     }
 }

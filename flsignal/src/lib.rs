@@ -15,6 +15,8 @@
 //!   [`cluster`] is the NATS edge that carries it (only with `--nats`);
 //! * [`stun`] answers STUN Binding Requests (bytes in, bytes out) and
 //!   [`stun_service`] is its UDP socket (with `--stun-listen`);
+//! * [`server_names`] decides which names bound announces may be signed
+//!   for;
 //! * [`config`] lists every flag and limit.
 
 pub mod cluster;
@@ -27,6 +29,7 @@ pub mod listener;
 pub mod metrics;
 pub mod read_ahead;
 pub mod routes;
+pub mod server_names;
 pub mod stun;
 pub mod stun_service;
 pub mod upgrade;
@@ -44,14 +47,16 @@ use tokio_util::task::TaskTracker;
 pub use config::Config;
 use hub::Hub;
 use listener::PerIpCounter;
+use server_names::OwnIdentity;
 
 /// Everything the tasks of one server share.
 pub struct Shared {
     pub config: Config,
     pub hub: Hub,
     per_ip: PerIpCounter,
-    /// Set when `--public-host` is given; otherwise built per request.
-    fixed_policy: Option<AnnouncePolicy>,
+    /// What every connection's announce is checked against, built once at
+    /// startup (see [`server_names`]).
+    announce_policy: AnnouncePolicy,
     /// Cancelled on SIGTERM/SIGINT: stop accepting, close every node.
     shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
@@ -80,6 +85,11 @@ impl Server {
             };
             anyhow::anyhow!("cannot listen on {}{hint}: {error}", config.listen)
         })?;
+        let listen = listener.local_addr().unwrap_or(config.listen);
+        let announce_policy = AnnouncePolicy {
+            require_bound: config.require_bound_auth,
+            server_names: server_names::accepted_names(&config.public_host, listen, &OwnIdentity::read()).into(),
+        };
         let stun = match config.stun_listen.0 {
             Some(addr) => Some(stun_service::bind(addr).await?),
             None => None,
@@ -95,7 +105,7 @@ impl Server {
         let shared = Arc::new(Shared {
             hub,
             per_ip: PerIpCounter::default(),
-            fixed_policy: config.fixed_announce_policy(),
+            announce_policy,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             config,
@@ -110,6 +120,11 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or(self.shared.config.listen)
+    }
+
+    /// The server names bound announces are accepted for.
+    pub fn accepted_server_names(&self) -> &[String] {
+        &self.shared.announce_policy.server_names
     }
 
     /// The STUN service's UDP address, if it runs.

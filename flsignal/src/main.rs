@@ -30,6 +30,10 @@ fn run() -> anyhow::Result<()> {
             .stun_addr()
             .map_or_else(|| "off".to_owned(), |addr| addr.to_string());
         tracing::info!(listen = %server.local_addr(), %stun, "flsignal ready");
+        tracing::info!(
+            names = %server.accepted_server_names().join(","),
+            "bound announces are accepted for these server names (set them with --public-host)"
+        );
         let shutdown = server.shutdown_token();
         tokio::spawn(async move {
             wait_for_signal().await;

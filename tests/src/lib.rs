@@ -56,7 +56,20 @@ pub struct Client {
 impl Client {
     /// Connects and reads the challenge.
     pub async fn connect(url: &str) -> anyhow::Result<Client> {
-        let (mut socket, _) = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(url))
+        Self::connect_with_host(url, None).await
+    }
+
+    /// Like [`Client::connect`], presenting `host` in the Host header
+    /// instead of the URL's authority (as a relaying server would).
+    pub async fn connect_with_host(url: &str, host: Option<&str>) -> anyhow::Result<Client> {
+        use tungstenite::client::IntoClientRequest;
+        let mut request = url.into_client_request()?;
+        if let Some(host) = host {
+            request
+                .headers_mut()
+                .insert(tungstenite::http::header::HOST, host.parse()?);
+        }
+        let (mut socket, _) = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(request))
             .await
             .context("connect timed out")??;
         let first = tokio::time::timeout(PATIENCE, socket.next())
