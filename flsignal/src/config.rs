@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::stun;
+use crate::{stun, stun_limit};
 use clap::{Parser, ValueEnum};
 use flproto::presence::{PresenceConfig, DEFAULT_JOIN_FANOUT, DEFAULT_MAX_LIST_LEN};
 use flproto::rate::RateLimit;
@@ -206,12 +206,29 @@ pub struct Config {
     pub stun_max_request: usize,
 
     /// STUN requests per second answered for one source IP on average.
-    #[arg(long, env = "FLSIGNAL_STUN_RATE_PER_SECOND", default_value_t = stun::DEFAULT_RATE.per_second)]
+    #[arg(long, env = "FLSIGNAL_STUN_RATE_PER_SECOND", default_value_t = stun_limit::DEFAULT_RATE.per_second)]
     pub stun_rate_per_second: u32,
 
     /// STUN requests answered for one source IP in a burst.
-    #[arg(long, env = "FLSIGNAL_STUN_RATE_BURST", default_value_t = stun::DEFAULT_RATE.burst)]
+    #[arg(long, env = "FLSIGNAL_STUN_RATE_BURST", default_value_t = stun_limit::DEFAULT_RATE.burst)]
     pub stun_rate_burst: u32,
+
+    /// STUN replies per second to all sources together on average (caps
+    /// reflection by spoofed sources).
+    #[arg(long, env = "FLSIGNAL_STUN_GLOBAL_RATE_PER_SECOND", default_value_t = stun_limit::DEFAULT_GLOBAL_RATE.per_second)]
+    pub stun_global_rate_per_second: u32,
+
+    /// STUN replies to all sources together in a burst.
+    #[arg(long, env = "FLSIGNAL_STUN_GLOBAL_BURST", default_value_t = stun_limit::DEFAULT_GLOBAL_RATE.burst)]
+    pub stun_global_burst: u32,
+
+    /// Leading bits of an IPv6 address that count as one STUN source.
+    #[arg(long, env = "FLSIGNAL_STUN_IPV6_PREFIX", default_value_t = flproto::addr_key::DEFAULT_IPV6_PREFIX_LEN)]
+    pub stun_ipv6_prefix: u8,
+
+    /// STUN sources whose budgets are remembered; the least recently heard is forgotten first.
+    #[arg(long, env = "FLSIGNAL_STUN_MAX_SOURCES", default_value_t = stun_limit::DEFAULT_MAX_SOURCES)]
+    pub stun_max_sources: usize,
 
     /// Log format.
     #[arg(long, env = "FLSIGNAL_LOG_FORMAT", value_enum, default_value = "text")]
@@ -253,6 +270,13 @@ impl Config {
         }
     }
 
+    pub fn stun_global_rate(&self) -> RateLimit {
+        RateLimit {
+            per_second: self.stun_global_rate_per_second,
+            burst: self.stun_global_burst,
+        }
+    }
+
     /// Checks combinations clap cannot check.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
@@ -288,6 +312,15 @@ impl Config {
             self.stun_rate_per_second >= 1 && self.stun_rate_burst >= 1,
             "--stun-rate-per-second and --stun-rate-burst must be at least 1"
         );
+        anyhow::ensure!(
+            self.stun_global_rate_per_second >= 1 && self.stun_global_burst >= 1,
+            "--stun-global-rate-per-second and --stun-global-burst must be at least 1"
+        );
+        anyhow::ensure!(
+            (16..=128).contains(&self.stun_ipv6_prefix),
+            "--stun-ipv6-prefix must be between 16 and 128"
+        );
+        anyhow::ensure!(self.stun_max_sources >= 1, "--stun-max-sources must be at least 1");
         self.validate_cluster()
     }
 
@@ -318,57 +351,5 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use flproto::cluster_presence::{DEFAULT_EXPIRY, DEFAULT_HEARTBEAT_INTERVAL};
-    use flproto::session::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_PING_INTERVAL};
-
-    #[test]
-    fn defaults_match_the_documented_constants() {
-        let config = Config::default();
-        assert_eq!(config.listen.to_string(), "0.0.0.0:8765");
-        assert_eq!(config.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT);
-        assert_eq!(config.idle_timeout, DEFAULT_IDLE_TIMEOUT);
-        assert_eq!(config.ping_interval, DEFAULT_PING_INTERVAL);
-        assert_eq!(config.http_timeout, DEFAULT_HTTP_TIMEOUT);
-        assert_eq!(config.write_timeout, DEFAULT_WRITE_TIMEOUT);
-        assert_eq!(config.presence_interval, DEFAULT_PRESENCE_INTERVAL);
-        assert_eq!(config.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
-        assert_eq!(config.cluster_heartbeat, DEFAULT_HEARTBEAT_INTERVAL);
-        assert_eq!(config.cluster_expiry, DEFAULT_EXPIRY);
-        assert!(config.nats.is_empty());
-        assert_eq!(config.stun_listen, StunListen(Some("0.0.0.0:3478".parse().unwrap())));
-        assert_eq!(config.stun_rate(), stun::DEFAULT_RATE);
-        assert_eq!(config.stun_max_request, stun::DEFAULT_MAX_REQUEST);
-        assert!(config.validate().is_ok());
-    }
-
-    #[test]
-    fn cluster_settings_are_checked() {
-        let ok = Config::parse_from(["flsignal", "--nats", "nats://127.0.0.1:4222,tls://nats.example:4222"]);
-        assert!(ok.validate().is_ok());
-        for bad in [
-            &["flsignal", "--nats", "nats://a b"][..],
-            &["flsignal", "--nats-prefix", "a.b"],
-            &["flsignal", "--nats-tls-cert", "c.pem"],
-            &["flsignal", "--cluster-heartbeat", "2s", "--cluster-expiry", "3s"],
-        ] {
-            assert!(Config::parse_from(bad).validate().is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn stun_can_move_or_be_off() {
-        let off = Config::parse_from(["flsignal", "--stun-listen", "off"]);
-        assert_eq!(off.stun_listen, StunListen(None));
-        let moved = Config::parse_from(["flsignal", "--stun-listen", "127.0.0.1:0"]);
-        assert_eq!(moved.stun_listen.0, Some("127.0.0.1:0".parse().unwrap()));
-        assert!(Config::try_parse_from(["flsignal", "--stun-listen", "nowhere"]).is_err());
-        assert!(Config::parse_from(["flsignal", "--stun-max-request", "10"])
-            .validate()
-            .is_err());
-        assert!(Config::parse_from(["flsignal", "--stun-rate-burst", "0"])
-            .validate()
-            .is_err());
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

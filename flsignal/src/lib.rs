@@ -13,8 +13,9 @@
 //! * [`hub`] is what connections share: presence, relay, news;
 //! * [`cluster_sync`] applies what other instances of a cluster say, and
 //!   [`cluster`] is the NATS edge that carries it (only with `--nats`);
-//! * [`stun`] answers STUN Binding Requests (bytes in, bytes out) and
-//!   [`stun_service`] is its UDP socket (with `--stun-listen`);
+//! * [`stun`] answers STUN Binding Requests (bytes in, bytes out),
+//!   [`stun_limit`] decides how many replies go out and [`stun_service`]
+//!   is its UDP socket (with `--stun-listen`);
 //! * [`server_names`] decides which names bound announces may be signed
 //!   for;
 //! * [`config`] lists every flag and limit.
@@ -31,6 +32,7 @@ pub mod read_ahead;
 pub mod routes;
 pub mod server_names;
 pub mod stun;
+pub mod stun_limit;
 pub mod stun_service;
 pub mod upgrade;
 pub mod web;
