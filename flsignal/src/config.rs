@@ -196,6 +196,11 @@ pub struct Config {
     #[arg(long, env = "FLSIGNAL_CLUSTER_EXPIRY", value_parser = parse_duration, default_value = "3s")]
     pub cluster_expiry: Duration,
 
+    /// How far another instance's registration times may be ahead of this
+    /// one's clock; later ones are refused as forged.
+    #[arg(long, env = "FLSIGNAL_CLUSTER_MAX_CLOCK_SKEW", value_parser = parse_duration, default_value = "5s")]
+    pub cluster_max_clock_skew: Duration,
+
     /// UDP address of the STUN service (Binding Requests, RFC 8489) that
     /// nodes behind NAT learn their public address from; `off` disables it.
     #[arg(long, env = "FLSIGNAL_STUN_LISTEN", default_value = "0.0.0.0:3478")]
@@ -345,6 +350,10 @@ impl Config {
         anyhow::ensure!(
             !self.cluster_heartbeat.is_zero() && self.cluster_expiry >= 2 * self.cluster_heartbeat,
             "--cluster-expiry must be at least twice --cluster-heartbeat (and both positive)"
+        );
+        anyhow::ensure!(
+            !self.cluster_max_clock_skew.is_zero(),
+            "--cluster-max-clock-skew must be positive"
         );
         Ok(())
     }

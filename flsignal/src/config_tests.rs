@@ -1,5 +1,5 @@
 use super::*;
-use flproto::cluster_presence::{DEFAULT_EXPIRY, DEFAULT_HEARTBEAT_INTERVAL};
+use flproto::cluster_presence::{DEFAULT_EXPIRY, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_CLOCK_SKEW};
 use flproto::session::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_PING_INTERVAL};
 
 #[test]
@@ -15,6 +15,7 @@ fn defaults_match_the_documented_constants() {
     assert_eq!(config.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
     assert_eq!(config.cluster_heartbeat, DEFAULT_HEARTBEAT_INTERVAL);
     assert_eq!(config.cluster_expiry, DEFAULT_EXPIRY);
+    assert_eq!(config.cluster_max_clock_skew, DEFAULT_MAX_CLOCK_SKEW);
     assert!(config.nats.is_empty());
     assert_eq!(config.stun_listen, StunListen(Some("0.0.0.0:3478".parse().unwrap())));
     assert_eq!(config.stun_rate(), stun_limit::DEFAULT_RATE);
@@ -34,6 +35,7 @@ fn cluster_settings_are_checked() {
         &["flsignal", "--nats-prefix", "a.b"],
         &["flsignal", "--nats-tls-cert", "c.pem"],
         &["flsignal", "--cluster-heartbeat", "2s", "--cluster-expiry", "3s"],
+        &["flsignal", "--cluster-max-clock-skew", "0s"],
     ] {
         assert!(Config::parse_from(bad).validate().is_err(), "{bad:?}");
     }

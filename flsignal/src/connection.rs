@@ -190,10 +190,10 @@ impl Connection {
                 None => Flow::Continue,
             },
             Action::Relay { to, notify } => {
-                let Some((text, arrived)) = frame else {
+                let (Some((text, arrived)), Some(from)) = (frame, self.registered) else {
                     return Flow::Continue;
                 };
-                let outcome = hub.relay(to, text.clone(), *arrived);
+                let outcome = hub.relay(&from, to, text.clone(), *arrived);
                 if outcome == RelayOutcome::NotConnected && *notify {
                     self.send_text(ServerMessage::NotConnected(*to).to_json().into()).await
                 } else {

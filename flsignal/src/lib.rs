@@ -11,8 +11,9 @@
 //!   [`coalesce`] turns its queued frames into one write and
 //!   [`read_ahead`] its small reads into one;
 //! * [`hub`] is what connections share: presence, relay, news;
-//! * [`cluster_sync`] applies what other instances of a cluster say, and
-//!   [`cluster`] is the NATS edge that carries it (only with `--nats`);
+//! * [`cluster_sync`] applies what other instances of a cluster say,
+//!   [`cluster`] is the NATS edge that carries it (only with `--nats`) and
+//!   [`refusal_log`] counts what was refused from it;
 //! * [`stun`] answers STUN Binding Requests (bytes in, bytes out),
 //!   [`stun_limit`] decides how many replies go out and [`stun_service`]
 //!   is its UDP socket (with `--stun-listen`);
@@ -29,6 +30,7 @@ pub mod hub;
 pub mod listener;
 pub mod metrics;
 pub mod read_ahead;
+pub mod refusal_log;
 pub mod routes;
 pub mod server_names;
 pub mod stun;
@@ -101,7 +103,13 @@ impl Server {
         } else {
             let instance = InstanceId::random();
             let (outgoing, queued) = tokio::sync::mpsc::channel(config.nats_queue);
-            let hub = Hub::clustered(config.presence(), instance, config.cluster_expiry, outgoing);
+            let hub = Hub::clustered(
+                config.presence(),
+                instance,
+                config.cluster_expiry,
+                config.cluster_max_clock_skew,
+                outgoing,
+            );
             (hub, Some(cluster::connect(&config, instance, queued).await?))
         };
         let shared = Arc::new(Shared {
