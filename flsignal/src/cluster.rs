@@ -103,6 +103,17 @@ pub async fn connect(
             .await
             .with_context(|| format!("cannot read NATS credentials {}", path.display()))?;
     }
+    if let Some(path) = &config.nats_nkey {
+        let seed = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the NATS NKey seed {}", path.display()))?;
+        let seed = seed.trim();
+        anyhow::ensure!(
+            seed.starts_with("SU"),
+            "{} holds no NKey user seed (one starts with SU)",
+            path.display()
+        );
+        options = options.nkey(seed.to_owned());
+    }
     if config.nats_tls {
         options = options.require_tls(true);
     }

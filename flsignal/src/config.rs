@@ -164,6 +164,11 @@ pub struct Config {
     #[arg(long, env = "FLSIGNAL_NATS_CREDS")]
     pub nats_creds: Option<PathBuf>,
 
+    /// File holding this instance's NATS NKey seed (`SU…`), for a NATS
+    /// server that lists the instance's public NKey among its users.
+    #[arg(long, env = "FLSIGNAL_NATS_NKEY")]
+    pub nats_nkey: Option<PathBuf>,
+
     /// Require TLS to NATS (also implied by a `tls://` URL).
     #[arg(long, env = "FLSIGNAL_NATS_TLS")]
     pub nats_tls: bool,
@@ -335,6 +340,10 @@ impl Config {
                 .map_err(|error| anyhow::anyhow!("--nats {url:?} is not a NATS URL: {error}"))?;
         }
         anyhow::ensure!(self.nats_queue >= 1, "--nats-queue must be at least 1");
+        anyhow::ensure!(
+            self.nats_creds.is_none() || self.nats_nkey.is_none(),
+            "--nats-creds and --nats-nkey exclude each other (a .creds file holds its own NKey)"
+        );
         anyhow::ensure!(
             self.nats_tls_cert.is_some() == self.nats_tls_key.is_some(),
             "--nats-tls-cert and --nats-tls-key go together"

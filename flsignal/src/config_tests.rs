@@ -36,6 +36,7 @@ fn cluster_settings_are_checked() {
         &["flsignal", "--nats-tls-cert", "c.pem"],
         &["flsignal", "--cluster-heartbeat", "2s", "--cluster-expiry", "3s"],
         &["flsignal", "--cluster-max-clock-skew", "0s"],
+        &["flsignal", "--nats-creds", "a.creds", "--nats-nkey", "a.nk"],
     ] {
         assert!(Config::parse_from(bad).validate().is_err(), "{bad:?}");
     }
