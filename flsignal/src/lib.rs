@@ -90,9 +90,15 @@ impl Server {
             anyhow::anyhow!("cannot listen on {}{hint}: {error}", config.listen)
         })?;
         let listen = listener.local_addr().unwrap_or(config.listen);
+        // The machine's own names count only without --public-host.
+        let own = if config.public_host.is_empty() {
+            OwnIdentity::read()
+        } else {
+            OwnIdentity::default()
+        };
         let announce_policy = AnnouncePolicy {
             require_bound: config.require_bound_auth,
-            server_names: server_names::accepted_names(&config.public_host, listen, &OwnIdentity::read()).into(),
+            server_names: server_names::accepted_names(&config.public_host, listen, &own).into(),
         };
         let stun = match config.stun_listen.0 {
             Some(addr) => Some(stun_service::bind(addr).await?),

@@ -12,7 +12,6 @@
 //! * [`cluster_message`] and [`cluster_presence`] are what instances of a
 //!   cluster tell each other over NATS, and the table that decides which
 //!   instance holds which node (newest wins, expiry by heartbeat).
-//! * [`addr_key`] says which addresses count as one source for limits.
 
 pub mod addr_key;
 pub mod announce;
