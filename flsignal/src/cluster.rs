@@ -8,9 +8,11 @@
 //!   heartbeats, hellos, snapshots after a reconnect, goodbyes);
 //! * `P.instance.<instance>` — answers for one instance (snapshots);
 //! * `P.node.<node ID>.<instance>` — a relayed frame for that node, held by
-//!   that instance: the sender's exact bytes as the payload. Each instance
-//!   subscribes to `P.node.*.<itself>` only, so a frame is delivered once,
-//!   by the instance the sender's presence names.
+//!   that instance: the sender's exact bytes as the payload, the sending
+//!   node's ID in the [`SENDER_HEADER`] header. Each instance subscribes to
+//!   `P.node.*.<itself>` only, so a frame is delivered once, by the
+//!   instance the sender's presence names, and only if it is a PeerSetup
+//!   between that sender and that node.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,8 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use async_nats::connection::State;
 use async_nats::{Client, ConnectOptions, Event};
-use bytes::Bytes;
-use flproto::cluster_message::{ClusterMessage, InstanceId};
+use flproto::cluster_message::{ClusterMessage, InstanceId, RelayRefusal};
 use flproto::NodeId;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -41,6 +42,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const NATS_PING_INTERVAL: Duration = Duration::from_secs(5);
 /// Time the goodbye gets to reach NATS on shutdown.
 pub const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The NATS header naming the node that sent a relayed frame.
+pub const SENDER_HEADER: &str = "Flsignal-Sender";
 
 /// A NATS connection made, not yet serving.
 pub struct ClusterLink {
@@ -98,6 +102,17 @@ pub async fn connect(
             .credentials_file(path)
             .await
             .with_context(|| format!("cannot read NATS credentials {}", path.display()))?;
+    }
+    if let Some(path) = &config.nats_nkey {
+        let seed = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the NATS NKey seed {}", path.display()))?;
+        let seed = seed.trim();
+        anyhow::ensure!(
+            seed.starts_with("SU"),
+            "{} holds no NKey user seed (one starts with SU)",
+            path.display()
+        );
+        options = options.nkey(seed.to_owned());
     }
     if config.nats_tls {
         options = options.require_tls(true);
@@ -187,7 +202,11 @@ async fn receive_presence(
     while let Some(message) = messages.next().await {
         match serde_json::from_slice::<ClusterMessage>(&message.payload) {
             Ok(cluster_message) => shared.hub.apply_cluster_message(cluster_message, Instant::now()),
-            Err(error) => tracing::warn!(%error, subject = %message.subject, "malformed cluster message"),
+            Err(error) => {
+                if let Some(refused) = shared.hub.cluster_refusals() {
+                    refused.refuse("malformed", &message.subject, &error);
+                }
+            }
         }
     }
 }
@@ -202,11 +221,23 @@ async fn receive_relays(shared: Arc<Shared>, mut messages: async_nats::Subscribe
             .rev()
             .nth(1)
             .and_then(|hex| hex.parse::<NodeId>().ok());
+        let sender = message
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get(SENDER_HEADER))
+            .and_then(|value| value.as_str().parse::<NodeId>().ok());
         let text = Utf8Bytes::try_from(message.payload);
-        match (node, text) {
-            (Some(node), Ok(text)) => shared.hub.relay_from_cluster(&node, text),
-            _ => tracing::warn!(subject = %message.subject, "malformed relay from the cluster"),
+        match (node, sender, text) {
+            (Some(node), Some(sender), Ok(text)) => shared.hub.relay_from_cluster(&sender, &node, text),
+            (Some(_), None, _) => refuse(&shared, "relay_no_sender", &message.subject),
+            _ => refuse(&shared, RelayRefusal::NotPeerSetup.label(), &message.subject),
         }
+    }
+}
+
+fn refuse(shared: &Shared, reason: &'static str, subject: &async_nats::Subject) {
+    if let Some(refused) = shared.hub.cluster_refusals() {
+        refused.refuse(reason, subject, &"malformed relay from the cluster");
     }
 }
 
@@ -221,12 +252,30 @@ async fn publish(shared: Arc<Shared>, client: Client, mut outgoing: mpsc::Receiv
             }
             continue;
         }
-        let (subject, payload): (String, Bytes) = match message {
-            Outgoing::Relay { to, instance, text } => (relay_subject(&prefix, &to, instance), text),
-            Outgoing::Broadcast(message) => (presence_subject(&prefix), message.to_json().into()),
-            Outgoing::Direct(instance, message) => (instance_subject(&prefix, instance), message.to_json().into()),
+        let published = match message {
+            Outgoing::Relay {
+                from,
+                to,
+                instance,
+                text,
+            } => {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert(SENDER_HEADER, from.to_string().as_str());
+                client
+                    .publish_with_headers(relay_subject(&prefix, &to, instance), headers, text)
+                    .await
+            }
+            Outgoing::Broadcast(message) => {
+                client
+                    .publish(presence_subject(&prefix), message.to_json().into())
+                    .await
+            }
+            Outgoing::Direct(instance, message) => {
+                let subject = instance_subject(&prefix, instance);
+                client.publish(subject, message.to_json().into()).await
+            }
         };
-        if let Err(error) = client.publish(subject, payload).await {
+        if let Err(error) = published {
             Metrics::count(&shared.hub.metrics.drops, "cluster_down");
             tracing::debug!(%error, "publish to NATS failed");
         }

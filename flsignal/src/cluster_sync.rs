@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use flproto::close::CloseReason;
 use flproto::cluster_message::{ClusterMessage, InstanceId, NodeEntry};
-use flproto::cluster_presence::{ClusterPresence, RemoteJoin};
+use flproto::cluster_presence::{believable_at, ClusterPresence, RemoteJoin};
 use flproto::presence::Presence;
-use flproto::{NodeId, NodeInfo};
+use flproto::NodeId;
 
-use crate::hub::{raw_json, Holder, Hub, Outgoing, PeerHandle, State};
+use crate::hub::{raw_json, wall_clock_us, ClusterSide, Holder, Hub, Outgoing, PeerHandle, State};
 
 /// Nodes per `Snapshot` message: about 60 KiB of JSON, far below NATS's
 /// default 1 MiB payload limit.
@@ -39,7 +39,7 @@ impl Hub {
             let Some(cluster) = cluster.as_mut() else {
                 return;
             };
-            let mut registry = Registry { presence, local };
+            let mut registry = Registry { presence, local, side };
             match message {
                 ClusterMessage::Hello { instance } => {
                     let snapshot = snapshot_of(registry.presence, cluster, side.instance);
@@ -92,6 +92,9 @@ impl Hub {
 
     /// Forgets instances that have not been heard from within the expiry.
     pub fn expire_instances(&self, now: Instant) {
+        let Some(side) = &self.cluster else {
+            return;
+        };
         let mut guard = self.state.lock();
         let State {
             presence,
@@ -105,7 +108,7 @@ impl Hub {
         if !gone.is_empty() {
             tracing::info!(nodes = gone.len(), "instances fell silent; their nodes are gone");
         }
-        let mut registry = Registry { presence, local };
+        let mut registry = Registry { presence, local, side };
         for (instance, node) in gone {
             registry.remove_remote(instance, &node);
         }
@@ -168,6 +171,7 @@ impl Hub {
 struct Registry<'a> {
     presence: &'a mut Presence<Holder>,
     local: &'a mut usize,
+    side: &'a ClusterSide,
 }
 
 impl Registry<'_> {
@@ -180,14 +184,22 @@ impl Registry<'_> {
         entry: NodeEntry,
         now: Instant,
     ) -> Option<PeerHandle> {
-        if !plausible(&entry) {
-            tracing::warn!(%instance, node = %entry.node, "ignoring a cluster entry with bad node info");
+        let info = match entry.checked_info() {
+            Ok(info) => info,
+            Err(error) => {
+                self.side.refused.refuse("bad_node_info", &instance, &error);
+                return None;
+            }
+        };
+        if !believable_at(entry.at, wall_clock_us(), self.side.max_clock_skew) {
+            let detail = "registration time ahead of our clock by more than --cluster-max-clock-skew";
+            self.side.refused.refuse("future_at", &instance, &detail);
             return None;
         }
         if cluster.remote_join(instance, entry.node, entry.at, now) == RemoteJoin::Stale {
             return None;
         }
-        let info: Box<str> = entry.info.get().into();
+        let info: Box<str> = info.into();
         match self
             .presence
             .join_remote(entry.node, info, entry.bound, Holder::Remote(instance))
@@ -203,15 +215,6 @@ impl Registry<'_> {
     fn remove_remote(&mut self, instance: InstanceId, node: &NodeId) {
         self.presence
             .leave_if(node, |holder| matches!(holder, Holder::Remote(i) if *i == instance));
-    }
-}
-
-/// The node info another instance sends is repeated to our nodes, so it is
-/// held to the same rules as an Announce's.
-fn plausible(entry: &NodeEntry) -> bool {
-    match serde_json::from_str::<NodeInfo>(entry.info.get()) {
-        Ok(info) => info.validated().is_ok_and(|v3| v3.pubkey == entry.node),
-        Err(_) => false,
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use flproto::announce::VerifiedNode;
 use flproto::close::CloseReason;
 use flproto::cluster_message::{ClusterMessage, InstanceId, NodeEntry};
+use flproto::cluster_presence::DEFAULT_MAX_CLOCK_SKEW;
 use flproto::identity::NodeKey;
 use flproto::node_info::NodeInfoV3;
 use flproto::presence::PresenceConfig;
@@ -21,7 +22,13 @@ const OTHER: InstanceId = InstanceId(2);
 
 fn hub() -> (Hub, mpsc::Receiver<Outgoing>) {
     let (outgoing, queued) = mpsc::channel(64);
-    let hub = Hub::clustered(PresenceConfig::default(), ME, Duration::from_secs(3), outgoing);
+    let hub = Hub::clustered(
+        PresenceConfig::default(),
+        ME,
+        Duration::from_secs(3),
+        DEFAULT_MAX_CLOCK_SKEW,
+        outgoing,
+    );
     (hub, queued)
 }
 
@@ -193,4 +200,117 @@ fn node_info_that_does_not_match_its_node_is_ignored() {
         Instant::now(),
     );
     assert_eq!(hub.online_in_cluster(), 0);
+}
+
+fn refused(hub: &Hub, reason: &'static str) -> u64 {
+    hub.metrics
+        .cluster_refused
+        .get_or_create(&crate::metrics::Reason { reason })
+        .get()
+}
+
+#[tokio::test]
+async fn a_claim_from_the_future_is_refused_and_keeps_our_node() {
+    let (hub, mut queued) = hub();
+    let key = NodeKey::generate();
+    let (handle, _inbox) = handle(1);
+    let kill = handle.kill.clone();
+    hub.register(&node(&key), handle);
+    drain(&mut queued);
+    for at in [u64::MAX, crate::hub::wall_clock_us() + 60_000_000] {
+        hub.apply_cluster_message(
+            ClusterMessage::Join {
+                instance: OTHER,
+                entry: entry(&key, at),
+            },
+            Instant::now(),
+        );
+    }
+    assert_eq!((hub.online(), hub.online_in_cluster()), (1, 1));
+    assert!(tokio::time::timeout(Duration::from_millis(50), kill.killed())
+        .await
+        .is_err());
+    assert_eq!(refused(&hub, "future_at"), 2);
+    // Within the allowance, a claim still wins as before.
+    let soon = crate::hub::wall_clock_us() + 1_000_000;
+    hub.apply_cluster_message(
+        ClusterMessage::Join {
+            instance: OTHER,
+            entry: entry(&key, soon),
+        },
+        Instant::now(),
+    );
+    assert_eq!(hub.online(), 0);
+}
+
+#[test]
+fn remote_node_info_is_shown_as_this_server_serialises_it() {
+    let (hub, _queued) = hub();
+    let (local, remote) = (NodeKey::generate(), NodeKey::generate());
+    let (handle, _inbox) = handle(1);
+    hub.register(&node(&local), handle);
+    let padded = format!(
+        r#"{{ "NodeInfoV3": {{"name":"n","client":"test","pubkey":"{}","modules":"","injected":"<script>"}} }}"#,
+        remote.id()
+    );
+    let message = ClusterMessage::Join {
+        instance: OTHER,
+        entry: NodeEntry {
+            node: remote.id(),
+            at: 1,
+            bound: true,
+            info: RawValue::from_string(padded).unwrap(),
+        },
+    };
+    hub.apply_cluster_message(message, Instant::now());
+    let list = hub.node_list(&local.id()).unwrap();
+    let canonical = NodeInfo::NodeInfoV3(node(&remote).info).to_json();
+    assert!(list.contains(&canonical), "{list}");
+    assert!(!list.contains("injected"), "{list}");
+}
+
+#[test]
+fn remote_node_info_that_breaks_the_announce_rules_is_refused() {
+    let (hub, _queued) = hub();
+    let key = NodeKey::generate();
+    let mut bad = entry(&key, 1);
+    let info = NodeInfo::v3("n", "test", key.id(), "NOT_A_MODULE").to_json();
+    bad.info = RawValue::from_string(info).unwrap();
+    hub.apply_cluster_message(
+        ClusterMessage::Join {
+            instance: OTHER,
+            entry: bad,
+        },
+        Instant::now(),
+    );
+    assert_eq!(hub.online_in_cluster(), 0);
+    assert_eq!(refused(&hub, "bad_node_info"), 1);
+}
+
+#[test]
+fn relays_from_the_cluster_are_delivered_only_between_their_sender_and_destination() {
+    let (hub, _queued) = hub();
+    let (ours, theirs, stranger) = (NodeKey::generate(), NodeKey::generate(), NodeKey::generate());
+    let (handle, inbox) = handle(1);
+    hub.register(&node(&ours), handle);
+    let setup = |init: &NodeKey, follow: &NodeKey| {
+        format!(
+            r#"{{"PeerSetup":{{"id_init":"{}","id_follow":"{}","message":"Init"}}}}"#,
+            init.id(),
+            follow.id()
+        )
+    };
+    let (to, from) = (ours.id(), theirs.id());
+    // A sender that is no party of the setup, a setup between two others,
+    // and something that is no setup at all: none reaches the node.
+    hub.relay_from_cluster(&stranger.id(), &to, setup(&theirs, &ours).into());
+    hub.relay_from_cluster(&from, &to, setup(&theirs, &stranger).into());
+    hub.relay_from_cluster(&from, &to, r#"{"Error":"log in again"}"#.into());
+    assert!(inbox.try_recv().is_err());
+    assert_eq!(refused(&hub, "relay_wrong_sender"), 1);
+    assert_eq!(refused(&hub, "relay_not_for_destination"), 1);
+    assert_eq!(refused(&hub, "relay_not_setup"), 1);
+    let genuine = setup(&theirs, &ours);
+    hub.relay_from_cluster(&from, &to, genuine.clone().into());
+    assert_eq!(inbox.try_recv().unwrap().text.as_str(), genuine);
 }

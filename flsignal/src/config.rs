@@ -6,9 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::edge_config::EdgeConfig;
-use crate::stun;
+use crate::{stun, stun_limit};
 use clap::{Parser, ValueEnum};
-use flproto::announce::{normalize_authority, AnnouncePolicy};
 use flproto::presence::{PresenceConfig, DEFAULT_JOIN_FANOUT, DEFAULT_MAX_LIST_LEN};
 use flproto::rate::RateLimit;
 use flproto::session::{SessionConfig, DEFAULT_MAX_AUTH_FAILURES, DEFAULT_MAX_PROTOCOL_ERRORS, DEFAULT_RATE_LIMIT};
@@ -78,8 +77,9 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// Public name(s) of this server as `host:port` (comma separated), the
-    /// names bound announces must be signed for. Unset: the Host header the
-    /// client sent is trusted, which is fine on a private network only.
+    /// only names bound announces may be signed for. Unset: this machine's
+    /// own names (loopback, interface addresses, hostname) with the
+    /// listening port.
     #[arg(long, env = "FLSIGNAL_PUBLIC_HOST", value_delimiter = ',')]
     pub public_host: Vec<String>,
 
@@ -169,6 +169,11 @@ pub struct Config {
     #[arg(long, env = "FLSIGNAL_NATS_CREDS")]
     pub nats_creds: Option<PathBuf>,
 
+    /// File holding this instance's NATS NKey seed (`SU…`), for a NATS
+    /// server that lists the instance's public NKey among its users.
+    #[arg(long, env = "FLSIGNAL_NATS_NKEY")]
+    pub nats_nkey: Option<PathBuf>,
+
     /// Require TLS to NATS (also implied by a `tls://` URL).
     #[arg(long, env = "FLSIGNAL_NATS_TLS")]
     pub nats_tls: bool,
@@ -201,6 +206,11 @@ pub struct Config {
     #[arg(long, env = "FLSIGNAL_CLUSTER_EXPIRY", value_parser = parse_duration, default_value = "3s")]
     pub cluster_expiry: Duration,
 
+    /// How far another instance's registration times may be ahead of this
+    /// one's clock; later ones are refused as forged.
+    #[arg(long, env = "FLSIGNAL_CLUSTER_MAX_CLOCK_SKEW", value_parser = parse_duration, default_value = "5s")]
+    pub cluster_max_clock_skew: Duration,
+
     /// UDP address of the STUN service (Binding Requests, RFC 8489) that
     /// nodes behind NAT learn their public address from; `off` disables it.
     #[arg(long, env = "FLSIGNAL_STUN_LISTEN", default_value = "0.0.0.0:3478")]
@@ -211,12 +221,25 @@ pub struct Config {
     pub stun_max_request: usize,
 
     /// STUN requests per second answered for one source IP on average.
-    #[arg(long, env = "FLSIGNAL_STUN_RATE_PER_SECOND", default_value_t = stun::DEFAULT_RATE.per_second)]
+    #[arg(long, env = "FLSIGNAL_STUN_RATE_PER_SECOND", default_value_t = stun_limit::DEFAULT_RATE.per_second)]
     pub stun_rate_per_second: u32,
 
     /// STUN requests answered for one source IP in a burst.
-    #[arg(long, env = "FLSIGNAL_STUN_RATE_BURST", default_value_t = stun::DEFAULT_RATE.burst)]
+    #[arg(long, env = "FLSIGNAL_STUN_RATE_BURST", default_value_t = stun_limit::DEFAULT_RATE.burst)]
     pub stun_rate_burst: u32,
+
+    /// STUN replies per second to all sources together on average (caps
+    /// reflection by spoofed sources).
+    #[arg(long, env = "FLSIGNAL_STUN_GLOBAL_RATE_PER_SECOND", default_value_t = stun_limit::DEFAULT_GLOBAL_RATE.per_second)]
+    pub stun_global_rate_per_second: u32,
+
+    /// STUN replies to all sources together in a burst.
+    #[arg(long, env = "FLSIGNAL_STUN_GLOBAL_BURST", default_value_t = stun_limit::DEFAULT_GLOBAL_RATE.burst)]
+    pub stun_global_burst: u32,
+
+    /// STUN sources whose budgets are remembered; the least recently heard is forgotten first.
+    #[arg(long, env = "FLSIGNAL_STUN_MAX_SOURCES", default_value_t = stun_limit::DEFAULT_MAX_SOURCES)]
+    pub stun_max_sources: usize,
 
     /// Fair shares, per-source and per-request rates, fragment timeout.
     #[command(flatten)]
@@ -270,16 +293,11 @@ impl Config {
         }
     }
 
-    /// The announce policy when public names are configured; `None` means
-    /// names come from each request's Host header.
-    pub fn fixed_announce_policy(&self) -> Option<AnnouncePolicy> {
-        if self.public_host.is_empty() {
-            return None;
+    pub fn stun_global_rate(&self) -> RateLimit {
+        RateLimit {
+            per_second: self.stun_global_rate_per_second,
+            burst: self.stun_global_burst,
         }
-        Some(AnnouncePolicy {
-            require_bound: self.require_bound_auth,
-            server_names: self.public_host.iter().map(|h| normalize_authority(h, "ws")).collect(),
-        })
     }
 
     /// Checks combinations clap cannot check.
@@ -318,6 +336,11 @@ impl Config {
             self.stun_rate_per_second >= 1 && self.stun_rate_burst >= 1,
             "--stun-rate-per-second and --stun-rate-burst must be at least 1"
         );
+        anyhow::ensure!(
+            self.stun_global_rate_per_second >= 1 && self.stun_global_burst >= 1,
+            "--stun-global-rate-per-second and --stun-global-burst must be at least 1"
+        );
+        anyhow::ensure!(self.stun_max_sources >= 1, "--stun-max-sources must be at least 1");
         self.edge.validate()?;
         self.validate_cluster()
     }
@@ -328,6 +351,10 @@ impl Config {
                 .map_err(|error| anyhow::anyhow!("--nats {url:?} is not a NATS URL: {error}"))?;
         }
         anyhow::ensure!(self.nats_queue >= 1, "--nats-queue must be at least 1");
+        anyhow::ensure!(
+            self.nats_creds.is_none() || self.nats_nkey.is_none(),
+            "--nats-creds and --nats-nkey exclude each other (a .creds file holds its own NKey)"
+        );
         anyhow::ensure!(
             self.nats_tls_cert.is_some() == self.nats_tls_key.is_some(),
             "--nats-tls-cert and --nats-tls-key go together"
@@ -343,6 +370,10 @@ impl Config {
         anyhow::ensure!(
             !self.cluster_heartbeat.is_zero() && self.cluster_expiry >= 2 * self.cluster_heartbeat,
             "--cluster-expiry must be at least twice --cluster-heartbeat (and both positive)"
+        );
+        anyhow::ensure!(
+            !self.cluster_max_clock_skew.is_zero(),
+            "--cluster-max-clock-skew must be positive"
         );
         Ok(())
     }

@@ -1,5 +1,5 @@
 use super::*;
-use flproto::cluster_presence::{DEFAULT_EXPIRY, DEFAULT_HEARTBEAT_INTERVAL};
+use flproto::cluster_presence::{DEFAULT_EXPIRY, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_CLOCK_SKEW};
 use flproto::session::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_PING_INTERVAL};
 
 #[test]
@@ -15,12 +15,14 @@ fn defaults_match_the_documented_constants() {
     assert_eq!(config.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
     assert_eq!(config.cluster_heartbeat, DEFAULT_HEARTBEAT_INTERVAL);
     assert_eq!(config.cluster_expiry, DEFAULT_EXPIRY);
+    assert_eq!(config.cluster_max_clock_skew, DEFAULT_MAX_CLOCK_SKEW);
     assert!(config.nats.is_empty());
     assert_eq!(config.stun_listen, StunListen(Some("0.0.0.0:3478".parse().unwrap())));
-    assert_eq!(config.stun_rate(), stun::DEFAULT_RATE);
+    assert_eq!(config.stun_rate(), stun_limit::DEFAULT_RATE);
+    assert_eq!(config.stun_global_rate(), stun_limit::DEFAULT_GLOBAL_RATE);
+    assert_eq!(config.stun_max_sources, stun_limit::DEFAULT_MAX_SOURCES);
     assert_eq!(config.stun_max_request, stun::DEFAULT_MAX_REQUEST);
     assert!(config.validate().is_ok());
-    assert!(config.fixed_announce_policy().is_none());
 }
 
 #[test]
@@ -32,6 +34,8 @@ fn cluster_settings_are_checked() {
         &["flsignal", "--nats-prefix", "a.b"],
         &["flsignal", "--nats-tls-cert", "c.pem"],
         &["flsignal", "--cluster-heartbeat", "2s", "--cluster-expiry", "3s"],
+        &["flsignal", "--cluster-max-clock-skew", "0s"],
+        &["flsignal", "--nats-creds", "a.creds", "--nats-nkey", "a.nk"],
     ] {
         assert!(Config::parse_from(bad).validate().is_err(), "{bad:?}");
     }
@@ -47,16 +51,14 @@ fn stun_can_move_or_be_off() {
     assert!(Config::parse_from(["flsignal", "--stun-max-request", "10"])
         .validate()
         .is_err());
-    assert!(Config::parse_from(["flsignal", "--stun-rate-burst", "0"])
-        .validate()
-        .is_err());
-}
-
-#[test]
-fn public_hosts_are_normalised() {
-    let config = Config::parse_from(["flsignal", "--public-host", "Signal.Example:8765,other.example"]);
-    let policy = config.fixed_announce_policy().unwrap();
-    assert_eq!(policy.server_names, vec!["signal.example:8765", "other.example:80"]);
+    for bad in [
+        &["flsignal", "--stun-rate-burst", "0"][..],
+        &["flsignal", "--stun-global-burst", "0"],
+        &["flsignal", "--stun-global-rate-per-second", "0"],
+        &["flsignal", "--stun-max-sources", "0"],
+    ] {
+        assert!(Config::parse_from(bad).validate().is_err(), "{bad:?}");
+    }
 }
 
 #[test]

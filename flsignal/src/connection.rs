@@ -214,11 +214,11 @@ impl Connection {
                 None => Flow::Continue,
             },
             Action::Relay { to, notify } => {
-                let Some((text, arrived)) = frame else {
+                let (Some((text, arrived)), Some(from)) = (frame, self.registered) else {
                     return Flow::Continue;
                 };
                 let share = self.shared.config.fairness.relay_share();
-                match hub.relay(self.handle.conn, to, text.clone(), *arrived, share) {
+                match hub.relay(self.handle.conn, &from, to, text.clone(), *arrived, share) {
                     RelayOutcome::NotConnected if *notify => {
                         self.send_text(ServerMessage::NotConnected(*to).to_json().into()).await
                     }

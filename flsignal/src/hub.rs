@@ -14,7 +14,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use flproto::announce::VerifiedNode;
 use flproto::close::CloseReason;
-use flproto::cluster_message::{ClusterMessage, InstanceId, NodeEntry};
+use flproto::cluster_message::{check_relayed, ClusterMessage, InstanceId, NodeEntry};
 use flproto::cluster_presence::ClusterPresence;
 use flproto::presence::{Presence, PresenceConfig};
 use flproto::relay_share::RelayShare;
@@ -26,6 +26,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::metrics::Metrics;
 pub use crate::outbox::{Delivery, Kill, Outbound, PeerHandle};
+use crate::refusal_log::RefusalLog;
 
 /// Who holds a node: a connection of this server, or another instance.
 #[derive(Debug, Clone)]
@@ -43,8 +44,9 @@ impl Holder {
 /// What the hub asks the NATS edge to publish.
 #[derive(Debug)]
 pub enum Outgoing {
-    /// A relayed frame, verbatim, for `to` held by `instance`.
+    /// A relayed frame, verbatim, from `from` for `to` held by `instance`.
     Relay {
+        from: NodeId,
         to: NodeId,
         instance: InstanceId,
         text: Bytes,
@@ -79,6 +81,11 @@ pub(crate) struct ClusterSide {
     outgoing: mpsc::Sender<Outgoing>,
     /// Whether the NATS connection is up right now.
     pub(crate) connected: AtomicBool,
+    /// How far another instance's registration times may be ahead of our
+    /// clock (`--cluster-max-clock-skew`).
+    pub(crate) max_clock_skew: std::time::Duration,
+    /// What was refused from the other instances.
+    pub(crate) refused: RefusalLog,
 }
 
 pub struct Hub {
@@ -90,7 +97,7 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(config: PresenceConfig) -> Self {
-        Self::build(config, None)
+        Self::build(config, Metrics::new(), None)
     }
 
     /// A hub that is one instance of a cluster; what it publishes goes into
@@ -99,26 +106,30 @@ impl Hub {
         config: PresenceConfig,
         instance: InstanceId,
         expiry: std::time::Duration,
+        max_clock_skew: std::time::Duration,
         outgoing: mpsc::Sender<Outgoing>,
     ) -> Self {
+        let metrics = Metrics::new();
         let side = ClusterSide {
             instance,
             outgoing,
             connected: AtomicBool::new(false),
+            max_clock_skew,
+            refused: RefusalLog::new(metrics.cluster_refused.clone()),
         };
-        let hub = Self::build(config, Some(side));
+        let hub = Self::build(config, metrics, Some(side));
         hub.state.lock().cluster = Some(ClusterPresence::new(instance, expiry));
         hub
     }
 
-    fn build(config: PresenceConfig, cluster: Option<ClusterSide>) -> Self {
+    fn build(config: PresenceConfig, metrics: Metrics, cluster: Option<ClusterSide>) -> Self {
         Self {
             state: Mutex::new(State {
                 presence: Presence::new(config),
                 local: 0,
                 cluster: None,
             }),
-            metrics: Metrics::new(),
+            metrics,
             next_conn: AtomicU64::new(1),
             cluster,
         }
@@ -159,9 +170,7 @@ impl Hub {
     /// older connection with the same ID is told and closed; in a cluster,
     /// the other instances learn that this server holds the node now.
     pub fn register(&self, node: &VerifiedNode, handle: PeerHandle) -> String {
-        let info = flproto::NodeInfo::NodeInfoV3(node.info.clone());
-        // Serialising a validated NodeInfo cannot fail.
-        let info_json: Box<str> = serde_json::to_string(&info).unwrap_or_default().into();
+        let info_json: Box<str> = flproto::NodeInfo::NodeInfoV3(node.info.clone()).to_json().into();
         let (joined, announce) = {
             let mut state = self.state.lock();
             let state = &mut *state;
@@ -221,13 +230,21 @@ impl Hub {
         self.state.lock().presence.node_list(id)
     }
 
-    /// Queues `text` from connection `from` for node `to`, unchanged: into
-    /// its connection's queue here, within `from`'s `share` of it, or to
-    /// NATS for the instance that holds it.
-    pub fn relay(&self, from: u64, to: &NodeId, text: Utf8Bytes, arrived: Instant, share: RelayShare) -> RelayOutcome {
+    /// Queues `text` from node `from` (on connection `from_conn`) for node
+    /// `to`, unchanged: into its connection's queue here, within the
+    /// sender's `share` of it, or to NATS for the instance that holds it.
+    pub fn relay(
+        &self,
+        from_conn: u64,
+        from: &NodeId,
+        to: &NodeId,
+        text: Utf8Bytes,
+        arrived: Instant,
+        share: RelayShare,
+    ) -> RelayOutcome {
         let holder = self.state.lock().presence.get(to).cloned();
         match holder {
-            Some(Holder::Local(handle)) => match self.deliver(&handle, text, Some(arrived), Some((from, share))) {
+            Some(Holder::Local(handle)) => match self.deliver(&handle, text, Some(arrived), Some((from_conn, share))) {
                 Delivery::Queued => {
                     self.metrics.relayed.inc();
                     RelayOutcome::Queued
@@ -237,6 +254,7 @@ impl Hub {
             Some(Holder::Remote(instance)) => {
                 let text = Bytes::from(text);
                 if self.publish(Outgoing::Relay {
+                    from: *from,
                     to: *to,
                     instance,
                     text,
@@ -253,8 +271,17 @@ impl Hub {
         }
     }
 
-    /// A frame another instance relayed to `to`, which this server holds.
-    pub fn relay_from_cluster(&self, to: &NodeId, text: Utf8Bytes) {
+    /// A frame another instance relayed from `from` to `to`, which this
+    /// server holds. Delivered only if it is a PeerSetup between the two,
+    /// as the sender's session checked; anything else is refused and
+    /// counted, never shown to the node.
+    pub fn relay_from_cluster(&self, from: &NodeId, to: &NodeId, text: Utf8Bytes) {
+        if let Err(refusal) = check_relayed(text.as_str(), from, to) {
+            if let Some(side) = &self.cluster {
+                side.refused.refuse(refusal.label(), to, &refusal);
+            }
+            return;
+        }
         let holder = self.state.lock().presence.get(to).cloned();
         match holder {
             Some(Holder::Local(handle)) => {
@@ -264,6 +291,11 @@ impl Hub {
             }
             _ => Metrics::count(&self.metrics.drops, "not_connected"),
         }
+    }
+
+    /// Where refusals of cluster messages are counted; `None` without one.
+    pub fn cluster_refusals(&self) -> Option<&RefusalLog> {
+        self.cluster.as_ref().map(|side| &side.refused)
     }
 
     /// Sends every node its pending join/leave news. A frame that does not
@@ -318,7 +350,7 @@ impl Hub {
 }
 
 /// Microseconds since the Unix epoch, for newest-wins across instances.
-fn wall_clock_us() -> u64 {
+pub(crate) fn wall_clock_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_micros() as u64)

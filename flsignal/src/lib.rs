@@ -15,10 +15,14 @@
 //! * [`hub`] is what connections share: presence, relay, news, and
 //!   [`outbox`] how it reaches one connection (fair shares of its queue);
 //! * [`fragment_watch`] notices messages left incomplete;
-//! * [`cluster_sync`] applies what other instances of a cluster say, and
-//!   [`cluster`] is the NATS edge that carries it (only with `--nats`);
-//! * [`stun`] answers STUN Binding Requests (bytes in, bytes out) and
-//!   [`stun_service`] is its UDP socket (with `--stun-listen`);
+//! * [`cluster_sync`] applies what other instances of a cluster say,
+//!   [`cluster`] is the NATS edge that carries it (only with `--nats`) and
+//!   [`refusal_log`] counts what was refused from it;
+//! * [`stun`] answers STUN Binding Requests (bytes in, bytes out),
+//!   [`stun_limit`] decides how many replies go out and [`stun_service`]
+//!   is its UDP socket (with `--stun-listen`);
+//! * [`server_names`] decides which names bound announces may be signed
+//!   for;
 //! * [`config`] lists every flag and limit.
 
 pub mod admission;
@@ -36,9 +40,12 @@ pub mod metrics;
 pub mod outbox;
 pub mod proxy_header;
 pub mod read_ahead;
+pub mod refusal_log;
 pub mod rewound;
 pub mod routes;
+pub mod server_names;
 pub mod stun;
+pub mod stun_limit;
 pub mod stun_service;
 pub mod tls;
 pub mod trusted_proxy;
@@ -67,6 +74,7 @@ impl Shared {
         self.announce_rates.lock().try_take(source, now)
     }
 }
+use server_names::OwnIdentity;
 
 /// Everything the tasks of one server share.
 pub struct Shared {
@@ -77,8 +85,9 @@ pub struct Shared {
     announce_rates: parking_lot::Mutex<flproto::source_rate::SourceRates>,
     /// `--trusted-proxy`: peers whose word on the client is taken.
     trusted_proxies: TrustedProxies,
-    /// Set when `--public-host` is given; otherwise built per request.
-    fixed_policy: Option<AnnouncePolicy>,
+    /// What every connection's announce is checked against, built once at
+    /// startup (see [`server_names`]).
+    announce_policy: AnnouncePolicy,
     /// Cancelled on SIGTERM/SIGINT: stop accepting, close every node.
     shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
@@ -118,6 +127,17 @@ impl Server {
             };
             anyhow::anyhow!("cannot listen on {}{hint}: {error}", config.listen)
         })?;
+        let listen = listener.local_addr().unwrap_or(config.listen);
+        // The machine's own names count only without --public-host.
+        let own = if config.public_host.is_empty() {
+            OwnIdentity::read()
+        } else {
+            OwnIdentity::default()
+        };
+        let announce_policy = AnnouncePolicy {
+            require_bound: config.require_bound_auth,
+            server_names: server_names::accepted_names(&config.public_host, listen, &own).into(),
+        };
         let stun = match config.stun_listen.0 {
             Some(addr) => Some(stun_service::bind(addr).await?),
             None => None,
@@ -127,7 +147,13 @@ impl Server {
         } else {
             let instance = InstanceId::random();
             let (outgoing, queued) = tokio::sync::mpsc::channel(config.nats_queue);
-            let hub = Hub::clustered(config.presence(), instance, config.cluster_expiry, outgoing);
+            let hub = Hub::clustered(
+                config.presence(),
+                instance,
+                config.cluster_expiry,
+                config.cluster_max_clock_skew,
+                outgoing,
+            );
             (hub, Some(cluster::connect(&config, instance, queued).await?))
         };
         let shared = Arc::new(Shared {
@@ -138,7 +164,7 @@ impl Server {
                 config.fairness.announce_sources,
             )),
             trusted_proxies: config.edge.trusted_proxies(),
-            fixed_policy: config.fixed_announce_policy(),
+            announce_policy,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             config,
@@ -160,6 +186,11 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or(self.shared.config.listen)
+    }
+
+    /// The server names bound announces are accepted for.
+    pub fn accepted_server_names(&self) -> &[String] {
+        &self.shared.announce_policy.server_names
     }
 
     /// The STUN service's UDP address, if it runs.

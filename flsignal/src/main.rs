@@ -32,6 +32,10 @@ fn run() -> anyhow::Result<()> {
             .stun_addr()
             .map_or_else(|| "off".to_owned(), |addr| addr.to_string());
         tracing::info!(listen = %server.local_addr(), %stun, "flsignal ready");
+        tracing::info!(
+            names = %server.accepted_server_names().join(","),
+            "bound announces are accepted for these server names (set them with --public-host)"
+        );
         let shutdown = server.shutdown_token();
         match hangup {
             Ok(hangup) => drop(tokio::spawn(reload_on_hangup(hangup, server.tls_certificate()))),

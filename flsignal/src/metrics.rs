@@ -49,6 +49,10 @@ pub struct Metrics {
     pub cluster_nodes: Gauge,
     /// PeerSetup frames to (`out`) and from (`in`) other instances.
     pub cluster_relays: Family<Direction, Counter>,
+    /// Messages from other instances refused, by reason (forged or broken:
+    /// bad node info, a registration time from the future, a relayed frame
+    /// that is not a PeerSetup between its sender and destination).
+    pub cluster_refused: Family<Reason, Counter>,
     /// STUN Binding Requests answered (success or 420).
     pub stun_answered: Counter,
     /// STUN datagrams not answered, by reason.
@@ -81,6 +85,7 @@ impl Metrics {
             cluster_instances: registered(r, "cluster_instances", "Cluster instances alive, this one included"),
             cluster_nodes: registered(r, "cluster_nodes", "Nodes online in the whole cluster"),
             cluster_relays: registered(r, "cluster_relayed_messages", "PeerSetup frames via NATS by direction"),
+            cluster_refused: registered(r, "cluster_refused", "Messages from other instances refused by reason"),
             stun_answered: registered(r, "stun_answered", "STUN Binding Requests answered"),
             stun_ignored: registered(r, "stun_ignored", "STUN datagrams not answered by reason"),
             registry,
@@ -116,6 +121,12 @@ impl Metrics {
             "cluster_down",
         ] {
             zero(&self.drops, reason);
+        }
+        for reason in ["malformed", "bad_node_info", "future_at", "relay_no_sender"] {
+            zero(&self.cluster_refused, reason);
+        }
+        for refusal in flproto::cluster_message::RelayRefusal::ALL {
+            zero(&self.cluster_refused, refusal.label());
         }
         for reason in crate::stun::Ignored::ALL {
             zero(&self.stun_ignored, reason.label());

@@ -11,11 +11,10 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, Request, StatusCode};
+use axum::http::{header, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
-use flproto::announce::{normalize_authority, AnnouncePolicy};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::admission;
@@ -55,7 +54,7 @@ async fn signalling(
         Ok(accepted) => accepted,
         Err(refusal) => return refusal.into_response(),
     };
-    let policy = announce_policy(&shared, request.headers());
+    let policy = shared.announce_policy.clone();
     let config = &shared.config;
     let ws_config = WebSocketConfig::default()
         .max_message_size(Some(config.max_message_size))
@@ -72,30 +71,6 @@ async fn signalling(
         }
     });
     response
-}
-
-/// The names a bound announce may be signed for: the configured public
-/// names, or else the Host header this client used.
-fn announce_policy(shared: &Shared, headers: &HeaderMap) -> AnnouncePolicy {
-    if let Some(policy) = &shared.fixed_policy {
-        return policy.clone();
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default();
-    let server_names = if host.is_empty() {
-        Vec::new()
-    } else {
-        // Without a port the client may have used ws:// or wss://.
-        let mut names = vec![normalize_authority(host, "ws"), normalize_authority(host, "wss")];
-        names.dedup();
-        names
-    };
-    AnnouncePolicy {
-        require_bound: shared.config.require_bound_auth,
-        server_names,
-    }
 }
 
 async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {

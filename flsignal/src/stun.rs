@@ -12,13 +12,11 @@
 //! A server answers with what it saw; anything that is not a well-formed
 //! Binding Request is dropped without a word, so the port is no reflector
 //! for spoofed garbage. A request naming attributes it requires us to
-//! understand and we do not gets the RFC's 420 error.
+//! understand and we do not gets the RFC's 420 error. How many replies go
+//! out at all is [`crate::stun_limit`]'s decision.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::net::SocketAddr;
 
-use flproto::rate::{RateLimit, TokenBucket};
 use rtc_stun::attributes::{
     AttrType, ATTR_ERROR_CODE, ATTR_FINGERPRINT, ATTR_MAPPED_ADDRESS, ATTR_MESSAGE_INTEGRITY,
     ATTR_MESSAGE_INTEGRITY_SHA256, ATTR_NONCE, ATTR_PASSWORD_ALGORITHM, ATTR_PRIORITY, ATTR_REALM,
@@ -36,17 +34,6 @@ use rtc_stun::xoraddr::XorMappedAddress;
 /// small attributes; ICE agents send well under 200. Anything longer is
 /// dropped unread rather than decoded.
 pub const DEFAULT_MAX_REQUEST: usize = 548;
-/// Binding Requests per second one source IP may have answered on average.
-/// ICE gathering sends one per local address and STUN server, plus
-/// retransmissions; many nodes behind one NAT share an address.
-pub const DEFAULT_RATE: RateLimit = RateLimit {
-    per_second: 20,
-    burst: 100,
-};
-/// Source addresses whose budgets are remembered. When the table is full
-/// it is emptied: a flood from many (spoofed) addresses costs bounded
-/// memory, and at worst gives everyone a fresh budget.
-pub const MAX_TRACKED_SOURCES: usize = 65_536;
 /// Most attribute types listed in a 420 reply; a longer list is cut, so the
 /// reply never grows with the request.
 const MAX_UNKNOWN_LISTED: usize = 8;
@@ -87,20 +74,23 @@ pub enum Ignored {
     NotBindingRequest,
     /// A FINGERPRINT that is wrong or not the last attribute.
     BadFingerprint,
-    /// The source used up its budget.
+    /// The source (address, or IPv6 prefix) used up its budget.
     RateLimited,
+    /// All sources together used up the global reply budget.
+    GlobalRateLimited,
     /// The reply could not be sent (socket buffer full).
     SendFailed,
 }
 
 impl Ignored {
-    pub const ALL: [Ignored; 7] = [
+    pub const ALL: [Ignored; 8] = [
         Ignored::TooLarge,
         Ignored::NotStun,
         Ignored::Malformed,
         Ignored::NotBindingRequest,
         Ignored::BadFingerprint,
         Ignored::RateLimited,
+        Ignored::GlobalRateLimited,
         Ignored::SendFailed,
     ];
 
@@ -112,6 +102,7 @@ impl Ignored {
             Ignored::NotBindingRequest => "not_binding_request",
             Ignored::BadFingerprint => "bad_fingerprint",
             Ignored::RateLimited => "rate_limited",
+            Ignored::GlobalRateLimited => "global_rate_limited",
             Ignored::SendFailed => "send_failed",
         }
     }
@@ -197,41 +188,6 @@ fn check_fingerprint(message: &Message) -> Result<(), Ignored> {
         return Err(Ignored::BadFingerprint);
     }
     FINGERPRINT.check(message).map_err(|_| Ignored::BadFingerprint)
-}
-
-/// Per-source token buckets: how many requests each IP address may have
-/// answered. Time is passed in.
-pub struct SourceLimiter {
-    limit: RateLimit,
-    max_sources: usize,
-    buckets: HashMap<IpAddr, TokenBucket>,
-}
-
-impl SourceLimiter {
-    pub fn new(limit: RateLimit, max_sources: usize) -> Self {
-        Self {
-            limit,
-            max_sources: max_sources.max(1),
-            buckets: HashMap::new(),
-        }
-    }
-
-    /// Spends one of `source`'s tokens if it has one.
-    pub fn allow(&mut self, source: IpAddr, now: Instant) -> bool {
-        let source = source.to_canonical();
-        if !self.buckets.contains_key(&source) && self.buckets.len() >= self.max_sources {
-            self.buckets.clear();
-        }
-        let limit = self.limit;
-        self.buckets
-            .entry(source)
-            .or_insert_with(|| TokenBucket::new(limit, now))
-            .try_take(now)
-    }
-
-    pub fn tracked(&self) -> usize {
-        self.buckets.len()
-    }
 }
 
 #[cfg(test)]

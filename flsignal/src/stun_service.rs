@@ -2,7 +2,8 @@
 //! read into a buffer one byte larger than the request limit (so an
 //! oversized one is recognised, not silently truncated into something
 //! that parses), checked against its source's budget, and handed to
-//! [`crate::stun::answer`]; the reply, if any, is sent without waiting.
+//! [`crate::stun::answer`]; the reply, if any, is checked against the
+//! global budget and sent without waiting.
 //! The task ends when the server shuts down.
 
 use std::net::SocketAddr;
@@ -12,7 +13,8 @@ use std::time::Instant;
 use tokio::net::UdpSocket;
 
 use crate::metrics::Metrics;
-use crate::stun::{self, Ignored, SourceLimiter};
+use crate::stun::{self, Ignored};
+use crate::stun_limit::ReplyBudget;
 use crate::Shared;
 
 /// Binds the STUN socket; a port in use is a one-line error.
@@ -32,7 +34,13 @@ pub async fn serve(socket: UdpSocket, shared: Arc<Shared>) {
     let config = &shared.config;
     let metrics = &shared.hub.metrics;
     let max_request = config.stun_max_request;
-    let mut limiter = SourceLimiter::new(config.stun_rate(), stun::MAX_TRACKED_SOURCES);
+    let mut budget = ReplyBudget::new(
+        config.stun_rate(),
+        config.stun_global_rate(),
+        config.edge.ipv6_prefix_len,
+        config.stun_max_sources,
+        Instant::now(),
+    );
     let mut buffer = vec![0u8; max_request + 1];
     loop {
         let received = tokio::select! {
@@ -48,11 +56,19 @@ pub async fn serve(socket: UdpSocket, shared: Arc<Shared>) {
                 continue;
             }
         };
-        let outcome = if limiter.allow(source.ip(), Instant::now()) {
+        let now = Instant::now();
+        let outcome = if budget.source_allows(source.ip(), now) {
             stun::answer(&buffer[..len], source, max_request)
         } else {
             Err(Ignored::RateLimited)
         };
+        let outcome = outcome.and_then(|reply| {
+            if budget.global_allows(now) {
+                Ok(reply)
+            } else {
+                Err(Ignored::GlobalRateLimited)
+            }
+        });
         let outcome = outcome.and_then(|reply| match socket.try_send_to(&reply, source) {
             Ok(_) => Ok(()),
             Err(_) => Err(Ignored::SendFailed),

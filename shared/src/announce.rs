@@ -20,6 +20,8 @@
 //!   message of ours, and the server name makes it useless at any other
 //!   server. `docs/protocol.md` documents the same bytes.
 
+use std::sync::Arc;
+
 use crate::identity::{verify, NodeKey, SignatureError};
 use crate::ids::{ChallengeNonce, NodeId};
 use crate::message::Announce;
@@ -95,8 +97,8 @@ pub struct AnnouncePolicy {
     /// Refuse version 3.
     pub require_bound: bool,
     /// Server authorities (`host:port`, lower case) a version-4 announce may
-    /// be bound to.
-    pub server_names: Vec<String>,
+    /// be bound to. Shared: every connection holds the same list.
+    pub server_names: Arc<[String]>,
 }
 
 /// A node whose Announce checked out.
@@ -186,7 +188,7 @@ mod tests {
     fn policy(names: &[&str]) -> AnnouncePolicy {
         AnnouncePolicy {
             require_bound: false,
-            server_names: names.iter().map(|n| n.to_string()).collect(),
+            server_names: names.iter().map(|n| n.to_string()).collect::<Vec<_>>().into(),
         }
     }
 
@@ -257,7 +259,7 @@ mod tests {
         let announce = sign_announce(&key, challenge, info(&key), &AnnounceAuth::Fledger);
         let strict = AnnouncePolicy {
             require_bound: true,
-            server_names: vec![],
+            server_names: Arc::from([]),
         };
         assert_eq!(
             verify_announce(&announce, &challenge, &strict),

@@ -3,6 +3,12 @@
 //!
 //! Relayed `PeerSetup` frames do not go through these types: they travel as
 //! the sender's exact bytes on a subject of their own (see `docs/cluster.md`).
+//!
+//! Nothing from NATS is taken on trust: whoever can publish there could
+//! otherwise hand our nodes anything. A [`NodeEntry`]'s node info is parsed,
+//! checked by the rules an Announce's is and serialised again
+//! ([`NodeEntry::checked_info`]); a relayed frame must be a `PeerSetup`
+//! between its named sender and its destination ([`check_relayed`]).
 
 use std::fmt;
 
@@ -10,6 +16,8 @@ use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use crate::ids::NodeId;
+use crate::message::NodeMessage;
+use crate::node_info::{NodeInfo, NodeInfoError};
 
 /// One running flsignal process in a cluster, random per start, so that a
 /// restarted instance is a new one and nothing of its predecessor lingers
@@ -75,6 +83,77 @@ pub struct NodeEntry {
     pub info: Box<RawValue>,
 }
 
+/// Why a [`NodeEntry`] from another instance is ignored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    #[error("node info is not NodeInfo JSON")]
+    Malformed,
+    #[error(transparent)]
+    NodeInfo(#[from] NodeInfoError),
+    #[error("node info names another node than the entry")]
+    OtherNode,
+}
+
+impl NodeEntry {
+    /// The node info as our nodes will see it: parsed, held to the rules of
+    /// an Announce's node info, and serialised by us, so that no field or
+    /// byte the other instance added survives.
+    pub fn checked_info(&self) -> Result<String, EntryError> {
+        let info: NodeInfo = serde_json::from_str(self.info.get()).map_err(|_| EntryError::Malformed)?;
+        let v3 = info.validated()?;
+        if v3.pubkey != self.node {
+            return Err(EntryError::OtherNode);
+        }
+        Ok(info.to_json())
+    }
+}
+
+/// Why a frame another instance relayed is not delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RelayRefusal {
+    #[error("relayed frame is not a PeerSetup")]
+    NotPeerSetup,
+    #[error("the sender of a relayed PeerSetup is neither id_init nor id_follow")]
+    WrongSender,
+    #[error("a relayed PeerSetup is not for the node it was sent to")]
+    NotForDestination,
+    #[error("a relayed PeerSetup is addressed to its sender")]
+    SelfAddressed,
+}
+
+impl RelayRefusal {
+    pub const ALL: [RelayRefusal; 4] = [
+        RelayRefusal::NotPeerSetup,
+        RelayRefusal::WrongSender,
+        RelayRefusal::NotForDestination,
+        RelayRefusal::SelfAddressed,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RelayRefusal::NotPeerSetup => "relay_not_setup",
+            RelayRefusal::WrongSender => "relay_wrong_sender",
+            RelayRefusal::NotForDestination => "relay_not_for_destination",
+            RelayRefusal::SelfAddressed => "relay_self_addressed",
+        }
+    }
+}
+
+/// Checks a frame another instance relayed from `from` to `to` the way the
+/// session checked it at the sender's: a `PeerSetup` whose sender is one
+/// of its two parties and whose other party is `to`.
+pub fn check_relayed(text: &str, from: &NodeId, to: &NodeId) -> Result<(), RelayRefusal> {
+    let Ok(NodeMessage::PeerSetup(setup)) = serde_json::from_str::<NodeMessage>(text) else {
+        return Err(RelayRefusal::NotPeerSetup);
+    };
+    match setup.counterpart_of(from) {
+        None => Err(RelayRefusal::WrongSender),
+        Some(other) if other == *from => Err(RelayRefusal::SelfAddressed),
+        Some(other) if other != *to => Err(RelayRefusal::NotForDestination),
+        Some(_) => Ok(()),
+    }
+}
+
 /// A presence message between instances (JSON on NATS).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ClusterMessage {
@@ -128,6 +207,91 @@ mod tests {
         assert_eq!("0123456789abcdef".parse::<InstanceId>().unwrap(), id);
         assert!("123".parse::<InstanceId>().is_err());
         assert!("0123456789abcdeg".parse::<InstanceId>().is_err());
+    }
+
+    fn entry_with_info(node: NodeId, info: &str) -> NodeEntry {
+        NodeEntry {
+            node,
+            at: 1,
+            bound: true,
+            info: RawValue::from_string(info.to_owned()).unwrap(),
+        }
+    }
+
+    #[test]
+    fn entry_info_is_checked_and_serialised_again() {
+        let id = NodeId([1; 32]);
+        let spaced = format!(
+            r#"{{ "NodeInfoV3" : {{"name":"a","client":"c","pubkey":"{id}","modules":"STAT","extra":"dropped"}} }}"#
+        );
+        let info = entry_with_info(id, &spaced).checked_info().unwrap();
+        assert_eq!(info, NodeInfo::v3("a", "c", id, "STAT").to_json());
+        assert!(!info.contains("extra"));
+    }
+
+    #[test]
+    fn entry_info_is_held_to_the_announce_rules() {
+        let id = NodeId([1; 32]);
+        let bad_modules = NodeInfo::v3("a", "c", id, "NOPE").to_json();
+        assert!(matches!(
+            entry_with_info(id, &bad_modules).checked_info(),
+            Err(EntryError::NodeInfo(NodeInfoError::UnknownModule(_)))
+        ));
+        let long = NodeInfo::v3(&"x".repeat(10_000), "c", id, "").to_json();
+        assert!(matches!(
+            entry_with_info(id, &long).checked_info(),
+            Err(EntryError::NodeInfo(NodeInfoError::TooLong { .. }))
+        ));
+        let other = NodeInfo::v3("a", "c", NodeId([2; 32]), "").to_json();
+        assert_eq!(entry_with_info(id, &other).checked_info(), Err(EntryError::OtherNode));
+        for malformed in ["null", "42", r#"{"NodeInfoV9":{}}"#, r#""text""#] {
+            assert_eq!(
+                entry_with_info(id, malformed).checked_info(),
+                Err(EntryError::Malformed),
+                "{malformed}"
+            );
+        }
+        let obsolete = entry_with_info(id, r#"{"NodeInfoV1":{"x":1}}"#);
+        assert_eq!(
+            obsolete.checked_info(),
+            Err(EntryError::NodeInfo(NodeInfoError::Obsolete))
+        );
+    }
+
+    fn setup(init: NodeId, follow: NodeId) -> String {
+        format!(r#"{{"PeerSetup":{{"id_init":"{init}","id_follow":"{follow}","message":"Init"}}}}"#)
+    }
+
+    #[test]
+    fn a_relayed_setup_must_be_between_its_sender_and_its_destination() {
+        let (from, to, third) = (NodeId([1; 32]), NodeId([2; 32]), NodeId([3; 32]));
+        assert_eq!(check_relayed(&setup(from, to), &from, &to), Ok(()));
+        assert_eq!(check_relayed(&setup(to, from), &from, &to), Ok(()));
+        assert_eq!(
+            check_relayed(&setup(third, to), &from, &to),
+            Err(RelayRefusal::WrongSender)
+        );
+        assert_eq!(
+            check_relayed(&setup(from, third), &from, &to),
+            Err(RelayRefusal::NotForDestination)
+        );
+        assert_eq!(
+            check_relayed(&setup(from, from), &from, &from),
+            Err(RelayRefusal::SelfAddressed)
+        );
+        for not_setup in [
+            "",
+            "{}",
+            r#""ListIDsRequest""#,
+            r#"{"PeerSetup":{"id_init":"00","id_follow":"11","message":"Init"}}"#,
+            r#"{"Error":"x"}"#,
+        ] {
+            assert_eq!(
+                check_relayed(not_setup, &from, &to),
+                Err(RelayRefusal::NotPeerSetup),
+                "{not_setup}"
+            );
+        }
     }
 
     #[test]

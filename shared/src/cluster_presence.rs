@@ -19,6 +19,12 @@
 //! * **Liveness by heartbeat.** An instance not heard from for `expiry` is
 //!   gone with all its nodes: that is how a crashed instance, or one cut off
 //!   from NATS, disappears.
+//! * **No claims from the future.** A registration time later than our wall
+//!   clock plus [`DEFAULT_MAX_CLOCK_SKEW`] cannot come from an instance
+//!   whose clock is right ([`believable_at`]): such a claim is refused,
+//!   not clamped, since even a clamped one would be newer than every real
+//!   registration and evict the node (and `at = u64::MAX` would have held
+//!   it against every later registration for good).
 //! * **Snapshots replace.** A snapshot of an instance lists all it holds;
 //!   when its last part arrives, the instance's other nodes are gone.
 
@@ -32,9 +38,21 @@ use crate::ids::NodeId;
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// Default silence after which an instance and its nodes are gone.
 pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(3);
+/// Default allowance for another instance's clock running ahead of ours;
+/// NTP keeps machines within milliseconds, so seconds leave ample room.
+/// It must cover the largest difference between any two instances' clocks.
+pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(5);
 /// Heartbeats in a row whose node count disagrees with ours before we ask
 /// that instance for a snapshot (one can be in flight with a change).
 pub const MISMATCHES_BEFORE_RESYNC: u8 = 2;
+
+/// Whether `at`, a registration time (microseconds since the Unix epoch)
+/// another instance announced, is possible at our wall-clock time `now_us`
+/// with clocks apart by at most `max_skew`.
+pub fn believable_at(at: u64, now_us: u64, max_skew: Duration) -> bool {
+    let skew = u64::try_from(max_skew.as_micros()).unwrap_or(u64::MAX);
+    at <= now_us.saturating_add(skew)
+}
 
 /// Who holds a node, and since when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -164,3 +164,17 @@ fn a_lasting_count_mismatch_asks_for_a_snapshot() {
     assert!(!t.remote_heartbeat(B, 1, now));
     assert!(!t.remote_heartbeat(B, 2, now));
 }
+
+#[test]
+fn registration_times_beyond_the_skew_allowance_are_not_believable() {
+    let now_us = 1_700_000_000_000_000;
+    let skew = DEFAULT_MAX_CLOCK_SKEW;
+    assert!(believable_at(now_us, now_us, skew));
+    assert!(believable_at(0, now_us, skew));
+    assert!(believable_at(now_us + 5_000_000, now_us, skew));
+    assert!(!believable_at(now_us + 5_000_001, now_us, skew));
+    assert!(!believable_at(u64::MAX, now_us, skew));
+    // A wall clock near the end of time does not overflow.
+    assert!(believable_at(u64::MAX, u64::MAX - 1, skew));
+    assert!(believable_at(5, 0, Duration::MAX));
+}

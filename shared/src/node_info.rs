@@ -86,6 +86,12 @@ impl NodeInfo {
         })
     }
 
+    /// The wire form, as repeated in node lists.
+    pub fn to_json(&self) -> String {
+        // Strings and a hex ID only: serialising cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
     /// Returns the version-3 info if it is acceptable to relay to others.
     pub fn validated(&self) -> Result<&NodeInfoV3, NodeInfoError> {
         let NodeInfo::NodeInfoV3(info) = self else {

@@ -14,7 +14,7 @@ const SERVER: &str = "signal.test:8765";
 fn policy() -> AnnouncePolicy {
     AnnouncePolicy {
         require_bound: false,
-        server_names: vec![SERVER.into()],
+        server_names: vec![SERVER.to_owned()].into(),
     }
 }
 

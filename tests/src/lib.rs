@@ -21,6 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod cluster;
 pub mod flnode;
 pub mod hostile_relay;
 pub mod nat;
@@ -57,7 +58,20 @@ pub struct Client {
 impl Client {
     /// Connects and reads the challenge.
     pub async fn connect(url: &str) -> anyhow::Result<Client> {
-        let (socket, _) = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(url))
+        Self::connect_with_host(url, None).await
+    }
+
+    /// Like [`Client::connect`], presenting `host` in the Host header
+    /// instead of the URL's authority (as a relaying server would).
+    pub async fn connect_with_host(url: &str, host: Option<&str>) -> anyhow::Result<Client> {
+        use tungstenite::client::IntoClientRequest;
+        let mut request = url.into_client_request()?;
+        if let Some(host) = host {
+            request
+                .headers_mut()
+                .insert(tungstenite::http::header::HOST, host.parse()?);
+        }
+        let (socket, _) = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(request))
             .await
             .context("connect timed out")??;
         Client::from_socket(socket, url).await

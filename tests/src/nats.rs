@@ -44,16 +44,31 @@ pub struct NatsServer {
     binary: PathBuf,
     pub addr: SocketAddr,
     child: Option<tokio::process::Child>,
+    /// Its configuration file, if it has one (kept for restarts).
+    config: Option<tempfile::TempPath>,
 }
 
 impl NatsServer {
     /// Starts `binary` on a free port of 127.0.0.1 and waits until it accepts.
     pub async fn start(binary: PathBuf) -> anyhow::Result<NatsServer> {
+        Self::start_configured(binary, None).await
+    }
+
+    /// Like [`NatsServer::start`], with `config` as its configuration file
+    /// (the address and port flags override any `listen` in it).
+    pub async fn start_with_config(binary: PathBuf, config: &str) -> anyhow::Result<NatsServer> {
+        let mut file = tempfile::Builder::new().suffix(".conf").tempfile()?;
+        std::io::Write::write_all(&mut file, config.as_bytes())?;
+        Self::start_configured(binary, Some(file.into_temp_path())).await
+    }
+
+    async fn start_configured(binary: PathBuf, config: Option<tempfile::TempPath>) -> anyhow::Result<NatsServer> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let mut server = NatsServer {
             binary,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             child: None,
+            config,
         };
         server.spawn().await?;
         Ok(server)
@@ -78,6 +93,9 @@ impl NatsServer {
 
     async fn spawn(&mut self) -> anyhow::Result<()> {
         let mut command = tokio::process::Command::new(&self.binary);
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
         command
             .args(["-a", "127.0.0.1", "-p", &self.addr.port().to_string()])
             .stdin(Stdio::null())

@@ -1,5 +1,7 @@
 //! Three real `flsignal` processes clustered through a real `nats-server`
-//! (Debian's package), started by each test on a free loopback port:
+//! (Debian's package), started by each test on a free loopback port with
+//! the documented configuration (docs/nats-cluster.conf: an NKey per
+//! instance, subject permissions):
 //! presence across instances, byte-exact relay between them, newest
 //! connection wins cluster-wide, a killed instance, a NATS restart.
 //!
@@ -9,8 +11,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use e2e::nats::{binary_or_skip, NatsServer};
-use e2e::{http_get, Client, Event, ServerProcess, PATIENCE};
+use e2e::cluster::{expect_news, healthz, join, wait_for, Cluster};
+use e2e::{http_get, Event, PATIENCE};
 use flproto::identity::NodeKey;
 use flproto::message::{ServerMessage, SetupMessage};
 use flproto::NodeId;
@@ -19,93 +21,6 @@ use flproto::NodeId;
 /// presence: the default expiry (3 s), a heartbeat and a news interval,
 /// with room for a loaded machine.
 const VANISH_WITHIN: Duration = Duration::from_secs(8);
-
-struct Cluster {
-    nats: NatsServer,
-    servers: Vec<ServerProcess>,
-}
-
-impl Cluster {
-    /// NATS and `count` flsignal instances clustered through it, or `None`
-    /// when nats-server is not installed (outside CI).
-    async fn start(test: &str, count: usize) -> Option<Cluster> {
-        let binary = binary_or_skip(test)?;
-        let nats = NatsServer::start(binary).await.unwrap();
-        let mut servers = Vec::new();
-        for _ in 0..count {
-            servers.push(start_instance(&nats).await);
-        }
-        let cluster = Cluster { nats, servers };
-        for server in &cluster.servers {
-            wait_for(server, "all instances alive", |h| h["instances"] == count as u64).await;
-        }
-        Some(cluster)
-    }
-
-    fn url(&self, index: usize) -> String {
-        self.servers[index].url()
-    }
-}
-
-async fn start_instance(nats: &NatsServer) -> ServerProcess {
-    ServerProcess::start(&["--nats", &nats.url(), "--presence-interval", "100ms"], &[])
-        .await
-        .unwrap()
-}
-
-async fn healthz(server: &ServerProcess) -> serde_json::Value {
-    let (status, body) = http_get(server.addr, "/healthz").await.unwrap();
-    assert!(status.contains("200"), "{status}");
-    serde_json::from_str(&body).unwrap()
-}
-
-/// Polls `/healthz` of `server` until `check` holds.
-async fn wait_for(server: &ServerProcess, what: &str, check: impl Fn(&serde_json::Value) -> bool) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let health = healthz(server).await;
-        if check(&health) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {PATIENCE:?}; last /healthz {health}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Joins with a bound announce, so the client gets `PresenceNews`.
-async fn join(url: &str, key: &NodeKey) -> (Client, Vec<NodeId>) {
-    Client::join(url, key, &Client::bound_auth(url)).await.unwrap()
-}
-
-/// Reads presence news until `node` has joined (or left), skipping others.
-async fn expect_news(client: &mut Client, node: NodeId, joined: bool, within: Duration) {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let event = client.next_within(wait).await.unwrap();
-        let Some(event) = event else {
-            panic!(
-                "no news that {node} {} within {within:?}",
-                if joined { "joined" } else { "left" }
-            );
-        };
-        if let Event::Frame(ServerMessage::PresenceNews(news)) = event {
-            let listed = if joined {
-                e2e::ids_of(&news.joined).contains(&node)
-            } else {
-                news.left.contains(&node)
-            };
-            if listed {
-                return;
-            }
-        } else if let Event::Closed(code) = event {
-            panic!("closed ({code:?}) while waiting for news of {node}");
-        }
-    }
-}
 
 fn setup_text(from: NodeId, to: NodeId, sdp: &str) -> String {
     // Our nodes' later protocol fields ride along; spacing as a sender

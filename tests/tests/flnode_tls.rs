@@ -15,9 +15,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::TlsAcceptor;
 
-/// Accepts TLS on a loopback port and forwards the plain bytes to
-/// `upstream`; the task ends with the test.
-async fn tls_terminator(upstream: SocketAddr) -> (SocketAddr, String, tokio::task::JoinHandle<()>) {
+/// Accepts TLS on `listener` and forwards the plain bytes to `upstream`;
+/// the task ends with the test.
+async fn tls_terminator(listener: TcpListener, upstream: SocketAddr) -> (String, tokio::task::JoinHandle<()>) {
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()));
     let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
@@ -29,8 +29,6 @@ async fn tls_terminator(upstream: SocketAddr) -> (SocketAddr, String, tokio::tas
     .with_single_cert(vec![certified.cert.der().clone()], key)
     .unwrap();
     let acceptor = TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
@@ -45,13 +43,20 @@ async fn tls_terminator(upstream: SocketAddr) -> (SocketAddr, String, tokio::tas
             });
         }
     });
-    (addr, certified.cert.pem(), task)
+    (certified.cert.pem(), task)
 }
 
 #[tokio::test]
 async fn flnode_registers_over_wss_and_refuses_an_unknown_certificate() {
-    let server = ServerProcess::start(&[], &[]).await.unwrap();
-    let (tls_addr, certificate, _terminator) = tls_terminator(server.addr).await;
+    // Behind a TLS terminator the name nodes dial is the terminator's, so
+    // the server is told it with --public-host (as a public one would be).
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tls_addr = listener.local_addr().unwrap();
+    let public_host = format!("localhost:{}", tls_addr.port());
+    let server = ServerProcess::start(&["--public-host", &public_host], &[])
+        .await
+        .unwrap();
+    let (certificate, _terminator) = tls_terminator(listener, server.addr).await;
     registers_over_wss_only_with_the_ca(tls_addr.port(), certificate).await;
 }
 

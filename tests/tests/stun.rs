@@ -95,6 +95,34 @@ async fn one_source_is_rate_limited() {
 }
 
 #[tokio::test]
+async fn the_global_budget_caps_replies_to_all_sources_together() {
+    // Each source has budget to spare; together they have three replies
+    // (and a slow refill), as under a flood with spoofed sources.
+    let args = ["--stun-global-burst", "3", "--stun-global-rate-per-second", "1"];
+    let server = ServerProcess::start(&args, &[]).await.unwrap();
+    let stun = server.stun_addr.unwrap();
+    let mut answered = 0;
+    let sources = 8;
+    for last in 1..=sources {
+        // 127.0.0.1 to 127.0.0.8: eight loopback sources.
+        let socket = UdpSocket::bind(format!("127.0.0.{last}:0")).await.unwrap();
+        if mapped_address(&socket, stun, SILENCE).await.unwrap().is_some() {
+            answered += 1;
+        }
+    }
+    let (_, metrics) = http_get(server.addr, "/metrics").await.unwrap();
+    let refused = series(&metrics, "flsignal_stun_ignored_total{reason=\"global_rate_limited\"}");
+    assert!(answered >= 3, "the burst is answered: {answered}");
+    assert!(refused >= 1.0, "{metrics}");
+    assert_eq!(f64::from(answered) + refused, f64::from(sources), "{metrics}");
+    assert_eq!(
+        series(&metrics, "flsignal_stun_ignored_total{reason=\"rate_limited\"}"),
+        0.0,
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
 async fn stun_can_be_turned_off() {
     let server = ServerProcess::start(&["--stun-listen", "off"], &[]).await.unwrap();
     assert_eq!(server.stun_addr, None);
