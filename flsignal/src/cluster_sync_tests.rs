@@ -54,6 +54,7 @@ fn handle(conn: u64) -> (PeerHandle, flume::Receiver<crate::hub::Outbound>) {
         conn,
         outbox,
         kill: Arc::new(Kill::default()),
+        news: Default::default(),
     };
     (handle, inbox)
 }

@@ -216,6 +216,9 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "FLSIGNAL_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub trim: crate::heap::TrimConfig,
 }
 
 impl Default for Config {
@@ -300,6 +303,7 @@ impl Config {
             self.stun_rate_per_second >= 1 && self.stun_rate_burst >= 1,
             "--stun-rate-per-second and --stun-rate-burst must be at least 1"
         );
+        self.trim.validate()?;
         self.validate_cluster()
     }
 

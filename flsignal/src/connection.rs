@@ -53,6 +53,7 @@ pub async fn run(socket: ServerSocket, shared: Arc<Shared>, policy: AnnouncePoli
         conn: shared.hub.next_conn_id(),
         outbox,
         kill: Arc::new(Kill::default()),
+        news: Default::default(),
     };
     let mut actions = Vec::new();
     let session = ServerSession::new(

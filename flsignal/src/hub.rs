@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::metrics::Metrics;
+use crate::news::{NewsGuard, NewsInFlight};
 
 /// A frame waiting in a connection's outbound queue.
 #[derive(Debug)]
@@ -32,6 +33,9 @@ pub struct Outbound {
     pub text: Utf8Bytes,
     /// When a relayed frame arrived at the server, for the latency histogram.
     pub relayed_at: Option<Instant>,
+    /// Set on presence news: lets the hub render the next news frame for
+    /// this connection once this one is out of the queue.
+    pub news: Option<NewsGuard>,
 }
 
 /// Lets other tasks end a connection whose queue they cannot use (it is
@@ -70,6 +74,7 @@ pub struct PeerHandle {
     pub conn: u64,
     pub outbox: flume::Sender<Outbound>,
     pub kill: Arc<Kill>,
+    pub news: NewsInFlight,
 }
 
 /// Who holds a node: a connection of this server, or another instance.
@@ -310,12 +315,26 @@ impl Hub {
         }
     }
 
-    /// Sends every node its pending join/leave news.
+    /// Sends every node its pending join/leave news, except nodes whose
+    /// previous news frame is still queued: theirs waits for a later tick
+    /// (see [`crate::news`]).
     pub fn flush_news(&self) {
-        let news = self.state.lock().presence.drain_news();
+        let ready = |holder: &Holder| match holder {
+            Holder::Local(handle) => !handle.news.is_queued(),
+            Holder::Remote(_) => true,
+        };
+        let news = self.state.lock().presence.drain_news_where(ready);
         for (holder, frame) in news {
             if let Holder::Local(handle) = holder {
-                self.deliver(&handle, frame.into(), None);
+                let news = handle.news.mark();
+                self.enqueue(
+                    &handle,
+                    Outbound {
+                        text: frame.into(),
+                        relayed_at: None,
+                        news: Some(news),
+                    },
+                );
             }
         }
     }
@@ -339,7 +358,18 @@ impl Hub {
     /// Tries the queue; a full queue means the client does not read, so it
     /// is disconnected rather than allowed to hold anyone up.
     pub(crate) fn deliver(&self, handle: &PeerHandle, text: Utf8Bytes, relayed_at: Option<Instant>) -> bool {
-        match handle.outbox.try_send(Outbound { text, relayed_at }) {
+        self.enqueue(
+            handle,
+            Outbound {
+                text,
+                relayed_at,
+                news: None,
+            },
+        )
+    }
+
+    fn enqueue(&self, handle: &PeerHandle, outbound: Outbound) -> bool {
+        match handle.outbox.try_send(outbound) {
             Ok(()) => true,
             Err(flume::TrySendError::Full(_)) => {
                 Metrics::count(&self.metrics.drops, "slow_reader");

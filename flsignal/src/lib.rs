@@ -10,7 +10,9 @@
 //! * [`connection`] drives one WebSocket through `flproto::session`, and
 //!   [`coalesce`] turns its queued frames into one write and
 //!   [`read_ahead`] its small reads into one;
-//! * [`hub`] is what connections share: presence, relay, news;
+//! * [`hub`] is what connections share: presence, relay, news, and
+//!   [`news`] keeps one news frame per connection in its queue at most;
+//! * [`heap`] gives freed memory back to the system after many nodes left;
 //! * [`cluster_sync`] applies what other instances of a cluster say, and
 //!   [`cluster`] is the NATS edge that carries it (only with `--nats`);
 //! * [`stun`] answers STUN Binding Requests (bytes in, bytes out) and
@@ -22,9 +24,11 @@ pub mod cluster_sync;
 pub mod coalesce;
 pub mod config;
 pub mod connection;
+pub mod heap;
 pub mod hub;
 pub mod listener;
 pub mod metrics;
+pub mod news;
 pub mod read_ahead;
 pub mod routes;
 pub mod stun;

@@ -30,6 +30,7 @@ fn run() -> anyhow::Result<()> {
             .stun_addr()
             .map_or_else(|| "off".to_owned(), |addr| addr.to_string());
         tracing::info!(listen = %server.local_addr(), %stun, "flsignal ready");
+        tokio::spawn(flsignal::heap::trim_after_leaves(server.shared()));
         let shutdown = server.shutdown_token();
         tokio::spawn(async move {
             wait_for_signal().await;

@@ -38,6 +38,10 @@ pub const DEFAULT_MAX_LIST_LEN: usize = 100;
 /// Default number of views one join is added to, at most.
 pub const DEFAULT_JOIN_FANOUT: usize = 256;
 
+/// The tables shrink when fewer than one in this many of their slots is
+/// used (see `Presence::shrink`).
+const SHRINK_BELOW: usize = 4;
+
 /// Limits of the presence bookkeeping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PresenceConfig {
@@ -261,7 +265,21 @@ impl<T: Clone> Presence<T> {
             self.with_room.insert(watcher);
             self.queue(watcher);
         }
+        if self.all.len() * SHRINK_BELOW < self.all.capacity() {
+            self.shrink();
+        }
         true
+    }
+
+    /// Gives back the room of members who left, once most have: after a
+    /// crowd leaves, its tables should not stay at their largest for good.
+    /// Shrinking at a quarter keeps it amortised O(1) per leave.
+    fn shrink(&mut self) {
+        self.members.0.shrink_to_fit();
+        self.by_id.shrink_to_fit();
+        self.all.shrink_to_fit();
+        self.with_room.shrink_to_fit();
+        self.queued.shrink_to_fit();
     }
 
     /// A fresh random node list for `id`, which becomes its view.
@@ -273,6 +291,15 @@ impl<T: Clone> Presence<T> {
 
     /// Takes every pending change as one frame per node that has news.
     pub fn drain_news(&mut self) -> Vec<(T, String)> {
+        self.drain_news_where(|_| true)
+    }
+
+    /// Like [`Presence::drain_news`], but only for nodes whose handle is
+    /// `ready` for a frame; the others keep their news, which goes on
+    /// accumulating (as slots, not as text, and up to a resync) until a
+    /// later call finds them ready. The server uses it to hold at most one
+    /// unsent news frame per node, however long a storm of joins lasts.
+    pub fn drain_news_where(&mut self, mut ready: impl FnMut(&T) -> bool) -> Vec<(T, String)> {
         let queued = std::mem::take(&mut self.queued);
         let mut frames = Vec::with_capacity(queued.len());
         for slot in queued {
@@ -280,6 +307,10 @@ impl<T: Clone> Presence<T> {
                 continue;
             };
             if !member.news.queued {
+                continue;
+            }
+            if !ready(&member.handle) {
+                self.queued.push(slot);
                 continue;
             }
             let news = std::mem::take(&mut member.news);
@@ -363,7 +394,7 @@ impl<T: Clone> Presence<T> {
 
     fn node_list_frame(&self, slot: Slot) -> String {
         let view = &self.members[slot].view;
-        let mut frame = String::with_capacity(18 + view.len() * 200);
+        let mut frame = String::with_capacity(20 + self.infos_len(view));
         frame.push_str(r#"{"ListIDsReply":["#);
         self.push_infos(&mut frame, view);
         frame.push_str("]}");
@@ -371,7 +402,7 @@ impl<T: Clone> Presence<T> {
     }
 
     fn news_frame(&self, news: &News) -> String {
-        let mut frame = String::with_capacity(40 + news.joined.len() * 200 + news.left.len() * 67);
+        let mut frame = String::with_capacity(40 + self.infos_len(&news.joined) + news.left.len() * 67);
         frame.push_str(r#"{"PresenceNews":{"joined":["#);
         self.push_infos(&mut frame, &news.joined);
         frame.push_str(r#"],"left":["#);
@@ -385,6 +416,12 @@ impl<T: Clone> Presence<T> {
         }
         frame.push_str("]}}");
         frame
+    }
+
+    /// Bytes of the members' `NodeInfo`s, commas included: frames are
+    /// allocated at their final size, as thousands may wait to be written.
+    fn infos_len(&self, slots: &[Slot]) -> usize {
+        slots.iter().map(|&slot| self.members[slot].info_json.len() + 1).sum()
     }
 
     fn push_infos(&self, frame: &mut String, slots: &[Slot]) {
