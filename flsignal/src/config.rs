@@ -252,6 +252,9 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "FLSIGNAL_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub trim: crate::heap::TrimConfig,
 }
 
 impl Default for Config {
@@ -342,6 +345,7 @@ impl Config {
         );
         anyhow::ensure!(self.stun_max_sources >= 1, "--stun-max-sources must be at least 1");
         self.edge.validate()?;
+        self.trim.validate()?;
         self.validate_cluster()
     }
 

@@ -298,14 +298,20 @@ impl Hub {
         self.cluster.as_ref().map(|side| &side.refused)
     }
 
-    /// Sends every node its pending join/leave news. A frame that does not
-    /// fit a full queue is lost, so that node's next news is its whole view.
+    /// Sends every node its pending join/leave news, except nodes whose
+    /// previous news frame is still queued: theirs waits for a later tick
+    /// (see [`crate::news`]). A frame that does not fit a full queue is
+    /// lost, so that node's next news is its whole view.
     pub fn flush_news(&self) {
-        let news = self.state.lock().presence.drain_news(Instant::now());
+        let ready = |holder: &Holder| match holder {
+            Holder::Local(handle) => !handle.news.is_queued(),
+            Holder::Remote(_) => true,
+        };
+        let news = self.state.lock().presence.drain_news_where(Instant::now(), ready);
         let mut lost = Vec::new();
         for (id, holder, frame) in news {
             if let Holder::Local(handle) = holder {
-                if self.deliver(&handle, frame.into(), None, None) == Delivery::QueueFull {
+                if self.deliver_news(&handle, frame.into()) == Delivery::QueueFull {
                     lost.push(id);
                 }
             }
@@ -342,6 +348,16 @@ impl Hub {
         sender: Option<(u64, RelayShare)>,
     ) -> Delivery {
         let delivery = handle.offer(text, relayed_at, sender);
+        if let Some(reason) = delivery.drop_label() {
+            Metrics::count(&self.metrics.drops, reason);
+        }
+        delivery
+    }
+
+    /// Offers a news frame, marked so that no other is rendered for this
+    /// connection until it has left the queue.
+    fn deliver_news(&self, handle: &PeerHandle, text: Utf8Bytes) -> Delivery {
+        let delivery = handle.offer_news(text);
         if let Some(reason) = delivery.drop_label() {
             Metrics::count(&self.metrics.drops, reason);
         }

@@ -13,7 +13,9 @@
 //!   [`coalesce`] turns its queued frames into one write and
 //!   [`read_ahead`] its small reads into one;
 //! * [`hub`] is what connections share: presence, relay, news, and
-//!   [`outbox`] how it reaches one connection (fair shares of its queue);
+//!   [`outbox`] how it reaches one connection (fair shares of its queue),
+//!   [`news`] keeps one news frame per connection in its queue at most;
+//! * [`heap`] gives freed memory back to the system after many nodes left;
 //! * [`fragment_watch`] notices messages left incomplete;
 //! * [`cluster_sync`] applies what other instances of a cluster say,
 //!   [`cluster`] is the NATS edge that carries it (only with `--nats`) and
@@ -34,9 +36,11 @@ pub mod connection;
 pub mod edge_config;
 pub mod fairness_config;
 pub mod fragment_watch;
+pub mod heap;
 pub mod hub;
 pub mod listener;
 pub mod metrics;
+pub mod news;
 pub mod outbox;
 pub mod proxy_header;
 pub mod read_ahead;

@@ -36,6 +36,7 @@ fn run() -> anyhow::Result<()> {
             names = %server.accepted_server_names().join(","),
             "bound announces are accepted for these server names (set them with --public-host)"
         );
+        tokio::spawn(flsignal::heap::trim_after_leaves(server.shared()));
         let shutdown = server.shutdown_token();
         match hangup {
             Ok(hangup) => drop(tokio::spawn(reload_on_hangup(hangup, server.tls_certificate()))),

@@ -12,6 +12,8 @@ use std::time::Instant;
 
 use flproto::close::CloseReason;
 use flproto::relay_share::{InFlight, RelayShare};
+
+use crate::news::{NewsGuard, NewsInFlight};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -25,6 +27,9 @@ pub struct Outbound {
     /// The sending connection of a relayed frame, whose share of this
     /// queue the frame is booked against until it is written.
     pub sender: Option<u64>,
+    /// Set on presence news: lets the hub render the next news frame for
+    /// this connection once this one is out of the queue.
+    pub news: Option<NewsGuard>,
 }
 
 /// Lets other tasks end a connection (the node announced elsewhere).
@@ -89,6 +94,8 @@ pub struct PeerHandle {
     /// Relayed frames in the queue, by sender; empty and unallocated
     /// while none are.
     pub in_flight: Arc<Mutex<InFlight<u64>>>,
+    /// Whether a news frame for this connection is in its queue.
+    pub news: NewsInFlight,
 }
 
 impl PeerHandle {
@@ -99,6 +106,7 @@ impl PeerHandle {
             outbox,
             kill: Arc::default(),
             in_flight: Arc::default(),
+            news: NewsInFlight::default(),
         }
     }
 
@@ -115,16 +123,32 @@ impl PeerHandle {
             text,
             relayed_at,
             sender: sender.map(|(from, _)| from),
+            news: None,
         };
-        let delivery = match self.outbox.try_send(outbound) {
-            Ok(()) => return Delivery::Queued,
-            Err(flume::TrySendError::Full(_)) => Delivery::QueueFull,
-            Err(flume::TrySendError::Disconnected(_)) => Delivery::Closing,
-        };
-        if let Some((from, _)) = sender {
+        let delivery = self.push(outbound);
+        if let (Some((from, _)), false) = (sender, delivery == Delivery::Queued) {
             self.in_flight.lock().release(from, bytes);
         }
         delivery
+    }
+
+    /// Queues a presence news frame if it fits, marked as this connection's
+    /// one news frame in flight until it is written or dropped.
+    pub fn offer_news(&self, text: Utf8Bytes) -> Delivery {
+        self.push(Outbound {
+            text,
+            relayed_at: None,
+            sender: None,
+            news: Some(self.news.mark()),
+        })
+    }
+
+    fn push(&self, outbound: Outbound) -> Delivery {
+        match self.outbox.try_send(outbound) {
+            Ok(()) => Delivery::Queued,
+            Err(flume::TrySendError::Full(_)) => Delivery::QueueFull,
+            Err(flume::TrySendError::Disconnected(_)) => Delivery::Closing,
+        }
     }
 
     /// Un-books a relayed frame taken off the queue.

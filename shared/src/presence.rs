@@ -44,6 +44,10 @@ pub const DEFAULT_JOIN_FANOUT: usize = 256;
 /// list is up to ~20 KB, and churn must not turn it into a stream.
 pub const DEFAULT_MIN_LIST_PUSH_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The tables shrink when fewer than one in this many of their slots is
+/// used (see `Presence::shrink`).
+const SHRINK_BELOW: usize = 4;
+
 /// Limits of the presence bookkeeping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PresenceConfig {
@@ -285,7 +289,21 @@ impl<T: Clone> Presence<T> {
             self.with_room.insert(watcher);
             self.queue(watcher);
         }
+        if self.all.len() * SHRINK_BELOW < self.all.capacity() {
+            self.shrink();
+        }
         true
+    }
+
+    /// Gives back the room of members who left, once most have: after a
+    /// crowd leaves, its tables should not stay at their largest for good.
+    /// Shrinking at a quarter keeps it amortised O(1) per leave.
+    fn shrink(&mut self) {
+        self.members.0.shrink_to_fit();
+        self.by_id.shrink_to_fit();
+        self.all.shrink_to_fit();
+        self.with_room.shrink_to_fit();
+        self.queued.shrink_to_fit();
     }
 
     /// A fresh random node list for `id`, which becomes its view.
@@ -299,6 +317,15 @@ impl<T: Clone> Presence<T> {
     /// with the node and its handle, except for nodes due a full list that
     /// had one too recently: they stay queued.
     pub fn drain_news(&mut self, now: Instant) -> Vec<(NodeId, T, String)> {
+        self.drain_news_where(now, |_| true)
+    }
+
+    /// Like [`Presence::drain_news`], but only for nodes whose handle is
+    /// `ready` for a frame; the others keep their news, which goes on
+    /// accumulating (as slots, not as text, and up to a resync) until a
+    /// later call finds them ready. The server uses it to hold at most one
+    /// unsent news frame per node, however long a storm of joins lasts.
+    pub fn drain_news_where(&mut self, now: Instant, mut ready: impl FnMut(&T) -> bool) -> Vec<(NodeId, T, String)> {
         let queued = std::mem::take(&mut self.queued);
         let mut frames = Vec::with_capacity(queued.len());
         let min_interval = self.config.min_list_push_interval;
@@ -310,7 +337,8 @@ impl<T: Clone> Presence<T> {
                 continue;
             }
             let full_list = !member.bound || member.news.resync;
-            if full_list && member.last_list_push.is_some_and(|last| now < last + min_interval) {
+            let too_soon = full_list && member.last_list_push.is_some_and(|last| now < last + min_interval);
+            if too_soon || !ready(&member.handle) {
                 self.queued.push(slot);
                 continue;
             }
@@ -397,7 +425,7 @@ impl<T: Clone> Presence<T> {
 
     fn node_list_frame(&self, slot: Slot) -> String {
         let view = &self.members[slot].view;
-        let mut frame = String::with_capacity(18 + view.len() * 200);
+        let mut frame = String::with_capacity(20 + self.infos_len(view));
         frame.push_str(r#"{"ListIDsReply":["#);
         self.push_infos(&mut frame, view);
         frame.push_str("]}");
@@ -405,7 +433,7 @@ impl<T: Clone> Presence<T> {
     }
 
     fn news_frame(&self, news: &News) -> String {
-        let mut frame = String::with_capacity(40 + news.joined.len() * 200 + news.left.len() * 67);
+        let mut frame = String::with_capacity(40 + self.infos_len(&news.joined) + news.left.len() * 67);
         frame.push_str(r#"{"PresenceNews":{"joined":["#);
         self.push_infos(&mut frame, &news.joined);
         frame.push_str(r#"],"left":["#);
@@ -419,6 +447,12 @@ impl<T: Clone> Presence<T> {
         }
         frame.push_str("]}}");
         frame
+    }
+
+    /// Bytes of the members' `NodeInfo`s, commas included: frames are
+    /// allocated at their final size, as thousands may wait to be written.
+    fn infos_len(&self, slots: &[Slot]) -> usize {
+        slots.iter().map(|&slot| self.members[slot].info_json.len() + 1).sum()
     }
 
     fn push_infos(&self, frame: &mut String, slots: &[Slot]) {

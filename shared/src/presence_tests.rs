@@ -326,3 +326,103 @@ fn a_node_whose_news_was_lost_gets_its_whole_view_next() {
     p.resync(&id(99));
     assert!(drain(&mut p, Instant::now()).is_empty());
 }
+
+#[test]
+fn news_for_a_node_that_is_not_ready_waits_and_accumulates() {
+    let mut p = presence(100, 256);
+    let mut tick = later();
+    join(&mut p, 1, false);
+    join(&mut p, 2, true);
+    drain(&mut p, tick());
+    join(&mut p, 3, false);
+    let news = drain_where(&mut p, tick(), |&h| h != 1);
+    assert!(news.iter().all(|(h, _)| *h != 1), "1 is not ready");
+    assert_eq!(news.len(), 1, "2 is: {news:?}");
+    join(&mut p, 4, false);
+    p.leave_if(&id(2), |_| true);
+    check_invariants(&p);
+    let news = drain_where(&mut p, tick(), |&h| h == 1);
+    assert_eq!(news.len(), 1, "one frame for everything 1 missed");
+    let mut to_1 = listed(&news[0].1);
+    to_1.sort();
+    assert_eq!(to_1, vec![id(3), id(4)]);
+    assert!(drain(&mut p, tick()).iter().all(|(h, _)| *h != 1));
+    check_invariants(&p);
+}
+
+#[test]
+fn news_held_back_for_a_bound_node_nets_out_whoever_came_and_went_meanwhile() {
+    let mut p = presence(3, 256);
+    let mut tick = later();
+    join(&mut p, 1, true);
+    for n in 2..=4 {
+        join(&mut p, n, false);
+    }
+    drain(&mut p, tick());
+    for round in 0..4u32 {
+        for n in 2..=4 {
+            p.leave_if(&id(n + 10 * round), |_| true);
+            join(&mut p, n + 10 * (round + 1), false);
+        }
+        assert!(drain_where(&mut p, tick(), |&h| h != 1).iter().all(|(h, _)| *h != 1));
+    }
+    check_invariants(&p);
+    let news = drain_where(&mut p, tick(), |&h| h == 1);
+    assert_eq!(news.len(), 1);
+    let ServerMessage::PresenceNews(mut delta) = serde_json::from_str(&news[0].1).unwrap() else {
+        panic!("not a delta: {}", news[0].1);
+    };
+    let mut joined = ids_of(&delta.joined);
+    joined.sort();
+    delta.left.sort();
+    assert_eq!(joined, vec![id(42), id(43), id(44)], "the last ones in its view");
+    assert_eq!(delta.left, vec![id(2), id(3), id(4)], "the ones it was told about");
+}
+
+fn ids_of(infos: &[NodeInfo]) -> Vec<NodeId> {
+    infos
+        .iter()
+        .map(|info| match info {
+            NodeInfo::NodeInfoV3(v3) => v3.pubkey,
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn the_tables_shrink_once_most_members_left() {
+    let mut p = presence(10, 16);
+    let mut tick = later();
+    for n in 0..1000 {
+        join(&mut p, n, false);
+    }
+    // The slab can shrink only past its last member: the last to come go.
+    for n in (10..1000).rev() {
+        assert!(p.leave_if(&id(n), |_| true));
+    }
+    drain(&mut p, tick());
+    check_invariants(&p);
+    assert!(p.all.capacity() < 100, "{}", p.all.capacity());
+    assert!(p.by_id.capacity() < 100, "{}", p.by_id.capacity());
+    assert!(p.members.0.capacity() < 100, "{}", p.members.0.capacity());
+    for n in 0..10 {
+        assert!(p.get(&id(n)).is_some());
+    }
+}
+
+/// A clock that moves on by more than the list push interval per call, so
+/// that the interval never holds news back in the tests that are not about it.
+fn later() -> impl FnMut() -> Instant {
+    let mut now = Instant::now();
+    move || {
+        now += Duration::from_secs(2);
+        now
+    }
+}
+
+fn drain_where(p: &mut Presence<u32>, now: Instant, ready: impl FnMut(&u32) -> bool) -> Vec<(u32, String)> {
+    p.drain_news_where(now, ready)
+        .into_iter()
+        .map(|(_, to, frame)| (to, frame))
+        .collect()
+}

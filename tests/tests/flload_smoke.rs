@@ -12,11 +12,16 @@ const RUN_LIMIT: Duration = Duration::from_secs(60);
 
 /// Runs `flload ARGS` to completion and returns its `result` line as a map.
 async fn flload(args: &[&str]) -> HashMap<String, String> {
+    flload_within(args, RUN_LIMIT).await
+}
+
+/// [`flload`] with its own upper bound on the run.
+async fn flload_within(args: &[&str], limit: Duration) -> HashMap<String, String> {
     let run = tokio::process::Command::new(binary("flload").expect("flload is built"))
         .args(args)
         .kill_on_drop(true)
         .output();
-    let output = tokio::time::timeout(RUN_LIMIT, run)
+    let output = tokio::time::timeout(limit, run)
         .await
         .expect("flload finished in time")
         .expect("flload ran");
@@ -45,6 +50,11 @@ async fn server() -> ServerProcess {
         "--rate-per-second",
         "1000000",
         "--rate-burst",
+        "1000000",
+        // Every load node comes from loopback: one source.
+        "--announce-rate-per-second",
+        "1000000",
+        "--announce-rate-burst",
         "1000000",
     ];
     ServerProcess::start(&limits, &[]).await.expect("flsignal started")
@@ -103,4 +113,40 @@ async fn relay_echoes_without_errors() {
     ])
     .await;
     assert!(result.contains_key("rtt_p99_ms"), "{result:?}");
+}
+
+/// A short soak: a thousand nodes (and a few relaying pairs) join and leave
+/// for most of a minute. Nothing fails, and once the last node has left
+/// the server holds no more file descriptors than before the first joined.
+#[tokio::test]
+async fn soak_churns_without_failures_and_gives_every_fd_back() {
+    let server = server().await;
+    let (url, pid) = (server.url(), server.pid().to_string());
+    let soak = [
+        "soak",
+        "--url",
+        &url,
+        "--server-pid",
+        &pid,
+        "--nodes",
+        "1000",
+        "--pairs",
+        "4",
+        "--duration",
+        "45",
+        "--lifetime",
+        "15",
+        "--report",
+        "15",
+        "--settle",
+        "3",
+    ];
+    let result = flload_within(&soak, Duration::from_secs(150)).await;
+    assert_eq!(result["failed"], "0", "{result:?}");
+    assert_eq!(result["connected_after"], "0", "{result:?}");
+    let count = |key: &str| -> u64 { result[key].parse().unwrap_or_else(|_| panic!("{key} in {result:?}")) };
+    assert!(count("joins") > 1000, "nodes left and others joined: {result:?}");
+    assert_eq!(count("joins"), count("leaves"), "{result:?}");
+    assert!(result.contains_key("rtt_p99_ms"), "pairs relayed: {result:?}");
+    assert!(count("fds_after") <= count("fds_before"), "{result:?}");
 }

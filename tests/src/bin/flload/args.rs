@@ -15,6 +15,9 @@ pub enum Mode {
     Relay,
     /// Many nodes at once: time until all are registered, bytes received.
     Storm,
+    /// Nodes joining, relaying and leaving at a steady rate for a long
+    /// time: the server's RSS and fds over time.
+    Soak,
 }
 
 pub struct Args {
@@ -38,8 +41,15 @@ pub struct Args {
     /// `storm`: give up waiting for registrations after this long.
     pub deadline: Duration,
     /// `storm`: how long to keep counting bytes after the last node
-    /// registered (presence news that follows the joins).
+    /// registered (presence news that follows the joins). `soak`: how long
+    /// after the last node left the server's RSS and fds are read.
     pub settle: Duration,
+    /// `soak`: how long the churn goes on.
+    pub duration: Duration,
+    /// `soak`: how long each node stays connected.
+    pub lifetime: Duration,
+    /// `soak`: time between two report lines.
+    pub report: Duration,
 }
 
 const USAGE: &str = "usage: flload MODE [flags]
@@ -47,6 +57,8 @@ const USAGE: &str = "usage: flload MODE [flags]
   handshakes  [--url URL] [--nodes N] [--in-flight C] [--source-ips K]
   relay       [--url URL] [--to-url URL] [--pairs P] [--messages M per pair] [--window W] [--rtt-samples R]
   storm       [--url URL] [--nodes N] [--in-flight C] [--source-ips K] [--deadline 60s] [--settle 1s]
+  soak        [--url URL] [--nodes N] [--pairs P] [--duration 600s] [--lifetime 60s] [--report 60s]
+              [--in-flight C] [--server-pid PID] [--source-ips K] [--settle 5s]
   every mode  [--list-request true|false]   (default true: Announce then \"ListIDsRequest\", as fledger nodes do)";
 
 pub fn parse() -> anyhow::Result<Args> {
@@ -59,27 +71,36 @@ fn parse_from(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Args> {
         Some("handshakes") => Mode::Handshakes,
         Some("relay") => Mode::Relay,
         Some("storm") => Mode::Storm,
+        Some("soak") => Mode::Soak,
         _ => bail!("{USAGE}"),
     };
     let mut args = Args {
         mode,
         url: "ws://127.0.0.1:8765/".into(),
         to_url: None,
-        pairs: 8,
+        pairs: if mode == Mode::Soak { 20 } else { 8 },
         messages: 5000,
         window: 16,
         rtt_samples: 1000,
-        nodes: if mode == Mode::Handshakes { 200 } else { 1000 },
+        nodes: match mode {
+            Mode::Handshakes => 200,
+            Mode::Soak => 10_000,
+            _ => 1000,
+        },
         in_flight: match mode {
             Mode::Handshakes => 20,
             Mode::Storm => 1000,
+            Mode::Soak => 100,
             _ => 50,
         },
         server_pid: None,
         source_ips: 4,
         list_request: true,
         deadline: Duration::from_secs(60),
-        settle: Duration::from_secs(1),
+        settle: Duration::from_secs(if mode == Mode::Soak { 5 } else { 1 }),
+        duration: Duration::from_secs(600),
+        lifetime: Duration::from_secs(60),
+        report: Duration::from_secs(60),
     };
     while let Some(flag) = argv.next() {
         let value = argv.next().with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
@@ -98,9 +119,16 @@ fn parse_from(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Args> {
             "--list-request" => args.list_request = value.parse().with_context(bad)?,
             "--deadline" => args.deadline = seconds(&value).with_context(bad)?,
             "--settle" => args.settle = seconds(&value).with_context(bad)?,
+            "--duration" => args.duration = seconds(&value).with_context(bad)?,
+            "--lifetime" => args.lifetime = seconds(&value).with_context(bad)?,
+            "--report" => args.report = seconds(&value).with_context(bad)?,
             other => bail!("unknown flag {other}\n{USAGE}"),
         }
     }
+    anyhow::ensure!(
+        !args.lifetime.is_zero() && !args.report.is_zero(),
+        "--lifetime and --report must be longer than zero"
+    );
     Ok(args)
 }
 

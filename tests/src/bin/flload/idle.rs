@@ -3,24 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
 use crate::args::Args;
 use crate::client::{sources, Target};
 use crate::crowd::join_crowd;
+use crate::server_proc::resident_kib;
 
 /// Time the server gets to settle (news, allocator) before its memory is read.
 const SETTLE: Duration = Duration::from_secs(2);
-
-/// Resident memory of a process, from `/proc/PID/status`.
-pub fn resident_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("VmRSS:"))
-        .context("no VmRSS")?;
-    Ok(line.split_whitespace().nth(1).context("no value")?.parse()?)
-}
 
 pub async fn run(args: &Args) -> anyhow::Result<()> {
     let target = Target::new(&args.url, args.list_request).await?;

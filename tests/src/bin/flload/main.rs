@@ -26,6 +26,12 @@
 //!
 //!   flload storm --url ws://127.0.0.1:8765/ --nodes 10000 --source-ips 8
 //!
+//! `soak` keeps N nodes connected on average while they join, relay and
+//! leave at a steady rate, printing the server's RSS and fds (pid given,
+//! or found by the listening port in `/proc`) every `--report`:
+//!
+//!   flload soak --url ws://127.0.0.1:8765/ --nodes 10000 --duration 600s --source-ips 8
+//!
 //! Client sockets are spread over several loopback source addresses
 //! (127.0.0.1, 127.0.0.2, …) so that neither side runs out of ports. Each
 //! mode ends with one `result mode=… key=value …` line for scripts.
@@ -36,6 +42,8 @@ mod crowd;
 mod handshakes;
 mod idle;
 mod relay;
+mod server_proc;
+mod soak;
 mod stats;
 mod storm;
 
@@ -44,10 +52,20 @@ use args::Mode;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = args::parse()?;
+    raise_fd_limit();
     match args.mode {
         Mode::Idle => idle::run(&args).await,
         Mode::Handshakes => handshakes::run(&args).await,
         Mode::Relay => relay::run(&args).await,
         Mode::Storm => storm::run(&args).await,
+        Mode::Soak => soak::run(&args).await,
+    }
+}
+
+/// Every node is a socket: lift the soft file descriptor limit to the hard
+/// one, so thousands of nodes need no `ulimit -n` first.
+fn raise_fd_limit() {
+    if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("cannot raise the file descriptor limit: {error}");
     }
 }

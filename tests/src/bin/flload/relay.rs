@@ -23,7 +23,7 @@ const SETTLE: Duration = Duration::from_millis(1500);
 
 /// A setup frame as a browser or flnode would send it: an offer with a
 /// short SDP.
-fn frame(init: NodeId, follow: NodeId) -> String {
+pub fn frame(init: NodeId, follow: NodeId) -> String {
     format!(
         r#"{{"PeerSetup":{{"id_init":"{init}","id_follow":"{follow}","message":{{"Offer":"v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n"}}}}}}"#
     )
@@ -58,7 +58,7 @@ async fn pairs(args: &Args, count: usize) -> anyhow::Result<Vec<Pair>> {
 }
 
 /// The next relayed PeerSetup text, skipping news and pings.
-async fn next_setup(ws: &mut Socket) -> anyhow::Result<()> {
+pub async fn next_setup(ws: &mut Socket) -> anyhow::Result<()> {
     loop {
         let item = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
