@@ -232,19 +232,6 @@ impl<T: Clone> Presence<T> {
         None
     }
 
-    /// A news frame for `id` could not be delivered: its next news is its
-    /// whole view, as deltas after a lost one would not add up.
-    pub fn resync(&mut self, id: &NodeId) {
-        let Some(&slot) = self.by_id.get(id) else {
-            return;
-        };
-        if self.members[slot].remote {
-            return;
-        }
-        self.members[slot].news.resync = true;
-        self.queue(slot);
-    }
-
     /// Every member with its `NodeInfo` JSON and protocol flag.
     pub fn members(&self) -> impl Iterator<Item = (NodeId, &str, bool, &T)> {
         self.members
@@ -306,58 +293,6 @@ impl<T: Clone> Presence<T> {
         self.queued.shrink_to_fit();
     }
 
-    /// A fresh random node list for `id`, which becomes its view.
-    pub fn node_list(&mut self, id: &NodeId) -> Option<String> {
-        let slot = *self.by_id.get(id)?;
-        self.resample_view(slot);
-        Some(self.node_list_frame(slot))
-    }
-
-    /// Takes every pending change as one frame per node that has news,
-    /// with the node and its handle, except for nodes due a full list that
-    /// had one too recently: they stay queued.
-    pub fn drain_news(&mut self, now: Instant) -> Vec<(NodeId, T, String)> {
-        self.drain_news_where(now, |_| true)
-    }
-
-    /// Like [`Presence::drain_news`], but only for nodes whose handle is
-    /// `ready` for a frame; the others keep their news, which goes on
-    /// accumulating (as slots, not as text, and up to a resync) until a
-    /// later call finds them ready. The server uses it to hold at most one
-    /// unsent news frame per node, however long a storm of joins lasts.
-    pub fn drain_news_where(&mut self, now: Instant, mut ready: impl FnMut(&T) -> bool) -> Vec<(NodeId, T, String)> {
-        let queued = std::mem::take(&mut self.queued);
-        let mut frames = Vec::with_capacity(queued.len());
-        let min_interval = self.config.min_list_push_interval;
-        for slot in queued {
-            let Some(member) = self.members.0.get_mut(slot as usize) else {
-                continue;
-            };
-            if !member.news.queued {
-                continue;
-            }
-            let full_list = !member.bound || member.news.resync;
-            let too_soon = full_list && member.last_list_push.is_some_and(|last| now < last + min_interval);
-            if too_soon || !ready(&member.handle) {
-                self.queued.push(slot);
-                continue;
-            }
-            let news = std::mem::take(&mut member.news);
-            if news.joined.is_empty() && news.left.is_empty() && !news.resync {
-                continue;
-            }
-            let frame = if full_list {
-                member.last_list_push = Some(now);
-                self.node_list_frame(slot)
-            } else {
-                self.news_frame(&news)
-            };
-            let member = &self.members[slot];
-            frames.push((member.id, member.handle.clone(), frame));
-        }
-        frames
-    }
-
     /// Adds a newly joined member to the views of up to `join_fanout`
     /// members that have room, starting at a random one.
     fn tell_nodes_with_room(&mut self, joined: Slot) {
@@ -414,55 +349,6 @@ impl<T: Clone> Presence<T> {
             self.with_room.swap_remove(&slot);
         }
     }
-
-    fn queue(&mut self, slot: Slot) {
-        let news = &mut self.members[slot].news;
-        if !news.queued {
-            news.queued = true;
-            self.queued.push(slot);
-        }
-    }
-
-    fn node_list_frame(&self, slot: Slot) -> String {
-        let view = &self.members[slot].view;
-        let mut frame = String::with_capacity(20 + self.infos_len(view));
-        frame.push_str(r#"{"ListIDsReply":["#);
-        self.push_infos(&mut frame, view);
-        frame.push_str("]}");
-        frame
-    }
-
-    fn news_frame(&self, news: &News) -> String {
-        let mut frame = String::with_capacity(40 + self.infos_len(&news.joined) + news.left.len() * 67);
-        frame.push_str(r#"{"PresenceNews":{"joined":["#);
-        self.push_infos(&mut frame, &news.joined);
-        frame.push_str(r#"],"left":["#);
-        for (index, id) in news.left.iter().enumerate() {
-            if index > 0 {
-                frame.push(',');
-            }
-            frame.push('"');
-            frame.push_str(&id.to_hex());
-            frame.push('"');
-        }
-        frame.push_str("]}}");
-        frame
-    }
-
-    /// Bytes of the members' `NodeInfo`s, commas included: frames are
-    /// allocated at their final size, as thousands may wait to be written.
-    fn infos_len(&self, slots: &[Slot]) -> usize {
-        slots.iter().map(|&slot| self.members[slot].info_json.len() + 1).sum()
-    }
-
-    fn push_infos(&self, frame: &mut String, slots: &[Slot]) {
-        for (index, &slot) in slots.iter().enumerate() {
-            if index > 0 {
-                frame.push(',');
-            }
-            frame.push_str(&self.members[slot].info_json);
-        }
-    }
 }
 
 /// The slab of members, indexed by the compact [`Slot`].
@@ -492,6 +378,8 @@ fn remove_item(items: &mut Vec<Slot>, item: Slot) -> bool {
         None => false,
     }
 }
+
+mod news;
 
 #[cfg(test)]
 #[path = "presence_tests.rs"]
