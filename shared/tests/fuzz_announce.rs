@@ -21,8 +21,9 @@ use fuzz_support::{key, lines, CARGO_TEST_TIME, CHALLENGE, SERVER};
 
 const OTHER_SERVER: &str = "other.example:443";
 
-/// Longest refusal text; it goes back to the node.
-const MAX_ERROR_TEXT: usize = 256;
+/// Longest refusal text; it goes back to the node and quotes at most 64
+/// characters (of up to 4 bytes) of what the node sent.
+const MAX_ERROR_TEXT: usize = 512;
 
 #[test]
 fn announces_verify_only_when_signed_for_the_stored_challenge_and_server() {

@@ -30,8 +30,9 @@ use fuzz_support::{key, lines, CARGO_TEST_TIME, CHALLENGE, SERVER};
 /// The reasons the driver, not the session, closes for.
 const DRIVER_CLOSES: [CloseReason; 3] = [CloseReason::Shutdown, CloseReason::Replaced, CloseReason::SlowReader];
 
-/// Longest `Error` text a session may send back, whatever it was sent.
-const MAX_REFUSAL_TEXT: usize = 256;
+/// Longest `Error` text a session may send back, whatever it was sent: the
+/// most it quotes of a node's input is 64 characters (of up to 4 bytes).
+const MAX_REFUSAL_TEXT: usize = 512;
 
 #[test]
 fn server_session_keeps_its_promises_under_any_script() {
