@@ -87,7 +87,8 @@ fn run_script(script: &[u8]) {
             }
             b'l' => {
                 let list = presence.node_list(&id(node));
-                assert_eq!(list.is_some(), members.contains_key(&id(node)));
+                let local = members.get(&id(node)).is_some_and(|member| !member.remote);
+                assert_eq!(list.is_some(), local, "lists only for nodes connected here");
                 if let Some(list) = list {
                     check_list(&list, node, &members);
                 }
