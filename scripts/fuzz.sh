@@ -127,7 +127,7 @@ run_one() {
   libfuzzer "$exe" "$test" "$work/corpus" "$work/crashes" \
     "-artifact_prefix=$work/crashes/" -timeout=10 "-max_total_time=$seconds" \
     >"$work/log" 2>&1 || status=$?
-  grep -E '^#[0-9]+ +(INITED|DONE)|^Done [0-9]+ runs|panicked|Test Failure' "$work/log" || true
+  grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^Done [0-9]+ runs|panicked|Test Failure' "$work/log" || true
   local crashes
   crashes="$(find "$work/crashes" -type f | wc -l)"
   if [ "$status" != 0 ] || [ "$crashes" != 0 ]; then
