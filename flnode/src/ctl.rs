@@ -183,3 +183,7 @@ mod tests {
         assert!(matches!(ctl.on_message(&chunk), CtlAction::Reply(_)));
     }
 }
+
+#[cfg(test)]
+#[path = "ctl_fuzz.rs"]
+mod fuzz;

@@ -46,7 +46,8 @@ impl fmt::Debug for InstanceId {
 impl std::str::FromStr for InstanceId {
     type Err = std::num::ParseIntError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        if text.len() != 16 {
+        // `from_str_radix` alone would also take a leading `+`.
+        if text.len() != 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
             // Forces the same error kind as a bad digit.
             return u64::from_str_radix("-", 16).map(InstanceId);
         }
@@ -292,6 +293,13 @@ mod tests {
                 "{not_setup}"
             );
         }
+    }
+
+    /// Found by the `hex-fields` fuzz target: a sign is not a hex digit.
+    #[test]
+    fn instance_ids_with_a_plus_sign_are_refused() {
+        assert!("+111111111cb8d5F".parse::<InstanceId>().is_err());
+        assert!(serde_json::from_str::<InstanceId>(r#""+123456789abcdef""#).is_err());
     }
 
     #[test]

@@ -426,3 +426,23 @@ fn drain_where(p: &mut Presence<u32>, now: Instant, ready: impl FnMut(&u32) -> b
         .map(|(_, to, frame)| (to, frame))
         .collect()
 }
+
+/// Found by the `presence` fuzz target: a connection that lost its node to
+/// another server asked for a list before it closed, which gave the remote
+/// member a view here, and with it news nobody would send.
+#[test]
+fn a_node_held_by_another_server_gets_no_list_here() {
+    let mut p = presence(100, 256);
+    let mut tick = later();
+    join(&mut p, 1, true);
+    join(&mut p, 3, true);
+    assert_eq!(p.join_remote(id(2), info(2), true, 20), None);
+    drain(&mut p, tick());
+    assert_eq!(p.node_list(&id(2)), None);
+    assert!(p.leave_if(&id(1), |&h| h == 1));
+    assert!(
+        drain(&mut p, tick()).iter().all(|(h, _)| *h != 20),
+        "no news for a remote member"
+    );
+    check_invariants(&p);
+}

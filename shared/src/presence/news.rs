@@ -21,9 +21,14 @@ impl<T: Clone> Presence<T> {
         self.queue(slot);
     }
 
-    /// A fresh random node list for `id`, which becomes its view.
+    /// A fresh random node list for `id`, which becomes its view. `None`
+    /// for a node held by another server, which keeps its view: a list
+    /// asked for here comes from a connection that has just lost the node.
     pub fn node_list(&mut self, id: &NodeId) -> Option<String> {
         let slot = *self.by_id.get(id)?;
+        if self.members[slot].remote {
+            return None;
+        }
         self.resample_view(slot);
         Some(self.node_list_frame(slot))
     }
