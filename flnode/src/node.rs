@@ -21,6 +21,10 @@ use crate::peer::{Peer, PeerConfig, PeerInput, PeerStats};
 use crate::signal_client::{self, AuthMode, SignalEvent, SignalSender};
 use crate::test_peers::TestPeers;
 
+/// Signalling events (node lists, setups) waiting for the node's loop; the
+/// signalling client waits when it is full rather than dropping setups.
+const SIGNAL_EVENT_QUEUE: usize = 1024;
+
 /// Inputs queued for one peer task.
 const PEER_INPUT_QUEUE: usize = 256;
 
@@ -119,13 +123,13 @@ pub async fn run(
     // Bind every peer's socket first, so a port in use is reported at once.
     let mut sockets = Vec::new();
     for (id, local) in &settings.peers {
-        let socket =
-            bind_udp(*local).with_context(|| format!("cannot bind {local} for peer {id} (is the port in use?)"))?;
+        let socket = crate::udp::bind(*local)
+            .with_context(|| format!("cannot bind {local} for peer {id} (is the port in use?)"))?;
         sockets.push((*id, *local, Arc::new(socket)));
     }
     let control = control_socket(&settings.config_dir)?;
 
-    let (events_tx, mut events) = mpsc::channel(1024);
+    let (events_tx, mut events) = mpsc::channel(SIGNAL_EVENT_QUEUE);
     let tls = crate::tls::client_config(settings.signal_ca.as_deref())?;
     let (signal, first_registration) = signal_client::spawn(
         settings.signal.clone(),
@@ -227,22 +231,6 @@ pub async fn run(
     };
     let _ = std::fs::remove_file(control_path(&settings.config_dir));
     outcome
-}
-
-/// Kernel buffer size for the WireGuard-facing sockets: the default
-/// 208 KiB drops bursts even on loopback.
-pub const UDP_BUFFER_BYTES: usize = 4 * 1024 * 1024;
-
-/// Binds a UDP socket with [`UDP_BUFFER_BYTES`] of kernel buffers each way.
-fn bind_udp(local: SocketAddr) -> anyhow::Result<UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(local), Type::DGRAM, Some(Protocol::UDP))?;
-    // Best effort: the kernel caps these at net.core.{r,w}mem_max.
-    let _ = socket.set_recv_buffer_size(UDP_BUFFER_BYTES);
-    let _ = socket.set_send_buffer_size(UDP_BUFFER_BYTES);
-    socket.set_nonblocking(true)?;
-    socket.bind(&local.into())?;
-    Ok(UdpSocket::from_std(socket.into())?)
 }
 
 fn dispatch(me: &NodeId, peers: &HashMap<NodeId, PeerEntry>, event: SignalEvent) {

@@ -1,6 +1,6 @@
 //! webrtc's tokio runtime with one change: every UDP socket it opens gets
 //! large kernel buffers. The default 208 KiB receive buffer drops datagrams
-//! even on loopback (see the team's webrtc notes), and webrtc 0.21 has no
+//! even on loopback (BENCHMARKS.md, the data-path runs), and webrtc 0.21 has no
 //! socket-option setting, so the runtime is the place to do it.
 
 use std::future::Future;
@@ -14,7 +14,7 @@ use webrtc::runtime::{
     AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, Runtime, TokioRuntime,
 };
 
-use crate::node::UDP_BUFFER_BYTES;
+use crate::udp::UDP_BUFFER_BYTES;
 
 #[derive(Debug)]
 pub struct BufferedRuntime(TokioRuntime);

@@ -41,6 +41,12 @@ pub const MAX_SIGNAL_MESSAGE_RANGE: std::ops::RangeInclusive<usize> = 64 * 1024.
 /// Setup messages waiting to go out; beyond this new ones are dropped
 /// (peers retry their setup).
 pub const OUTGOING_QUEUE: usize = 256;
+/// Address losses waiting for the signalling task: each one means "check
+/// the connection now", so a few coalesce into the next check.
+const ADDRESS_CHANGE_QUEUE: usize = 4;
+/// Keepalive failures asking for a probe of the signalling connection; one
+/// pending probe is as good as many.
+const PROBE_QUEUE: usize = 1;
 
 /// What the signalling connection tells the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,8 +117,8 @@ pub fn spawn(
     events: mpsc::Sender<SignalEvent>,
 ) -> (SignalSender, FirstRegistration) {
     let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
-    let (addresses_gone, addresses_gone_rx) = mpsc::channel(4);
-    let (probes, probes_rx) = mpsc::channel(1);
+    let (addresses_gone, addresses_gone_rx) = mpsc::channel(ADDRESS_CHANGE_QUEUE);
+    let (probes, probes_rx) = mpsc::channel(PROBE_QUEUE);
     let (first_tx, first_rx) = oneshot::channel();
     let sender = SignalSender {
         outgoing,

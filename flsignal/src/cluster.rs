@@ -35,6 +35,9 @@ use crate::Shared;
 /// Longest wait between two attempts to reach NATS again; short, because
 /// until then this instance's nodes are invisible to the others.
 pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
+/// What each failed reconnect to NATS adds to the wait before the next,
+/// up to [`MAX_RECONNECT_DELAY`].
+pub const RECONNECT_DELAY_STEP: Duration = Duration::from_millis(100);
 /// Time to establish one NATS connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Interval of the client's pings to NATS, which detect a dead link that
@@ -88,9 +91,7 @@ pub async fn connect(
         .retry_on_initial_connect()
         .connection_timeout(CONNECT_TIMEOUT)
         .ping_interval(NATS_PING_INTERVAL)
-        .reconnect_delay_callback(|attempts| {
-            (Duration::from_millis(100) * attempts.min(100) as u32).min(MAX_RECONNECT_DELAY)
-        })
+        .reconnect_delay_callback(|attempts| (RECONNECT_DELAY_STEP * attempts.min(100) as u32).min(MAX_RECONNECT_DELAY))
         .event_callback(move |event| {
             let events_tx = events_tx.clone();
             async move {

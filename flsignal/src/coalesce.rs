@@ -1,8 +1,8 @@
 //! Write coalescing under the WebSocket: frames fed between a cork and the
 //! next flush leave in one `send` instead of one each.
 //!
-//! Relaying is mostly system calls: on the relay benchmark, `sendto` was
-//! 47 % of the server's time, one call per frame. A connection that has
+//! Relaying is mostly system calls, one per frame unless frames are
+//! written together (BENCHMARKS.md has the profile). A connection that has
 //! several frames queued feeds them all and flushes once, and this layer
 //! turns that into a single write.
 //!

@@ -27,6 +27,10 @@ use crate::Shared;
 /// the socket's write buffer (it keeps its largest size for good).
 pub const FRAGMENT_SIZE: usize = 1024;
 
+/// Characters of a refused frame shown in its debug line: enough to tell
+/// what it was, never a whole 64 KiB message in the log.
+pub const LOGGED_FRAME_CHARS: usize = 120;
+
 /// Frames written between two flushes at most, so one busy sender cannot
 /// keep a connection's driver from reading and ticking.
 pub const WRITE_BATCH: usize = 64;
@@ -92,8 +96,8 @@ impl Connection {
             return;
         }
         // The timer and the two waits live as long as the connection: made
-        // afresh for every frame, they were a tenth of the server's CPU on
-        // the relay benchmark (a timer registered and dropped per frame).
+        // afresh for every frame, each frame would register and drop a
+        // timer, which a busy relay pays for on every message.
         let kill = self.handle.kill.clone();
         let killed = kill.killed();
         let cancelled = self.shared.shutdown.clone().cancelled_owned();
@@ -240,7 +244,7 @@ impl Connection {
                 tracing::debug!(
                     reason = refusal.label(),
                     node = ?self.registered,
-                    frame = frame.map(|(text, _)| text.as_str().chars().take(120).collect::<String>()),
+                    frame = frame.map(|(text, _)| text.as_str().chars().take(LOGGED_FRAME_CHARS).collect::<String>()),
                     "refused"
                 );
                 self.send_text(ServerMessage::Error(refusal.to_string()).to_json().into())

@@ -30,6 +30,12 @@ use crate::Shared;
 /// Largest HTTP request head; an upgrade request is well under 1 KiB.
 pub const MAX_HTTP_HEAD: usize = 16 * 1024;
 
+/// First wait after a failed `accept` (out of file descriptors, say), so
+/// the loop waits for the condition to clear instead of spinning.
+pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+/// Longest wait between failed `accept`s; it doubles up to this.
+pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
 /// Who a connection is for, as limits and logs see it.
 #[derive(Clone)]
 pub enum Client {
@@ -51,7 +57,7 @@ pub struct ConnectionContext {
 /// Accepts until shutdown, then returns.
 pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, router: Router, tls: Option<TlsAcceptor>) {
     let slots = Arc::new(Semaphore::new(shared.config.max_connections));
-    let mut backoff = Duration::from_millis(5);
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -59,14 +65,14 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, router: Rou
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => {
-                backoff = Duration::from_millis(5);
+                backoff = ACCEPT_BACKOFF_MIN;
                 accepted
             }
             Err(error) => {
                 // Out of file descriptors or similar: wait instead of spinning.
                 tracing::warn!(%error, "accept failed; backing off {backoff:?}");
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                 continue;
             }
         };

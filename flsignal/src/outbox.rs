@@ -83,9 +83,9 @@ impl Delivery {
 /// How the hub reaches one connection.
 ///
 /// The queue is flume's rather than tokio's: tokio's mpsc keeps a few
-/// 32-slot blocks per channel (3.9 KiB per idle node under heaptrack,
-/// the largest single cost), flume's a deque only as deep as the queue
-/// has been.
+/// 32-slot blocks per channel even when it is empty, which idle memory per
+/// node cannot afford; flume's is a deque only as deep as the queue has
+/// been.
 #[derive(Debug, Clone)]
 pub struct PeerHandle {
     pub conn: u64,

@@ -3,8 +3,8 @@
 //! tungstenite reads into its own buffer, whose size is the price every
 //! idle node pays for good (`--ws-read-buffer`, 1 KiB by default, which is
 //! what keeps a node under its memory budget). A busy connection then
-//! takes a `recv` per one or two frames: 15 % of the server's time on the
-//! relay benchmark. Here a read asks the socket for up to [`READ_AHEAD`]
+//! takes a `recv` per one or two frames, a large share of a busy server's
+//! time (BENCHMARKS.md). Here a read asks the socket for up to [`READ_AHEAD`]
 //! bytes at once, hands tungstenite what fits, and keeps the rest for its
 //! next reads; the buffer is freed as soon as it is used up, so an idle
 //! connection holds none.

@@ -134,6 +134,36 @@ impl ChallengeNonce {
     }
 }
 
+/// A 64-byte Ed25519 signature as 128 hex characters.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SignatureBytes(pub [u8; 64]);
+
+impl std::fmt::Debug for SignatureBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SignatureBytes({}…)", hex::encode(&self.0[..4]))
+    }
+}
+
+impl Serialize for SignatureBytes {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&hex::encode(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for SignatureBytes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_str_with(deserializer, "128 hex characters", |text| {
+            if text.len() != 128 {
+                return Err(format!("signature must be 128 hex characters, got {}", text.len()));
+            }
+            let mut bytes = [0u8; 64];
+            hex::decode_to_slice(text.as_bytes(), &mut bytes).map_err(|_| "signature is not hex".to_owned())?;
+            Ok(bytes)
+        })
+        .map(SignatureBytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

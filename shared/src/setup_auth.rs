@@ -28,7 +28,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::identity::{self, NodeKey, SignatureError};
 use crate::ids::NodeId;
-use crate::message::{PeerInfo, SetupMessage, SignatureBytes};
+use crate::ids::SignatureBytes;
+use crate::message::{PeerInfo, SetupMessage};
 
 /// Context string that starts every signed setup message (16 bytes with
 /// the NUL): a setup signature can never pass as an Announce or anything

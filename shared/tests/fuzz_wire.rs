@@ -6,8 +6,9 @@
 mod fuzz_support;
 
 use flproto::cluster_message::InstanceId;
+use flproto::ids::SignatureBytes;
 use flproto::ids::{parse_hex32, IdError, NodeId};
-use flproto::message::{NodeMessage, ServerMessage, SignatureBytes};
+use flproto::message::{NodeMessage, ServerMessage};
 use flproto::node_info::{NodeInfo, NodeInfoError, MAX_CLIENT_LEN, MAX_MODULES_LEN, MAX_NAME_LEN, MODULE_FLAGS};
 use flproto::setup_auth::SessionId;
 use fuzz_support::CARGO_TEST_TIME;

@@ -1,5 +1,5 @@
 //! Building a PeerConnection the way flnode needs it (settings that each
-//! fixed a real failure, see the webrtc notes), making its offer or answer,
+//! fixed a real failure, explained where they are set), making its offer or answer,
 //! feeding it remote candidates, and reading its selected path.
 
 use std::sync::Arc;
