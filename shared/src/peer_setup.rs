@@ -94,6 +94,16 @@ pub enum PeerState {
 }
 
 impl PeerState {
+    /// Every state, in a fixed order (an index into it fits a byte).
+    pub const ALL: [PeerState; 6] = [
+        PeerState::Offline,
+        PeerState::Waiting,
+        PeerState::Connecting,
+        PeerState::Connected,
+        PeerState::Failed,
+        PeerState::Handover,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             PeerState::Offline => "offline",

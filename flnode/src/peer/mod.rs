@@ -284,7 +284,7 @@ impl Peer {
     }
 
     fn show_state(&self) {
-        self.stats.state.set(self.setup.state().name());
+        self.stats.state.set(self.setup.state());
     }
 
     async fn refresh_path(&self) {

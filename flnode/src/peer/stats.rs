@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
+use flproto::peer_setup::PeerState;
+
 /// Counters for `flnode status`.
 #[derive(Debug, Default)]
 pub struct PeerStats {
@@ -28,22 +30,34 @@ pub struct PeerStats {
     pub path: std::sync::Mutex<Option<crate::path_stats::PathInfo>>,
 }
 
-/// The connection state word shown by `flnode status`.
+/// The peer's state as `flnode status` shows it, written by the peer task
+/// and read by the status report.
 #[derive(Debug, Default)]
 pub struct StateCell(AtomicU8);
 
-/// The words [`StateCell`] can hold; `connected` means the data path is up.
-/// `handover` means data still flows over the old connection while a new
-/// one is set up.
-pub const STATE_NAMES: [&str; 6] = ["offline", "waiting", "connecting", "connected", "failed", "handover"];
-
 impl StateCell {
-    pub fn set(&self, name: &str) {
-        let index = STATE_NAMES.iter().position(|n| *n == name).unwrap_or(0);
+    pub fn set(&self, state: PeerState) {
+        let index = PeerState::ALL.iter().position(|s| *s == state).unwrap_or(0);
         self.0.store(index as u8, Ordering::Relaxed);
     }
 
     pub fn get(&self) -> &'static str {
-        STATE_NAMES[usize::from(self.0.load(Ordering::Relaxed)).min(STATE_NAMES.len() - 1)]
+        let index = usize::from(self.0.load(Ordering::Relaxed));
+        PeerState::ALL.get(index).copied().unwrap_or(PeerState::Offline).name()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_is_shown_by_its_own_name() {
+        let cell = StateCell::default();
+        assert_eq!(cell.get(), "offline");
+        for state in PeerState::ALL {
+            cell.set(state);
+            assert_eq!(cell.get(), state.name());
+        }
     }
 }
