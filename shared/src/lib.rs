@@ -15,6 +15,8 @@
 //!   instance holds which node (newest wins, expiry by heartbeat).
 //! * [`relay_share`] keeps each sender to a share of a receiver's queue,
 //!   and [`source_rate`] with [`addr_key`] limits rates per source address.
+//! * [`x25519`] is a node's Diffie-Hellman key (WireGuard, sealed setups):
+//!   the Montgomery form of its node key.
 
 pub mod addr_key;
 pub mod announce;
@@ -32,6 +34,7 @@ pub mod relay_share;
 pub mod session;
 pub mod setup_auth;
 pub mod source_rate;
+pub mod x25519;
 
 pub use ids::{ChallengeNonce, NodeId};
 pub use message::{NodeMessage, PeerInfo, ServerMessage, SetupMessage};
