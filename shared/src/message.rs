@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{ChallengeNonce, NodeId, RealmId, SignatureBytes};
-use crate::node_info::NodeInfo;
+use crate::node_info::{NodeInfo, NodeInfoJson};
 
 /// A frame the server sends to a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +41,56 @@ pub struct SystemConfig {
 pub struct PresenceNews {
     pub joined: Vec<NodeInfo>,
     pub left: Vec<NodeId>,
+}
+
+/// The frames that list nodes, [`ServerMessage::ListIDsReply`] and
+/// [`ServerMessage::PresenceNews`], as the server sends them: with each
+/// `NodeInfo` as the JSON it keeps per online node ([`NodeInfoJson`])
+/// instead of parsed, and the lists borrowed. Same variants, same fields,
+/// same serde form, so the text is byte for byte what those variants
+/// serialise to (tested below); it only serialises.
+#[derive(Debug, Serialize)]
+#[serde(bound = "Infos<I>: Serialize")]
+pub enum ListingFrame<'a, I> {
+    ListIDsReply(Infos<I>),
+    PresenceNews { joined: Infos<I>, left: &'a [NodeId] },
+}
+
+/// Node infos serialised as a JSON array, from an iterator over the
+/// server's stored ones (cloned for serialising, as serde takes `&self`).
+#[derive(Debug)]
+pub struct Infos<I>(pub I);
+
+impl<'a, I: Iterator<Item = &'a NodeInfoJson> + Clone> Serialize for Infos<I> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.clone())
+    }
+}
+
+/// Bytes a [`ListingFrame`] adds to its infos and IDs: the variant and
+/// field names, brackets and quotes (`{"PresenceNews":{"joined":[],"left":[]}}`
+/// is 38), rounded up.
+const LISTING_FRAME_OVERHEAD: usize = 40;
+
+impl<'a, I: Iterator<Item = &'a NodeInfoJson> + Clone> ListingFrame<'a, I> {
+    /// The frame's text, allocated once with room for it and hardly more:
+    /// thousands of these may wait in queues during a join storm.
+    pub fn render(&self) -> String {
+        let (infos, left) = match self {
+            ListingFrame::ListIDsReply(infos) => (infos, &[][..]),
+            ListingFrame::PresenceNews { joined, left } => (joined, *left),
+        };
+        let infos_len: usize = infos.0.clone().map(|info| info.len() + 1).sum();
+        // An ID is 64 hex digits, two quotes and a comma.
+        let capacity = LISTING_FRAME_OVERHEAD + infos_len + left.len() * 67;
+        let mut text = Vec::with_capacity(capacity);
+        // Writing to a Vec cannot fail, nor can serialising stored JSON and
+        // hex IDs; the text is UTF-8 as serde_json writes nothing else.
+        if serde_json::to_writer(&mut text, self).is_err() {
+            return String::new();
+        }
+        String::from_utf8(text).unwrap_or_default()
+    }
 }
 
 /// A frame a node sends to the server.
@@ -200,6 +250,45 @@ mod tests {
             serde_json::from_str::<NodeMessage>(&json).unwrap(),
             NodeMessage::PeerSetup(_)
         ));
+    }
+
+    /// Node infos with names that need escaping and some that do not.
+    fn sample_infos(count: u8) -> Vec<crate::node_info::NodeInfoV3> {
+        (0..count)
+            .map(|n| crate::node_info::NodeInfoV3 {
+                name: format!("n\"{n}\\ é \u{1F600}\n"),
+                client: "c".into(),
+                pubkey: NodeId([n; 32]),
+                modules: "STAT | PING".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn listing_frames_are_the_server_messages_byte_for_byte() {
+        for count in [0, 1, 3] {
+            let infos = sample_infos(count);
+            let stored: Vec<NodeInfoJson> = infos.iter().map(NodeInfoJson::of).collect();
+            let parsed: Vec<NodeInfo> = infos.iter().cloned().map(NodeInfo::NodeInfoV3).collect();
+            let left: Vec<NodeId> = (0..count).map(|n| NodeId([n + 100; 32])).collect();
+
+            let list = ListingFrame::ListIDsReply(Infos(stored.iter())).render();
+            assert_eq!(list, ServerMessage::ListIDsReply(parsed.clone()).to_json());
+            let news = ListingFrame::PresenceNews {
+                joined: Infos(stored.iter()),
+                left: &left,
+            }
+            .render();
+            let typed = ServerMessage::PresenceNews(PresenceNews {
+                joined: parsed,
+                left: left.clone(),
+            });
+            assert_eq!(news, typed.to_json());
+            for frame in [&list, &news] {
+                assert!(frame.capacity() >= frame.len());
+                assert!(frame.capacity() - frame.len() <= LISTING_FRAME_OVERHEAD, "{frame}");
+            }
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! be able to hand other nodes a list they cannot decode.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::ids::NodeId;
 
@@ -105,6 +106,61 @@ impl NodeInfo {
     }
 }
 
+/// A node's `NodeInfo` as the JSON this server repeats in node lists:
+/// serialised once, when the node announced here or when another instance
+/// named it and the info passed [`NodeInfo::validated`]. Lists and news are
+/// rendered from it verbatim (see [`crate::message::ListingFrame`]), never
+/// parsed back.
+#[derive(Debug, Clone)]
+pub struct NodeInfoJson(Box<RawValue>);
+
+impl NodeInfoJson {
+    /// The wire form of version-3 info, `{"NodeInfoV3":{…}}`.
+    pub fn of(info: &NodeInfoV3) -> Self {
+        /// `NodeInfo::NodeInfoV3` by reference, so that nothing is cloned.
+        #[derive(Serialize)]
+        enum Wire<'a> {
+            NodeInfoV3(&'a NodeInfoV3),
+        }
+        // Strings and a hex ID only: serialising cannot fail, and `null`
+        // would only stand in if it ever did.
+        let json = serde_json::value::to_raw_value(&Wire::NodeInfoV3(info));
+        NodeInfoJson(json.unwrap_or_else(|_| RawValue::NULL.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Bytes of the JSON text.
+    pub fn len(&self) -> usize {
+        self.0.get().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.get().is_empty()
+    }
+
+    /// The same JSON as a raw value, for a cluster message.
+    pub fn to_raw(&self) -> Box<RawValue> {
+        self.0.clone()
+    }
+}
+
+impl PartialEq for NodeInfoJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for NodeInfoJson {}
+
+impl Serialize for NodeInfoJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
 fn check_len(field: &'static str, value: &str, max: usize) -> Result<(), NodeInfoError> {
     if value.len() > max {
         return Err(NodeInfoError::TooLong {
@@ -145,6 +201,16 @@ mod tests {
         let info: NodeInfo = serde_json::from_str(REFERENCE).unwrap();
         assert!(info.validated().is_ok());
         assert_eq!(serde_json::to_string(&info).unwrap(), REFERENCE);
+    }
+
+    #[test]
+    fn stored_json_is_the_wire_form() {
+        let info: NodeInfo = serde_json::from_str(REFERENCE).unwrap();
+        let NodeInfo::NodeInfoV3(v3) = &info else {
+            panic!("not v3");
+        };
+        assert_eq!(NodeInfoJson::of(v3).as_str(), REFERENCE);
+        assert_eq!(serde_json::to_string(&NodeInfoJson::of(v3)).unwrap(), REFERENCE);
     }
 
     #[test]
