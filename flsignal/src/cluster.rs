@@ -1,6 +1,6 @@
 //! The NATS edge of a cluster: connects, subscribes, publishes what the hub
 //! queues, beats, and feeds what arrives back into the hub. No decisions
-//! are made here (see `cluster_sync` and `flproto::cluster_presence`).
+//! are made here (see `flproto::registry`).
 //!
 //! Subjects, with `P` the `--nats-prefix` (default `flsignal`):
 //!

@@ -1,12 +1,15 @@
-//! State shared by all connections: who is online (presence), how to reach
-//! them (their outbound queues) and the metrics. Every cross-connection
-//! effect — register, leave, relay, news — goes through here.
+//! State shared by all connections: who is online and where (the
+//! registry), how to reach them (their outbound queues) and the metrics.
+//! Every cross-connection effect — register, leave, relay, news — goes
+//! through here.
 //!
-//! In a cluster (`--nats`), nodes held by other instances are in the same
-//! presence with a [`Holder::Remote`] handle: node lists and news cover the
-//! cluster, a relay to such a node is handed to the NATS edge, and local
-//! registrations and leaves are announced to the other instances. What
-//! arrives from them is applied in `cluster_sync`.
+//! The hub locks and delivers; it decides nothing about presence. Who is
+//! online, who hears what and, in a cluster (`--nats`), which instance
+//! holds which node are `flproto::registry`'s decisions: the hub hands it
+//! events with the time, and carries out the effects that come back
+//! (close a connection that lost its node, publish to the NATS edge, count
+//! a refusal). A relay to a node held by another instance goes to the NATS
+//! edge too.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -14,32 +17,18 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use flproto::announce::VerifiedNode;
 use flproto::close::CloseReason;
-use flproto::cluster_message::{check_relayed, ClusterMessage, InstanceId, NodeEntry};
-use flproto::cluster_presence::ClusterPresence;
-use flproto::presence::{Presence, PresenceConfig};
+use flproto::cluster_message::{check_relayed, ClusterMessage, InstanceId};
+use flproto::presence::PresenceConfig;
+use flproto::registry::{ClusterConfig, Effects, Publish, Registry, Route};
 use flproto::relay_share::RelayShare;
 use flproto::NodeId;
 use parking_lot::Mutex;
-use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::metrics::Metrics;
 pub use crate::outbox::{Delivery, Kill, Outbound, PeerHandle};
 use crate::refusal_log::RefusalLog;
-
-/// Who holds a node: a connection of this server, or another instance.
-#[derive(Debug, Clone)]
-pub enum Holder {
-    Local(PeerHandle),
-    Remote(InstanceId),
-}
-
-impl Holder {
-    fn is_local(&self, conn: u64) -> bool {
-        matches!(self, Holder::Local(handle) if handle.conn == conn)
-    }
-}
 
 /// What the hub asks the NATS edge to publish.
 #[derive(Debug)]
@@ -57,6 +46,15 @@ pub enum Outgoing {
     Direct(InstanceId, ClusterMessage),
 }
 
+impl From<Publish> for Outgoing {
+    fn from(publish: Publish) -> Self {
+        match publish {
+            Publish::Broadcast(message) => Outgoing::Broadcast(message),
+            Publish::Direct(instance, message) => Outgoing::Direct(instance, message),
+        }
+    }
+}
+
 /// What became of a relayed frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayOutcome {
@@ -66,72 +64,46 @@ pub enum RelayOutcome {
     Dropped(Delivery),
 }
 
-/// Everything behind the hub's one lock.
-pub(crate) struct State {
-    pub(crate) presence: Presence<Holder>,
-    /// Nodes held by connections of this server.
-    pub(crate) local: usize,
-    /// Who holds what across the cluster; `None` without `--nats`.
-    pub(crate) cluster: Option<ClusterPresence>,
-}
-
 /// This server's link into the cluster, when there is one.
 pub(crate) struct ClusterSide {
-    pub(crate) instance: InstanceId,
     outgoing: mpsc::Sender<Outgoing>,
     /// Whether the NATS connection is up right now.
-    pub(crate) connected: AtomicBool,
-    /// How far another instance's registration times may be ahead of our
-    /// clock (`--cluster-max-clock-skew`).
-    pub(crate) max_clock_skew: std::time::Duration,
+    connected: AtomicBool,
     /// What was refused from the other instances.
-    pub(crate) refused: RefusalLog,
+    refused: RefusalLog,
 }
 
 pub struct Hub {
-    pub(crate) state: Mutex<State>,
+    registry: Mutex<Registry<PeerHandle>>,
     pub metrics: Metrics,
     next_conn: AtomicU64,
-    pub(crate) cluster: Option<ClusterSide>,
+    cluster: Option<ClusterSide>,
 }
 
 impl Hub {
     pub fn new(config: PresenceConfig) -> Self {
-        Self::build(config, Metrics::new(), None)
+        Self {
+            registry: Mutex::new(Registry::new(config)),
+            metrics: Metrics::new(),
+            next_conn: AtomicU64::new(1),
+            cluster: None,
+        }
     }
 
     /// A hub that is one instance of a cluster; what it publishes goes into
     /// `outgoing`, for the NATS edge.
-    pub fn clustered(
-        config: PresenceConfig,
-        instance: InstanceId,
-        expiry: std::time::Duration,
-        max_clock_skew: std::time::Duration,
-        outgoing: mpsc::Sender<Outgoing>,
-    ) -> Self {
+    pub fn clustered(config: PresenceConfig, cluster: ClusterConfig, outgoing: mpsc::Sender<Outgoing>) -> Self {
         let metrics = Metrics::new();
         let side = ClusterSide {
-            instance,
             outgoing,
             connected: AtomicBool::new(false),
-            max_clock_skew,
             refused: RefusalLog::new(metrics.cluster_refused.clone()),
         };
-        let hub = Self::build(config, metrics, Some(side));
-        hub.state.lock().cluster = Some(ClusterPresence::new(instance, expiry));
-        hub
-    }
-
-    fn build(config: PresenceConfig, metrics: Metrics, cluster: Option<ClusterSide>) -> Self {
         Self {
-            state: Mutex::new(State {
-                presence: Presence::new(config),
-                local: 0,
-                cluster: None,
-            }),
+            registry: Mutex::new(Registry::clustered(config, cluster)),
             metrics,
             next_conn: AtomicU64::new(1),
-            cluster,
+            cluster: Some(side),
         }
     }
 
@@ -141,12 +113,17 @@ impl Hub {
 
     /// Nodes connected to this server.
     pub fn online(&self) -> usize {
-        self.state.lock().local
+        self.registry.lock().local_len()
     }
 
     /// Nodes online in the whole cluster (this server's alone without one).
     pub fn online_in_cluster(&self) -> usize {
-        self.state.lock().presence.len()
+        self.registry.lock().len()
+    }
+
+    /// The instance holding `node` and its registration time, in a cluster.
+    pub fn owner(&self, node: &NodeId) -> Option<(InstanceId, u64)> {
+        self.registry.lock().owner(node)
     }
 
     /// Records whether the NATS connection is up, for `/healthz` and
@@ -162,72 +139,40 @@ impl Hub {
     /// instances are alive (this one included); `None` without a cluster.
     pub fn cluster_status(&self) -> Option<(InstanceId, bool, usize)> {
         let side = self.cluster.as_ref()?;
-        let instances = self.state.lock().cluster.as_ref().map_or(0, |c| c.remote_instances()) + 1;
-        Some((side.instance, side.connected.load(Ordering::Relaxed), instances))
+        let (me, instances) = {
+            let registry = self.registry.lock();
+            (registry.me()?, registry.instances()?)
+        };
+        Some((me, side.connected.load(Ordering::Relaxed), instances))
     }
 
     /// Enters an authenticated node and returns its first node list. An
     /// older connection with the same ID is told and closed; in a cluster,
     /// the other instances learn that this server holds the node now.
     pub fn register(&self, node: &VerifiedNode, handle: PeerHandle) -> String {
-        let info_json: Box<str> = flproto::NodeInfo::NodeInfoV3(node.info.clone()).to_json().into();
-        let (joined, announce) = {
-            let mut state = self.state.lock();
-            let state = &mut *state;
-            let announce = state.cluster.as_mut().map(|cluster| {
-                let at = cluster.local_join(node.id(), wall_clock_us());
-                NodeEntry {
-                    node: node.id(),
-                    at,
-                    bound: node.bound,
-                    info: raw_json(&info_json),
-                }
-            });
-            let joined = state
-                .presence
-                .join(node.id(), info_json, node.bound, Holder::Local(handle));
-            if !matches!(joined.replaced, Some(Holder::Local(_))) {
-                state.local += 1;
-            }
-            self.metrics.registered_nodes.set(state.local as i64);
-            (joined, announce)
+        let registered = {
+            let mut registry = self.registry.lock();
+            let registered = registry.register(node, handle, wall_clock_us());
+            self.update_gauges(&registry);
+            registered
         };
-        if let Some(Holder::Local(old)) = joined.replaced {
-            old.kill.kill(CloseReason::Replaced);
-        }
-        if let (Some(entry), Some(side)) = (announce, &self.cluster) {
-            self.publish(Outgoing::Broadcast(ClusterMessage::Join {
-                instance: side.instance,
-                entry,
-            }));
-        }
-        joined.node_list
+        self.carry_out(registered.effects);
+        registered.node_list
     }
 
     /// Removes the node if `conn` still holds it.
     pub fn leave(&self, id: &NodeId, conn: u64) {
-        let left = {
-            let mut state = self.state.lock();
-            if !state.presence.leave_if(id, |holder| holder.is_local(conn)) {
-                return;
-            }
-            state.local -= 1;
-            self.metrics.registered_nodes.set(state.local as i64);
-            if let Some(cluster) = &mut state.cluster {
-                cluster.local_leave(id);
-            }
-            true
+        let effects = {
+            let mut registry = self.registry.lock();
+            let effects = registry.leave(id, |handle| handle.conn == conn);
+            self.update_gauges(&registry);
+            effects
         };
-        if let (true, Some(side)) = (left, &self.cluster) {
-            self.publish(Outgoing::Broadcast(ClusterMessage::Leave {
-                instance: side.instance,
-                node: *id,
-            }));
-        }
+        self.carry_out(effects);
     }
 
     pub fn node_list(&self, id: &NodeId) -> Option<String> {
-        self.state.lock().presence.node_list(id)
+        self.registry.lock().node_list(id)
     }
 
     /// Queues `text` from node `from` (on connection `from_conn`) for node
@@ -242,16 +187,16 @@ impl Hub {
         arrived: Instant,
         share: RelayShare,
     ) -> RelayOutcome {
-        let holder = self.state.lock().presence.get(to).cloned();
-        match holder {
-            Some(Holder::Local(handle)) => match self.deliver(&handle, text, Some(arrived), Some((from_conn, share))) {
+        let route = self.registry.lock().route(to);
+        match route {
+            Some(Route::Local(handle)) => match self.deliver(&handle, text, Some(arrived), Some((from_conn, share))) {
                 Delivery::Queued => {
                     self.metrics.relayed.inc();
                     RelayOutcome::Queued
                 }
                 dropped => RelayOutcome::Dropped(dropped),
             },
-            Some(Holder::Remote(instance)) => {
+            Some(Route::Remote(instance)) => {
                 let text = Bytes::from(text);
                 if self.publish(Outgoing::Relay {
                     from: *from,
@@ -282,14 +227,14 @@ impl Hub {
             }
             return;
         }
-        let holder = self.state.lock().presence.get(to).cloned();
-        match holder {
-            Some(Holder::Local(handle)) => {
+        let local = self.registry.lock().local(to);
+        match local {
+            Some(handle) => {
                 if self.deliver(&handle, text, Some(Instant::now()), None) == Delivery::Queued {
                     self.metrics.count_relay("in");
                 }
             }
-            _ => Metrics::count(&self.metrics.drops, "not_connected"),
+            None => Metrics::count(&self.metrics.drops, "not_connected"),
         }
     }
 
@@ -303,22 +248,92 @@ impl Hub {
     /// (see [`crate::news`]). A frame that does not fit a full queue is
     /// lost, so that node's next news is its whole view.
     pub fn flush_news(&self) {
-        let ready = |holder: &Holder| match holder {
-            Holder::Local(handle) => !handle.news.is_queued(),
-            Holder::Remote(_) => true,
-        };
-        let news = self.state.lock().presence.drain_news_where(Instant::now(), ready);
+        let ready = |handle: &PeerHandle| !handle.news.is_queued();
+        let news = self.registry.lock().drain_news_where(Instant::now(), ready);
         let mut lost = Vec::new();
-        for (id, holder, frame) in news {
-            if let Holder::Local(handle) = holder {
-                if self.deliver_news(&handle, frame.into()) == Delivery::QueueFull {
-                    lost.push(id);
-                }
+        for (id, handle, frame) in news {
+            if self.deliver_news(&handle, frame.into()) == Delivery::QueueFull {
+                lost.push(id);
             }
         }
         if !lost.is_empty() {
-            let mut state = self.state.lock();
-            lost.iter().for_each(|id| state.presence.resync(id));
+            let mut registry = self.registry.lock();
+            lost.iter().for_each(|id| registry.resync(id));
+        }
+    }
+
+    /// Applies a presence message from another instance.
+    pub fn apply_cluster_message(&self, message: ClusterMessage, now: Instant) {
+        if self.cluster.is_none() {
+            return;
+        }
+        let from = message.instance();
+        let goodbye = matches!(message, ClusterMessage::Goodbye { .. });
+        let heartbeat = matches!(message, ClusterMessage::Heartbeat { .. });
+        let (me, effects) = {
+            let mut registry = self.registry.lock();
+            let effects = registry.apply(message, now, wall_clock_us());
+            self.update_gauges(&registry);
+            (registry.me(), effects)
+        };
+        if goodbye && Some(from) != me {
+            tracing::info!(instance = %from, "instance left the cluster");
+        }
+        if heartbeat && !effects.publish.is_empty() {
+            tracing::info!(instance = %from, "presence of an instance disagrees with ours; asking for a snapshot");
+        }
+        self.carry_out(effects);
+    }
+
+    /// Forgets instances that have not been heard from within the expiry.
+    pub fn expire_instances(&self, now: Instant) {
+        let mut registry = self.registry.lock();
+        let gone = registry.expire(now);
+        if gone > 0 {
+            tracing::info!(nodes = gone, "instances fell silent; their nodes are gone");
+        }
+        self.update_gauges(&registry);
+    }
+
+    /// This instance's heartbeat.
+    pub fn heartbeat(&self) -> Option<ClusterMessage> {
+        self.registry.lock().heartbeat()
+    }
+
+    /// After (re)connecting to NATS: ask everyone for their nodes and tell
+    /// everyone ours, since news may have been lost either way.
+    pub fn rejoin_cluster(&self) {
+        let messages = self.registry.lock().rejoin();
+        for message in messages {
+            self.publish(message.into());
+        }
+    }
+
+    /// Said on shutdown, so that the others forget our nodes at once.
+    pub fn goodbye(&self) -> Option<ClusterMessage> {
+        self.registry.lock().goodbye()
+    }
+
+    /// Carries out what a change to the registry asks for.
+    fn carry_out(&self, effects: Effects<PeerHandle>) {
+        for loser in effects.replaced {
+            loser.kill.kill(CloseReason::Replaced);
+        }
+        if let Some(side) = &self.cluster {
+            for (instance, refusal) in &effects.refused {
+                side.refused.refuse(refusal.label(), instance, refusal);
+            }
+        }
+        for message in effects.publish {
+            self.publish(message.into());
+        }
+    }
+
+    fn update_gauges(&self, registry: &Registry<PeerHandle>) {
+        self.metrics.registered_nodes.set(registry.local_len() as i64);
+        if let Some(instances) = registry.instances() {
+            self.metrics.cluster_instances.set(instances as i64);
+            self.metrics.cluster_nodes.set(registry.len() as i64);
         }
     }
 
@@ -373,9 +388,6 @@ pub(crate) fn wall_clock_us() -> u64 {
         .unwrap_or(0)
 }
 
-/// `NodeInfo` JSON this server produced, as a raw JSON value.
-pub(crate) fn raw_json(json: &str) -> Box<RawValue> {
-    // Our own serialisation of a checked NodeInfo is valid JSON; `null`
-    // would only stand in if it ever were not.
-    RawValue::from_string(json.to_owned()).unwrap_or_else(|_| RawValue::NULL.to_owned())
-}
+#[cfg(test)]
+#[path = "hub_cluster_tests.rs"]
+mod cluster_tests;

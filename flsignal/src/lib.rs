@@ -12,14 +12,16 @@
 //! * [`connection`] drives one WebSocket through `flproto::session`, and
 //!   [`coalesce`] turns its queued frames into one write and
 //!   [`read_ahead`] its small reads into one;
-//! * [`hub`] is what connections share: presence, relay, news, and
-//!   [`outbox`] how it reaches one connection (fair shares of its queue),
-//!   [`news`] keeps one news frame per connection in its queue at most;
+//! * [`hub`] is what connections share: the node registry
+//!   (`flproto::registry`: presence and, in a cluster, who holds whom)
+//!   behind one lock, relay, news, and [`outbox`] how it reaches one
+//!   connection (fair shares of its queue); [`news`] keeps one news frame
+//!   per connection in its queue at most;
 //! * [`heap`] gives freed memory back to the system after many nodes left;
 //! * [`fragment_watch`] notices messages left incomplete;
-//! * [`cluster_sync`] applies what other instances of a cluster say,
-//!   [`cluster`] is the NATS edge that carries it (only with `--nats`) and
-//!   [`refusal_log`] counts what was refused from it;
+//! * [`cluster`] is the NATS edge that carries what instances of a
+//!   cluster tell each other (only with `--nats`), which the hub hands to
+//!   the registry, and [`refusal_log`] counts what was refused from it;
 //! * [`stun`] answers STUN Binding Requests (bytes in, bytes out),
 //!   [`stun_limit`] decides how many replies go out and [`stun_service`]
 //!   is its UDP socket (with `--stun-listen`);
@@ -29,7 +31,6 @@
 
 pub mod admission;
 pub mod cluster;
-pub mod cluster_sync;
 pub mod coalesce;
 pub mod config;
 pub mod connection;
@@ -61,6 +62,7 @@ use std::sync::Arc;
 
 use flproto::announce::AnnouncePolicy;
 use flproto::cluster_message::InstanceId;
+use flproto::registry::ClusterConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -151,13 +153,12 @@ impl Server {
         } else {
             let instance = InstanceId::random();
             let (outgoing, queued) = tokio::sync::mpsc::channel(config.nats_queue);
-            let hub = Hub::clustered(
-                config.presence(),
+            let cluster = ClusterConfig {
                 instance,
-                config.cluster_expiry,
-                config.cluster_max_clock_skew,
-                outgoing,
-            );
+                expiry: config.cluster_expiry,
+                max_clock_skew: config.cluster_max_clock_skew,
+            };
+            let hub = Hub::clustered(config.presence(), cluster, outgoing);
             (hub, Some(cluster::connect(&config, instance, queued).await?))
         };
         let shared = Arc::new(Shared {

@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 
 use crate::ids::NodeId;
 use crate::message::NodeMessage;
-use crate::node_info::{NodeInfo, NodeInfoError};
+use crate::node_info::{NodeInfo, NodeInfoError, NodeInfoJson};
 
 /// One running flsignal process in a cluster, random per start, so that a
 /// restarted instance is a new one and nothing of its predecessor lingers
@@ -99,13 +99,13 @@ impl NodeEntry {
     /// The node info as our nodes will see it: parsed, held to the rules of
     /// an Announce's node info, and serialised by us, so that no field or
     /// byte the other instance added survives.
-    pub fn checked_info(&self) -> Result<String, EntryError> {
+    pub fn checked_info(&self) -> Result<NodeInfoJson, EntryError> {
         let info: NodeInfo = serde_json::from_str(self.info.get()).map_err(|_| EntryError::Malformed)?;
         let v3 = info.validated()?;
         if v3.pubkey != self.node {
             return Err(EntryError::OtherNode);
         }
-        Ok(info.to_json())
+        Ok(NodeInfoJson::of(v3))
     }
 }
 
@@ -226,8 +226,8 @@ mod tests {
             r#"{{ "NodeInfoV3" : {{"name":"a","client":"c","pubkey":"{id}","modules":"STAT","extra":"dropped"}} }}"#
         );
         let info = entry_with_info(id, &spaced).checked_info().unwrap();
-        assert_eq!(info, NodeInfo::v3("a", "c", id, "STAT").to_json());
-        assert!(!info.contains("extra"));
+        assert_eq!(info.as_str(), NodeInfo::v3("a", "c", id, "STAT").to_json());
+        assert!(!info.as_str().contains("extra"));
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! Which instance of a cluster holds which node, decided without I/O.
 //!
-//! Every instance keeps one [`ClusterPresence`]. Its own registrations go in
-//! through [`ClusterPresence::local_join`] / [`ClusterPresence::local_leave`];
-//! what other instances announce over NATS goes in through the `remote_*`
-//! methods, and time through [`ClusterPresence::expire`]. The answers say
-//! what the server must change in its node registry; nothing here sends,
-//! sleeps or reads a clock.
+//! Every instance keeps one `ClusterPresence`, inside its
+//! [`crate::registry::Registry`]. Its own registrations go in through
+//! `local_join` / `local_leave`; what other instances announce over NATS
+//! goes in through the `remote_*` methods, and time through `expire`. The
+//! answers say what the registry must change in presence, which it does in
+//! the same step; nothing here sends, sleeps or reads a clock.
 //!
 //! Rules:
 //!
@@ -87,8 +87,10 @@ pub enum RemoteJoin {
 }
 
 /// The cluster-wide ownership table of one instance; see the module docs.
+/// The server reaches it through [`crate::registry::Registry`], which
+/// applies each of its answers to presence in the same step.
 #[derive(Debug)]
-pub struct ClusterPresence {
+pub(crate) struct ClusterPresence {
     me: InstanceId,
     expiry: Duration,
     owners: HashMap<NodeId, Owner>,
@@ -105,16 +107,13 @@ impl ClusterPresence {
         }
     }
 
-    pub fn me(&self) -> InstanceId {
-        self.me
-    }
-
     /// Instances other than this one that are alive.
     pub fn remote_instances(&self) -> usize {
         self.remotes.len()
     }
 
     /// Nodes held by other instances.
+    #[cfg(test)]
     pub fn remote_nodes(&self) -> usize {
         self.remotes.values().map(|remote| remote.nodes.len()).sum()
     }

@@ -6,13 +6,15 @@
 //!   few extensions that are only ever sent to nodes that asked for them.
 //! * [`identity`] and [`announce`] are node keys and what exactly they sign.
 //! * [`session`] is the server's per-connection state machine and
-//!   [`presence`] the server's view of who is online and who knows whom.
+//!   [`registry`] the server's one record of who is online: who knows whom
+//!   ([`presence`]) and, in a cluster, which instance holds which node.
 //!   Both take events (and the current time) in and hand actions out, so they
 //!   are tested fast and exhaustively without a network.
 //! * [`addr_key`] is the key per-source limits count under (IPv6 by prefix).
 //! * [`cluster_message`] and [`cluster_presence`] are what instances of a
-//!   cluster tell each other over NATS, and the table that decides which
-//!   instance holds which node (newest wins, expiry by heartbeat).
+//!   cluster tell each other over NATS, and the rules (inside the registry)
+//!   that decide which instance holds which node (newest wins, expiry by
+//!   heartbeat).
 //! * [`relay_share`] keeps each sender to a share of a receiver's queue,
 //!   and [`source_rate`] with [`addr_key`] limits rates per source address.
 //! * [`x25519`] is a node's Diffie-Hellman key (WireGuard, sealed setups):
@@ -30,6 +32,7 @@ pub mod node_info;
 pub mod peer_setup;
 pub mod presence;
 pub mod rate;
+pub mod registry;
 pub mod relay_share;
 pub mod session;
 pub mod setup_auth;

@@ -22,9 +22,13 @@
 //! In a cluster, nodes held by other servers are members too
 //! ([`Presence::join_remote`]): they are listed and their joins and leaves
 //! are news, but they have no view here, as their own server keeps it.
+//! Whether a member is held here or elsewhere is its [`Holder`], and
+//! nothing else: the count of local members follows every change of it.
 //!
-//! `Presence` is generic over the handle `T` the server keeps per node (its
-//! outbound queue), so this file holds no I/O at all.
+//! `Presence` is generic over the handle `T` the server keeps per local
+//! node (its outbound queue), so this file holds no I/O at all. The server
+//! reaches it through [`crate::registry::Registry`], which keeps it in step
+//! with the cluster's ownership table.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -35,6 +39,7 @@ use rand::{Rng, SeedableRng};
 use slab::Slab;
 
 use crate::ids::NodeId;
+use crate::node_info::NodeInfoJson;
 
 /// Default upper bound of a node list, and of a node's view.
 pub const DEFAULT_MAX_LIST_LEN: usize = 100;
@@ -70,16 +75,35 @@ impl Default for PresenceConfig {
 /// lists hold hundreds of them per node.
 type Slot = u32;
 
+/// Who holds a member: a connection of this server (through its handle)
+/// or another server of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder<T> {
+    Local(T),
+    /// Held by another server of a cluster: no view, never gets news.
+    Remote,
+}
+
+impl<T> Holder<T> {
+    pub fn local(&self) -> Option<&T> {
+        match self {
+            Holder::Local(handle) => Some(handle),
+            Holder::Remote => None,
+        }
+    }
+
+    pub fn is_local(&self) -> bool {
+        matches!(self, Holder::Local(_))
+    }
+}
+
 struct Member<T> {
     id: NodeId,
-    /// The node's `NodeInfo`, serialised once at announce time so that lists
-    /// are built by concatenation.
-    info_json: Box<str>,
+    /// The node's `NodeInfo`, serialised once, repeated in lists.
+    info: NodeInfoJson,
     /// Announced with our protocol version: understands `PresenceNews`.
     bound: bool,
-    /// Held by another server of a cluster: no view, never gets news.
-    remote: bool,
-    handle: T,
+    holder: Holder<T>,
     /// Index of this member in `Presence::all`.
     position: usize,
     /// Members this one has been told about.
@@ -103,17 +127,21 @@ struct News {
 }
 
 /// The result of a join.
-pub struct Joined<T> {
-    /// The handle of an older connection of the same node, which lost.
-    pub replaced: Option<T>,
+pub(crate) struct Joined<T> {
+    /// Who held the node before: an older connection of it, which lost, or
+    /// another server.
+    pub replaced: Option<Holder<T>>,
     /// The `ListIDsReply` frame for the joining node.
     pub node_list: String,
 }
 
 /// The registry of online nodes; see the module documentation.
-pub struct Presence<T> {
+pub(crate) struct Presence<T> {
     config: PresenceConfig,
     members: Members<T>,
+    /// Members held here: changed only where a holder is set or removed
+    /// ([`Presence::insert`], [`Presence::set_holder`], [`Presence::leave_if`]).
+    local: usize,
     by_id: HashMap<NodeId, Slot>,
     /// Every slot, for uniform sampling.
     all: Vec<Slot>,
@@ -138,6 +166,7 @@ impl<T: Clone> Presence<T> {
         Self {
             config,
             members: Members(Slab::new()),
+            local: 0,
             by_id: HashMap::new(),
             all: Vec::new(),
             with_room: IndexSet::new(),
@@ -146,36 +175,37 @@ impl<T: Clone> Presence<T> {
         }
     }
 
+    /// Members, here and elsewhere.
     pub fn len(&self) -> usize {
         self.all.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.all.is_empty()
+    /// Members held by connections of this server.
+    pub fn local_len(&self) -> usize {
+        self.local
     }
 
-    /// The handle of an online node.
-    pub fn get(&self, id: &NodeId) -> Option<&T> {
-        self.by_id.get(id).map(|&slot| &self.members[slot].handle)
+    /// Who holds an online node.
+    pub fn get(&self, id: &NodeId) -> Option<&Holder<T>> {
+        self.by_id.get(id).map(|&slot| &self.members[slot].holder)
     }
 
-    /// Enters a node that proved its identity. A node already present keeps
-    /// its place in others' views; its old handle is returned so the server
-    /// can close that connection.
-    pub fn join(&mut self, id: NodeId, info_json: Box<str>, bound: bool, handle: T) -> Joined<T> {
+    /// Enters a node that proved its identity here. A node already present
+    /// keeps its place in others' views; its old holder is returned so the
+    /// server can close that connection.
+    pub fn join(&mut self, id: NodeId, info: NodeInfoJson, bound: bool, handle: T) -> Joined<T> {
         if let Some(&slot) = self.by_id.get(&id) {
+            let replaced = self.set_holder(slot, Holder::Local(handle));
             let member = &mut self.members[slot];
-            let replaced = std::mem::replace(&mut member.handle, handle);
-            member.info_json = info_json;
+            member.info = info;
             member.bound = bound;
-            member.remote = false;
             self.resample_view(slot);
             return Joined {
                 replaced: Some(replaced),
                 node_list: self.node_list_frame(slot),
             };
         }
-        let slot = self.insert(id, info_json, bound, handle);
+        let slot = self.insert(id, info, bound, Holder::Local(handle));
         self.tell_nodes_with_room(slot);
         self.resample_view(slot);
         Joined {
@@ -184,15 +214,15 @@ impl<T: Clone> Presence<T> {
         }
     }
 
-    fn insert(&mut self, id: NodeId, info_json: Box<str>, bound: bool, handle: T) -> Slot {
+    fn insert(&mut self, id: NodeId, info: NodeInfoJson, bound: bool, holder: Holder<T>) -> Slot {
+        self.local += usize::from(holder.is_local());
         let entry = self.members.0.vacant_entry();
         let slot = entry.key() as Slot;
         entry.insert(Member {
             id,
-            info_json,
+            info,
             bound,
-            remote: false,
-            handle,
+            holder,
             position: self.all.len(),
             view: Vec::new(),
             watchers: Vec::new(),
@@ -204,17 +234,24 @@ impl<T: Clone> Presence<T> {
         slot
     }
 
+    /// Replaces a member's holder, keeping the local count.
+    fn set_holder(&mut self, slot: Slot, holder: Holder<T>) -> Holder<T> {
+        self.local += usize::from(holder.is_local());
+        let previous = std::mem::replace(&mut self.members[slot].holder, holder);
+        self.local -= usize::from(previous.is_local());
+        previous
+    }
+
     /// Enters a node held by another server of a cluster. It is listed and
     /// its joins and leaves are news like anyone's, but it has no view of
     /// its own (its own server keeps that). A node present already keeps its
-    /// place in others' views; its old handle is returned.
-    pub fn join_remote(&mut self, id: NodeId, info_json: Box<str>, bound: bool, handle: T) -> Option<T> {
+    /// place in others' views; its old holder is returned.
+    pub fn join_remote(&mut self, id: NodeId, info: NodeInfoJson, bound: bool) -> Option<Holder<T>> {
         if let Some(&slot) = self.by_id.get(&id) {
+            let replaced = self.set_holder(slot, Holder::Remote);
             let member = &mut self.members[slot];
-            let replaced = std::mem::replace(&mut member.handle, handle);
-            member.info_json = info_json;
+            member.info = info;
             member.bound = bound;
-            member.remote = true;
             for subject in std::mem::take(&mut member.view) {
                 remove_item(&mut self.members[subject].watchers, slot);
             }
@@ -226,30 +263,30 @@ impl<T: Clone> Presence<T> {
             self.with_room.swap_remove(&slot);
             return Some(replaced);
         }
-        let slot = self.insert(id, info_json, bound, handle);
-        self.members[slot].remote = true;
+        let slot = self.insert(id, info, bound, Holder::Remote);
         self.tell_nodes_with_room(slot);
         None
     }
 
-    /// Every member with its `NodeInfo` JSON and protocol flag.
-    pub fn members(&self) -> impl Iterator<Item = (NodeId, &str, bool, &T)> {
+    /// Every member with its `NodeInfo` JSON, protocol flag and holder.
+    pub fn members(&self) -> impl Iterator<Item = (NodeId, &NodeInfoJson, bool, &Holder<T>)> {
         self.members
             .0
             .iter()
-            .map(|(_, member)| (member.id, &*member.info_json, member.bound, &member.handle))
+            .map(|(_, member)| (member.id, &member.info, member.bound, &member.holder))
     }
 
-    /// Removes `id` if `is_current` holds for its handle — a connection that
-    /// was already replaced must not remove its successor.
-    pub fn leave_if(&mut self, id: &NodeId, is_current: impl FnOnce(&T) -> bool) -> bool {
+    /// Removes `id` if `is_current` holds for its holder — a connection
+    /// that was already replaced must not remove its successor.
+    pub fn leave_if(&mut self, id: &NodeId, is_current: impl FnOnce(&Holder<T>) -> bool) -> bool {
         let Some(&slot) = self.by_id.get(id) else {
             return false;
         };
-        if !is_current(&self.members[slot].handle) {
+        if !is_current(&self.members[slot].holder) {
             return false;
         }
         let member = self.members.0.remove(slot as usize);
+        self.local -= usize::from(member.holder.is_local());
         self.by_id.remove(id);
         self.with_room.swap_remove(&slot);
         let last = self.all.len() - 1;
@@ -343,7 +380,7 @@ impl<T: Clone> Presence<T> {
 
     fn update_room(&mut self, slot: Slot) {
         let member = &self.members[slot];
-        if !member.remote && member.view.len() < self.config.max_list_len {
+        if member.holder.is_local() && member.view.len() < self.config.max_list_len {
             self.with_room.insert(slot);
         } else {
             self.with_room.swap_remove(&slot);
@@ -383,4 +420,4 @@ mod news;
 
 #[cfg(test)]
 #[path = "presence_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -1,20 +1,26 @@
-//! Fuzz target for the presence registry under any sequence of joins,
-//! takeovers, leaves, list requests and news ticks, with small limits so
-//! that full views and capped fan-out are reached at once.
+//! Fuzz target for the node registry (presence, as one instance of a
+//! cluster) under any sequence of joins, takeovers, leaves, list requests
+//! and news ticks, with small limits so that full views and capped fan-out
+//! are reached at once.
 //!
 //! The input is a script, one operation per line: `j<node><bound>` a node
 //! joins here, `r<node><bound>` it joins on another cluster instance,
-//! `q<node>` its current connection leaves, `s<node>` a connection it
-//! already replaced leaves, `l<node>` it asks for a list, `d` news is sent.
+//! `q<node>` its current connection leaves (or its instance says it left),
+//! `s<node>` a connection it already replaced leaves, `l<node>` it asks
+//! for a list, `d` news is sent.
 
 mod fuzz_support;
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
+use flproto::announce::VerifiedNode;
+use flproto::cluster_message::{ClusterMessage, InstanceId, NodeEntry};
 use flproto::ids::NodeId;
 use flproto::message::ServerMessage;
-use flproto::node_info::NodeInfo;
-use flproto::presence::{Presence, PresenceConfig};
+use flproto::node_info::{NodeInfo, NodeInfoJson, NodeInfoV3};
+use flproto::presence::PresenceConfig;
+use flproto::registry::{ClusterConfig, Registry, Route};
 use fuzz_support::{lines, CARGO_TEST_TIME};
 
 const CONFIG: PresenceConfig = PresenceConfig {
@@ -22,17 +28,25 @@ const CONFIG: PresenceConfig = PresenceConfig {
     join_fanout: 2,
     // Every drain may push a full list: the interval is the time-based
     // rule presence_tests covers; here it would only hide news.
-    min_list_push_interval: std::time::Duration::ZERO,
+    min_list_push_interval: Duration::ZERO,
+};
+
+const ME: InstanceId = InstanceId(1);
+const OTHER: InstanceId = InstanceId(2);
+const CLUSTER: ClusterConfig = ClusterConfig {
+    instance: ME,
+    expiry: Duration::from_secs(3),
+    max_clock_skew: Duration::from_secs(5),
 };
 
 /// Which connection of which node: a node's later connection is a new one.
 type Handle = (u8, u32);
 
-/// What the script knows of a member.
+/// What the script knows of a member: the connection holding it here, or
+/// `None` when the other instance holds it.
 #[derive(Clone, Copy)]
 struct Member {
-    handle: Handle,
-    remote: bool,
+    handle: Option<Handle>,
     bound: bool,
 }
 
@@ -47,64 +61,127 @@ fn id(node: u8) -> NodeId {
     NodeId([node; 32])
 }
 
-fn info_json(node: u8) -> Box<str> {
-    serde_json::to_string(&NodeInfo::v3("n", "fuzz", id(node), ""))
-        .expect("node info serialises")
-        .into()
+fn info(node: u8) -> NodeInfoV3 {
+    NodeInfoV3 {
+        name: "n".into(),
+        client: "fuzz".into(),
+        pubkey: id(node),
+        modules: String::new(),
+    }
 }
 
 fn run_script(script: &[u8]) {
-    let mut presence: Presence<Handle> = Presence::with_seed(CONFIG, 7);
+    let mut registry: Registry<Handle> = Registry::with_seed(CONFIG, Some(CLUSTER), 7);
     let mut members: HashMap<NodeId, Member> = HashMap::new();
     let mut connections = 0u32;
+    let now = Instant::now();
+    // Wall-clock microseconds, on by more than one per line, so that each
+    // registration is newer than the one it displaces.
+    let mut now_us = 1_000u64;
     for line in lines(script) {
+        now_us += 10;
         let Some((&op, arg)) = line.split_first() else {
             continue;
         };
         let node = arg.first().copied().unwrap_or(0) % 12;
         let bound = arg.get(1).is_some_and(|byte| byte % 2 == 1);
+        let previous = members.get(&id(node)).copied();
         match op {
-            b'j' | b'r' => {
+            b'j' => {
                 connections += 1;
                 let handle = (node, connections);
-                let previous = members.get(&id(node)).map(|member| member.handle);
-                let replaced = if op == b'j' {
-                    let joined = presence.join(id(node), info_json(node), bound, handle);
-                    check_list(&joined.node_list, node, &members);
-                    joined.replaced
-                } else {
-                    presence.join_remote(id(node), info_json(node), bound, handle)
+                let verified = VerifiedNode {
+                    info: info(node),
+                    bound,
                 };
-                assert_eq!(replaced, previous, "a takeover hands back the old connection");
-                let remote = op == b'r';
-                members.insert(id(node), Member { handle, remote, bound });
+                let registered = registry.register(&verified, handle, now_us);
+                check_list(&registered.node_list, node, &members);
+                let replaced = registered.effects.replaced.first().copied();
+                assert_eq!(
+                    replaced,
+                    previous.and_then(|m| m.handle),
+                    "a takeover hands back the old connection"
+                );
+                members.insert(
+                    id(node),
+                    Member {
+                        handle: Some(handle),
+                        bound,
+                    },
+                );
+            }
+            b'r' => {
+                let entry = NodeEntry {
+                    node: id(node),
+                    at: now_us,
+                    bound,
+                    info: NodeInfoJson::of(&info(node)).to_raw(),
+                };
+                let effects = registry.apply(ClusterMessage::Join { instance: OTHER, entry }, now, now_us);
+                let replaced = effects.replaced.first().copied();
+                assert_eq!(
+                    replaced,
+                    previous.and_then(|m| m.handle),
+                    "a takeover hands back the old connection"
+                );
+                members.insert(id(node), Member { handle: None, bound });
             }
             b'q' | b's' => {
-                let current = members.get(&id(node)).map(|member| member.handle);
                 let stale = op == b's';
-                let left = presence.leave_if(&id(node), |handle| !stale && Some(*handle) == current);
-                assert_eq!(left, !stale && current.is_some());
-                if left {
-                    members.remove(&id(node));
+                match previous {
+                    Some(Member {
+                        handle: Some(current), ..
+                    }) => {
+                        let effects = registry.leave(&id(node), |handle| !stale && *handle == current);
+                        assert_eq!(
+                            !effects.publish.is_empty(),
+                            !stale,
+                            "only the current connection leaves"
+                        );
+                        if !stale {
+                            members.remove(&id(node));
+                        }
+                    }
+                    Some(Member { handle: None, .. }) if !stale => {
+                        registry.apply(
+                            ClusterMessage::Leave {
+                                instance: OTHER,
+                                node: id(node),
+                            },
+                            now,
+                            now_us,
+                        );
+                        members.remove(&id(node));
+                    }
+                    _ => {
+                        let effects = registry.leave(&id(node), |_| !stale);
+                        assert!(effects.publish.is_empty(), "no connection of ours held it");
+                    }
                 }
             }
             b'l' => {
-                let list = presence.node_list(&id(node));
-                let local = members.get(&id(node)).is_some_and(|member| !member.remote);
+                let list = registry.node_list(&id(node));
+                let local = previous.is_some_and(|member| member.handle.is_some());
                 assert_eq!(list.is_some(), local, "lists only for nodes connected here");
                 if let Some(list) = list {
                     check_list(&list, node, &members);
                 }
             }
-            b'd' => check_news(presence.drain_news(std::time::Instant::now()), &members),
+            b'd' => check_news(registry.drain_news(now), &members),
             _ => {}
         }
-        assert_eq!(presence.len(), members.len());
+        assert_eq!(registry.len(), members.len());
+        let local = members.values().filter(|member| member.handle.is_some()).count();
+        assert_eq!(registry.local_len(), local);
         for (node, member) in &members {
-            assert_eq!(presence.get(node), Some(&member.handle));
+            let expected = match member.handle {
+                Some(handle) => Route::Local(handle),
+                None => Route::Remote(OTHER),
+            };
+            assert_eq!(registry.route(node), Some(expected));
         }
     }
-    check_news(presence.drain_news(std::time::Instant::now()), &members);
+    check_news(registry.drain_news(now), &members);
 }
 
 /// A node list names at most `max_list_len` other members, each once.
@@ -131,8 +208,12 @@ fn check_news(frames: Vec<(NodeId, Handle, String)>, members: &HashMap<NodeId, M
     for (to, (node, connection), frame) in frames {
         assert_eq!(to, id(node), "news names the node it is for");
         let member = members.get(&id(node)).expect("news only to members");
-        assert_eq!(member.handle, (node, connection), "news to the current connection");
-        assert!(!member.remote, "members on another instance get their news there");
+        // Members on another instance get their news there.
+        assert_eq!(
+            member.handle,
+            Some((node, connection)),
+            "news to the current connection"
+        );
         assert!(told.insert(node), "one frame per member and tick");
         match serde_json::from_str::<ServerMessage>(&frame) {
             Ok(ServerMessage::ListIDsReply(_)) => check_list(&frame, node, members),

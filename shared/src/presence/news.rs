@@ -4,8 +4,9 @@
 
 use std::time::Instant;
 
-use super::{News, Presence, Slot};
+use super::{Holder, News, Presence, Slot};
 use crate::ids::NodeId;
+use crate::message::{Infos, ListingFrame};
 
 impl<T: Clone> Presence<T> {
     /// A news frame for `id` could not be delivered: its next news is its
@@ -14,7 +15,7 @@ impl<T: Clone> Presence<T> {
         let Some(&slot) = self.by_id.get(id) else {
             return;
         };
-        if self.members[slot].remote {
+        if !self.members[slot].holder.is_local() {
             return;
         }
         self.members[slot].news.resync = true;
@@ -26,7 +27,7 @@ impl<T: Clone> Presence<T> {
     /// asked for here comes from a connection that has just lost the node.
     pub fn node_list(&mut self, id: &NodeId) -> Option<String> {
         let slot = *self.by_id.get(id)?;
-        if self.members[slot].remote {
+        if !self.members[slot].holder.is_local() {
             return None;
         }
         self.resample_view(slot);
@@ -58,7 +59,13 @@ impl<T: Clone> Presence<T> {
             }
             let full_list = !member.bound || member.news.resync;
             let too_soon = full_list && member.last_list_push.is_some_and(|last| now < last + min_interval);
-            if too_soon || !ready(&member.handle) {
+            // A member that went remote while queued has no news left (see
+            // `join_remote`): it only leaves the queue here.
+            let ready = match &member.holder {
+                Holder::Local(handle) => ready(handle),
+                Holder::Remote => true,
+            };
+            if too_soon || !ready {
                 self.queued.push(slot);
                 continue;
             }
@@ -73,7 +80,9 @@ impl<T: Clone> Presence<T> {
                 self.news_frame(&news)
             };
             let member = &self.members[slot];
-            frames.push((member.id, member.handle.clone(), frame));
+            if let Holder::Local(handle) = &member.holder {
+                frames.push((member.id, handle.clone(), frame));
+            }
         }
         frames
     }
@@ -88,42 +97,26 @@ impl<T: Clone> Presence<T> {
 
     pub(super) fn node_list_frame(&self, slot: Slot) -> String {
         let view = &self.members[slot].view;
-        let mut frame = String::with_capacity(20 + self.infos_len(view));
-        frame.push_str(r#"{"ListIDsReply":["#);
-        self.push_infos(&mut frame, view);
-        frame.push_str("]}");
-        frame
+        ListingFrame::ListIDsReply(self.infos(view)).render()
     }
 
     pub(super) fn news_frame(&self, news: &News) -> String {
-        let mut frame = String::with_capacity(40 + self.infos_len(&news.joined) + news.left.len() * 67);
-        frame.push_str(r#"{"PresenceNews":{"joined":["#);
-        self.push_infos(&mut frame, &news.joined);
-        frame.push_str(r#"],"left":["#);
-        for (index, id) in news.left.iter().enumerate() {
-            if index > 0 {
-                frame.push(',');
-            }
-            frame.push('"');
-            frame.push_str(&id.to_hex());
-            frame.push('"');
+        ListingFrame::PresenceNews {
+            joined: self.infos(&news.joined),
+            left: &news.left,
         }
-        frame.push_str("]}}");
-        frame
+        .render()
     }
 
-    /// Bytes of the members' `NodeInfo`s, commas included: frames are
-    /// allocated at their final size, as thousands may wait to be written.
-    pub(super) fn infos_len(&self, slots: &[Slot]) -> usize {
-        slots.iter().map(|&slot| self.members[slot].info_json.len() + 1).sum()
-    }
-
-    pub(super) fn push_infos(&self, frame: &mut String, slots: &[Slot]) {
-        for (index, &slot) in slots.iter().enumerate() {
-            if index > 0 {
-                frame.push(',');
-            }
-            frame.push_str(&self.members[slot].info_json);
-        }
+    /// The stored `NodeInfo`s of some members, for a frame.
+    fn infos<'a>(
+        &'a self,
+        slots: &'a [Slot],
+    ) -> Infos<impl Iterator<Item = &'a crate::node_info::NodeInfoJson> + Clone> {
+        Infos(slots.iter().map(|&slot| &self.members[slot].info))
     }
 }
+
+#[cfg(test)]
+#[path = "news_tests.rs"]
+mod tests;

@@ -1,6 +1,7 @@
 //! The hub as one instance of a cluster, without NATS: messages go in
 //! through `apply_cluster_message`, what it would publish comes out of the
-//! outgoing queue.
+//! outgoing queue, and connections that lost are told to close. (The
+//! decisions themselves are tested in `flproto::registry`.)
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use flproto::cluster_presence::DEFAULT_MAX_CLOCK_SKEW;
 use flproto::identity::NodeKey;
 use flproto::node_info::NodeInfoV3;
 use flproto::presence::PresenceConfig;
+use flproto::registry::ClusterConfig;
 use flproto::NodeInfo;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
@@ -22,13 +24,12 @@ const OTHER: InstanceId = InstanceId(2);
 
 fn hub() -> (Hub, mpsc::Receiver<Outgoing>) {
     let (outgoing, queued) = mpsc::channel(64);
-    let hub = Hub::clustered(
-        PresenceConfig::default(),
-        ME,
-        Duration::from_secs(3),
-        DEFAULT_MAX_CLOCK_SKEW,
-        outgoing,
-    );
+    let cluster = ClusterConfig {
+        instance: ME,
+        expiry: Duration::from_secs(3),
+        max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
+    };
+    let hub = Hub::clustered(PresenceConfig::default(), cluster, outgoing);
     (hub, queued)
 }
 
@@ -95,7 +96,7 @@ async fn a_newer_connection_elsewhere_closes_ours() {
     let kill = handle.kill.clone();
     hub.register(&node(&key), handle);
     drain(&mut queued);
-    let ours = hub.state.lock().cluster.as_ref().unwrap().owner(&key.id()).unwrap().1;
+    let ours = hub.owner(&key.id()).unwrap().1;
 
     // An older claim changes nothing.
     hub.apply_cluster_message(
