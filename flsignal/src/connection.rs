@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use flproto::announce::AnnouncePolicy;
 use flproto::close::CloseReason;
-use flproto::message::{ServerMessage, SystemConfig};
+use flproto::message::ServerMessage;
 use flproto::session::{Action, Inbound, ServerSession};
-use flproto::{ChallengeNonce, NodeId};
+use flproto::ChallengeNonce;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
@@ -47,8 +47,6 @@ struct Connection {
     session: ServerSession,
     handle: PeerHandle,
     inbox: flume::Receiver<Outbound>,
-    /// The node this connection registered, to remove on the way out.
-    registered: Option<NodeId>,
     /// Where the connection comes from as limits see it, for the announce
     /// rate per source.
     client: IpAddr,
@@ -76,7 +74,6 @@ pub async fn run(socket: ServerSocket, shared: Arc<Shared>, policy: AnnouncePoli
         session,
         handle,
         inbox,
-        registered: None,
         client,
         actions,
     };
@@ -84,7 +81,7 @@ pub async fn run(socket: ServerSocket, shared: Arc<Shared>, policy: AnnouncePoli
         .drive()
         .instrument(tracing::debug_span!("connection", %client))
         .await;
-    if let Some(id) = connection.registered {
+    if let Some(id) = connection.session.registered_node() {
         shared.hub.leave(&id, connection.handle.conn);
     }
     shared.hub.metrics.sessions.dec();
@@ -175,13 +172,12 @@ impl Connection {
         let mut actions = std::mem::take(&mut self.actions);
         let mut flow = Flow::Continue;
         while !actions.is_empty() {
-            for action in &actions {
+            for action in actions.drain(..) {
                 flow = self.apply_one(action, frame.as_ref()).await;
                 if let Flow::Stop = flow {
                     break;
                 }
             }
-            actions.clear();
             if let Flow::Stop = flow {
                 break;
             }
@@ -193,10 +189,11 @@ impl Connection {
         flow
     }
 
-    async fn apply_one(&mut self, action: &Action, frame: Option<&(Utf8Bytes, Instant)>) -> Flow {
+    async fn apply_one(&mut self, action: Action, frame: Option<&(Utf8Bytes, Instant)>) -> Flow {
         let hub: &Hub = &self.shared.hub;
         match action {
             Action::Send(message) => self.send_text(message.to_json().into()).await,
+            Action::SendListing(list) => self.send_text(list.into()).await,
             Action::Register(node) => {
                 if !self.shared.admit_announce(self.client, Instant::now()) {
                     // Counted with the refusal this produces.
@@ -204,27 +201,23 @@ impl Connection {
                     return Flow::Continue;
                 }
                 Metrics::count(&hub.metrics.handshakes, "ok");
-                self.registered = Some(node.id());
-                let list = hub.register(node, self.handle.clone());
-                let config = ServerMessage::SystemConfig(SystemConfig::default()).to_json();
+                let list = hub.register(&node, self.handle.clone());
                 tracing::debug!(node = %node.id(), bound = node.bound, "registered");
-                match self.send_text(config.into()).await {
-                    Flow::Continue => self.send_text(list.into()).await,
-                    Flow::Stop => Flow::Stop,
-                }
+                self.session.on_registered(list, &mut self.actions);
+                Flow::Continue
             }
-            Action::SendNodeList => match self.registered.and_then(|id| hub.node_list(&id)) {
+            Action::SendNodeList => match self.session.node_id().and_then(|id| hub.node_list(&id)) {
                 Some(list) => self.send_text(list.into()).await,
                 None => Flow::Continue,
             },
             Action::Relay { to, notify } => {
-                let (Some((text, arrived)), Some(from)) = (frame, self.registered) else {
+                let (Some((text, arrived)), Some(from)) = (frame, self.session.node_id()) else {
                     return Flow::Continue;
                 };
                 let share = self.shared.config.fairness.relay_share();
-                match hub.relay(self.handle.conn, &from, to, text.clone(), *arrived, share) {
-                    RelayOutcome::NotConnected if *notify => {
-                        self.send_text(ServerMessage::NotConnected(*to).to_json().into()).await
+                match hub.relay(self.handle.conn, &from, &to, text.clone(), *arrived, share) {
+                    RelayOutcome::NotConnected if notify => {
+                        self.send_text(ServerMessage::NotConnected(to).to_json().into()).await
                     }
                     RelayOutcome::Dropped(Delivery::OverShare) => {
                         self.session.on_relay_over_share(Instant::now(), &mut self.actions);
@@ -243,7 +236,7 @@ impl Connection {
                 Metrics::count(family, refusal.label());
                 tracing::debug!(
                     reason = refusal.label(),
-                    node = ?self.registered,
+                    node = ?self.session.registered_node(),
                     frame = frame.map(|(text, _)| text.as_str().chars().take(LOGGED_FRAME_CHARS).collect::<String>()),
                     "refused"
                 );
@@ -253,7 +246,7 @@ impl Connection {
             Action::Ping => self.send(Message::Ping(Default::default())).await,
             Action::Close(reason) => {
                 Metrics::count(&hub.metrics.closes, reason.label());
-                tracing::debug!(reason = reason.label(), node = ?self.registered, "closing");
+                tracing::debug!(reason = reason.label(), node = ?self.session.registered_node(), "closing");
                 let frame = CloseFrame {
                     code: CloseCode::from(reason.code()),
                     reason: reason.label().into(),
@@ -351,7 +344,7 @@ impl Connection {
                     .drops
                     .get_or_create(&crate::metrics::Reason { reason: "slow_reader" })
                     .inc_by(1 + self.inbox.len() as u64);
-                tracing::debug!(node = ?self.registered, "closing a slow reader");
+                tracing::debug!(node = ?self.session.registered_node(), "closing a slow reader");
                 Flow::Stop
             }
         }

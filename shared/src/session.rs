@@ -6,162 +6,45 @@
 //! which is why every rule about a single connection — handshake, rate,
 //! liveness, who may relay what — lives here and is tested without a network.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::announce::{verify_announce, AnnounceError, AnnouncePolicy, VerifiedNode};
+use crate::announce::{verify_announce, AnnouncePolicy};
 use crate::close::CloseReason;
 use crate::ids::{ChallengeNonce, NodeId};
-use crate::message::{NodeMessage, ServerMessage};
-use crate::rate::{RateLimit, TokenBucket};
-use crate::relay_share::{AbuseLimits, AbuseMeter, Standing};
+use crate::message::{NodeMessage, ServerMessage, SystemConfig};
+use crate::rate::TokenBucket;
+use crate::relay_share::{AbuseMeter, Standing};
 use crate::FLEDGER_PROTOCOL_VERSION;
 
-/// Default time a new connection has to announce itself.
-pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default time without any inbound frame (pongs included) before closing.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Default interval between the server's WebSocket pings.
-pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(20);
-/// Default number of refused Announces before the connection is closed.
-pub const DEFAULT_MAX_AUTH_FAILURES: u32 = 3;
-/// Default number of refused messages of other kinds before closing.
-pub const DEFAULT_MAX_PROTOCOL_ERRORS: u32 = 16;
-/// Default message rate: generous for trickled ICE candidates, far below
-/// what it takes to load the server.
-pub const DEFAULT_RATE_LIMIT: RateLimit = RateLimit {
-    per_second: 50,
-    burst: 200,
-};
-/// Default rate of `ListIDsRequest`s one connection may make: each costs
-/// a fresh sample and up to ~70 KB of answer for 16 bytes asked, while
-/// a fledger node asks with its Announce and otherwise gets its list
-/// pushed; the browser page asks when its user clicks "refresh".
-pub const DEFAULT_LIST_RATE_LIMIT: RateLimit = RateLimit {
-    per_second: 1,
-    burst: 4,
-};
-/// Default time a fragmented WebSocket message may take to complete;
-/// pings between its fragments do not extend it.
-pub const DEFAULT_FRAGMENT_TIMEOUT: Duration = Duration::from_secs(10);
+mod config;
+mod events;
 
-/// The per-connection limits.
-#[derive(Debug, Clone)]
-pub struct SessionConfig {
-    pub handshake_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub ping_interval: Duration,
-    pub max_auth_failures: u32,
-    pub max_protocol_errors: u32,
-    pub rate_limit: RateLimit,
-    pub list_rate_limit: RateLimit,
-    pub relay_abuse: AbuseLimits,
-    pub fragment_timeout: Duration,
-}
-
-impl Default for SessionConfig {
-    fn default() -> Self {
-        Self {
-            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            ping_interval: DEFAULT_PING_INTERVAL,
-            max_auth_failures: DEFAULT_MAX_AUTH_FAILURES,
-            max_protocol_errors: DEFAULT_MAX_PROTOCOL_ERRORS,
-            rate_limit: DEFAULT_RATE_LIMIT,
-            list_rate_limit: DEFAULT_LIST_RATE_LIMIT,
-            relay_abuse: AbuseLimits::default(),
-            fragment_timeout: DEFAULT_FRAGMENT_TIMEOUT,
-        }
-    }
-}
-
-/// What arrived on the connection.
-#[derive(Debug, Clone, Copy)]
-pub enum Inbound<'a> {
-    Text(&'a str),
-    Binary,
-    /// A WebSocket ping or pong: proof of life, nothing else.
-    Control,
-    /// The transport refused a frame over the size limit.
-    TooLarge,
-}
-
-/// What the driver must do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Send this frame to the connection.
-    Send(ServerMessage),
-    /// The node proved its identity: enter it into presence and send it
-    /// `SystemConfig` and its node list. Another connection holding the same
-    /// ID loses it.
-    Register(VerifiedNode),
-    /// Send the node a fresh node list.
-    SendNodeList,
-    /// Forward the text that was just handed in, unchanged, to `to`. When
-    /// `to` is not connected and `notify` is set, tell the sender.
-    Relay { to: NodeId, notify: bool },
-    /// Tell the node why its message was refused (as an `Error` frame).
-    Refuse(Refusal),
-    /// Send a WebSocket ping.
-    Ping,
-    /// Close the connection with this reason; nothing follows.
-    Close(CloseReason),
-}
-
-/// Why one message was refused without closing the connection.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    #[error("malformed message: {0}")]
-    Malformed(String),
-    #[error("announce first")]
-    NotAnnounced,
-    #[error("already announced on this connection")]
-    AlreadyAnnounced,
-    #[error("announce refused: {0}")]
-    Announce(#[from] AnnounceError),
-    #[error("you are neither id_init nor id_follow of this PeerSetup")]
-    SpoofedSender,
-    #[error("PeerSetup addressed to yourself")]
-    SelfAddressed,
-    #[error("too many announces from your address; try again later")]
-    SourceRateLimited,
-    #[error("ListIDsRequest too often; slow down")]
-    ListRateLimited,
-    #[error("PeerSetup refused: too many of yours were dropped over your share of the receiver's queue; slow down")]
-    RelayThrottled,
-}
-
-impl Refusal {
-    /// A short label for metrics.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Refusal::Malformed(_) => "malformed",
-            Refusal::NotAnnounced => "not_announced",
-            Refusal::AlreadyAnnounced => "already_announced",
-            Refusal::Announce(AnnounceError::NodeInfo(_)) => "bad_node_info",
-            Refusal::Announce(AnnounceError::Signature(_)) => "bad_signature",
-            Refusal::Announce(AnnounceError::BoundRequired) => "bound_required",
-            Refusal::Announce(AnnounceError::WrongServer { .. } | AnnounceError::MissingServer) => "wrong_server",
-            Refusal::Announce(AnnounceError::UnknownVersion(_)) => "unknown_version",
-            Refusal::SpoofedSender => "spoofed_sender",
-            Refusal::SelfAddressed => "self_addressed",
-            Refusal::SourceRateLimited => "source_rate_limited",
-            Refusal::ListRateLimited => "list_rate_limited",
-            Refusal::RelayThrottled => "relay_throttled",
-        }
-    }
-}
-
-/// The `Error` a connection gets when its node announced on a newer one.
-pub const REPLACED_ERROR: &str = "New Connection with same ID";
+pub use config::*;
+pub use events::{Action, Inbound, Refusal, REPLACED_ERROR};
 
 /// Longest serde error text passed back to a client.
 const MAX_ERROR_DETAIL: usize = 160;
 
 #[derive(Debug)]
 enum State {
-    AwaitingAnnounce { deadline: Instant, failures: u32 },
-    Registered { id: NodeId, bound: bool },
-    Closed,
+    AwaitingAnnounce {
+        deadline: Instant,
+        failures: u32,
+    },
+    /// The announce verified; the server is entering the node.
+    Registering {
+        id: NodeId,
+        bound: bool,
+    },
+    Registered {
+        id: NodeId,
+        bound: bool,
+    },
+    /// Nothing follows. `registered` is the node the server may hold for
+    /// this connection, which it removes when the connection ends.
+    Closed {
+        registered: Option<NodeId>,
+    },
 }
 
 /// One connection, from the server's side.
@@ -213,7 +96,8 @@ impl ServerSession {
         }
     }
 
-    /// The node this connection speaks for, once it announced.
+    /// The node this connection speaks for, once it is registered and
+    /// until it closes.
     pub fn node_id(&self) -> Option<NodeId> {
         match self.state {
             State::Registered { id, .. } => Some(id),
@@ -221,8 +105,18 @@ impl ServerSession {
         }
     }
 
+    /// The node the server may hold for this connection, open or closed:
+    /// what to remove from the registry when the connection ends.
+    pub fn registered_node(&self) -> Option<NodeId> {
+        match self.state {
+            State::Registering { id, .. } | State::Registered { id, .. } => Some(id),
+            State::Closed { registered } => registered,
+            State::AwaitingAnnounce { .. } => None,
+        }
+    }
+
     pub fn is_closed(&self) -> bool {
-        matches!(self.state, State::Closed)
+        matches!(self.state, State::Closed { .. })
     }
 
     /// When [`ServerSession::on_timer`] must be called next.
@@ -244,7 +138,7 @@ impl ServerSession {
     /// Handles the passing of time.
     pub fn on_timer(&mut self, now: Instant, out: &mut Vec<Action>) {
         match self.state {
-            State::Closed => {}
+            State::Closed { .. } => {}
             State::AwaitingAnnounce { deadline, .. } if now >= deadline => {
                 self.close(CloseReason::HandshakeTimeout, out)
             }
@@ -287,15 +181,30 @@ impl ServerSession {
         self.partial_since = since;
     }
 
+    /// The server entered the node this session verified: it is told the
+    /// system configuration and gets `first_list`, the node list the
+    /// registry rendered for it, in that order; from now on it speaks for
+    /// its node.
+    pub fn on_registered(&mut self, first_list: String, out: &mut Vec<Action>) {
+        let State::Registering { id, bound } = self.state else {
+            return;
+        };
+        self.state = State::Registered { id, bound };
+        out.push(Action::Send(ServerMessage::SystemConfig(SystemConfig::default())));
+        out.push(Action::SendListing(first_list));
+    }
+
     /// The server will not register the node it just verified: its source
     /// address announced too often. It is told so and closed as rate
     /// limited (try again later).
     pub fn refuse_registration(&mut self, out: &mut Vec<Action>) {
-        if self.is_closed() {
+        if !matches!(self.state, State::Registering { .. }) {
             return;
         }
         out.push(Action::Refuse(Refusal::SourceRateLimited));
-        self.close(CloseReason::RateLimited, out);
+        // The server never held it.
+        self.state = State::Closed { registered: None };
+        out.push(Action::Close(CloseReason::RateLimited));
     }
 
     /// A PeerSetup this node sent was dropped because it already had its
@@ -318,7 +227,9 @@ impl ServerSession {
             // What fledger's own server tells the losing connection.
             out.push(Action::Send(ServerMessage::Error(REPLACED_ERROR.into())));
         }
-        self.state = State::Closed;
+        self.state = State::Closed {
+            registered: self.registered_node(),
+        };
         out.push(Action::Close(reason));
     }
 
@@ -335,7 +246,7 @@ impl ServerSession {
             (State::AwaitingAnnounce { failures, .. }, NodeMessage::Announce(announce)) => {
                 match verify_announce(&announce, &self.challenge, &self.policy) {
                     Ok(node) => {
-                        self.state = State::Registered {
+                        self.state = State::Registering {
                             id: node.id(),
                             bound: node.bound,
                         };
@@ -356,6 +267,12 @@ impl ServerSession {
             // connection; it comes with the successful Announce instead.
             (State::AwaitingAnnounce { .. }, NodeMessage::ListIDsRequest) => {}
             (State::AwaitingAnnounce { .. }, _) => self.refuse(Refusal::NotAnnounced, out),
+            // The server answers a Register before it reads on, so nothing
+            // arrives meanwhile from a real connection; what would is
+            // treated as before the Announce.
+            (State::Registering { .. }, NodeMessage::Announce(_)) => self.refuse(Refusal::AlreadyAnnounced, out),
+            (State::Registering { .. }, NodeMessage::ListIDsRequest) => {}
+            (State::Registering { .. }, _) => self.refuse(Refusal::NotAnnounced, out),
             (State::Registered { .. }, NodeMessage::Announce(_)) => self.refuse(Refusal::AlreadyAnnounced, out),
             (State::Registered { .. }, NodeMessage::ListIDsRequest) => {
                 if self.list_rate.try_take(now) {
@@ -375,7 +292,7 @@ impl ServerSession {
                     Some(to) => self.relay(to, bound, now, out),
                 }
             }
-            (State::Closed, _) => {}
+            (State::Closed { .. }, _) => {}
         }
     }
 
@@ -405,3 +322,7 @@ impl ServerSession {
 #[cfg(test)]
 #[path = "session_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "session_handshake_tests.rs"]
+mod handshake_tests;

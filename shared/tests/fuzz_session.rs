@@ -7,7 +7,10 @@
 //! * a line starting with `{` or `"` is a text frame, as sent;
 //! * `t<text>` is a text frame too (any text);
 //! * `a<seed>` / `v<seed>` is a correctly signed Announce (fledger's v3 /
-//!   our bound v4 for [`SERVER`]) by the key of that seed byte;
+//!   our bound v4 for [`SERVER`]) by the key of that seed byte, which the
+//!   server registers when the session asks; `A<seed>` / `V<seed>` the
+//!   same, but the server refuses the registration (its source announced
+//!   too often);
 //! * `p<from><to><kind>` is a PeerSetup naming the keys of those seed bytes;
 //! * `b`, `c`, `l` are a binary frame, a ping or pong, an oversized frame;
 //! * `w<ms>` lets that many milliseconds pass and fires the timer;
@@ -21,7 +24,7 @@ use std::time::{Duration, Instant};
 use flproto::announce::{sign_announce, verify_announce, AnnounceAuth, AnnouncePolicy, VerifiedNode};
 use flproto::close::CloseReason;
 use flproto::ids::NodeId;
-use flproto::message::{NodeMessage, PeerInfo, ServerMessage, SetupMessage};
+use flproto::message::{NodeMessage, PeerInfo, ServerMessage, SetupMessage, SystemConfig};
 use flproto::node_info::NodeInfo;
 use flproto::session::{Action, Inbound, Refusal, ServerSession, SessionConfig, REPLACED_ERROR};
 use flproto::FLEDGER_PROTOCOL_VERSION;
@@ -43,7 +46,12 @@ fn server_session_keeps_its_promises_under_any_script() {
 
 /// One event of a script, with what it needs to judge the actions.
 enum Event {
-    Inbound { text: Option<String>, kind: InboundKind },
+    Inbound {
+        text: Option<String>,
+        kind: InboundKind,
+        /// Whether the server refuses a registration this frame asks for.
+        refused: bool,
+    },
     Wait(Duration),
     Close(CloseReason),
 }
@@ -61,15 +69,20 @@ fn parse_event(line: &[u8]) -> Option<Event> {
     let text = |text: String| Event::Inbound {
         text: Some(text),
         kind: InboundKind::Text,
+        refused: op.is_ascii_uppercase(),
     };
-    let other = |kind| Event::Inbound { text: None, kind };
+    let other = |kind| Event::Inbound {
+        text: None,
+        kind,
+        refused: false,
+    };
     let byte = |at: usize| arg.get(at).copied().unwrap_or(0);
     Some(match op {
         b'{' | b'"' => text(String::from_utf8_lossy(line).into_owned()),
         b't' => text(String::from_utf8_lossy(arg).into_owned()),
-        b'a' | b'v' => {
+        b'a' | b'v' | b'A' | b'V' => {
             let signer = key(byte(0));
-            let auth = if op == b'a' {
+            let auth = if op.eq_ignore_ascii_case(&b'a') {
                 AnnounceAuth::Fledger
             } else {
                 AnnounceAuth::Bound { server: SERVER.into() }
@@ -147,7 +160,7 @@ fn run_script(script: &[u8]) {
     for event in events.filter_map(parse_event) {
         out.clear();
         match &event {
-            Event::Inbound { text, kind } => {
+            Event::Inbound { text, kind, .. } => {
                 let inbound = match (kind, text) {
                     (InboundKind::Text, Some(text)) => Inbound::Text(text),
                     (InboundKind::Binary, _) => Inbound::Binary,
@@ -169,12 +182,20 @@ fn run_script(script: &[u8]) {
             Event::Close(reason) => session.close(*reason, &mut out),
         }
         check_actions(&event, &out, &mut seen);
+        if out.iter().any(|action| matches!(action, Action::Register(_))) {
+            answer_registration(&mut session, &event, &mut seen);
+        }
         assert_eq!(session.is_closed(), seen.closed);
         let speaks_for = seen.registered.as_ref().filter(|_| !seen.closed).map(VerifiedNode::id);
         assert_eq!(
             session.node_id(),
             speaks_for,
             "a session speaks for its node until it closes"
+        );
+        assert_eq!(
+            session.registered_node(),
+            seen.registered.as_ref().map(VerifiedNode::id),
+            "the node to remove at the end is the one the server entered"
         );
     }
     assert!(now >= start);
@@ -213,6 +234,7 @@ fn check_actions(event: &Event, actions: &[Action], seen: &mut Observed) {
                 assert_ne!(*to, sender, "never relayed back to the sender");
                 assert_eq!(*notify, node.bound);
             }
+            Action::SendListing(_) => panic!("a listing only in answer to a registration"),
             Action::SendNodeList => {
                 assert!(seen.registered.is_some(), "no node list before the Announce");
                 assert!(matches!(frame, Some(NodeMessage::ListIDsRequest)));
@@ -227,6 +249,9 @@ fn check_actions(event: &Event, actions: &[Action], seen: &mut Observed) {
                 assert!(seen.other_refusals <= seen.config.max_protocol_errors);
             }
             Action::Ping => assert!(matches!(event, Event::Wait(_)), "pings come from the timer"),
+            Action::Send(ServerMessage::SystemConfig(_)) => {
+                panic!("the system configuration only in answer to a registration")
+            }
             Action::Send(ServerMessage::Error(text)) => {
                 assert_eq!(text, REPLACED_ERROR);
                 assert_eq!(actions.get(at + 1), Some(&Action::Close(CloseReason::Replaced)));
@@ -239,6 +264,37 @@ fn check_actions(event: &Event, actions: &[Action], seen: &mut Observed) {
             }
         }
     }
+}
+
+/// Answers a `Register` as the server does: enters the node and hands the
+/// session its first list, or refuses (the source announced too often).
+fn answer_registration(session: &mut ServerSession, event: &Event, seen: &mut Observed) {
+    let refused = matches!(event, Event::Inbound { refused: true, .. });
+    let mut out = Vec::new();
+    if refused {
+        session.refuse_registration(&mut out);
+        assert_eq!(
+            out,
+            [
+                Action::Refuse(Refusal::SourceRateLimited),
+                Action::Close(CloseReason::RateLimited)
+            ]
+        );
+        assert_eq!(session.registered_node(), None, "a refused node is not held");
+        seen.registered = None;
+        seen.closed = true;
+        return;
+    }
+    let list = r#"{"ListIDsReply":[]}"#.to_owned();
+    session.on_registered(list.clone(), &mut out);
+    assert_eq!(
+        out,
+        [
+            Action::Send(ServerMessage::SystemConfig(SystemConfig::default())),
+            Action::SendListing(list)
+        ],
+        "the handshake reply: the system configuration, then the first list"
+    );
 }
 
 fn check_close_reason(event: &Event, reason: CloseReason, seen: &Observed) {
