@@ -17,7 +17,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use async_nats::connection::State;
 use async_nats::{Client, ConnectOptions, Event};
 use flproto::cluster_message::{ClusterMessage, InstanceId, RelayRefusal};
@@ -28,6 +27,7 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::config::Config;
+use crate::error::ClusterError;
 use crate::hub::Outgoing;
 use crate::metrics::Metrics;
 use crate::Shared;
@@ -84,7 +84,7 @@ pub async fn connect(
     config: &Config,
     instance: InstanceId,
     outgoing: mpsc::Receiver<Outgoing>,
-) -> anyhow::Result<ClusterLink> {
+) -> Result<ClusterLink, ClusterError> {
     let (events_tx, events) = mpsc::unbounded_channel();
     let mut options = ConnectOptions::new()
         .name(format!("flsignal-{instance}"))
@@ -102,17 +102,20 @@ pub async fn connect(
         options = options
             .credentials_file(path)
             .await
-            .with_context(|| format!("cannot read NATS credentials {}", path.display()))?;
+            .map_err(|source| ClusterError::Credentials {
+                path: path.clone(),
+                source,
+            })?;
     }
     if let Some(path) = &config.nats_nkey {
-        let seed = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the NATS NKey seed {}", path.display()))?;
+        let seed = std::fs::read_to_string(path).map_err(|source| ClusterError::NkeyUnreadable {
+            path: path.clone(),
+            source,
+        })?;
         let seed = seed.trim();
-        anyhow::ensure!(
-            seed.starts_with("SU"),
-            "{} holds no NKey user seed (one starts with SU)",
-            path.display()
-        );
+        if !seed.starts_with("SU") {
+            return Err(ClusterError::NotAnNkeySeed { path: path.clone() });
+        }
         options = options.nkey(seed.to_owned());
     }
     if config.nats_tls {
@@ -129,11 +132,8 @@ pub async fn connect(
         .iter()
         .map(|url| url.parse())
         .collect::<Result<_, _>>()
-        .context("bad --nats URL")?;
-    let client = options
-        .connect(servers)
-        .await
-        .context("cannot set up the NATS client")?;
+        .map_err(ClusterError::Url)?;
+    let client = options.connect(servers).await.map_err(ClusterError::Client)?;
     Ok(ClusterLink {
         client,
         events,
@@ -145,7 +145,7 @@ pub async fn connect(
 
 impl ClusterLink {
     /// Subscribes and starts the edge's tasks.
-    pub async fn start(self, shared: Arc<Shared>) -> anyhow::Result<ClusterTasks> {
+    pub async fn start(self, shared: Arc<Shared>) -> Result<ClusterTasks, ClusterError> {
         let ClusterLink {
             client,
             events,
@@ -155,9 +155,16 @@ impl ClusterLink {
         } = self;
         // Subscriptions are made before anything is published, and NATS
         // renews them by itself after a reconnect.
-        let presence = client.subscribe(presence_subject(&prefix)).await?;
-        let answers = client.subscribe(instance_subject(&prefix, instance)).await?;
-        let relays = client.subscribe(format!("{prefix}.node.*.{instance}")).await?;
+        let subscribe = |subject| client.subscribe(subject);
+        let presence = subscribe(presence_subject(&prefix))
+            .await
+            .map_err(ClusterError::Subscribe)?;
+        let answers = subscribe(instance_subject(&prefix, instance))
+            .await
+            .map_err(ClusterError::Subscribe)?;
+        let relays = subscribe(format!("{prefix}.node.*.{instance}"))
+            .await
+            .map_err(ClusterError::Subscribe)?;
         tracing::info!(%instance, servers = ?shared.config.nats, "clustering over NATS");
         let tasks = vec![
             tokio::spawn(receive_presence(
@@ -182,13 +189,11 @@ impl ClusterTasks {
         }
         if let Some(goodbye) = shared.hub.goodbye() {
             let send = async {
-                self.client
-                    .publish(presence_subject(&self.prefix), goodbye.to_json().into())
-                    .await?;
-                self.client.flush().await?;
-                anyhow::Ok(())
+                let subject = presence_subject(&self.prefix);
+                self.client.publish(subject, goodbye.to_json().into()).await.is_ok()
+                    && self.client.flush().await.is_ok()
             };
-            if !matches!(tokio::time::timeout(GOODBYE_TIMEOUT, send).await, Ok(Ok(()))) {
+            if !matches!(tokio::time::timeout(GOODBYE_TIMEOUT, send).await, Ok(true)) {
                 tracing::warn!("could not say goodbye to the cluster; others will expire our nodes");
             }
         }

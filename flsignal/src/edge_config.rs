@@ -2,6 +2,7 @@
 //! name their clients, and how clients are told apart for per-IP limits.
 //! Part of [`crate::Config`] (flattened into its flags).
 
+use crate::error::{check, InvalidSetting};
 use std::path::PathBuf;
 
 use clap::Args;
@@ -50,16 +51,16 @@ impl EdgeConfig {
 
     /// Checks combinations clap cannot check. Whether the TLS files are
     /// usable is checked when the server binds.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        check(
             self.tls_cert.is_some() == self.tls_key.is_some(),
-            "--tls-cert and --tls-key go together"
-        );
-        anyhow::ensure!(
+            "--tls-cert and --tls-key go together",
+        )?;
+        check(
             (MIN_MAX_PROXY_HEADER..=MAX_MAX_PROXY_HEADER).contains(&self.max_proxy_header_size),
-            "--max-proxy-header-size must be between {MIN_MAX_PROXY_HEADER} and {MAX_MAX_PROXY_HEADER} bytes"
-        );
-        anyhow::ensure!(self.ipv6_prefix_len <= 128, "--ipv6-prefix-len must be at most 128");
+            format!("--max-proxy-header-size must be between {MIN_MAX_PROXY_HEADER} and {MAX_MAX_PROXY_HEADER} bytes"),
+        )?;
+        check(self.ipv6_prefix_len <= 128, "--ipv6-prefix-len must be at most 128")?;
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 //! fragment timeout and the interval of full-list pushes. Part of
 //! [`Config`](crate::Config), split out to keep each file to one job.
 
+use crate::error::{check, InvalidSetting};
 use std::time::Duration;
 
 use clap::Args;
@@ -100,29 +101,29 @@ impl FairnessConfig {
     }
 
     /// Checks the limits; `max_message_size` is the largest frame a share must hold.
-    pub fn validate(&self, max_message_size: usize) -> anyhow::Result<()> {
-        anyhow::ensure!(self.relay_share_frames >= 1, "--relay-share-frames must be at least 1");
-        anyhow::ensure!(
+    pub fn validate(&self, max_message_size: usize) -> Result<(), InvalidSetting> {
+        check(self.relay_share_frames >= 1, "--relay-share-frames must be at least 1")?;
+        check(
             self.relay_share_bytes >= max_message_size,
-            "--relay-share-bytes must be at least --max-message-size, or the largest message could never be relayed"
-        );
-        anyhow::ensure!(
+            "--relay-share-bytes must be at least --max-message-size, or the largest message could never be relayed",
+        )?;
+        check(
             self.relay_throttle_after >= 1 && self.relay_disconnect_after > self.relay_throttle_after,
-            "--relay-disconnect-after must be above --relay-throttle-after, which must be at least 1"
-        );
-        anyhow::ensure!(
+            "--relay-disconnect-after must be above --relay-throttle-after, which must be at least 1",
+        )?;
+        check(
             self.relay_forgive_per_second >= 1,
-            "--relay-forgive-per-second must be at least 1"
-        );
-        anyhow::ensure!(
+            "--relay-forgive-per-second must be at least 1",
+        )?;
+        check(
             self.list_rate_per_second >= 1 && self.list_rate_burst >= 1,
-            "--list-rate-per-second and --list-rate-burst must be at least 1"
-        );
-        anyhow::ensure!(
+            "--list-rate-per-second and --list-rate-burst must be at least 1",
+        )?;
+        check(
             self.announce_rate_per_second >= 1 && self.announce_rate_burst >= 1 && self.announce_sources >= 1,
-            "--announce-rate-per-second, --announce-rate-burst and --announce-sources must be at least 1"
-        );
-        anyhow::ensure!(!self.fragment_timeout.is_zero(), "--fragment-timeout must be positive");
+            "--announce-rate-per-second, --announce-rate-burst and --announce-sources must be at least 1",
+        )?;
+        check(!self.fragment_timeout.is_zero(), "--fragment-timeout must be positive")?;
         Ok(())
     }
 }

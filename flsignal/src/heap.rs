@@ -10,6 +10,7 @@
 //! nodes have left ([`TrimPolicy`]), at most once per `--trim-interval`, on
 //! a blocking thread.
 
+use crate::error::{check, InvalidSetting};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,8 +44,8 @@ pub struct TrimConfig {
 }
 
 impl TrimConfig {
-    pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.trim_after_leaves >= 1, "--trim-after-leaves must be at least 1");
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        check(self.trim_after_leaves >= 1, "--trim-after-leaves must be at least 1")?;
         Ok(())
     }
 }

@@ -27,7 +27,8 @@
 //!   is its UDP socket (with `--stun-listen`);
 //! * [`server_names`] decides which names bound announces may be signed
 //!   for;
-//! * [`config`] lists every flag and limit.
+//! * [`config`] lists every flag and limit, and [`error`] what can keep
+//!   the server from starting.
 
 pub mod admission;
 pub mod cluster;
@@ -35,6 +36,7 @@ pub mod coalesce;
 pub mod config;
 pub mod connection;
 pub mod edge_config;
+pub mod error;
 pub mod fairness_config;
 pub mod fragment_watch;
 pub mod heap;
@@ -69,6 +71,7 @@ use tokio_util::task::TaskTracker;
 
 use admission::PerIpCounter;
 pub use config::Config;
+pub use error::Error;
 use hub::Hub;
 use tls::ServerCertificate;
 use trusted_proxy::TrustedProxies;
@@ -115,7 +118,7 @@ pub struct Server {
 
 impl Server {
     /// Validates `config` and binds its listen address.
-    pub async fn bind(config: Config) -> anyhow::Result<Server> {
+    pub async fn bind(config: Config) -> Result<Server, Error> {
         config.validate()?;
         let tls = match (&config.edge.tls_cert, &config.edge.tls_key) {
             (Some(cert), Some(key)) => {
@@ -125,13 +128,9 @@ impl Server {
             }
             _ => None,
         };
-        let listener = TcpListener::bind(config.listen).await.map_err(|error| {
-            let hint = if error.kind() == std::io::ErrorKind::AddrInUse {
-                " (another program uses that port; pick another with --listen)"
-            } else {
-                ""
-            };
-            anyhow::anyhow!("cannot listen on {}{hint}: {error}", config.listen)
+        let listener = TcpListener::bind(config.listen).await.map_err(|source| Error::Listen {
+            addr: config.listen,
+            source,
         })?;
         let listen = listener.local_addr().unwrap_or(config.listen);
         // The machine's own names count only without --public-host.
@@ -220,7 +219,8 @@ impl Server {
             Some(link) => match link.start(shared.clone()).await {
                 Ok(tasks) => Some(tasks),
                 Err(error) => {
-                    tracing::error!(%error, "cannot subscribe to NATS; serving without the cluster");
+                    let error = &error as &dyn std::error::Error;
+                    tracing::error!(error, "serving without the cluster");
                     None
                 }
             },

@@ -25,6 +25,8 @@ fn run() -> anyhow::Result<()> {
     fit_fd_limit(&mut config);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        // The library's errors name the flag, file or address at fault;
+        // printed with their sources, they are the whole story.
         let server = Server::bind(config).await?;
         // Listening before "ready", so that no SIGHUP finds the default action (exit).
         let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
@@ -104,9 +106,12 @@ async fn reload_on_hangup(
             tracing::info!("SIGHUP: no --tls-cert to reload");
             continue;
         };
-        match certificate.reload() {
+        match certificate
+            .reload()
+            .context("SIGHUP: TLS certificate not reloaded, the old one stays")
+        {
             Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
-            Err(error) => tracing::error!("SIGHUP: TLS certificate not reloaded, the old one stays: {error:#}"),
+            Err(error) => tracing::error!("{error:#}"),
         }
     }
 }

@@ -12,21 +12,17 @@ use std::time::Instant;
 
 use tokio::net::UdpSocket;
 
+use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::stun::{self, Ignored};
 use crate::stun_limit::ReplyBudget;
 use crate::Shared;
 
 /// Binds the STUN socket; a port in use is a one-line error.
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<UdpSocket> {
-    UdpSocket::bind(addr).await.map_err(|error| {
-        let hint = if error.kind() == std::io::ErrorKind::AddrInUse {
-            " (another program uses that port; pick another with --stun-listen, or `off`)"
-        } else {
-            ""
-        };
-        anyhow::anyhow!("cannot listen for STUN on udp {addr}{hint}: {error}")
-    })
+pub async fn bind(addr: SocketAddr) -> Result<UdpSocket, Error> {
+    UdpSocket::bind(addr)
+        .await
+        .map_err(|source| Error::StunListen { addr, source })
 }
 
 /// Answers Binding Requests on `socket` until the server shuts down.

@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context;
 use parking_lot::RwLock;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -16,6 +15,8 @@ use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
+
+use crate::error::TlsError;
 
 /// The certificate and key files, and what was last loaded from them.
 #[derive(Debug)]
@@ -29,7 +30,7 @@ pub struct ServerCertificate {
 impl ServerCertificate {
     /// Loads the PEM certificate chain and private key; errors are one
     /// line that names the flag and the file.
-    pub fn load(cert_path: &Path, key_path: &Path) -> anyhow::Result<ServerCertificate> {
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<ServerCertificate, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let current = load_certified_key(cert_path, key_path, &provider)?;
         Ok(ServerCertificate {
@@ -42,7 +43,7 @@ impl ServerCertificate {
 
     /// Reads the files again. On failure the certificate in use stays and
     /// the error is returned for the caller to report.
-    pub fn reload(&self) -> anyhow::Result<()> {
+    pub fn reload(&self) -> Result<(), TlsError> {
         let fresh = load_certified_key(&self.cert_path, &self.key_path, &self.provider)?;
         *self.current.write() = Arc::new(fresh);
         Ok(())
@@ -54,10 +55,10 @@ impl ServerCertificate {
     }
 
     /// An acceptor whose handshakes use whatever certificate is current.
-    pub fn acceptor(self: &Arc<Self>) -> anyhow::Result<TlsAcceptor> {
+    pub fn acceptor(self: &Arc<Self>) -> Result<TlsAcceptor, TlsError> {
         let mut config = ServerConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()
-            .context("TLS set-up")?
+            .map_err(TlsError::Setup)?
             .with_no_client_auth()
             .with_cert_resolver(self.clone());
         // WebSockets and the page need HTTP/1.1 only.
@@ -72,21 +73,26 @@ impl ResolvesServerCert for ServerCertificate {
     }
 }
 
-fn load_certified_key(cert_path: &Path, key_path: &Path, provider: &CryptoProvider) -> anyhow::Result<CertifiedKey> {
-    let cert_name = cert_path.display();
+fn load_certified_key(cert_path: &Path, key_path: &Path, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
+    let path = || cert_path.to_owned();
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
-        .with_context(|| format!("--tls-cert {cert_name}: cannot read it"))?
+        .map_err(|source| TlsError::CertUnreadable { path: path(), source })?
         .collect::<Result<_, _>>()
-        .with_context(|| format!("--tls-cert {cert_name}: not PEM certificates"))?;
-    anyhow::ensure!(!chain.is_empty(), "--tls-cert {cert_name}: no certificate in it");
-    let key_name = key_path.display();
+        .map_err(|source| TlsError::CertNotPem { path: path(), source })?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate { path: path() });
+    }
+    let path = || key_path.to_owned();
     let key = PrivateKeyDer::from_pem_file(key_path).map_err(|error| match error {
-        rustls_pki_types::pem::Error::Io(error) => anyhow::anyhow!("--tls-key {key_name}: cannot read it: {error}"),
-        rustls_pki_types::pem::Error::NoItemsFound => anyhow::anyhow!("--tls-key {key_name}: no private key in it"),
-        other => anyhow::anyhow!("--tls-key {key_name}: not a PEM private key: {other}"),
+        rustls_pki_types::pem::Error::Io(source) => TlsError::KeyUnreadable { path: path(), source },
+        rustls_pki_types::pem::Error::NoItemsFound => TlsError::NoKey { path: path() },
+        source => TlsError::KeyNotPem { path: path(), source },
     })?;
-    CertifiedKey::from_der(chain, key, provider)
-        .with_context(|| format!("--tls-key {key_name} does not fit --tls-cert {cert_name}"))
+    CertifiedKey::from_der(chain, key, provider).map_err(|source| TlsError::Mismatch {
+        key: key_path.to_owned(),
+        cert: cert_path.to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]
