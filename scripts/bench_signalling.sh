@@ -12,6 +12,12 @@
 #   cargo install flsignal --version 0.10.0 --root /opt/fledger
 #   export FLEDGER_FLSIGNAL=/opt/fledger/bin/flsignal
 # Without it only ours is measured.
+#
+# To compare two builds of ours instead (a change against main), point
+# BASE_FLSIGNAL at the other build's binary: it takes fledger's place in
+# every round, measured exactly as ours (idle memory included), and the
+# last column is ours/base:
+#   sudo BASE_FLSIGNAL=/path/to/main/target/release/flsignal bash scripts/bench_signalling.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +32,7 @@ IDLE_NODES="${IDLE_NODES:-15000}"
 # much address space (KiB) and is killed by its own allocator beyond.
 FLEDGER_MEMORY_KIB="${FLEDGER_MEMORY_KIB:-6000000}"
 FLEDGER_FLSIGNAL="${FLEDGER_FLSIGNAL:-$(cd .. && pwd)/fledger-bin/bin/flsignal}"
+BASE_FLSIGNAL="${BASE_FLSIGNAL:-}"
 
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 cargo build --release -j2 -p flsignal -p e2e --bin flsignal --bin flload
@@ -33,7 +40,12 @@ bin="$CARGO_TARGET_DIR/release"
 bin="$(cd "$bin" && pwd)"
 
 servers=(ours)
-if [ -x "$FLEDGER_FLSIGNAL" ]; then
+other=fledger
+if [ -n "$BASE_FLSIGNAL" ]; then
+  [ -x "$BASE_FLSIGNAL" ] || { echo "BASE_FLSIGNAL $BASE_FLSIGNAL is not executable" >&2; exit 1; }
+  servers+=(base)
+  other=base
+elif [ -x "$FLEDGER_FLSIGNAL" ]; then
   servers+=(fledger)
 else
   echo "fledger's flsignal not found at $FLEDGER_FLSIGNAL: measuring ours only." >&2
@@ -76,12 +88,14 @@ url="ws://127.0.0.1:$port/"
 # sockets, so no measurement inherits another's state).
 start_server() {
   local server="$1" ns="${ns_of[$1]}"
-  if [ "$server" = ours ]; then
+  if [ "$server" != fledger ]; then
+    local flsignal="$bin/flsignal"
+    if [ "$server" = base ]; then flsignal="$BASE_FLSIGNAL"; fi
     # The per-connection rate limit, per-IP cap and per-source announce
     # rate would otherwise be what is measured: all load comes from a few
     # loopback addresses.
     ip netns exec "$ns" bash -c "ulimit -n 20000; exec \"\$@\"" _ \
-      "$bin/flsignal" --listen "127.0.0.1:$port" --max-connections-per-ip 20000 \
+      "$flsignal" --listen "127.0.0.1:$port" --max-connections-per-ip 20000 \
       --rate-per-second 1000000 --rate-burst 1000000 \
       --announce-rate-per-second 1000000 --announce-rate-burst 1000000 >/dev/null 2>&1 &
   else
@@ -122,22 +136,30 @@ run() {
 
 for round in $(seq "$REPEATS"); do
   echo "== round $round of $REPEATS"
-  for server in "${servers[@]}"; do
+  order=("${servers[@]}")
+  # Two builds of ours take turns going first, so neither always meets
+  # the machine warmer or busier.
+  if [ "$other" = base ] && [ $((round % 2)) -eq 0 ]; then order=(base ours); fi
+  for server in "${order[@]}"; do
     run "$server" handshakes handshakes --nodes "$HS_NODES" --in-flight "$HS_IN_FLIGHT" --source-ips 4
     run "$server" relay relay --pairs "$RELAY_PAIRS" --window "$RELAY_WINDOW" \
       --messages "$RELAY_MESSAGES" --rtt-samples 500
     run "$server" storm storm --nodes "$STORM_NODES" --in-flight "$STORM_IN_FLIGHT" \
       --source-ips 8 --deadline "$STORM_DEADLINE" --settle 1
   done
-  # Ours only: fledger's server has no notion of a bounded idle node.
-  start_server ours
-  pid="$(pgrep -P "$server_pid" -n || echo "$server_pid")"
-  out="$(ip netns exec "${ns_of[ours]}" bash -c "ulimit -n 20000; exec \"\$@\"" _ \
-    "$bin/flload" idle --url "$url" --nodes "$IDLE_NODES" --source-ips 8 --server-pid "$pid" 2>&1)" || true
-  stop_server
-  echo "$out" | sed "s/^/  [ours idle] /"
-  kib="$(echo "$out" | grep '^result ' | grep -o 'kib_per_node=[0-9.]*' | cut -d= -f2 || true)"
-  if [ -n "$kib" ]; then echo "$kib" >>"$results/ours.idle.kib_per_node"; fi
+  # Ours (and a base build of ours) only: fledger's server has no notion
+  # of a bounded idle node.
+  for server in "${order[@]}"; do
+    [ "$server" != fledger ] || continue
+    start_server "$server"
+    pid="$(pgrep -P "$server_pid" -n || echo "$server_pid")"
+    out="$(ip netns exec "${ns_of[$server]}" bash -c "ulimit -n 20000; exec \"\$@\"" _ \
+      "$bin/flload" idle --url "$url" --nodes "$IDLE_NODES" --source-ips 8 --server-pid "$pid" 2>&1)" || true
+    stop_server
+    echo "$out" | sed "s/^/  [$server idle] /"
+    kib="$(echo "$out" | grep '^result ' | grep -o 'kib_per_node=[0-9.]*' | cut -d= -f2 || true)"
+    if [ -n "$kib" ]; then echo "$kib" >>"$results/$server.idle.kib_per_node"; fi
+  done
 done
 
 # "median (min–max)" of a result file, or "-".
@@ -154,17 +176,21 @@ median() {
 }
 ratio() {
   local a b
-  a="$(median "$results/ours.$1")" b="$(median "$results/fledger.$1")"
+  a="$(median "$results/ours.$1")" b="$(median "$results/$other.$1")"
   if [ -n "$a" ] && [ -n "$b" ]; then awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf((a / b >= 10) ? "%.0f" : "%.2f", a / b); else print "-" }'; else echo "-"; fi
 }
 row() { # measure key target label
   printf '| %s | %s | %s | %s | %s |\n' "$4" "$3" "$(summary "$results/ours.$1.$2")" \
-    "$(summary "$results/fledger.$1.$2")" "$(ratio "$1.$2")"
+    "$(summary "$results/$other.$1.$2")" "$(ratio "$1.$2")"
 }
 
 echo
 echo "== medians of $REPEATS runs (min–max)"
-echo "| measure | target | ours | fledger 0.10 | ours/fledger |"
+if [ "$other" = base ]; then
+  echo "| measure | target | ours | base ($BASE_FLSIGNAL) | ours/base |"
+else
+  echo "| measure | target | ours | fledger 0.10 | ours/fledger |"
+fi
 echo "|---|---|---|---|---|"
 row handshakes handshakes_per_s "≥ 100× fledger" "handshakes/s, $HS_NODES nodes, $HS_IN_FLIGHT in flight"
 row handshakes latency_p50_ms "" "handshake latency p50 (ms)"
