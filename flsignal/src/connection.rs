@@ -172,12 +172,13 @@ impl Connection {
         let mut actions = std::mem::take(&mut self.actions);
         let mut flow = Flow::Continue;
         while !actions.is_empty() {
-            for action in actions.drain(..) {
+            for action in &mut actions {
                 flow = self.apply_one(action, frame.as_ref()).await;
                 if let Flow::Stop = flow {
                     break;
                 }
             }
+            actions.clear();
             if let Flow::Stop = flow {
                 break;
             }
@@ -189,11 +190,15 @@ impl Connection {
         flow
     }
 
-    async fn apply_one(&mut self, action: Action, frame: Option<&(Utf8Bytes, Instant)>) -> Flow {
+    /// Carries out one action. It is lent, not given: the future of a
+    /// connection's driver lives as long as the connection, and an action
+    /// held by value in it would cost every idle connection its size.
+    async fn apply_one(&mut self, action: &mut Action, frame: Option<&(Utf8Bytes, Instant)>) -> Flow {
         let hub: &Hub = &self.shared.hub;
         match action {
             Action::Send(message) => self.send_text(message.to_json().into()).await,
-            Action::SendListing(list) => self.send_text(list.into()).await,
+            // Taken out, not copied: a list is up to ~20 KB.
+            Action::SendListing(list) => self.send_text(std::mem::take(list).into()).await,
             Action::Register(node) => {
                 if !self.shared.admit_announce(self.client, Instant::now()) {
                     // Counted with the refusal this produces.
@@ -201,7 +206,7 @@ impl Connection {
                     return Flow::Continue;
                 }
                 Metrics::count(&hub.metrics.handshakes, "ok");
-                let list = hub.register(&node, self.handle.clone());
+                let list = hub.register(node, self.handle.clone());
                 tracing::debug!(node = %node.id(), bound = node.bound, "registered");
                 self.session.on_registered(list, &mut self.actions);
                 Flow::Continue
@@ -215,9 +220,9 @@ impl Connection {
                     return Flow::Continue;
                 };
                 let share = self.shared.config.fairness.relay_share();
-                match hub.relay(self.handle.conn, &from, &to, text.clone(), *arrived, share) {
-                    RelayOutcome::NotConnected if notify => {
-                        self.send_text(ServerMessage::NotConnected(to).to_json().into()).await
+                match hub.relay(self.handle.conn, &from, to, text.clone(), *arrived, share) {
+                    RelayOutcome::NotConnected if *notify => {
+                        self.send_text(ServerMessage::NotConnected(*to).to_json().into()).await
                     }
                     RelayOutcome::Dropped(Delivery::OverShare) => {
                         self.session.on_relay_over_share(Instant::now(), &mut self.actions);
