@@ -31,7 +31,7 @@
 //! with the cluster's ownership table.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use indexmap::IndexSet;
 use rand::rngs::StdRng;
@@ -41,39 +41,16 @@ use slab::Slab;
 use crate::ids::NodeId;
 use crate::node_info::NodeInfoJson;
 
-/// Default upper bound of a node list, and of a node's view.
-pub const DEFAULT_MAX_LIST_LEN: usize = 100;
-/// Default number of views one join is added to, at most.
-pub const DEFAULT_JOIN_FANOUT: usize = 256;
-/// Default shortest time between two full lists pushed to one node: a
-/// list is up to ~20 KB, and churn must not turn it into a stream.
-pub const DEFAULT_MIN_LIST_PUSH_INTERVAL: Duration = Duration::from_secs(1);
+mod config;
+mod news;
+mod slots;
+
+pub use config::*;
+use slots::{remove_item, Members, Slot};
 
 /// The tables shrink when fewer than one in this many of their slots is
 /// used (see `Presence::shrink`).
 const SHRINK_BELOW: usize = 4;
-
-/// Limits of the presence bookkeeping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PresenceConfig {
-    pub max_list_len: usize,
-    pub join_fanout: usize,
-    pub min_list_push_interval: Duration,
-}
-
-impl Default for PresenceConfig {
-    fn default() -> Self {
-        Self {
-            max_list_len: DEFAULT_MAX_LIST_LEN,
-            join_fanout: DEFAULT_JOIN_FANOUT,
-            min_list_push_interval: DEFAULT_MIN_LIST_PUSH_INTERVAL,
-        }
-    }
-}
-
-/// A member's index in the slab, stored as `u32` because views and watcher
-/// lists hold hundreds of them per node.
-type Slot = u32;
 
 /// Who holds a member: a connection of this server (through its handle)
 /// or another server of the cluster.
@@ -387,36 +364,6 @@ impl<T: Clone> Presence<T> {
         }
     }
 }
-
-/// The slab of members, indexed by the compact [`Slot`].
-struct Members<T>(Slab<Member<T>>);
-
-impl<T> std::ops::Index<Slot> for Members<T> {
-    type Output = Member<T>;
-    fn index(&self, slot: Slot) -> &Member<T> {
-        &self.0[slot as usize]
-    }
-}
-
-impl<T> std::ops::IndexMut<Slot> for Members<T> {
-    fn index_mut(&mut self, slot: Slot) -> &mut Member<T> {
-        &mut self.0[slot as usize]
-    }
-}
-
-/// Removes one occurrence of `item`, not keeping order. Returns whether it
-/// was there.
-fn remove_item(items: &mut Vec<Slot>, item: Slot) -> bool {
-    match items.iter().position(|&x| x == item) {
-        Some(index) => {
-            items.swap_remove(index);
-            true
-        }
-        None => false,
-    }
-}
-
-mod news;
 
 #[cfg(test)]
 #[path = "presence_tests.rs"]
