@@ -159,6 +159,21 @@ impl Testbed {
         Ok(())
     }
 
+    /// Lets UDP through on link `number` again ([`Testbed::block_udp_on_link`]
+    /// undone): the path comes back.
+    pub fn unblock_udp_on_link(&self, number: u8) -> anyhow::Result<()> {
+        let (dev_a, dev_b) = self.link(number);
+        for (ns, dev) in [(&self.a, &dev_a), (&self.b, &dev_b)] {
+            for [chain, direction] in [["INPUT", "-i"], ["OUTPUT", "-o"]] {
+                run_in(
+                    ns,
+                    &["iptables", "-D", chain, direction, dev, "-p", "udp", "-j", "DROP"],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// Moves host b to `new_addr` on the same link, as a laptop that
     /// changes network: the new address appears, then the old one goes
     /// (with `promote_secondaries`, so that removing the old primary
