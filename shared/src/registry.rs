@@ -7,8 +7,8 @@
 //! the ownership table decides between competing registrations. A
 //! [`Registry`] is the only way to change either, and every change goes to
 //! both at once, so they cannot disagree (the property tests check that
-//! they never do); the number of local nodes is presence's count of local
-//! holders, never adjusted by hand.
+//! they never do); the number of local nodes is counted by presence where
+//! a member's holder is set or removed, and nowhere else.
 //!
 //! Like the tables it joins, the registry does no I/O: the server passes
 //! the time in (`now` for expiry and news, `now_us`, the wall clock, for
