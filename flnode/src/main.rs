@@ -6,6 +6,7 @@ mod ctl;
 mod host_addresses;
 mod ice_servers;
 mod key_file;
+mod mtu;
 mod netwatch;
 mod node;
 mod path_stats;
