@@ -1,0 +1,213 @@
+//! Which allowed peers get a WireGuard entry right now, and which of their
+//! overlay addresses are routed to them. Pure: the allow-list, what each
+//! peer's task reports (online or not, the addresses it announced over
+//! `ctl`) and the time in; the wanted entries and the collisions out.
+//!
+//! * A peer gets its entry while it is online (being connected, connected,
+//!   or in a handover) and keeps it for a grace period after it went
+//!   offline, so that a restart or a signalling outage does not churn the
+//!   table; after that it is removed, and added again when the peer is back.
+//! * An address two parties claim is routed to neither: IPv4 overlay
+//!   addresses have only 22 bits, and a shared one must never carry one
+//!   peer's traffic to the other. An address announced by a peer (its
+//!   `--address`) never displaces one derived from another peer's ID or
+//!   this node's own, so a peer cannot take another's address away by
+//!   announcing it.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use flproto::overlay::OverlayAddresses;
+use flproto::NodeId;
+use ipnet::IpNet;
+
+use super::device::PeerConfig;
+use super::key::WgKey;
+
+/// Persistent keepalive on the entry of a peer whose ID is larger than
+/// this node's (the side that offers the WebRTC connection also starts
+/// the WireGuard handshake): the handshake is then under way before the
+/// first packet, and two handshakes never cross.
+pub const PERSISTENT_KEEPALIVE_SECS: u16 = 25;
+
+/// What the peer's task and the allow-list say about one peer.
+#[derive(Debug, Clone)]
+pub struct PeerFacts {
+    pub id: NodeId,
+    /// flnode's local port for the peer: its WireGuard endpoint.
+    pub local: SocketAddr,
+    /// Not offline (connecting, connected, in a handover).
+    pub online: bool,
+    /// The addresses it announced over `ctl`, if it did.
+    pub announced: Option<OverlayAddresses>,
+}
+
+/// When each peer was last seen online.
+#[derive(Debug, Default)]
+pub struct Presence {
+    last_online: HashMap<NodeId, Instant>,
+}
+
+impl Presence {
+    /// Notes what the peers' tasks say at `now`, and forgets peers no
+    /// longer on the list.
+    pub fn update(&mut self, peers: &[PeerFacts], now: Instant) {
+        self.last_online.retain(|id, _| peers.iter().any(|peer| peer.id == *id));
+        for peer in peers.iter().filter(|peer| peer.online) {
+            self.last_online.insert(peer.id, now);
+        }
+    }
+
+    /// Whether `id` was online within `grace` of `now`.
+    pub fn recent(&self, id: &NodeId, now: Instant, grace: Duration) -> bool {
+        self.last_online
+            .get(id)
+            .is_some_and(|seen| now.saturating_duration_since(*seen) <= grace)
+    }
+}
+
+/// Who else claims an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clash {
+    ThisNode,
+    Peer(NodeId),
+}
+
+/// What became of one of a peer's addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate<A> {
+    Routed(A),
+    /// Claimed by someone else too: routed to no one.
+    Clashes(A, Clash),
+}
+
+impl<A: Copy> Fate<A> {
+    pub fn routed(&self) -> Option<A> {
+        match self {
+            Fate::Routed(address) => Some(*address),
+            Fate::Clashes(..) => None,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn address(&self) -> A {
+        match self {
+            Fate::Routed(address) | Fate::Clashes(address, _) => *address,
+        }
+    }
+}
+
+/// One peer's share of the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerPlan {
+    pub id: NodeId,
+    pub v4: Fate<Ipv4Addr>,
+    pub v6: Fate<Ipv6Addr>,
+    /// Its entry, if it should have one now.
+    pub entry: Option<PeerConfig>,
+}
+
+/// The plan for every allowed peer, in the order given.
+pub fn plan(
+    me: &NodeId,
+    own: OverlayAddresses,
+    peers: &[PeerFacts],
+    presence: &Presence,
+    now: Instant,
+    grace: Duration,
+) -> Vec<PeerPlan> {
+    let v4 = fates(own.v4, &claims(peers, |addresses| addresses.v4));
+    let v6 = fates(own.v6, &claims(peers, |addresses| addresses.v6));
+    peers
+        .iter()
+        .zip(v4.into_iter().zip(v6))
+        .map(|(peer, (v4, v6))| {
+            let entry = presence
+                .recent(&peer.id, now, grace)
+                .then(|| WgKey::of(&peer.id))
+                .flatten()
+                .map(|key| {
+                    let mut allowed_ips: Vec<IpNet> = v4
+                        .routed()
+                        .map(|ip| IpNet::from(IpAddr::V4(ip)))
+                        .into_iter()
+                        .chain(v6.routed().map(|ip| IpNet::from(IpAddr::V6(ip))))
+                        .collect();
+                    allowed_ips.sort();
+                    PeerConfig {
+                        key,
+                        endpoint: peer.local,
+                        allowed_ips,
+                        keepalive: (*me < peer.id).then_some(PERSISTENT_KEEPALIVE_SECS),
+                    }
+                });
+            PeerPlan {
+                id: peer.id,
+                v4,
+                v6,
+                entry,
+            }
+        })
+        .collect()
+}
+
+/// A peer's claim to an address.
+struct Claim<A> {
+    id: NodeId,
+    address: A,
+    /// Announced over `ctl` rather than derived from its ID.
+    announced: bool,
+}
+
+/// Every peer's claim to its address of one family: the one it announced,
+/// if that differs from the one derived from its ID.
+fn claims<A: Copy + Eq>(peers: &[PeerFacts], pick: impl Fn(&OverlayAddresses) -> A) -> Vec<Claim<A>> {
+    peers
+        .iter()
+        .map(|peer| {
+            let derived = pick(&OverlayAddresses::of(&peer.id));
+            let announced = peer
+                .announced
+                .as_ref()
+                .map(&pick)
+                .filter(|announced| *announced != derived);
+            Claim {
+                id: peer.id,
+                address: announced.unwrap_or(derived),
+                announced: announced.is_some(),
+            }
+        })
+        .collect()
+}
+
+/// Each claim's fate: one that this node's own address or another claim
+/// shares clashes, except that a derived claim beats announced ones.
+fn fates<A: Copy + Eq + Hash>(own: A, claims: &[Claim<A>]) -> Vec<Fate<A>> {
+    claims
+        .iter()
+        .enumerate()
+        .map(|(index, claim)| {
+            if claim.address == own {
+                return Fate::Clashes(claim.address, Clash::ThisNode);
+            }
+            let mut others = claims
+                .iter()
+                .enumerate()
+                .filter(|(other, rival)| *other != index && rival.address == claim.address)
+                .map(|(_, rival)| rival);
+            let derived_rival = others.clone().find(|rival| !rival.announced);
+            match (claim.announced, derived_rival, others.next()) {
+                (_, _, None) => Fate::Routed(claim.address),
+                (false, None, Some(_)) => Fate::Routed(claim.address),
+                (_, Some(rival), _) => Fate::Clashes(claim.address, Clash::Peer(rival.id)),
+                (true, None, Some(rival)) => Fate::Clashes(claim.address, Clash::Peer(rival.id)),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -1,0 +1,197 @@
+//! Tests of the plan: who gets an entry when, and where addresses go.
+
+use std::collections::HashMap;
+
+use flproto::identity::NodeKey;
+
+use super::*;
+
+const GRACE: Duration = Duration::from_secs(60);
+
+fn node(seed: u32) -> NodeId {
+    let mut bytes = [0u8; 32];
+    bytes[..4].copy_from_slice(&seed.to_le_bytes());
+    NodeKey::from_seed(bytes).id()
+}
+
+fn facts(id: NodeId, online: bool) -> PeerFacts {
+    PeerFacts {
+        id,
+        local: "127.0.0.1:40000".parse().unwrap(),
+        online,
+        announced: None,
+    }
+}
+
+/// Two nodes whose derived IPv4 addresses are the same (found by search:
+/// 22 bits collide after about 2000 IDs).
+fn colliding_pair() -> (NodeId, NodeId) {
+    let mut seen: HashMap<Ipv4Addr, NodeId> = HashMap::new();
+    for seed in 1000.. {
+        let id = node(seed);
+        if let Some(other) = seen.insert(OverlayAddresses::of(&id).v4, id) {
+            return (other, id);
+        }
+    }
+    unreachable!()
+}
+
+fn run(me: NodeId, own: OverlayAddresses, peers: &[PeerFacts]) -> Vec<PeerPlan> {
+    let now = Instant::now();
+    let mut presence = Presence::default();
+    presence.update(peers, now);
+    plan(&me, own, peers, &presence, now, GRACE)
+}
+
+#[test]
+fn an_online_peer_gets_its_key_endpoint_and_addresses() {
+    let (me, peer) = (node(1), node(2));
+    let plans = run(me, OverlayAddresses::of(&me), &[facts(peer, true)]);
+    let entry = plans[0].entry.as_ref().expect("online peers get an entry");
+    let addresses = OverlayAddresses::of(&peer);
+    assert_eq!(entry.key, WgKey::of(&peer).unwrap());
+    assert_eq!(entry.endpoint, "127.0.0.1:40000".parse::<SocketAddr>().unwrap());
+    let mut wanted: Vec<IpNet> = vec![IpAddr::V4(addresses.v4).into(), IpAddr::V6(addresses.v6).into()];
+    wanted.sort();
+    assert_eq!(entry.allowed_ips, wanted);
+    assert!(entry
+        .allowed_ips
+        .iter()
+        .all(|net| net.prefix_len() == net.max_prefix_len()));
+}
+
+#[test]
+fn the_side_with_the_smaller_id_keeps_the_tunnel_alive() {
+    let (a, b) = (node(1), node(2));
+    let (small, large) = if a < b { (a, b) } else { (b, a) };
+    let keepalive = |me: NodeId, peer: NodeId| {
+        run(me, OverlayAddresses::of(&me), &[facts(peer, true)])[0]
+            .entry
+            .as_ref()
+            .unwrap()
+            .keepalive
+    };
+    assert_eq!(keepalive(small, large), Some(PERSISTENT_KEEPALIVE_SECS));
+    assert_eq!(keepalive(large, small), None);
+}
+
+#[test]
+fn an_entry_outlives_an_absence_shorter_than_the_grace_period() {
+    let (me, peer) = (node(1), node(2));
+    let own = OverlayAddresses::of(&me);
+    let start = Instant::now();
+    let mut presence = Presence::default();
+    let has_entry = |presence: &Presence, at: Instant, online: bool| {
+        plan(&me, own, &[facts(peer, online)], presence, at, GRACE)[0]
+            .entry
+            .is_some()
+    };
+    presence.update(&[facts(peer, false)], start);
+    assert!(!has_entry(&presence, start, false), "never seen online: no entry");
+    presence.update(&[facts(peer, true)], start);
+    assert!(has_entry(&presence, start, true));
+    let later = start + GRACE;
+    presence.update(&[facts(peer, false)], later);
+    assert!(has_entry(&presence, later, false), "gone for the grace period: kept");
+    let too_late = later + Duration::from_millis(1);
+    presence.update(&[facts(peer, false)], too_late);
+    assert!(!has_entry(&presence, too_late, false), "gone for longer: removed");
+    presence.update(&[facts(peer, true)], too_late);
+    assert!(has_entry(&presence, too_late, true), "back: added again");
+    presence.update(&[], too_late);
+    assert!(!presence.recent(&peer, too_late, GRACE), "off the list: forgotten");
+}
+
+#[test]
+fn two_peers_sharing_an_ipv4_address_get_it_routed_to_neither() {
+    let (first, second) = colliding_pair();
+    let me = node(1);
+    let plans = run(
+        me,
+        OverlayAddresses::of(&me),
+        &[facts(first, true), facts(second, true)],
+    );
+    assert_eq!(
+        plans[0].v4,
+        Fate::Clashes(OverlayAddresses::of(&first).v4, Clash::Peer(second))
+    );
+    assert_eq!(
+        plans[1].v4,
+        Fate::Clashes(OverlayAddresses::of(&second).v4, Clash::Peer(first))
+    );
+    for plan in &plans {
+        let entry = plan.entry.as_ref().unwrap();
+        // Reachable over IPv6 only.
+        assert_eq!(entry.allowed_ips, [IpNet::from(IpAddr::V6(plan.v6.address()))]);
+    }
+}
+
+#[test]
+fn a_peer_sharing_this_nodes_address_is_not_routed_until_one_side_moves() {
+    let (me, peer) = colliding_pair();
+    let derived = OverlayAddresses::of(&me);
+    let plans = run(me, derived, &[facts(peer, true)]);
+    assert_eq!(plans[0].v4, Fate::Clashes(derived.v4, Clash::ThisNode));
+    // This node's --address resolves it.
+    let moved = OverlayAddresses {
+        v4: Ipv4Addr::new(100, 64, 0, 1),
+        ..derived
+    };
+    let plans = run(me, moved, &[facts(peer, true)]);
+    assert_eq!(plans[0].v4, Fate::Routed(derived.v4));
+}
+
+#[test]
+fn an_announced_address_replaces_the_derived_one_unless_it_is_taken() {
+    let (me, mover, bystander) = (node(1), node(2), node(3));
+    let mut moving = facts(mover, true);
+    let elsewhere = Ipv4Addr::new(100, 64, 0, 9);
+    moving.announced = Some(OverlayAddresses {
+        v4: elsewhere,
+        ..OverlayAddresses::of(&mover)
+    });
+    let plans = run(me, OverlayAddresses::of(&me), &[moving.clone(), facts(bystander, true)]);
+    assert_eq!(plans[0].v4, Fate::Routed(elsewhere));
+    assert_eq!(plans[0].v6, Fate::Routed(OverlayAddresses::of(&mover).v6));
+
+    // Announcing another peer's address takes nothing from it.
+    let taken = OverlayAddresses::of(&bystander).v4;
+    moving.announced = Some(OverlayAddresses {
+        v4: taken,
+        ..OverlayAddresses::of(&mover)
+    });
+    let plans = run(me, OverlayAddresses::of(&me), &[moving.clone(), facts(bystander, true)]);
+    assert_eq!(plans[0].v4, Fate::Clashes(taken, Clash::Peer(bystander)));
+    assert_eq!(plans[1].v4, Fate::Routed(taken));
+
+    // Nor this node's.
+    moving.announced = Some(OverlayAddresses::of(&me));
+    let plans = run(me, OverlayAddresses::of(&me), &[moving]);
+    assert_eq!(
+        plans[0].v4,
+        Fate::Clashes(OverlayAddresses::of(&me).v4, Clash::ThisNode)
+    );
+    assert_eq!(
+        plans[0].v6,
+        Fate::Clashes(OverlayAddresses::of(&me).v6, Clash::ThisNode)
+    );
+}
+
+#[test]
+fn two_peers_announcing_one_address_both_lose_it() {
+    let (me, a, b) = (node(1), node(2), node(3));
+    let shared = OverlayAddresses {
+        v4: Ipv4Addr::new(100, 64, 0, 9),
+        v6: "fd50:e038:65e7::9".parse().unwrap(),
+    };
+    let announcing = |id| PeerFacts {
+        announced: Some(shared),
+        ..facts(id, true)
+    };
+    let plans = run(me, OverlayAddresses::of(&me), &[announcing(a), announcing(b)]);
+    assert_eq!(plans[0].v4, Fate::Clashes(shared.v4, Clash::Peer(b)));
+    assert_eq!(plans[1].v6, Fate::Clashes(shared.v6, Clash::Peer(a)));
+    assert!(plans
+        .iter()
+        .all(|plan| plan.entry.as_ref().unwrap().allowed_ips.is_empty()));
+}
