@@ -24,6 +24,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub mod cluster;
 pub mod flnode;
 pub mod hostile_relay;
+pub mod managed;
+pub mod mesh;
 pub mod nat;
 pub mod nats;
 pub mod netns;

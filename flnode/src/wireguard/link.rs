@@ -10,7 +10,7 @@ use futures_util::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo};
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteProtocol, RouteType};
 use rtnetlink::{Handle, LinkUnspec, LinkWireguard, RouteMessageBuilder};
 
 /// What an interface of a given name is.
@@ -157,7 +157,13 @@ impl Links {
         for family in families {
             let mut messages = self.handle.route().get(family).execute();
             while let Some(route) = messages.try_next().await? {
-                let through_us = route.attributes.contains(&RouteAttribute::Oif(index));
+                // Static unicast routes in the main table only: the
+                // kernel's own (the local table's route to this node's
+                // address, IPv6's route to its own /128) are not flnode's.
+                let through_us = route.header.table == RouteHeader::RT_TABLE_MAIN
+                    && route.header.kind == RouteType::Unicast
+                    && route.header.protocol == RouteProtocol::Static
+                    && route.attributes.contains(&RouteAttribute::Oif(index));
                 let destination = route.attributes.iter().find_map(|attribute| match attribute {
                     RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(IpAddr::V4(*ip)),
                     RouteAttribute::Destination(RouteAddress::Inet6(ip)) => Some(IpAddr::V6(*ip)),
@@ -187,10 +193,14 @@ impl Links {
         self.handle.route().add(message).replace().execute().await
     }
 
-    /// Removes the host route to `net`, whatever source it names.
+    /// Removes the host route to `net`, whatever source it names; one
+    /// that is gone already is fine.
     pub async fn remove_route(&self, index: u32, net: IpNet) -> Result<(), rtnetlink::Error> {
         let message = route_message(index, net, None)?;
-        self.handle.route().del(message).execute().await
+        match self.handle.route().del(message).execute().await {
+            Err(rtnetlink::Error::NetlinkError(error)) if error.raw_code().abs() == nix::libc::ESRCH => Ok(()),
+            done => done,
+        }
     }
 }
 
@@ -208,7 +218,7 @@ fn route_message(
     if let Some(source) = source {
         builder = builder.pref_source(source).map_err(invalid)?;
     }
-    Ok(builder.output_interface(index).build())
+    Ok(builder.output_interface(index).protocol(RouteProtocol::Static).build())
 }
 
 fn is_overlay(ip: IpAddr) -> bool {

@@ -141,6 +141,8 @@ impl Manager {
             log_ops(&ops, &plans);
             view = device.view().await.map_err(|error| error.to_string())?;
         }
+        // WireGuard's view is shown even when a route cannot be set.
+        self.publish(plans, &view);
         let routes = interface
             .links
             .overlay_routes(interface.index)
@@ -153,7 +155,6 @@ impl Manager {
             };
             done.map_err(|error| format!("route {op:?}: {error}"))?;
         }
-        self.publish(plans, &view);
         Ok(())
     }
 
@@ -168,10 +169,7 @@ impl Manager {
                 (plan, entry)
             })
             .collect();
-        self.status.send_modify(|status| {
-            status.peers = peers;
-            status.error = None;
-        });
+        self.status.send_modify(|status| status.peers = peers);
     }
 
     /// Logs a failure (once per [`ERROR_LOG_INTERVAL`] while it repeats)
@@ -180,6 +178,7 @@ impl Manager {
         let Err(error) = outcome else {
             if self.logged_error.take().is_some() {
                 tracing::info!(interface = %self.interface.name, "the WireGuard interface is in order again");
+                self.status.send_modify(|status| status.error = None);
             }
             return;
         };

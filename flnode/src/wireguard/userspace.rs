@@ -148,11 +148,18 @@ impl Daemon {
     }
 }
 
-/// wireguard-go's log lines as flnode's.
+/// wireguard-go's log lines as flnode's: it logs only errors by default,
+/// apart from a boxed banner on kernels that could run WireGuard
+/// themselves (debug).
 async fn forward_log(output: Box<dyn tokio::io::AsyncRead + Send + Unpin>) {
     let mut lines = BufReader::new(output).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        tracing::warn!(target: "wireguard-go", "{}", line.chars().take(300).collect::<String>());
+        let line: String = line.chars().take(300).collect();
+        if line.starts_with(['┌', '│', '└']) {
+            tracing::debug!(target: "wireguard-go", "{line}");
+        } else {
+            tracing::warn!(target: "wireguard-go", "{line}");
+        }
     }
 }
 
