@@ -16,7 +16,7 @@ use tokio::sync::{watch, Notify};
 
 use super::device::{Backend, DeviceView, PeerOp, PeerView};
 use super::interface::ManagedInterface;
-use super::plan::{plan, Clash, Fate, PeerFacts, PeerPlan, Presence};
+use super::plan::{plan, Clash, Fate, PeerFacts, PeerPlan, Presence, Reach};
 use super::reconcile::{peer_ops, route_ops, RouteOp};
 use crate::peer::PeerStats;
 
@@ -117,7 +117,11 @@ impl Manager {
             .map(|peer| PeerFacts {
                 id: peer.id,
                 local: peer.local,
-                online: peer.stats.state.state() != PeerState::Offline,
+                reach: match peer.stats.state.state() {
+                    PeerState::Offline => Reach::Offline,
+                    PeerState::Connected | PeerState::Handover => Reach::Connected,
+                    PeerState::Waiting | PeerState::Connecting | PeerState::Failed => Reach::Online,
+                },
                 announced: peer.stats.announced.lock().ok().and_then(|announced| *announced),
             })
             .collect();
@@ -135,7 +139,12 @@ impl Manager {
                 .await
                 .map_err(|error| error.to_string())?;
         }
-        let ops = peer_ops(&wanted, &view.peers);
+        let renew: Vec<_> = plans
+            .iter()
+            .filter(|plan| plan.renew)
+            .filter_map(|plan| Some(plan.entry.as_ref()?.key))
+            .collect();
+        let ops = peer_ops(&wanted, &view.peers, &renew);
         if !ops.is_empty() {
             device.apply(&ops).await.map_err(|error| error.to_string())?;
             log_ops(&ops, &plans);

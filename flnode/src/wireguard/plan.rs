@@ -7,6 +7,14 @@
 //!   or in a handover) and keeps it for a grace period after it went
 //!   offline, so that a restart or a signalling outage does not churn the
 //!   table; after that it is removed, and added again when the peer is back.
+//! * One side of each pair starts WireGuard's handshake, the other only
+//!   answers: handshakes that cross are both dropped by WireGuard, which
+//!   retries only after 5 s. The side that offers the WebRTC connection
+//!   (the smaller ID) starts it: it gets its entry, with a persistent
+//!   keepalive, once the data path is connected (the other side has had
+//!   its entry since the peer came online), and a fresh entry each time
+//!   the data path comes back, so that the handshake goes out at once
+//!   rather than after WireGuard's own timeouts when the peer restarted.
 //! * An address two parties claim is routed to neither: IPv4 overlay
 //!   addresses have only 22 bits, and a shared one must never carry one
 //!   peer's traffic to the other. An address announced by a peer (its
@@ -27,10 +35,19 @@ use super::device::PeerConfig;
 use super::key::WgKey;
 
 /// Persistent keepalive on the entry of a peer whose ID is larger than
-/// this node's (the side that offers the WebRTC connection also starts
-/// the WireGuard handshake): the handshake is then under way before the
-/// first packet, and two handshakes never cross.
+/// this node's: this side starts the handshake (see the module's doc), and
+/// keeps the tunnel's state fresh on both ends.
 pub const PERSISTENT_KEEPALIVE_SECS: u16 = 25;
+
+/// How far a peer's connection is, as its WireGuard entry cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    Offline,
+    /// Online: being connected (or waiting to be).
+    Online,
+    /// The data path is up (or in a handover).
+    Connected,
+}
 
 /// What the peer's task and the allow-list say about one peer.
 #[derive(Debug, Clone)]
@@ -38,34 +55,64 @@ pub struct PeerFacts {
     pub id: NodeId,
     /// flnode's local port for the peer: its WireGuard endpoint.
     pub local: SocketAddr,
-    /// Not offline (connecting, connected, in a handover).
-    pub online: bool,
+    pub reach: Reach,
     /// The addresses it announced over `ctl`, if it did.
     pub announced: Option<OverlayAddresses>,
 }
 
-/// When each peer was last seen online.
+/// When each peer was last seen online and connected.
 #[derive(Debug, Default)]
 pub struct Presence {
-    last_online: HashMap<NodeId, Instant>,
+    peers: HashMap<NodeId, Seen>,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    online: Option<Instant>,
+    connected: Option<Instant>,
+    /// Connected at the last update.
+    connected_last: bool,
+    /// Connected at the last update and not at the one before.
+    just_connected: bool,
 }
 
 impl Presence {
     /// Notes what the peers' tasks say at `now`, and forgets peers no
     /// longer on the list.
     pub fn update(&mut self, peers: &[PeerFacts], now: Instant) {
-        self.last_online.retain(|id, _| peers.iter().any(|peer| peer.id == *id));
-        for peer in peers.iter().filter(|peer| peer.online) {
-            self.last_online.insert(peer.id, now);
+        self.peers.retain(|id, _| peers.iter().any(|peer| peer.id == *id));
+        for peer in peers {
+            let seen = self.peers.entry(peer.id).or_default();
+            let connected = peer.reach == Reach::Connected;
+            seen.just_connected = connected && !seen.connected_last;
+            seen.connected_last = connected;
+            if peer.reach != Reach::Offline {
+                seen.online = Some(now);
+            }
+            if connected {
+                seen.connected = Some(now);
+            }
         }
     }
 
     /// Whether `id` was online within `grace` of `now`.
     pub fn recent(&self, id: &NodeId, now: Instant, grace: Duration) -> bool {
-        self.last_online
-            .get(id)
-            .is_some_and(|seen| now.saturating_duration_since(*seen) <= grace)
+        within(self.peers.get(id).and_then(|seen| seen.online), now, grace)
     }
+
+    /// Whether `id` was connected within `grace` of `now`.
+    pub fn recently_connected(&self, id: &NodeId, now: Instant, grace: Duration) -> bool {
+        within(self.peers.get(id).and_then(|seen| seen.connected), now, grace)
+    }
+
+    /// Whether `id` became connected at the last update.
+    pub fn just_connected(&self, id: &NodeId) -> bool {
+        self.peers.get(id).is_some_and(|seen| seen.just_connected)
+    }
+}
+
+fn within(seen: Option<Instant>, now: Instant, grace: Duration) -> bool {
+    seen.is_some_and(|seen| now.saturating_duration_since(seen) <= grace)
 }
 
 /// Who else claims an address.
@@ -107,6 +154,9 @@ pub struct PeerPlan {
     pub v6: Fate<Ipv6Addr>,
     /// Its entry, if it should have one now.
     pub entry: Option<PeerConfig>,
+    /// The entry is to be made afresh (removed, then set): this side
+    /// starts the handshake and the data path just came (back) up.
+    pub renew: bool,
 }
 
 /// The plan for every allowed peer, in the order given.
@@ -124,29 +174,32 @@ pub fn plan(
         .iter()
         .zip(v4.into_iter().zip(v6))
         .map(|(peer, (v4, v6))| {
-            let entry = presence
-                .recent(&peer.id, now, grace)
-                .then(|| WgKey::of(&peer.id))
-                .flatten()
-                .map(|key| {
-                    let mut allowed_ips: Vec<IpNet> = v4
-                        .routed()
-                        .map(|ip| IpNet::from(IpAddr::V4(ip)))
-                        .into_iter()
-                        .chain(v6.routed().map(|ip| IpNet::from(IpAddr::V6(ip))))
-                        .collect();
-                    allowed_ips.sort();
-                    PeerConfig {
-                        key,
-                        endpoint: peer.local,
-                        allowed_ips,
-                        keepalive: (*me < peer.id).then_some(PERSISTENT_KEEPALIVE_SECS),
-                    }
-                });
+            let initiates = *me < peer.id;
+            let present = if initiates {
+                presence.recently_connected(&peer.id, now, grace)
+            } else {
+                presence.recent(&peer.id, now, grace)
+            };
+            let entry = present.then(|| WgKey::of(&peer.id)).flatten().map(|key| {
+                let mut allowed_ips: Vec<IpNet> = v4
+                    .routed()
+                    .map(|ip| IpNet::from(IpAddr::V4(ip)))
+                    .into_iter()
+                    .chain(v6.routed().map(|ip| IpNet::from(IpAddr::V6(ip))))
+                    .collect();
+                allowed_ips.sort();
+                PeerConfig {
+                    key,
+                    endpoint: peer.local,
+                    allowed_ips,
+                    keepalive: initiates.then_some(PERSISTENT_KEEPALIVE_SECS),
+                }
+            });
             PeerPlan {
                 id: peer.id,
                 v4,
                 v6,
+                renew: entry.is_some() && initiates && presence.just_connected(&peer.id),
                 entry,
             }
         })

@@ -9,15 +9,23 @@ use std::collections::BTreeSet;
 use ipnet::IpNet;
 
 use super::device::{PeerConfig, PeerOp, PeerView};
+use super::key::WgKey;
 
 /// The operations that turn `actual` into `wanted`: a `Set` for every
 /// wanted entry that is missing or differs in anything flnode sets, a
 /// `Remove` for every entry flnode does not want. Entries that match are
-/// left alone, so their handshakes and counters stay.
-pub fn peer_ops(wanted: &[PeerConfig], actual: &[PeerView]) -> Vec<PeerOp> {
-    let mut ops = Vec::new();
+/// left alone, so their handshakes and counters stay, except those in
+/// `renew`: they are removed and set again (a fresh handshake at once).
+pub fn peer_ops(wanted: &[PeerConfig], actual: &[PeerView], renew: &[WgKey]) -> Vec<PeerOp> {
+    let mut ops: Vec<PeerOp> = actual
+        .iter()
+        .filter(|view| renew.contains(&view.key))
+        .map(|view| PeerOp::Remove(view.key))
+        .collect();
     for peer in wanted {
-        let current = actual.iter().find(|view| view.key == peer.key);
+        let current = actual
+            .iter()
+            .find(|view| view.key == peer.key && !renew.contains(&view.key));
         let same = current.is_some_and(|view| {
             view.endpoint == Some(peer.endpoint)
                 && view.keepalive == peer.keepalive
@@ -28,7 +36,7 @@ pub fn peer_ops(wanted: &[PeerConfig], actual: &[PeerView]) -> Vec<PeerOp> {
         }
     }
     for view in actual {
-        if !wanted.iter().any(|peer| peer.key == view.key) {
+        if !wanted.iter().any(|peer| peer.key == view.key) && !renew.contains(&view.key) {
             ops.push(PeerOp::Remove(view.key));
         }
     }
@@ -65,7 +73,6 @@ pub fn route_ops(wanted: &[PeerConfig], actual: &[IpNet]) -> Vec<RouteOp> {
 mod tests {
     use proptest::prelude::*;
 
-    use super::super::key::WgKey;
     use super::*;
 
     fn config(byte: u8, ips: &[&str]) -> PeerConfig {
@@ -93,7 +100,7 @@ mod tests {
     fn a_matching_table_needs_nothing() {
         let wanted = [config(1, &["100.64.0.1/32", "fd50:e038:65e7::1/128"]), config(2, &[])];
         let actual: Vec<PeerView> = wanted.iter().map(view_of).collect();
-        assert_eq!(peer_ops(&wanted, &actual), []);
+        assert_eq!(peer_ops(&wanted, &actual, &[]), []);
     }
 
     #[test]
@@ -101,7 +108,7 @@ mod tests {
         let wanted = [config(1, &["100.64.0.1/32"])];
         let stranger = view_of(&config(9, &["100.64.0.9/32"]));
         assert_eq!(
-            peer_ops(&wanted, &[stranger]),
+            peer_ops(&wanted, &[stranger], &[]),
             [PeerOp::Set(wanted[0].clone()), PeerOp::Remove(WgKey([9; 32]))]
         );
     }
@@ -117,10 +124,25 @@ mod tests {
         more_ips.allowed_ips.push("100.64.0.2/32".parse().unwrap());
         for drifted in [moved, no_keepalive, more_ips] {
             assert_eq!(
-                peer_ops(std::slice::from_ref(&wanted), &[drifted]),
+                peer_ops(std::slice::from_ref(&wanted), &[drifted], &[]),
                 [PeerOp::Set(wanted.clone())]
             );
         }
+    }
+
+    #[test]
+    fn a_renewed_entry_is_removed_and_set_again_even_when_it_matches() {
+        let wanted = [config(1, &["100.64.0.1/32"]), config(2, &[])];
+        let actual: Vec<PeerView> = wanted.iter().map(view_of).collect();
+        assert_eq!(
+            peer_ops(&wanted, &actual, &[WgKey([1; 32])]),
+            [PeerOp::Remove(WgKey([1; 32])), PeerOp::Set(wanted[0].clone())]
+        );
+        // Not there yet: just set.
+        assert_eq!(
+            peer_ops(&wanted[..1], &[], &[WgKey([1; 32])]),
+            [PeerOp::Set(wanted[0].clone())]
+        );
     }
 
     #[test]
@@ -157,7 +179,7 @@ mod tests {
                     view
                 })
                 .collect();
-            for op in peer_ops(&wanted, &actual) {
+            for op in peer_ops(&wanted, &actual, &[]) {
                 match op {
                     PeerOp::Set(peer) => {
                         actual.retain(|view| view.key != peer.key);
@@ -169,7 +191,7 @@ mod tests {
             let mut keys: Vec<u8> = actual.iter().map(|view| view.key.0[0]).collect();
             keys.sort();
             prop_assert_eq!(keys, wanted_keys.iter().copied().collect::<Vec<_>>());
-            prop_assert!(peer_ops(&wanted, &actual).is_empty());
+            prop_assert!(peer_ops(&wanted, &actual, &[]).is_empty());
         }
     }
 }

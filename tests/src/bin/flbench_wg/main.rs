@@ -80,7 +80,12 @@ async fn main() -> anyhow::Result<()> {
         );
         report("TCP over flnode", "Mbit/s", values(|r| r.flnode_mbits), 2);
         report("TCP direct", "Mbit/s", values(|r| r.direct_mbits), 2);
-        report("ratio flnode/direct", "", values(|r| r.flnode_mbits / r.direct_mbits), 2);
+        report(
+            "ratio flnode/direct",
+            "",
+            values(|r| r.flnode_mbits / r.direct_mbits),
+            2,
+        );
         report("added RTT", "ms", values(|r| r.flnode_rtt - r.direct_rtt), 2);
     }
     Ok(())

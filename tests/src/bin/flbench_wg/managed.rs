@@ -73,8 +73,11 @@ fn point_at_each_other(nodes: &[ManagedNode; 2]) -> anyhow::Result<()> {
         let port = run_in(&other.ns, &["wg", "show", &other.interface, "listen-port"])?;
         let endpoint = format!("{}:{}", Mesh::address(1 - index), port.trim());
         let key = other.wireguard_key()?;
-        run_in(&node.ns, &["wg", "set", &node.interface, "peer", &key, "endpoint", &endpoint])
-            .with_context(|| format!("pointing {} at {endpoint}", node.interface))?;
+        run_in(
+            &node.ns,
+            &["wg", "set", &node.interface, "peer", &key, "endpoint", &endpoint],
+        )
+        .with_context(|| format!("pointing {} at {endpoint}", node.interface))?;
     }
     Ok(())
 }
