@@ -25,6 +25,20 @@ impl Backend {
     }
 }
 
+/// Which side of a pair starts WireGuard's handshake (the other must
+/// never: two handshakes that cross are both dropped, and WireGuard tries
+/// again only after 5 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake {
+    /// This side: the entry names flnode's port for the peer as its
+    /// endpoint, with a persistent keepalive of this many seconds.
+    Starts { keepalive: u16 },
+    /// The peer: the entry has no endpoint, so WireGuard cannot start a
+    /// handshake from here; it learns the endpoint from the peer's first
+    /// handshake, which can only come through flnode's port for the peer.
+    Answers,
+}
+
 /// A peer entry as flnode wants it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerConfig {
@@ -33,8 +47,30 @@ pub struct PeerConfig {
     pub endpoint: SocketAddr,
     /// The peer's overlay addresses, as host networks, sorted.
     pub allowed_ips: Vec<IpNet>,
-    /// Persistent keepalive in seconds.
-    pub keepalive: Option<u16>,
+    pub handshake: Handshake,
+}
+
+impl PeerConfig {
+    /// The endpoint flnode sets on the device, if it sets one.
+    pub fn set_endpoint(&self) -> Option<SocketAddr> {
+        match self.handshake {
+            Handshake::Starts { .. } => Some(self.endpoint),
+            Handshake::Answers => None,
+        }
+    }
+
+    pub fn keepalive(&self) -> Option<u16> {
+        match self.handshake {
+            Handshake::Starts { keepalive } => Some(keepalive),
+            Handshake::Answers => None,
+        }
+    }
+
+    /// Whether the device's endpoint for the peer is one this entry
+    /// allows: flnode's port, or none yet on the answering side.
+    pub fn endpoint_fits(&self, endpoint: Option<SocketAddr>) -> bool {
+        endpoint == Some(self.endpoint) || (self.handshake == Handshake::Answers && endpoint.is_none())
+    }
 }
 
 /// A peer entry as the device has it.

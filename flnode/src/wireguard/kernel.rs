@@ -129,13 +129,16 @@ fn peer_messages(index: u32, ops: &[PeerOp]) -> Vec<WireguardMessage> {
 
 fn peer_attributes(op: &PeerOp) -> WireguardPeer {
     match op {
-        PeerOp::Set(peer) => WireguardPeer(vec![
-            WireguardPeerAttribute::PublicKey(peer.key.0),
-            WireguardPeerAttribute::Endpoint(peer.endpoint),
-            WireguardPeerAttribute::PersistentKeepalive(peer.keepalive.unwrap_or(0)),
-            WireguardPeerAttribute::Flags(WireguardPeerFlags::ReplaceAllowedIps),
-            WireguardPeerAttribute::AllowedIps(peer.allowed_ips.iter().map(allowed_ip).collect()),
-        ]),
+        PeerOp::Set(peer) => {
+            let mut attributes = vec![WireguardPeerAttribute::PublicKey(peer.key.0)];
+            attributes.extend(peer.set_endpoint().map(WireguardPeerAttribute::Endpoint));
+            attributes.extend([
+                WireguardPeerAttribute::PersistentKeepalive(peer.keepalive().unwrap_or(0)),
+                WireguardPeerAttribute::Flags(WireguardPeerFlags::ReplaceAllowedIps),
+                WireguardPeerAttribute::AllowedIps(peer.allowed_ips.iter().map(allowed_ip).collect()),
+            ]);
+            WireguardPeer(attributes)
+        }
         PeerOp::Remove(key) => WireguardPeer(vec![
             WireguardPeerAttribute::PublicKey(key.0),
             WireguardPeerAttribute::Flags(WireguardPeerFlags::RemoveMe),
@@ -237,7 +240,7 @@ fn net_of(allowed: &WireguardAllowedIp) -> Option<IpNet> {
 mod tests {
     use netlink_packet_wireguard::WireguardTimeSpec;
 
-    use super::super::device::PeerConfig;
+    use super::super::device::{Handshake, PeerConfig};
     use super::*;
 
     fn config(byte: u8) -> PeerConfig {
@@ -248,7 +251,7 @@ mod tests {
                 "100.64.0.7/32".parse().unwrap(),
                 "fd50:e038:65e7::7/128".parse().unwrap(),
             ],
-            keepalive: Some(25),
+            handshake: Handshake::Starts { keepalive: 25 },
         }
     }
 

@@ -7,14 +7,17 @@
 //!   or in a handover) and keeps it for a grace period after it went
 //!   offline, so that a restart or a signalling outage does not churn the
 //!   table; after that it is removed, and added again when the peer is back.
-//! * One side of each pair starts WireGuard's handshake, the other only
-//!   answers: handshakes that cross are both dropped by WireGuard, which
-//!   retries only after 5 s. The side that offers the WebRTC connection
-//!   (the smaller ID) starts it: it gets its entry, with a persistent
-//!   keepalive, once the data path is connected (the other side has had
-//!   its entry since the peer came online), and a fresh entry each time
-//!   the data path comes back, so that the handshake goes out at once
-//!   rather than after WireGuard's own timeouts when the peer restarted.
+//! * One side of each pair starts WireGuard's handshake, the other cannot
+//!   ([`Handshake`]): two handshakes that cross are both dropped by
+//!   WireGuard, which retries only after 5 s, and flnode's data path,
+//!   which holds datagrams while a channel opens, would release both at
+//!   the same moment. The side that offers the WebRTC connection (the
+//!   smaller ID) starts: it gets its entry, with an endpoint and a
+//!   persistent keepalive, once the data path is connected, and a fresh
+//!   entry each time the data path comes back, so that its handshake goes
+//!   out at once (rather than after WireGuard's own timeouts when the peer
+//!   restarted). The other side's entry has no endpoint, so that its own
+//!   traffic waits for that handshake instead of starting one.
 //! * An address two parties claim is routed to neither: IPv4 overlay
 //!   addresses have only 22 bits, and a shared one must never carry one
 //!   peer's traffic to the other. An address announced by a peer (its
@@ -31,12 +34,12 @@ use flproto::overlay::OverlayAddresses;
 use flproto::NodeId;
 use ipnet::IpNet;
 
-use super::device::PeerConfig;
+use super::device::{Handshake, PeerConfig};
 use super::key::WgKey;
 
-/// Persistent keepalive on the entry of a peer whose ID is larger than
-/// this node's: this side starts the handshake (see the module's doc), and
-/// keeps the tunnel's state fresh on both ends.
+/// Persistent keepalive on the side that starts the handshake (see the
+/// module's doc): it keeps the tunnel's state fresh on both ends between
+/// bursts of traffic.
 pub const PERSISTENT_KEEPALIVE_SECS: u16 = 25;
 
 /// How far a peer's connection is, as its WireGuard entry cares.
@@ -174,8 +177,8 @@ pub fn plan(
         .iter()
         .zip(v4.into_iter().zip(v6))
         .map(|(peer, (v4, v6))| {
-            let initiates = *me < peer.id;
-            let present = if initiates {
+            let starts = *me < peer.id;
+            let present = if starts {
                 presence.recently_connected(&peer.id, now, grace)
             } else {
                 presence.recent(&peer.id, now, grace)
@@ -192,14 +195,20 @@ pub fn plan(
                     key,
                     endpoint: peer.local,
                     allowed_ips,
-                    keepalive: initiates.then_some(PERSISTENT_KEEPALIVE_SECS),
+                    handshake: if starts {
+                        Handshake::Starts {
+                            keepalive: PERSISTENT_KEEPALIVE_SECS,
+                        }
+                    } else {
+                        Handshake::Answers
+                    },
                 }
             });
             PeerPlan {
                 id: peer.id,
                 v4,
                 v6,
-                renew: entry.is_some() && initiates && presence.just_connected(&peer.id),
+                renew: entry.is_some() && starts && presence.just_connected(&peer.id),
                 entry,
             }
         })

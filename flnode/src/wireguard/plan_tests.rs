@@ -78,7 +78,7 @@ fn the_side_with_the_smaller_id_keeps_the_tunnel_alive() {
             .entry
             .as_ref()
             .unwrap()
-            .keepalive
+            .keepalive()
     };
     assert_eq!(keepalive(small, large), Some(PERSISTENT_KEEPALIVE_SECS));
     assert_eq!(keepalive(large, small), None);
@@ -99,6 +99,40 @@ fn the_answering_side_has_its_entry_when_the_peer_is_online_the_starting_side_wh
         "no handshake before the data path is up"
     );
     assert!(has_entry(starter, answerer, Reach::Connected));
+}
+
+#[test]
+fn the_starting_side_sets_the_endpoint_and_the_answering_side_leaves_it_to_the_handshake() {
+    let (starter, answerer) = if node(1) < node(2) {
+        (node(1), node(2))
+    } else {
+        (node(2), node(1))
+    };
+    let entry = |me: NodeId, peer: NodeId, reach: Reach| {
+        run(me, OverlayAddresses::of(&me), &[facts(peer, reach)])[0]
+            .entry
+            .clone()
+    };
+    let starting = entry(starter, answerer, Reach::Connected).unwrap();
+    assert_eq!(
+        starting.handshake,
+        Handshake::Starts {
+            keepalive: PERSISTENT_KEEPALIVE_SECS
+        }
+    );
+    assert_eq!(starting.set_endpoint(), Some(starting.endpoint));
+    assert!(
+        entry(starter, answerer, Reach::Online).is_none(),
+        "the starting side waits for the data path"
+    );
+    let answering = entry(answerer, starter, Reach::Online).unwrap();
+    assert_eq!(answering.handshake, Handshake::Answers);
+    assert_eq!(answering.set_endpoint(), None);
+    assert_eq!(
+        answering.allowed_ips.len(),
+        2,
+        "routed: its traffic waits for the peer's handshake"
+    );
 }
 
 #[test]

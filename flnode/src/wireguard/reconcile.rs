@@ -15,28 +15,28 @@ use super::key::WgKey;
 /// wanted entry that is missing or differs in anything flnode sets, a
 /// `Remove` for every entry flnode does not want. Entries that match are
 /// left alone, so their handshakes and counters stay, except those in
-/// `renew`: they are removed and set again (a fresh handshake at once).
+/// `renew`, and those whose endpoint went astray (only a fresh entry has
+/// none): they are removed and set again, which also means a fresh
+/// handshake at once on the side that starts them.
 pub fn peer_ops(wanted: &[PeerConfig], actual: &[PeerView], renew: &[WgKey]) -> Vec<PeerOp> {
-    let mut ops: Vec<PeerOp> = actual
-        .iter()
-        .filter(|view| renew.contains(&view.key))
-        .map(|view| PeerOp::Remove(view.key))
-        .collect();
+    let mut ops = Vec::new();
     for peer in wanted {
-        let current = actual
-            .iter()
-            .find(|view| view.key == peer.key && !renew.contains(&view.key));
-        let same = current.is_some_and(|view| {
-            view.endpoint == Some(peer.endpoint)
-                && view.keepalive == peer.keepalive
-                && sorted(&view.allowed_ips) == sorted(&peer.allowed_ips)
-        });
-        if !same {
-            ops.push(PeerOp::Set(peer.clone()));
+        match actual.iter().find(|view| view.key == peer.key) {
+            None => ops.push(PeerOp::Set(peer.clone())),
+            Some(view) if renew.contains(&view.key) || !peer.endpoint_fits(view.endpoint) => {
+                ops.push(PeerOp::Remove(view.key));
+                ops.push(PeerOp::Set(peer.clone()));
+            }
+            Some(view)
+                if view.keepalive != peer.keepalive() || sorted(&view.allowed_ips) != sorted(&peer.allowed_ips) =>
+            {
+                ops.push(PeerOp::Set(peer.clone()))
+            }
+            Some(_) => {}
         }
     }
     for view in actual {
-        if !wanted.iter().any(|peer| peer.key == view.key) && !renew.contains(&view.key) {
+        if !wanted.iter().any(|peer| peer.key == view.key) {
             ops.push(PeerOp::Remove(view.key));
         }
     }
@@ -73,6 +73,7 @@ pub fn route_ops(wanted: &[PeerConfig], actual: &[IpNet]) -> Vec<RouteOp> {
 mod tests {
     use proptest::prelude::*;
 
+    use super::super::device::Handshake;
     use super::*;
 
     fn config(byte: u8, ips: &[&str]) -> PeerConfig {
@@ -80,16 +81,16 @@ mod tests {
             key: WgKey([byte; 32]),
             endpoint: format!("127.0.0.1:{}", 40000 + u16::from(byte)).parse().unwrap(),
             allowed_ips: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
-            keepalive: Some(25),
+            handshake: Handshake::Starts { keepalive: 25 },
         }
     }
 
     fn view_of(config: &PeerConfig) -> PeerView {
         PeerView {
             key: config.key,
-            endpoint: Some(config.endpoint),
+            endpoint: config.set_endpoint(),
             allowed_ips: config.allowed_ips.iter().rev().copied().collect(),
-            keepalive: config.keepalive,
+            keepalive: config.keepalive(),
             last_handshake: None,
             rx_bytes: 1,
             tx_bytes: 2,
@@ -116,18 +117,23 @@ mod tests {
     #[test]
     fn an_entry_that_drifted_is_set_again() {
         let wanted = config(1, &["100.64.0.1/32"]);
-        let mut moved = view_of(&wanted);
-        moved.endpoint = Some("127.0.0.1:1".parse().unwrap());
         let mut no_keepalive = view_of(&wanted);
         no_keepalive.keepalive = None;
         let mut more_ips = view_of(&wanted);
         more_ips.allowed_ips.push("100.64.0.2/32".parse().unwrap());
-        for drifted in [moved, no_keepalive, more_ips] {
+        for drifted in [no_keepalive, more_ips] {
             assert_eq!(
                 peer_ops(std::slice::from_ref(&wanted), &[drifted], &[]),
                 [PeerOp::Set(wanted.clone())]
             );
         }
+        // An endpoint elsewhere: a fresh entry.
+        let mut moved = view_of(&wanted);
+        moved.endpoint = Some("127.0.0.1:1".parse().unwrap());
+        assert_eq!(
+            peer_ops(std::slice::from_ref(&wanted), &[moved], &[]),
+            [PeerOp::Remove(wanted.key), PeerOp::Set(wanted.clone())]
+        );
     }
 
     #[test]
@@ -142,6 +148,30 @@ mod tests {
         assert_eq!(
             peer_ops(&wanted[..1], &[], &[WgKey([1; 32])]),
             [PeerOp::Set(wanted[0].clone())]
+        );
+    }
+
+    #[test]
+    fn an_answering_entry_has_no_endpoint_until_the_peer_brings_it() {
+        let answering = PeerConfig {
+            handshake: Handshake::Answers,
+            ..config(1, &["100.64.0.1/32"])
+        };
+        let fresh = view_of(&answering);
+        assert_eq!(fresh.endpoint, None);
+        assert_eq!(peer_ops(std::slice::from_ref(&answering), &[fresh.clone()], &[]), []);
+        let learnt = PeerView {
+            endpoint: Some(answering.endpoint),
+            ..fresh.clone()
+        };
+        assert_eq!(peer_ops(std::slice::from_ref(&answering), &[learnt], &[]), []);
+        let astray = PeerView {
+            endpoint: Some("192.0.2.1:51820".parse().unwrap()),
+            ..fresh
+        };
+        assert_eq!(
+            peer_ops(std::slice::from_ref(&answering), &[astray], &[]),
+            [PeerOp::Remove(answering.key), PeerOp::Set(answering.clone())]
         );
     }
 

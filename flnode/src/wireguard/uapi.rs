@@ -36,11 +36,13 @@ pub fn peers_request(ops: &[PeerOp]) -> String {
     for op in ops {
         match op {
             PeerOp::Set(peer) => {
+                request.push_str(&format!("public_key={}\n", peer.key.to_hex()));
+                if let Some(endpoint) = peer.set_endpoint() {
+                    request.push_str(&format!("endpoint={endpoint}\n"));
+                }
                 request.push_str(&format!(
-                    "public_key={}\nendpoint={}\npersistent_keepalive_interval={}\nreplace_allowed_ips=true\n",
-                    peer.key.to_hex(),
-                    peer.endpoint,
-                    peer.keepalive.unwrap_or(0)
+                    "persistent_keepalive_interval={}\nreplace_allowed_ips=true\n",
+                    peer.keepalive().unwrap_or(0)
                 ));
                 for net in &peer.allowed_ips {
                     request.push_str(&format!("allowed_ip={net}\n"));
@@ -186,7 +188,7 @@ pub async fn exchange(socket: &Path, request: &str) -> Result<String, DeviceErro
 
 #[cfg(test)]
 mod tests {
-    use super::super::device::PeerConfig;
+    use super::super::device::{Handshake, PeerConfig};
     use super::*;
 
     fn key(byte: u8) -> WgKey {
@@ -203,9 +205,15 @@ mod tests {
                     "100.64.0.7/32".parse().unwrap(),
                     "fd50:e038:65e7::7/128".parse().unwrap(),
                 ],
-                keepalive: Some(25),
+                handshake: Handshake::Starts { keepalive: 25 },
             }),
             PeerOp::Remove(key(0xbb)),
+            PeerOp::Set(PeerConfig {
+                key: key(0xcc),
+                endpoint: "127.0.0.1:40001".parse().unwrap(),
+                allowed_ips: vec![],
+                handshake: Handshake::Answers,
+            }),
         ];
         let request = peers_request(&ops);
         assert_eq!(
@@ -213,9 +221,11 @@ mod tests {
             format!(
                 "set=1\npublic_key={}\nendpoint=127.0.0.1:40000\npersistent_keepalive_interval=25\n\
                  replace_allowed_ips=true\nallowed_ip=100.64.0.7/32\nallowed_ip=fd50:e038:65e7::7/128\n\
-                 public_key={}\nremove=true\n\n",
+                 public_key={}\nremove=true\n\
+                 public_key={}\npersistent_keepalive_interval=0\nreplace_allowed_ips=true\n\n",
                 "aa".repeat(32),
-                "bb".repeat(32)
+                "bb".repeat(32),
+                "cc".repeat(32)
             )
         );
         let identity = identity_request(&WgSecret([1; 32]), 0);
