@@ -23,7 +23,24 @@ pub struct ManagedNode {
     pub interface: String,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// A program (and its arguments) that runs flnode, such as setpriv.
+    wrapper: Vec<String>,
 }
+
+/// setpriv as systemd runs flnode with scripts/systemd/flnode.service: of
+/// root's powers only CAP_NET_ADMIN, for flnode and what it starts.
+pub const ONLY_NET_ADMIN: &[&str] = &[
+    "setpriv",
+    "--bounding-set",
+    "-all,+net_admin",
+    "--inh-caps",
+    "-all,+net_admin",
+    "--ambient-caps",
+    "-all,+net_admin",
+    "--securebits",
+    "+noroot,+noroot_locked,+no_setuid_fixup,+no_setuid_fixup_locked",
+    "--",
+];
 
 impl ManagedNode {
     /// `flnode init` for a node that will run in namespace `ns` with
@@ -38,7 +55,14 @@ impl ManagedNode {
             interface: interface.to_owned(),
             dir,
             child: None,
+            wrapper: Vec::new(),
         })
+    }
+
+    /// Runs flnode under `wrapper` from now on.
+    pub fn wrapped(mut self, wrapper: &[&str]) -> ManagedNode {
+        self.wrapper = wrapper.iter().map(|arg| arg.to_string()).collect();
+        self
     }
 
     pub fn dir(&self) -> &Path {

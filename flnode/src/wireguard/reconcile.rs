@@ -159,7 +159,10 @@ mod tests {
         };
         let fresh = view_of(&answering);
         assert_eq!(fresh.endpoint, None);
-        assert_eq!(peer_ops(std::slice::from_ref(&answering), &[fresh.clone()], &[]), []);
+        assert_eq!(
+            peer_ops(std::slice::from_ref(&answering), std::slice::from_ref(&fresh), &[]),
+            []
+        );
         let learnt = PeerView {
             endpoint: Some(answering.endpoint),
             ..fresh.clone()
