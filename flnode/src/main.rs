@@ -85,11 +85,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Id { config } => {
             let id = key_file::load(&config)?.id();
-            println!("{id}");
-            println!("overlay {}", flproto::overlay::OverlayAddresses::of(&id));
+            let mut lines = format!("{id}\noverlay {}\n", flproto::overlay::OverlayAddresses::of(&id));
             if let Some(key) = wireguard::key::WgKey::of(&id) {
-                println!("wireguard-key {key}");
+                lines.push_str(&format!("wireguard-key {key}\n"));
             }
+            // A reader that stops early (`flnode id | head -1`) is fine.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), lines.as_bytes());
             Ok(())
         }
         Command::Status { config } => runtime(1)?.block_on(status(config)),
