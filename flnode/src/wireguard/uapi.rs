@@ -159,6 +159,15 @@ pub const SOCKET_DIR: &str = "/var/run/wireguard";
 /// Sends `request` and reads the answer, within [`TIMEOUT`] and
 /// [`MAX_ANSWER`] bytes.
 pub async fn exchange(socket: &Path, request: &str) -> Result<String, DeviceError> {
+    exchange_within(socket, request, MAX_ANSWER, TIMEOUT).await
+}
+
+async fn exchange_within(
+    socket: &Path,
+    request: &str,
+    max_answer: usize,
+    timeout: Duration,
+) -> Result<String, DeviceError> {
     let exchange = async {
         let mut stream = tokio::net::UnixStream::connect(socket).await?;
         stream.write_all(request.as_bytes()).await?;
@@ -170,9 +179,9 @@ pub async fn exchange(socket: &Path, request: &str) -> Result<String, DeviceErro
                 break;
             }
             answer.extend_from_slice(&chunk[..read]);
-            if answer.len() > MAX_ANSWER {
+            if answer.len() > max_answer {
                 return Err(DeviceError::Garbled(format!(
-                    "an answer longer than {MAX_ANSWER} bytes"
+                    "an answer longer than {max_answer} bytes"
                 )));
             }
             if answer.ends_with(b"\n\n") {
@@ -181,9 +190,9 @@ pub async fn exchange(socket: &Path, request: &str) -> Result<String, DeviceErro
         }
         String::from_utf8(answer).map_err(|_| DeviceError::Garbled("an answer that is not UTF-8".into()))
     };
-    tokio::time::timeout(TIMEOUT, exchange)
+    tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|_| DeviceError::Timeout(TIMEOUT))?
+        .map_err(|_| DeviceError::Timeout(timeout))?
 }
 
 #[cfg(test)]
@@ -275,6 +284,44 @@ mod tests {
     fn a_device_without_a_key_has_no_public_key() {
         let view = parse_get_answer("listen_port=0\nerrno=0\n\n").unwrap();
         assert_eq!(view, DeviceView::default());
+    }
+
+    /// A control socket that answers every connection with `answer`
+    /// (and then keeps it open without a word, if `answer` is empty).
+    fn fake_device(dir: &Path, answer: Vec<u8>) -> std::path::PathBuf {
+        let path = dir.join("fake.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let _ = stream.write_all(&answer).await;
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                });
+            }
+        });
+        path
+    }
+
+    #[tokio::test]
+    async fn a_device_that_talks_too_much_or_not_at_all_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let endless = fake_device(dir.path(), vec![b'x'; 64 * 1024]);
+        let error = exchange_within(&endless, "get=1\n\n", 16 * 1024, TIMEOUT)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, DeviceError::Garbled(_)), "{error}");
+        let quiet_dir = tempfile::tempdir().unwrap();
+        let quiet = fake_device(quiet_dir.path(), Vec::new());
+        let wait = Duration::from_millis(100);
+        let error = exchange_within(&quiet, "get=1\n\n", MAX_ANSWER, wait)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, DeviceError::Timeout(_)), "{error}");
+        let fine_dir = tempfile::tempdir().unwrap();
+        let fine = fake_device(fine_dir.path(), b"listen_port=1\nerrno=0\n\n".to_vec());
+        let answer = exchange(&fine, "get=1\n\n").await.unwrap();
+        assert_eq!(parse_get_answer(&answer).unwrap().listen_port, 1);
     }
 
     #[test]
