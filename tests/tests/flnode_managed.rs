@@ -102,87 +102,6 @@ async fn three_nodes_reach_each_other_by_overlay_address() {
     assert!(mbits > 0.0);
 }
 
-/// A full-size inner packet (1280 bytes, so `ping -s 1252` with DF) is
-/// one UDP datagram on the wire: one SCTP chunk in one DTLS record.
-#[tokio::test]
-async fn a_full_size_packet_crosses_as_one_udp_datagram() {
-    let test = "a_full_size_packet_crosses_as_one_udp_datagram";
-    if !ready(test) {
-        return;
-    }
-    if std::process::Command::new("tcpdump").arg("--version").output().is_err() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{test}: needs tcpdump");
-        eprintln!("SKIPPED {test}: needs tcpdump");
-        return;
-    }
-    let mesh = Mesh::new(2).unwrap();
-    let (_server, url) = signal(&mesh).await;
-    let mut nodes = nodes(&mesh);
-    for index in 0..2 {
-        let peers = ids_except(&nodes, index);
-        nodes[index].start(&url, &peers, USERSPACE).unwrap();
-    }
-    let target = nodes[1].overlay().v4.to_string();
-    ping_until(&nodes[0].ns, &target).await.unwrap();
-    let capture = tokio::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &nodes[0].ns,
-            "tcpdump",
-            "-i",
-            &mesh.link_of(0),
-            "-nn",
-            "-l",
-            "-q",
-        ])
-        .args(["-c", "400", "udp and src host 10.203.0.1 and dst host 10.203.0.2"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    const PINGS: usize = 50;
-    run_in(
-        &nodes[0].ns,
-        &[
-            "ping",
-            "-M",
-            "do",
-            "-s",
-            "1252",
-            "-c",
-            &PINGS.to_string(),
-            "-i",
-            "0.05",
-            "-W",
-            "1",
-            &target,
-        ],
-    )
-    .unwrap();
-    // A too-large one is refused on this side, not fragmented.
-    assert!(run_in(&nodes[0].ns, &["ping", "-M", "do", "-s", "1253", "-c", "1", &target]).is_err());
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let pid = capture.id().unwrap();
-    // SAFETY: kill(2) of our own child (tcpdump prints what it has).
-    unsafe { libc::kill(pid as i32, libc::SIGINT) };
-    let output = capture.wait_with_output().await.unwrap();
-    let text = String::from_utf8_lossy(&output.stdout);
-    // `… UDP, length N`: the UDP payload of each datagram.
-    let lengths: Vec<usize> = text
-        .lines()
-        .filter_map(|line| line.rsplit("length ").next()?.trim().parse().ok())
-        .collect();
-    let full = lengths.iter().filter(|&&length| length == 1377).count();
-    assert!(
-        full >= PINGS,
-        "{full} datagrams of 1377 bytes (1340 SCTP + 37 DTLS) for {PINGS} pings: {lengths:?}"
-    );
-    assert!(lengths.iter().all(|&length| length <= 1377), "{lengths:?}");
-}
-
 #[tokio::test]
 async fn peers_added_and_removed_at_run_time_change_the_mesh() {
     if !ready("peers_added_and_removed_at_run_time_change_the_mesh") {
@@ -255,98 +174,6 @@ async fn peers_added_and_removed_at_run_time_change_the_mesh() {
 }
 
 #[tokio::test]
-async fn a_node_stopped_with_sigterm_removes_its_interface_and_comes_back() {
-    if !ready("a_node_stopped_with_sigterm_removes_its_interface_and_comes_back") {
-        return;
-    }
-    let mesh = Mesh::new(2).unwrap();
-    let (_server, url) = signal(&mesh).await;
-    let mut nodes = nodes(&mesh);
-    for index in 0..2 {
-        let peers = ids_except(&nodes, index);
-        nodes[index].start(&url, &peers, USERSPACE).unwrap();
-    }
-    let to_b = nodes[1].overlay().v6.to_string();
-    ping_until(&nodes[0].ns, &to_b).await.unwrap();
-    assert!(nodes[1].interface_exists());
-
-    let status = nodes[1].terminate().await.unwrap();
-    assert!(status.success(), "{status:?}: {}", nodes[1].log());
-    assert!(!nodes[1].interface_exists(), "the interface outlived flnode");
-    let socket = format!("/var/run/wireguard/{}.sock", nodes[1].interface);
-    assert!(
-        !std::path::Path::new(&socket).exists(),
-        "wireguard-go's socket outlived flnode"
-    );
-    let pgrep = std::process::Command::new("pgrep")
-        .args(["-f", &format!("wireguard-go -f {}$", nodes[1].interface)])
-        .output()
-        .unwrap();
-    assert!(!pgrep.status.success(), "wireguard-go outlived flnode");
-
-    let peers = ids_except(&nodes, 1);
-    nodes[1].start(&url, &peers, USERSPACE).unwrap();
-    ping_until(&nodes[0].ns, &to_b).await.unwrap();
-    ping_until(&nodes[1].ns, &nodes[0].overlay().v4.to_string())
-        .await
-        .unwrap();
-}
-
-/// `--keep-interface` leaves the interface and its wireguard-go; the next
-/// start adopts it (it has this node's key), and a stop without the flag
-/// removes it.
-#[tokio::test]
-async fn a_kept_interface_is_adopted_by_the_next_start() {
-    if !ready("a_kept_interface_is_adopted_by_the_next_start") {
-        return;
-    }
-    let mesh = Mesh::new(2).unwrap();
-    let (_server, url) = signal(&mesh).await;
-    let mut nodes = nodes(&mesh);
-    let keep = [USERSPACE, &["--keep-interface"]].concat();
-    let (a, b) = (nodes[0].id, nodes[1].id);
-    nodes[0].start(&url, &[b], &keep).unwrap();
-    nodes[1].start(&url, &[a], USERSPACE).unwrap();
-    let to_b = nodes[1].overlay().v4.to_string();
-    ping_until(&nodes[0].ns, &to_b).await.unwrap();
-    // A kept wireguard-go is no one's child: whatever happens below, it
-    // does not outlive the test.
-    let _reaper = ReapNamespace(nodes[0].ns.clone());
-    assert!(nodes[0].terminate().await.unwrap().success());
-    assert!(nodes[0].interface_exists(), "--keep-interface removed it");
-    let listed = nodes[0].wireguard_peers().unwrap();
-    assert_eq!(listed, [nodes[1].wireguard_key().unwrap()]);
-    nodes[0].start(&url, &[b], USERSPACE).unwrap();
-    ping_until(&nodes[0].ns, &to_b).await.unwrap();
-    assert!(nodes[0].log().contains("adopted an existing WireGuard interface"));
-    assert!(nodes[0].terminate().await.unwrap().success());
-    assert!(
-        !nodes[0].interface_exists(),
-        "the adopted interface of an earlier run stayed"
-    );
-}
-
-/// Kills every process left in a namespace when dropped.
-struct ReapNamespace(String);
-
-impl Drop for ReapNamespace {
-    fn drop(&mut self) {
-        let Ok(out) = std::process::Command::new("ip")
-            .args(["netns", "pids", &self.0])
-            .output()
-        else {
-            return;
-        };
-        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            if let Ok(pid) = pid.parse::<i32>() {
-                // SAFETY: kill(2) of a process in the test's own namespace.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-    }
-}
-
-#[tokio::test]
 async fn a_node_not_on_the_allow_lists_gets_no_wireguard_entry() {
     if !ready("a_node_not_on_the_allow_lists_gets_no_wireguard_entry") {
         return;
@@ -385,61 +212,6 @@ async fn wait_for_refusals(node: &ManagedNode) {
     .unwrap();
 }
 
-/// `--address` is learnt by the peers over `ctl`; an address another node
-/// holds is routed to neither, and the node stays reachable over IPv6.
-#[tokio::test]
-async fn announced_addresses_are_routed_and_clashing_ones_are_not() {
-    if !ready("announced_addresses_are_routed_and_clashing_ones_are_not") {
-        return;
-    }
-    let mesh = Mesh::new(3).unwrap();
-    let (_server, url) = signal(&mesh).await;
-    let mut nodes = nodes(&mesh);
-    let moved = "100.64.77.77";
-    // Node 2 claims node 0's derived IPv4 address.
-    let taken = nodes[0].overlay().v4.to_string();
-    let addresses = [vec![], vec!["--address", moved], vec!["--address", taken.as_str()]];
-    for index in 0..3 {
-        let peers = ids_except(&nodes, index);
-        let args = [USERSPACE, &addresses[index]].concat();
-        nodes[index].start(&url, &peers, &args).unwrap();
-    }
-    // The moved address is routed (node 2's own IPv4 clashes, so it has
-    // none its peers take packets from).
-    ping_until(&nodes[0].ns, moved).await.unwrap();
-    assert!(
-        !ping_once(&nodes[0].ns, &nodes[1].overlay().v4.to_string()),
-        "the old one is not"
-    );
-    // The taken one: node 0 keeps its own; node 1 routes it to node 0,
-    // never to node 2; node 2 stays reachable over IPv6.
-    e2e::flnode::wait_for(nodes[0].dir(), "a clash", |report| {
-        peer_block(report, &nodes[2].id).is_some_and(|block| block.contains("clashes with this node"))
-    })
-    .await
-    .unwrap();
-    let report = nodes[1].status().unwrap();
-    let block = peer_block(&report, &nodes[2].id).unwrap();
-    assert!(block.contains(&format!("{taken} (clashes with peer")), "{block}");
-    let routes = run_in(&nodes[1].ns, &["ip", "route", "get", &taken]).unwrap();
-    assert!(routes.contains(&nodes[1].interface), "{routes}");
-    ping_until(&nodes[1].ns, &taken).await.unwrap();
-    // In WireGuard's own table, the address is node 0's alone.
-    let allowed = run_in(&nodes[1].ns, &["wg", "show", &nodes[1].interface, "allowed-ips"]).unwrap();
-    let holders: Vec<&str> = allowed
-        .lines()
-        .filter(|line| line.contains(&format!("{taken}/32")))
-        .filter_map(|line| line.split_whitespace().next())
-        .collect();
-    assert_eq!(holders, [nodes[0].wireguard_key().unwrap()], "{allowed}");
-    ping_until(&nodes[0].ns, &nodes[2].overlay().v6.to_string())
-        .await
-        .unwrap();
-    ping_until(&nodes[1].ns, &nodes[2].overlay().v6.to_string())
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn the_kernel_backend_carries_the_tunnel_where_the_kernel_has_wireguard() {
     let test = "the_kernel_backend_carries_the_tunnel_where_the_kernel_has_wireguard";
@@ -469,5 +241,9 @@ async fn the_kernel_backend_carries_the_tunnel_where_the_kernel_has_wireguard() 
     assert!(!nodes[0].interface_exists());
 }
 
+#[path = "flnode_managed/addresses.rs"]
+mod addresses;
 #[path = "flnode_managed/errors.rs"]
 mod errors;
+#[path = "flnode_managed/lifecycle.rs"]
+mod lifecycle;
