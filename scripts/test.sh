@@ -17,10 +17,12 @@ export RUST_BACKTRACE=1
 # WireGuard in userspace, ping and iperf3 through the tunnel; chromium and
 # node for the browser page's test; nats-server for the cluster tests
 # (started by the tests themselves); iptables and coturn for the NAT and
-# dead-path tests (masquerading routers, dropped links, a TURN relay).
+# dead-path tests (masquerading routers, dropped links, a TURN relay);
+# tcpdump to see that a full-size packet through a managed tunnel is one
+# UDP datagram on the wire.
 # Debian's npm only when no npm is there (a nodejs from elsewhere bundles
 # its own, and the two conflict).
-APT_PACKAGES=(iproute2 iputils-ping iptables wireguard-go wireguard-tools iperf3 chromium nodejs nats-server coturn)
+APT_PACKAGES=(iproute2 iputils-ping iptables wireguard-go wireguard-tools iperf3 chromium nodejs nats-server coturn tcpdump)
 if ! command -v npm >/dev/null 2>&1; then
   APT_PACKAGES+=(npm)
 fi

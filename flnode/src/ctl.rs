@@ -6,15 +6,23 @@
 //! * `msg:<text>` is answered `msg:echo: <text>`, so a browser that
 //!   connects to a node sees its messages come back;
 //! * `bulk <id> <i> <n> <filler>` chunks of a throughput test are counted;
-//!   after chunk `n - 1` the answer is `bulkack <id> <bytes received>`.
+//!   after chunk `n - 1` the answer is `bulkack <id> <bytes received>`;
+//! * `addr <IPv4> <IPv6>` (flnode only, managed mode) tells the peer this
+//!   node's overlay addresses (its `--address`, or the derived ones); it
+//!   is not answered. `ctl` runs over DTLS whose fingerprints are in the
+//!   signed setup messages, so only the node itself can say it.
 //!
 //! Pure: bytes in, what to do out, so every case is tested without a
 //! connection.
+
+use flproto::overlay::{is_overlay_v4, is_overlay_v6, OverlayAddresses};
 
 /// Throughput tests counted at once per channel; more are not answered.
 pub const MAX_BULK_TESTS: usize = 4;
 /// Longest test id kept (the page uses 8 characters).
 pub const MAX_BULK_ID: usize = 32;
+/// Longest `addr` message: `addr `, an IPv4 and an IPv6 address in full.
+pub const MAX_ADDR_MESSAGE: usize = 5 + 15 + 1 + 39;
 
 /// What a `ctl` message asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -24,8 +32,26 @@ pub enum CtlAction {
     /// The peer answered one of our pings; `sent_micros` is the time the
     /// ping carried, if it was one of ours ([`ping`]).
     Pong { sent_micros: Option<u64> },
+    /// The peer's overlay addresses, each inside its overlay range.
+    Addresses(OverlayAddresses),
     /// Nothing to do (unknown, malformed, or a chunk in the middle).
     Nothing,
+}
+
+/// The `addr` message announcing `own`.
+pub fn addresses(own: &OverlayAddresses) -> String {
+    format!("addr {} {}", own.v4, own.v6)
+}
+
+/// `addr <IPv4> <IPv6>`, if well formed and inside the overlay ranges.
+fn parse_addresses(data: &[u8]) -> Option<OverlayAddresses> {
+    if data.len() > MAX_ADDR_MESSAGE {
+        return None;
+    }
+    let mut words = std::str::from_utf8(data).ok()?.strip_prefix("addr ")?.split(' ');
+    let v4 = words.next()?.parse().ok().filter(|ip| is_overlay_v4(*ip))?;
+    let v6 = words.next()?.parse().ok().filter(|ip| is_overlay_v6(*ip))?;
+    words.next().is_none().then_some(OverlayAddresses { v4, v6 })
 }
 
 /// A keepalive ping that carries its send time (microseconds on the
@@ -58,6 +84,9 @@ impl CtlResponder {
         }
         if data.starts_with(b"bulk ") {
             return self.on_bulk(data);
+        }
+        if data.starts_with(b"addr ") {
+            return parse_addresses(data).map_or(CtlAction::Nothing, CtlAction::Addresses);
         }
         CtlAction::Nothing
     }
@@ -173,6 +202,37 @@ mod tests {
         let long_id = format!("bulk {} 0 1 x", "i".repeat(MAX_BULK_ID + 1));
         assert_eq!(ctl.on_message(long_id.as_bytes()), CtlAction::Nothing);
         assert_eq!(ctl.on_message(b"something else"), CtlAction::Nothing);
+    }
+
+    #[test]
+    fn overlay_addresses_are_read_only_inside_their_ranges() {
+        let mut ctl = CtlResponder::default();
+        let own = OverlayAddresses {
+            v4: "100.64.1.2".parse().unwrap(),
+            v6: "fd50:e038:65e7::9".parse().unwrap(),
+        };
+        assert_eq!(ctl.on_message(addresses(&own).as_bytes()), CtlAction::Addresses(own));
+        for bad in [
+            "addr 10.0.0.1 fd50:e038:65e7::9",
+            "addr 100.64.1.2 fd00::9",
+            "addr 100.64.1.2",
+            "addr 100.64.1.2 fd50:e038:65e7::9 extra",
+            "addr fd50:e038:65e7::9 100.64.1.2",
+            "addr  100.64.1.2 fd50:e038:65e7::9",
+        ] {
+            assert_eq!(ctl.on_message(bad.as_bytes()), CtlAction::Nothing, "{bad}");
+        }
+        let long = format!("addr 100.64.1.2 fd50:e038:65e7::9{}", " ".repeat(MAX_ADDR_MESSAGE));
+        assert_eq!(ctl.on_message(long.as_bytes()), CtlAction::Nothing);
+        let widest = OverlayAddresses {
+            v4: "100.127.255.254".parse().unwrap(),
+            v6: "fd50:e038:65e7:ffff:ffff:ffff:ffff:ffff".parse().unwrap(),
+        };
+        assert_eq!(addresses(&widest).len(), MAX_ADDR_MESSAGE);
+        assert_eq!(
+            ctl.on_message(addresses(&widest).as_bytes()),
+            CtlAction::Addresses(widest)
+        );
     }
 
     #[test]

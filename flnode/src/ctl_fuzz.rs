@@ -56,6 +56,11 @@ fn check_action(message: &[u8], action: &CtlAction, sent: &[(Vec<u8>, u64)]) {
     match action {
         CtlAction::Nothing => {}
         CtlAction::Pong { .. } => assert!(message.starts_with(b"pong")),
+        // Only a short, well-formed announcement inside the overlay ranges.
+        CtlAction::Addresses(addresses) => {
+            assert!(message.starts_with(b"addr ") && message.len() <= MAX_ADDR_MESSAGE);
+            assert!(flproto::overlay::is_overlay_v4(addresses.v4) && flproto::overlay::is_overlay_v6(addresses.v6));
+        }
         CtlAction::Reply(reply) if message.starts_with(b"ping") => {
             assert_eq!(reply[4..], message[4..]);
             assert!(reply.starts_with(b"pong"));

@@ -64,7 +64,7 @@ fn is_link_local_v4(ip: IpAddr) -> bool {
 }
 
 /// A TUN device (it has `tun_flags`) or a kernel WireGuard link.
-fn is_tunnel(name: &str) -> bool {
+pub fn is_tunnel(name: &str) -> bool {
     if name.contains('/') || name.starts_with('.') {
         return false;
     }

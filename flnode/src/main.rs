@@ -2,28 +2,36 @@
 //! WebRTC data channels set up through a flsignal server.
 
 mod admission;
+mod allow_list;
+mod control;
 mod ctl;
 mod host_addresses;
 mod ice_servers;
 mod key_file;
+mod mtu;
 mod netwatch;
 mod node;
 mod path_stats;
 mod peer;
+mod peers;
+mod peers_command;
+mod peers_file;
 mod reconnect;
 mod runtime;
 mod settings;
 mod signal_client;
+mod status;
 mod test_peers;
 mod tls;
+mod tunnel_settings;
 mod udp;
+mod wireguard;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tokio::io::AsyncReadExt;
 
 #[derive(Parser)]
 #[command(version, about)]
@@ -41,7 +49,7 @@ enum Command {
         #[arg(long, env = "FLNODE_CONFIG")]
         config: PathBuf,
     },
-    /// Prints the node ID.
+    /// Prints the node ID, then its overlay addresses and WireGuard key.
     Id {
         #[arg(long, env = "FLNODE_CONFIG")]
         config: PathBuf,
@@ -53,6 +61,9 @@ enum Command {
         #[arg(long, env = "FLNODE_CONFIG")]
         config: PathBuf,
     },
+    /// Lists the allowed peers (managed mode); `add` and `remove` change
+    /// the list in flnode.toml and in the running node.
+    Peers(peers_command::PeersArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,10 +84,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Id { config } => {
-            println!("{}", key_file::load(&config)?.id());
+            let id = key_file::load(&config)?.id();
+            let mut lines = format!("{id}\noverlay {}\n", flproto::overlay::OverlayAddresses::of(&id));
+            if let Some(key) = wireguard::key::WgKey::of(&id) {
+                lines.push_str(&format!("wireguard-key {key}\n"));
+            }
+            // A reader that stops early (`flnode id | head -1`) is fine.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), lines.as_bytes());
             Ok(())
         }
         Command::Status { config } => runtime(1)?.block_on(status(config)),
+        Command::Peers(args) => runtime(1)?.block_on(peers_command::run(args)),
         Command::Up(args) => {
             init_logging();
             let key = key_file::load(&args.config)?;
@@ -102,26 +120,14 @@ fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
     builder.enable_all().build().context("cannot start the async runtime")
 }
 
-/// How long `flnode status` waits for the running node's report.
-const STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
 async fn status(config: PathBuf) -> anyhow::Result<()> {
-    let path = node::control_path(&config);
-    let mut stream = tokio::net::UnixStream::connect(&path)
-        .await
-        .with_context(|| format!("no running flnode answers at {}", path.display()))?;
-    let mut report = String::new();
-    // A node that is alive answers at once; do not hang on one that is not.
-    tokio::time::timeout(STATUS_TIMEOUT, stream.read_to_string(&mut report))
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "the flnode at {} did not answer within {STATUS_TIMEOUT:?}",
-                path.display()
-            )
-        })??;
-    print!("{report}");
-    Ok(())
+    match control::ask(&config, &control::Request::Status).await? {
+        control::Reply::Ok(report) => {
+            print!("{report}");
+            Ok(())
+        }
+        control::Reply::Error(error) => Err(anyhow::anyhow!("{error}")),
+    }
 }
 
 fn init_logging() {

@@ -76,6 +76,20 @@ pub fn usable(ip: IpAddr) -> bool {
     }
 }
 
+/// Whether the event is about an address of a tunnel (a WireGuard
+/// interface, flnode's own managed one included): those carry no path to
+/// another machine, and flnode setting its overlay addresses must not look
+/// like a change of network.
+fn on_tunnel(message: &RouteNetlinkMessage) -> bool {
+    let (RouteNetlinkMessage::NewAddress(address) | RouteNetlinkMessage::DelAddress(address)) = message else {
+        return false;
+    };
+    nix::net::if_::if_indextoname(address.header.index)
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .is_some_and(|name| crate::host_addresses::is_tunnel(&name))
+}
+
 /// Starts watching; settled changes arrive on the returned channel. Fails
 /// where netlink is not available (then the node relies on its keepalives).
 pub fn watch() -> std::io::Result<mpsc::Receiver<NetworkChange>> {
@@ -103,6 +117,9 @@ pub fn watch() -> std::io::Result<mpsc::Receiver<NetworkChange>> {
                 return;
             };
             if let NetlinkPayload::InnerMessage(inner) = message.payload {
+                if on_tunnel(&inner) {
+                    continue;
+                }
                 match classify(&inner) {
                     Some(AddressEvent::Added(ip)) => change.added.push(ip),
                     Some(AddressEvent::Removed(ip)) => change.removed.push(ip),

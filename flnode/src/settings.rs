@@ -4,18 +4,17 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
-use flproto::NodeId;
 use serde::Deserialize;
 
 use crate::admission::{TestPeerPolicy, DEFAULT_TEST_PEERS, DEFAULT_TEST_PEER_BUDGET, MAX_TEST_PEERS};
 use crate::ice_servers::{self, IceServer};
 use crate::node::NodeSettings;
 use crate::signal_client::{AuthMode, DEFAULT_MAX_SIGNAL_MESSAGE, MAX_SIGNAL_MESSAGE_RANGE};
-
-/// WireGuard's usual listen address.
-pub const DEFAULT_WIREGUARD: &str = "127.0.0.1:51820";
+use crate::tunnel_settings::{FilePeer, TunnelInputs};
+use crate::wireguard::BackendChoice;
 /// Most threads `--threads` may ask for.
 pub const MAX_THREADS: usize = 64;
 /// The name announced when none is configured.
@@ -33,13 +32,39 @@ pub struct UpArgs {
     /// system's (a private CA, or a self-signed server)
     #[arg(long, env = "FLNODE_SIGNAL_CA")]
     pub signal_ca: Option<PathBuf>,
-    /// The local WireGuard's UDP address (its ListenPort) [default: 127.0.0.1:51820]
+    /// Manual mode: the local WireGuard's UDP address (its ListenPort)
+    /// [default: 127.0.0.1:51820]
     #[arg(long, env = "FLNODE_WIREGUARD")]
     pub wireguard: Option<SocketAddr>,
-    /// A peer as ID=LOCAL_ADDR: flnode listens on LOCAL_ADDR, which is the
-    /// local WireGuard's endpoint for that peer. Repeat for several peers.
+    /// A peer. A bare node ID (managed mode): flnode sets up the WireGuard
+    /// interface and gives this node a peer entry. ID=LOCAL_ADDR (manual
+    /// mode): flnode listens on LOCAL_ADDR, your own WireGuard's endpoint
+    /// for that peer. Repeat for several peers, all of one kind.
     #[arg(long = "peer", env = "FLNODE_PEERS", value_delimiter = ',')]
     pub peers: Vec<String>,
+    /// Managed mode: the WireGuard interface flnode creates (or adopts, if
+    /// it exists and is free) [default: flnode0]
+    #[arg(long, env = "FLNODE_WG_INTERFACE")]
+    pub wg_interface: Option<String>,
+    /// Managed mode: which WireGuard drives the interface; auto is the
+    /// kernel's where a wireguard link can be created, else wireguard-go
+    /// [default: auto]
+    #[arg(long, env = "FLNODE_WG_BACKEND", value_enum)]
+    pub wg_backend: Option<BackendChoice>,
+    /// Managed mode: this node's overlay address instead of the one derived
+    /// from its node ID (one IPv4 in 100.64.0.0/10, one IPv6 in
+    /// fd50:e038:65e7::/48; repeat for both). Peers learn it over the
+    /// authenticated `ctl` channel.
+    #[arg(long = "address", env = "FLNODE_ADDRESS", value_delimiter = ',')]
+    pub addresses: Vec<String>,
+    /// Managed mode: leave the WireGuard interface (and wireguard-go) in
+    /// place when flnode stops.
+    #[arg(long, env = "FLNODE_KEEP_INTERFACE")]
+    pub keep_interface: bool,
+    /// Managed mode: how long a peer that went offline keeps its WireGuard
+    /// entry [default: 60s]
+    #[arg(long, env = "FLNODE_PEER_GRACE", value_parser = humantime::parse_duration)]
+    pub peer_grace: Option<Duration>,
     /// Authenticate with fledger's plain version-3 announce (for fledger servers).
     #[arg(long, env = "FLNODE_FLEDGER_COMPAT")]
     pub fledger_compat: bool,
@@ -87,7 +112,15 @@ struct FileSettings {
     signal: Option<String>,
     wireguard: Option<SocketAddr>,
     #[serde(default)]
-    peers: Vec<String>,
+    peers: Vec<FilePeer>,
+    wg_interface: Option<String>,
+    wg_backend: Option<BackendChoice>,
+    #[serde(default)]
+    address: Vec<String>,
+    #[serde(default)]
+    keep_interface: bool,
+    #[serde(default, with = "humantime_serde_opt")]
+    peer_grace: Option<Duration>,
     #[serde(default)]
     fledger_compat: bool,
     name: Option<String>,
@@ -130,10 +163,23 @@ pub fn resolve(args: UpArgs) -> anyhow::Result<NodeSettings> {
     if !matches!(scheme.as_deref(), Some("ws" | "wss")) {
         bail!("--signal {signal:?}: expected ws://HOST:PORT or wss://HOST[:PORT]");
     }
-    let peers = if args.peers.is_empty() { file.peers } else { args.peers };
-    if peers.is_empty() {
-        bail!("no peers: give --peer ID=127.0.0.1:PORT (the ID comes from `flnode id` on the other machine)");
-    }
+    let tunnel = crate::tunnel_settings::resolve(TunnelInputs {
+        peers: if args.peers.is_empty() {
+            file.peers
+        } else {
+            args.peers.into_iter().map(FilePeer::Text).collect()
+        },
+        wireguard: args.wireguard.or(file.wireguard),
+        interface: args.wg_interface.or(file.wg_interface),
+        backend: args.wg_backend.or(file.wg_backend),
+        addresses: if args.addresses.is_empty() {
+            file.address
+        } else {
+            args.addresses
+        },
+        keep_interface: args.keep_interface || file.keep_interface,
+        peer_grace: args.peer_grace.or(file.peer_grace),
+    })?;
     let ice_servers = ice_servers(
         &signal,
         if args.ice_servers.is_empty() {
@@ -143,14 +189,9 @@ pub fn resolve(args: UpArgs) -> anyhow::Result<NodeSettings> {
         },
         args.no_default_stun || file.no_default_stun,
     )?;
-    let wireguard = match args.wireguard.or(file.wireguard) {
-        Some(addr) => addr,
-        None => DEFAULT_WIREGUARD.parse()?,
-    };
     Ok(NodeSettings {
-        peers: peers.iter().map(|p| parse_peer(p)).collect::<anyhow::Result<_>>()?,
+        tunnel,
         signal,
-        wireguard,
         auth: if args.fledger_compat || file.fledger_compat {
             AuthMode::FledgerCompat
         } else {
@@ -227,172 +268,22 @@ fn test_peer_policy(slots: Option<usize>, allow: &[String]) -> anyhow::Result<Te
     Ok(TestPeerPolicy { slots, allow })
 }
 
-pub fn parse_peer(text: &str) -> anyhow::Result<(NodeId, SocketAddr)> {
-    let Some((id, addr)) = text.split_once('=') else {
-        bail!("--peer {text:?}: expected ID=ADDR, e.g. <64 hex>=127.0.0.1:51900");
-    };
-    let id: NodeId = id
-        .trim()
-        .parse()
-        .with_context(|| format!("--peer {text:?}: the ID must be 64 hex characters (from `flnode id`)"))?;
-    let addr = addr
-        .trim()
-        .parse()
-        .with_context(|| format!("--peer {text:?}: the address must be IP:PORT"))?;
-    Ok((id, addr))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
+#[path = "settings_tests.rs"]
+mod tests;
 
-    const ID: &str = "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c";
+/// `peer_grace = "90s"` in flnode.toml, in the flags' duration syntax.
+mod humantime_serde_opt {
+    use std::time::Duration;
 
-    #[test]
-    fn file_fills_what_flags_leave_out() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            config_file(dir.path()),
-            format!("signal = \"ws://s:8765\"\nwireguard = \"127.0.0.1:1000\"\npeers = [\"{ID}=127.0.0.1:2000\"]\n"),
-        )
-        .unwrap();
-        let from_file = resolve(UpArgs {
-            config: dir.path().into(),
-            ..UpArgs::default()
-        })
-        .unwrap();
-        assert_eq!(from_file.signal, "ws://s:8765");
-        assert_eq!(from_file.wireguard.port(), 1000);
-        assert_eq!(from_file.peers[0].1.port(), 2000);
-        let flags_win = resolve(UpArgs {
-            config: dir.path().into(),
-            signal: Some("ws://other:1".into()),
-            peers: vec![format!("{ID}=127.0.0.1:3000")],
-            ..UpArgs::default()
-        })
-        .unwrap();
-        assert_eq!(flags_win.signal, "ws://other:1");
-        assert_eq!(flags_win.peers[0].1.port(), 3000);
-        assert_eq!(flags_win.wireguard.port(), 1000);
-    }
+    use serde::{Deserialize, Deserializer};
 
-    #[test]
-    fn ice_servers_default_to_the_signalling_servers_stun() {
-        let dir = tempfile::tempdir().unwrap();
-        let args = || UpArgs {
-            config: dir.path().into(),
-            signal: Some("ws://signal.example:8765".into()),
-            peers: vec![format!("{ID}=127.0.0.1:3000")],
-            ..UpArgs::default()
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+        let Some(text) = Option::<String>::deserialize(deserializer)? else {
+            return Ok(None);
         };
-        let urls =
-            |settings: NodeSettings| -> Vec<String> { settings.ice_servers.iter().map(|s| s.to_string()).collect() };
-        assert_eq!(urls(resolve(args()).unwrap()), ["stun:signal.example:3478"]);
-        let more = UpArgs {
-            ice_servers: vec!["turn:u:p@turn.example".into(), "stun:signal.example".into()],
-            ..args()
-        };
-        assert_eq!(
-            urls(resolve(more).unwrap()),
-            ["stun:signal.example:3478", "turn:u:***@turn.example:3478"]
-        );
-        let none = UpArgs {
-            no_default_stun: true,
-            ..args()
-        };
-        assert!(resolve(none).unwrap().ice_servers.is_empty());
-        std::fs::write(
-            config_file(dir.path()),
-            "ice_servers = [\"stun:file.example:1\"]\nno_default_stun = true\n",
-        )
-        .unwrap();
-        assert_eq!(urls(resolve(args()).unwrap()), ["stun:file.example:1"]);
-        let bad = UpArgs {
-            ice_servers: vec!["turn:nobody.example".into()],
-            ..args()
-        };
-        let error = format!("{:#}", resolve(bad).unwrap_err());
-        assert!(
-            error.starts_with("--ice-server \"turn:nobody.example\": TURN needs"),
-            "{error}"
-        );
-    }
-
-    #[test]
-    fn test_peers_are_off_unless_asked_for_and_the_allow_list_is_checked() {
-        let dir = tempfile::tempdir().unwrap();
-        let args = || UpArgs {
-            config: dir.path().into(),
-            signal: Some("ws://s:1".into()),
-            peers: vec![format!("{ID}=127.0.0.1:3000")],
-            ..UpArgs::default()
-        };
-        let default = resolve(args()).unwrap();
-        assert_eq!(default.test_peers, TestPeerPolicy::default());
-        assert_eq!(default.test_peer_budget, DEFAULT_TEST_PEER_BUDGET);
-        assert_eq!(default.max_signal_message, DEFAULT_MAX_SIGNAL_MESSAGE);
-        let allowed = resolve(UpArgs {
-            test_peers: Some(1),
-            test_peer_allow: vec![ID.into()],
-            test_peer_budget: Some(1000),
-            ..args()
-        })
-        .unwrap();
-        assert_eq!(allowed.test_peers.slots, 1);
-        assert_eq!(allowed.test_peers.allow, [ID.parse().unwrap()]);
-        assert_eq!(allowed.test_peer_budget, 1000);
-        let error = |args: UpArgs| format!("{:#}", resolve(args).unwrap_err());
-        assert!(error(UpArgs {
-            test_peer_allow: vec![ID.into()],
-            ..args()
-        })
-        .contains("needs --test-peers"));
-        assert!(error(UpArgs {
-            test_peers: Some(1),
-            test_peer_allow: vec!["nope".into()],
-            ..args()
-        })
-        .contains("64 hex"));
-        assert!(error(UpArgs {
-            test_peers: Some(MAX_TEST_PEERS + 1),
-            ..args()
-        })
-        .contains("at most"));
-        assert!(error(UpArgs {
-            test_peer_budget: Some(0),
-            ..args()
-        })
-        .contains("--test-peer-budget 0"));
-        assert!(error(UpArgs {
-            max_signal_message: Some(10),
-            ..args()
-        })
-        .contains("--max-signal-message 10"));
-        std::fs::write(
-            config_file(dir.path()),
-            format!("test_peers = 2\ntest_peer_allow = [\"{ID}\"]\nmax_signal_message = 70000\n"),
-        )
-        .unwrap();
-        let from_file = resolve(args()).unwrap();
-        assert_eq!(from_file.test_peers.slots, 2);
-        assert_eq!(from_file.test_peers.allow.len(), 1);
-        assert_eq!(from_file.max_signal_message, 70000);
-    }
-
-    #[test]
-    fn missing_or_bad_settings_say_what_to_fix() {
-        let dir = tempfile::tempdir().unwrap();
-        let args = || UpArgs {
-            config: dir.path().into(),
-            ..UpArgs::default()
-        };
-        assert!(resolve(args()).unwrap_err().to_string().contains("--signal"));
-        std::fs::write(config_file(dir.path()), "signal = \"ws://s:1\"\nbogus = 1\n").unwrap();
-        assert!(format!("{:#}", resolve(args()).unwrap_err()).contains("bogus"));
-        assert!(parse_peer("abc=1").unwrap_err().to_string().contains("64 hex"));
-        assert!(parse_peer(&format!("{ID}=nope"))
-            .unwrap_err()
-            .to_string()
-            .contains("IP:PORT"));
+        humantime::parse_duration(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom)
     }
 }

@@ -9,8 +9,8 @@ use flproto::message::PeerInfo;
 use flproto::NodeId;
 
 use crate::admission::{Admitted, RefusalLog, TestPeerPolicy, TestPeerSlots};
-use crate::node::{PeerEntry, PeerFactory};
 use crate::peer::PeerInput;
+use crate::peers::{PeerEntry, PeerFactory};
 
 pub struct TestPeers {
     slots: TestPeerSlots,

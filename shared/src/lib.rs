@@ -18,7 +18,8 @@
 //! * [`relay_share`] keeps each sender to a share of a receiver's queue,
 //!   and [`source_rate`] with [`addr_key`] limits rates per source address.
 //! * [`x25519`] is a node's Diffie-Hellman key (WireGuard, sealed setups):
-//!   the Montgomery form of its node key.
+//!   the Montgomery form of its node key, and [`overlay`] its overlay
+//!   addresses inside the WireGuard tunnels flnode manages.
 
 pub mod addr_key;
 pub mod announce;
@@ -29,6 +30,7 @@ pub mod identity;
 pub mod ids;
 pub mod message;
 pub mod node_info;
+pub mod overlay;
 pub mod peer_setup;
 pub mod presence;
 pub mod rate;

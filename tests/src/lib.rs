@@ -15,6 +15,8 @@ pub mod cluster;
 pub mod flnode;
 pub mod hostile_relay;
 pub mod http;
+pub mod managed;
+pub mod mesh;
 pub mod nat;
 pub mod nats;
 pub mod netns;

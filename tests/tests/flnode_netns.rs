@@ -279,6 +279,10 @@ async fn a_dead_path_is_noticed_and_replaced() {
     let pair = NodePair::start(&testbed).await.unwrap();
     let overlay = Overlay::new(&testbed, WIREGUARD, PEER_PORT).await.unwrap();
     overlay.ping_from_a().await.unwrap();
+    // The path is read once a second: wait until the report names it.
+    e2e::flnode::wait_for(pair.dir(0), "on a path", |report| report.contains("path host "))
+        .await
+        .unwrap();
     let report = status(pair.dir(0)).unwrap();
     let (dying, surviving, other) = if report.contains("path host 10.201.0.1:") {
         (1, 2, "10.202.0.")

@@ -38,6 +38,9 @@ pub(super) struct ChannelSinks {
     /// What a test peer may still move over its channels; `None` for a
     /// configured peer.
     pub(super) budget: Option<Arc<ByteBudget>>,
+    /// Managed mode: this node's overlay addresses, told to the peer when
+    /// `ctl` opens, and the sign that the peer's are wanted.
+    pub(super) announce: Option<flproto::overlay::OverlayAddresses>,
 }
 
 impl ChannelSinks {
@@ -85,6 +88,20 @@ impl ChannelSinks {
     }
 }
 
+impl ChannelSinks {
+    /// Keeps the overlay addresses the peer announced, and tells the
+    /// WireGuard manager if they are new.
+    fn addresses_announced(&self, addresses: flproto::overlay::OverlayAddresses) {
+        let Ok(mut announced) = self.stats.announced.lock() else {
+            return;
+        };
+        if announced.replace(addresses) != Some(addresses) {
+            tracing::info!(v4 = %addresses.v4, v6 = %addresses.v6, "the peer announced its overlay addresses");
+            self.stats.changes.notify();
+        }
+    }
+}
+
 /// Microseconds on the peer's keepalive clock.
 pub(super) fn clock_micros(clock: std::time::Instant) -> u64 {
     clock.elapsed().as_micros() as u64
@@ -97,6 +114,9 @@ async fn read_ctl(conn: ConnId, channel: Arc<dyn DataChannel>, sinks: ChannelSin
     while let Some(event) = channel.poll().await {
         match event {
             DataChannelEvent::OnOpen => {
+                if let Some(own) = &sinks.announce {
+                    let _ = channel.try_send_text(&crate::ctl::addresses(own)).await;
+                }
                 let _ = sinks.events.send(Event::CtlOpen(conn));
             }
             DataChannelEvent::OnMessage(message) if !sinks.charge(conn, message.data.len()) => break,
@@ -113,7 +133,8 @@ async fn read_ctl(conn: ConnId, channel: Arc<dyn DataChannel>, sinks: ChannelSin
                     }
                     let _ = sinks.events.send(Event::Pong(conn));
                 }
-                CtlAction::Nothing => {}
+                CtlAction::Addresses(addresses) if sinks.announce.is_some() => sinks.addresses_announced(addresses),
+                CtlAction::Addresses(_) | CtlAction::Nothing => {}
             },
             DataChannelEvent::OnClose => break,
             _ => {}

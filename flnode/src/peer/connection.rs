@@ -76,6 +76,9 @@ pub(super) async fn build(
         // connection setup, which is what a handover waits for.
         .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_MAX_BINDING_REQUESTS))
         .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
+        // One WireGuard datagram from a managed interface is one SCTP
+        // packet, one DTLS record, one UDP datagram (crate::mtu).
+        .with_sctp_mtu(crate::mtu::SCTP_MTU)
         .build();
     let ctl = CtlSlot::default();
     let connection = PeerConnectionBuilder::new()

@@ -35,7 +35,7 @@ mod stats;
 use channels::{clock_micros, ChannelSinks};
 use connection::Link;
 use datapath::DataPath;
-pub use stats::PeerStats;
+pub use stats::{ChangeSignal, PeerStats};
 
 /// Label of the unordered, unreliable channel carrying WireGuard datagrams.
 pub const WG_CHANNEL: &str = "wg";
@@ -82,6 +82,8 @@ pub struct PeerConfig {
     /// What a test peer may move over its data channels; `None` for a
     /// configured peer.
     pub budget: Option<Arc<crate::admission::ByteBudget>>,
+    /// Managed mode: this node's overlay addresses, announced on `ctl`.
+    pub announce: Option<flproto::overlay::OverlayAddresses>,
 }
 
 pub struct Peer {
@@ -129,6 +131,7 @@ impl Peer {
             stats: stats.clone(),
             clock: Instant::now(),
             budget: config.budget,
+            announce: config.announce,
         };
         Peer {
             setup,
@@ -284,7 +287,9 @@ impl Peer {
     }
 
     fn show_state(&self) {
-        self.stats.state.set(self.setup.state());
+        if self.stats.state.set(self.setup.state()) {
+            self.stats.changes.notify();
+        }
     }
 
     async fn refresh_path(&self) {

@@ -1,8 +1,11 @@
 //! What `flnode status` shows of a peer: counters, the path, the state word.
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
 
+use flproto::overlay::OverlayAddresses;
 use flproto::peer_setup::PeerState;
+use tokio::sync::Notify;
 
 /// Counters for `flnode status`.
 #[derive(Debug, Default)]
@@ -28,6 +31,27 @@ pub struct PeerStats {
     pub ctl_rtt_micros: AtomicU64,
     /// The selected candidate pair and its RTT, refreshed every second.
     pub path: std::sync::Mutex<Option<crate::path_stats::PathInfo>>,
+    /// The overlay addresses the peer announced over `ctl` (managed mode).
+    pub announced: std::sync::Mutex<Option<OverlayAddresses>>,
+    /// Told when the state or the announced addresses change (managed
+    /// mode: the WireGuard manager waits on it).
+    pub changes: ChangeSignal,
+}
+
+/// Wakes whoever follows a peer's changes, if anyone does.
+#[derive(Debug, Default, Clone)]
+pub struct ChangeSignal(Option<Arc<Notify>>);
+
+impl ChangeSignal {
+    pub fn to(notify: Arc<Notify>) -> Self {
+        ChangeSignal(Some(notify))
+    }
+
+    pub fn notify(&self) {
+        if let Some(notify) = &self.0 {
+            notify.notify_one();
+        }
+    }
 }
 
 /// The peer's state as `flnode status` shows it, written by the peer task
@@ -36,14 +60,19 @@ pub struct PeerStats {
 pub struct StateCell(AtomicU8);
 
 impl StateCell {
-    pub fn set(&self, state: PeerState) {
+    /// Stores `state`; whether it differs from the one before.
+    pub fn set(&self, state: PeerState) -> bool {
         let index = PeerState::ALL.iter().position(|s| *s == state).unwrap_or(0);
-        self.0.store(index as u8, Ordering::Relaxed);
+        self.0.swap(index as u8, Ordering::Relaxed) != index as u8
+    }
+
+    pub fn state(&self) -> PeerState {
+        let index = usize::from(self.0.load(Ordering::Relaxed));
+        PeerState::ALL.get(index).copied().unwrap_or(PeerState::Offline)
     }
 
     pub fn get(&self) -> &'static str {
-        let index = usize::from(self.0.load(Ordering::Relaxed));
-        PeerState::ALL.get(index).copied().unwrap_or(PeerState::Offline).name()
+        self.state().name()
     }
 }
 
@@ -58,6 +87,9 @@ mod tests {
         for state in PeerState::ALL {
             cell.set(state);
             assert_eq!(cell.get(), state.name());
+            assert_eq!(cell.state(), state);
         }
+        assert!(!cell.set(PeerState::Handover), "no change");
+        assert!(cell.set(PeerState::Offline));
     }
 }

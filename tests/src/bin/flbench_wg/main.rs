@@ -1,0 +1,92 @@
+//! flbench-wg: WireGuard through flnode against the same WireGuard talking
+//! UDP directly, in network namespaces on this machine, in both of
+//! flnode's modes:
+//!
+//! * `manual`: two wireguard-go interfaces configured by hand (MTU 1420),
+//!   each peer's endpoint a local port of flnode;
+//! * `managed`: flnode creates and configures WireGuard itself (MTU 1280);
+//!   the clock starts when both `flnode up` start, so the first packet
+//!   includes making the interfaces.
+//!
+//!   cargo build --release -p flsignal -p flnode -p e2e
+//!   sudo ./target/release/flbench_wg [runs] [manual|managed|both]
+//!
+//! Prints per mode, as medians (min–max) over the runs: time from both
+//! nodes started to the first ping answered through the tunnel, iperf3 TCP
+//! throughput over flnode and direct (and their same-run ratio), and the
+//! RTT flnode adds to direct.
+
+use std::time::Duration;
+
+use e2e::netns::run_in;
+use e2e::spread::report;
+
+mod managed;
+mod manual;
+
+pub struct Run {
+    first_packet: Duration,
+    flnode_mbits: f64,
+    direct_mbits: f64,
+    flnode_rtt: f64,
+    direct_rtt: f64,
+}
+
+/// Round-trip times (ms) of `count` pings from namespace `ns` to `target`.
+pub fn ping_rtts(ns: &str, target: &str, count: u32) -> anyhow::Result<Vec<f64>> {
+    let output = run_in(ns, &["ping", "-c", &count.to_string(), "-i", "0.05", "-W", "1", target])?;
+    Ok(output
+        .lines()
+        .filter_map(|line| line.split("time=").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let runs: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(3);
+    let modes: &[&str] = match args.next().as_deref() {
+        None | Some("both") => &["manual", "managed"],
+        Some("manual") => &["manual"],
+        Some("managed") => &["managed"],
+        Some(other) => anyhow::bail!("mode {other:?}: manual, managed or both"),
+    };
+    for mode in modes {
+        let mut results = Vec::new();
+        for index in 0..runs {
+            let run = match *mode {
+                "manual" => manual::one_run().await?,
+                _ => managed::one_run().await?,
+            };
+            println!(
+                "{mode} run {}: first packet {:.0} ms, flnode {:.0} Mbit/s, direct {:.0} Mbit/s, rtt flnode {:.3} ms, direct {:.3} ms",
+                index + 1,
+                run.first_packet.as_secs_f64() * 1000.0,
+                run.flnode_mbits,
+                run.direct_mbits,
+                run.flnode_rtt,
+                run.direct_rtt
+            );
+            results.push(run);
+        }
+        let values = |of: fn(&Run) -> f64| results.iter().map(of).collect::<Vec<_>>();
+        println!("== {mode}");
+        report(
+            "first packet through the tunnel",
+            "ms",
+            values(|r| r.first_packet.as_secs_f64() * 1000.0),
+            2,
+        );
+        report("TCP over flnode", "Mbit/s", values(|r| r.flnode_mbits), 2);
+        report("TCP direct", "Mbit/s", values(|r| r.direct_mbits), 2);
+        report(
+            "ratio flnode/direct",
+            "",
+            values(|r| r.flnode_mbits / r.direct_mbits),
+            2,
+        );
+        report("added RTT", "ms", values(|r| r.flnode_rtt - r.direct_rtt), 2);
+    }
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! Manual mode: two wireguard-go interfaces configured by hand (MTU 1420),
+//! each peer's endpoint the local flnode's port; then the same pair with
+//! each endpoint pointed at the other host's WireGuard directly.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use e2e::flnode::{NodePair, PEER_PORT, WIREGUARD};
+use e2e::netns::{Testbed, ADDR_A, ADDR_B};
+use e2e::spread::median;
+use e2e::wireguard::Overlay;
+
+use crate::Run;
+
+pub async fn one_run() -> anyhow::Result<Run> {
+    let testbed = Testbed::new()?;
+    let started = Instant::now();
+    let pair = NodePair::start(&testbed).await?;
+    pair.wait_started().await?;
+    // WireGuard sends its first handshake as soon as its peer is set; set
+    // up before flnode, that datagram is lost and WireGuard waits 5 s
+    // (REKEY_TIMEOUT) to retry. The clock includes setting WireGuard up.
+    let overlay = Overlay::new(&testbed, WIREGUARD, PEER_PORT).await?;
+    while overlay.ping_rtts_from_a(1).map(|r| r.is_empty()).unwrap_or(true) {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "tunnel never came up");
+    }
+    let first_packet = started.elapsed();
+    let flnode_rtt = median(overlay.ping_rtts_from_a(40)?);
+    let flnode_mbits = overlay.iperf3_mbits_from_a(5).await?;
+    let port = WIREGUARD.rsplit(':').next().context("port")?;
+    overlay.set_endpoints(&format!("{ADDR_B}:{port}"), &format!("{ADDR_A}:{port}"))?;
+    overlay.ping_from_a().await?;
+    let direct_rtt = median(overlay.ping_rtts_from_a(40)?);
+    let direct_mbits = overlay.iperf3_mbits_from_a(5).await?;
+    Ok(Run {
+        first_packet,
+        flnode_mbits,
+        direct_mbits,
+        flnode_rtt,
+        direct_rtt,
+    })
+}

@@ -1,0 +1,141 @@
+//! Overlay addresses and packet sizes on the wire: a full-size packet is
+//! one UDP datagram; `--address` is learnt by peers, and clashes are
+//! routed to no one.
+
+use super::*;
+
+/// A full-size inner packet (1280 bytes, so `ping -s 1252` with DF) is
+/// one UDP datagram on the wire: one SCTP chunk in one DTLS record.
+#[tokio::test]
+async fn a_full_size_packet_crosses_as_one_udp_datagram() {
+    let test = "a_full_size_packet_crosses_as_one_udp_datagram";
+    if !ready(test) {
+        return;
+    }
+    if std::process::Command::new("tcpdump").arg("--version").output().is_err() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{test}: needs tcpdump");
+        eprintln!("SKIPPED {test}: needs tcpdump");
+        return;
+    }
+    let mesh = Mesh::new(2).unwrap();
+    let (_server, url) = signal(&mesh).await;
+    let mut nodes = nodes(&mesh);
+    for index in 0..2 {
+        let peers = ids_except(&nodes, index);
+        nodes[index].start(&url, &peers, USERSPACE).unwrap();
+    }
+    let target = nodes[1].overlay().v4.to_string();
+    ping_until(&nodes[0].ns, &target).await.unwrap();
+    let capture = tokio::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &nodes[0].ns,
+            "tcpdump",
+            "-i",
+            &mesh.link_of(0),
+            "-nn",
+            "-l",
+            "-q",
+        ])
+        .args(["-c", "400", "udp and src host 10.203.0.1 and dst host 10.203.0.2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    const PINGS: usize = 50;
+    run_in(
+        &nodes[0].ns,
+        &[
+            "ping",
+            "-M",
+            "do",
+            "-s",
+            "1252",
+            "-c",
+            &PINGS.to_string(),
+            "-i",
+            "0.05",
+            "-W",
+            "1",
+            &target,
+        ],
+    )
+    .unwrap();
+    // A too-large one is refused on this side, not fragmented.
+    assert!(run_in(&nodes[0].ns, &["ping", "-M", "do", "-s", "1253", "-c", "1", &target]).is_err());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = capture.id().unwrap();
+    // SAFETY: kill(2) of our own child (tcpdump prints what it has).
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let output = capture.wait_with_output().await.unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    // `… UDP, length N`: the UDP payload of each datagram.
+    let lengths: Vec<usize> = text
+        .lines()
+        .filter_map(|line| line.rsplit("length ").next()?.trim().parse().ok())
+        .collect();
+    let full = lengths.iter().filter(|&&length| length == 1377).count();
+    assert!(
+        full >= PINGS,
+        "{full} datagrams of 1377 bytes (1340 SCTP + 37 DTLS) for {PINGS} pings: {lengths:?}"
+    );
+    assert!(lengths.iter().all(|&length| length <= 1377), "{lengths:?}");
+}
+
+/// `--address` is learnt by the peers over `ctl`; an address another node
+/// holds is routed to neither, and the node stays reachable over IPv6.
+#[tokio::test]
+async fn announced_addresses_are_routed_and_clashing_ones_are_not() {
+    if !ready("announced_addresses_are_routed_and_clashing_ones_are_not") {
+        return;
+    }
+    let mesh = Mesh::new(3).unwrap();
+    let (_server, url) = signal(&mesh).await;
+    let mut nodes = nodes(&mesh);
+    let moved = "100.64.77.77";
+    // Node 2 claims node 0's derived IPv4 address.
+    let taken = nodes[0].overlay().v4.to_string();
+    let addresses = [vec![], vec!["--address", moved], vec!["--address", taken.as_str()]];
+    for index in 0..3 {
+        let peers = ids_except(&nodes, index);
+        let args = [USERSPACE, &addresses[index]].concat();
+        nodes[index].start(&url, &peers, &args).unwrap();
+    }
+    // The moved address is routed (node 2's own IPv4 clashes, so it has
+    // none its peers take packets from).
+    ping_until(&nodes[0].ns, moved).await.unwrap();
+    assert!(
+        !ping_once(&nodes[0].ns, &nodes[1].overlay().v4.to_string()),
+        "the old one is not"
+    );
+    // The taken one: node 0 keeps its own; node 1 routes it to node 0,
+    // never to node 2; node 2 stays reachable over IPv6.
+    e2e::flnode::wait_for(nodes[0].dir(), "a clash", |report| {
+        peer_block(report, &nodes[2].id).is_some_and(|block| block.contains("clashes with this node"))
+    })
+    .await
+    .unwrap();
+    let report = nodes[1].status().unwrap();
+    let block = peer_block(&report, &nodes[2].id).unwrap();
+    assert!(block.contains(&format!("{taken} (clashes with peer")), "{block}");
+    let routes = run_in(&nodes[1].ns, &["ip", "route", "get", &taken]).unwrap();
+    assert!(routes.contains(&nodes[1].interface), "{routes}");
+    ping_until(&nodes[1].ns, &taken).await.unwrap();
+    // In WireGuard's own table, the address is node 0's alone.
+    let allowed = run_in(&nodes[1].ns, &["wg", "show", &nodes[1].interface, "allowed-ips"]).unwrap();
+    let holders: Vec<&str> = allowed
+        .lines()
+        .filter(|line| line.contains(&format!("{taken}/32")))
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert_eq!(holders, [nodes[0].wireguard_key().unwrap()], "{allowed}");
+    ping_until(&nodes[0].ns, &nodes[2].overlay().v6.to_string())
+        .await
+        .unwrap();
+    ping_until(&nodes[1].ns, &nodes[2].overlay().v6.to_string())
+        .await
+        .unwrap();
+}
