@@ -119,7 +119,7 @@ pub async fn run(
     let me = key.id();
     let key = Arc::new(key);
     // One session for this run: peers see a restart as a new session.
-    let session = SessionId::random();
+    let session = SessionId::random(flproto::setup_message::Opens::Plain);
     // Bind every peer's socket first, so a port in use is reported at once.
     let mut sockets = Vec::new();
     for (id, local) in &settings.peers {
