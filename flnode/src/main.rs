@@ -12,6 +12,7 @@ mod path_stats;
 mod peer;
 mod reconnect;
 mod runtime;
+mod sealing;
 mod settings;
 mod signal_client;
 mod test_peers;

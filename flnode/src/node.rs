@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use flproto::identity::NodeKey;
-use flproto::setup_auth::SessionId;
-use flproto::NodeId;
+use flproto::peer_setup::{Local, SealPolicy};
+use flproto::{NodeId, NodeInfo};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UdpSocket, UnixListener};
 use tokio::sync::mpsc;
@@ -36,6 +36,8 @@ pub struct NodeSettings {
     pub wireguard: SocketAddr,
     pub peers: Vec<(NodeId, SocketAddr)>,
     pub auth: AuthMode,
+    /// Whether setup messages are sealed (`--require-sealed`, `--plain-setups`).
+    pub sealing: SealPolicy,
     pub name: String,
     /// STUN and TURN servers for ICE, the default one included.
     pub ice_servers: Vec<IceServer>,
@@ -61,8 +63,7 @@ pub struct PeerEntry {
 
 /// What every peer task is started with.
 pub struct PeerFactory {
-    key: Arc<NodeKey>,
-    session: SessionId,
+    local: Local,
     signal: SignalSender,
     wireguard: SocketAddr,
     ice_servers: Vec<webrtc::peer_connection::RTCIceServer>,
@@ -97,13 +98,7 @@ impl PeerFactory {
     fn start_with(&self, config: PeerConfig) -> PeerEntry {
         let local = config.socket.as_ref().and_then(|socket| socket.local_addr().ok());
         let stats = Arc::new(PeerStats::default());
-        let peer = Peer::new(
-            self.key.clone(),
-            self.session,
-            config,
-            self.signal.clone(),
-            stats.clone(),
-        );
+        let peer = Peer::new(self.local.clone(), config, self.signal.clone(), stats.clone());
         let (inputs, inputs_rx) = mpsc::channel(PEER_INPUT_QUEUE);
         tokio::spawn(peer.run(inputs_rx));
         PeerEntry { inputs, stats, local }
@@ -119,7 +114,7 @@ pub async fn run(
     let me = key.id();
     let key = Arc::new(key);
     // One session for this run: peers see a restart as a new session.
-    let session = SessionId::random(flproto::setup_message::Opens::Plain);
+    let local = Local::new(key.clone(), settings.sealing, rand::random());
     // Bind every peer's socket first, so a port in use is reported at once.
     let mut sockets = Vec::new();
     for (id, local) in &settings.peers {
@@ -136,13 +131,12 @@ pub async fn run(
         tls,
         key.clone(),
         settings.auth,
-        settings.name.clone(),
+        NodeInfo::v3(&settings.name, "flnode", me, "").advertising(settings.sealing.opens()),
         settings.max_signal_message,
         events_tx,
     );
     let factory = PeerFactory {
-        key: key.clone(),
-        session,
+        local,
         signal: signal.clone(),
         wireguard: settings.wireguard,
         ice_servers: settings.ice_servers.iter().map(IceServer::to_rtc).collect(),
@@ -180,6 +174,7 @@ pub async fn run(
                         node = %me,
                         peers = peers.len(),
                         ice_servers = ?settings.ice_servers,
+                        sealing = ?settings.sealing,
                         "flnode up"
                     ),
                     Some(Err(error)) => break Err(registration_failed(error)),
@@ -243,9 +238,14 @@ fn dispatch(me: &NodeId, peers: &HashMap<NodeId, PeerEntry>, event: SignalEvent)
         // Lists are capped samples, so absence proves nothing: on every
         // (re)registration every peer tries; an offline one is reported back
         // as NotConnected.
-        SignalEvent::Online(_) => peers.keys().for_each(|id| tell(id, PeerInput::Kick)),
+        SignalEvent::Online(listed) => peers.keys().for_each(|id| {
+            let opens = listed.iter().find(|node| node.id == *id).map(|node| node.opens);
+            tell(id, PeerInput::Kick(opens));
+        }),
         SignalEvent::Presence { joined, left } => {
-            joined.iter().for_each(|id| tell(id, PeerInput::Kick));
+            joined
+                .iter()
+                .for_each(|node| tell(&node.id, PeerInput::Kick(Some(node.opens))));
             left.iter().for_each(|id| tell(id, PeerInput::Offline));
         }
         SignalEvent::NotConnected(id) => tell(&id, PeerInput::Offline),
@@ -301,7 +301,7 @@ fn status_report(me: &NodeId, registered: bool, peers: &HashMap<NodeId, PeerEntr
         };
         let rtt = format!("{rtt} (ctl ping; ICE check {ice_rtt})");
         report.push_str(&format!(
-            "peer {id} {}\n  local {}  path {path}  rtt {rtt}\n  tx {} packets {} bytes  rx {} packets {} bytes  drops {} not-open {} full {} foreign  setup refused {}  handovers {}\n",
+            "peer {id} {}\n  local {}  path {path}  rtt {rtt}\n  tx {} packets {} bytes  rx {} packets {} bytes  drops {} not-open {} full {} foreign  setup refused {}  handovers {}  setups {}\n",
             s.state.get(),
             peer.local.map(|local| local.to_string()).unwrap_or_default(),
             s.tx_packets.load(Ordering::Relaxed),
@@ -313,13 +313,22 @@ fn status_report(me: &NodeId, registered: bool, peers: &HashMap<NodeId, PeerEntr
             s.drops_foreign.load(Ordering::Relaxed),
             s.setup_refused.load(Ordering::Relaxed),
             s.handovers.load(Ordering::Relaxed),
+            if s.sealing.load(Ordering::Relaxed) { "sealed" } else { "plain" },
         ));
     }
     for (id, peer) in test_peers.live() {
         let s = &peer.stats;
         let path = s.path.lock().ok().and_then(|p| p.clone());
         let path = path.map(|info| info.path).unwrap_or_else(|| "-".to_owned());
-        report.push_str(&format!("test-peer {id} {}  path {path}  (ctl only)\n", s.state.get()));
+        let setups = if s.sealing.load(Ordering::Relaxed) {
+            "sealed"
+        } else {
+            "plain"
+        };
+        report.push_str(&format!(
+            "test-peer {id} {}  path {path}  setups {setups}  (ctl only)\n",
+            s.state.get()
+        ));
     }
     report
 }

@@ -43,6 +43,8 @@ pub struct UpArgs {
     /// Authenticate with fledger's plain version-3 announce (for fledger servers).
     #[arg(long, env = "FLNODE_FLEDGER_COMPAT")]
     pub fledger_compat: bool,
+    #[command(flatten)]
+    pub seal: crate::sealing::SealArgs,
     /// Name announced to the network [default: flnode]
     #[arg(long, env = "FLNODE_NAME")]
     pub name: Option<String>,
@@ -90,6 +92,10 @@ struct FileSettings {
     peers: Vec<String>,
     #[serde(default)]
     fledger_compat: bool,
+    #[serde(default)]
+    require_sealed: bool,
+    #[serde(default)]
+    plain_setups: bool,
     name: Option<String>,
     test_peers: Option<usize>,
     #[serde(default)]
@@ -147,11 +153,13 @@ pub fn resolve(args: UpArgs) -> anyhow::Result<NodeSettings> {
         Some(addr) => addr,
         None => DEFAULT_WIREGUARD.parse()?,
     };
+    let fledger_compat = args.fledger_compat || file.fledger_compat;
     Ok(NodeSettings {
         peers: peers.iter().map(|p| parse_peer(p)).collect::<anyhow::Result<_>>()?,
+        sealing: crate::sealing::policy(&args.seal, file.require_sealed, file.plain_setups, fledger_compat)?,
         signal,
         wireguard,
-        auth: if args.fledger_compat || file.fledger_compat {
+        auth: if fledger_compat {
             AuthMode::FledgerCompat
         } else {
             AuthMode::Bound

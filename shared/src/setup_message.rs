@@ -79,14 +79,18 @@ pub const SEALING_SESSION_TAG: [u8; 4] = *b"seal";
 impl SessionId {
     /// A random session of a node that opens what `opens` says.
     pub fn random(opens: Opens) -> Self {
-        let mut session: [u8; 8] = rand::random();
+        Self::from_entropy(rand::random(), opens)
+    }
+
+    /// The session made of `entropy` for a node that opens what `opens`
+    /// says: tagged for a sealing node, never tagged for a plain one.
+    pub fn from_entropy(mut entropy: [u8; 8], opens: Opens) -> Self {
         if opens == Opens::Sealed {
-            session[..4].copy_from_slice(&SEALING_SESSION_TAG);
-        } else if session[..4] == SEALING_SESSION_TAG {
-            // A plain node must never claim to open sealed setups.
-            session[0] ^= 0xff;
+            entropy[..4].copy_from_slice(&SEALING_SESSION_TAG);
+        } else if entropy[..4] == SEALING_SESSION_TAG {
+            entropy[0] ^= 0xff;
         }
-        SessionId(session)
+        SessionId(entropy)
     }
 
     /// What the node that signed with this session opens.
