@@ -65,7 +65,7 @@ async fn sealed_setups_are_relayed_verbatim_between_the_two_parties() {
     let mut a = joined(&server, &ka, &mut []).await;
     let mut b = joined(&server, &kb, &mut [&mut a]).await;
     let offer = SetupMessage::Offer("v=0\r\na=fingerprint:sha-256 AB:CD\r\n".into());
-    let frames = sealed_frames(&ka, &kb, &[offer.clone()]);
+    let frames = sealed_frames(&ka, &kb, std::slice::from_ref(&offer));
     a.send_text(&frames[0]).await.unwrap();
     let relayed = b.next_text().await.unwrap();
     assert_eq!(relayed, frames[0], "relayed byte for byte");
