@@ -121,6 +121,7 @@ struct Observer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Believed {
     #[default]
+    Unknown,
     Plain,
     Listed,
     Signed,

@@ -86,6 +86,20 @@ fn a_peer_whose_node_info_advertises_sealed_setups_gets_them_sealed() {
 }
 
 #[test]
+fn a_peer_nothing_is_known_of_yet_gets_sealed_setups() {
+    let mut h = follower(SealPolicy::Prefer, Remote::new);
+    let out = h.event(Event::Online(None));
+    assert!(matches!(sent(&out)[0].message, SetupMessage::Sealed(_)));
+    assert_eq!(opened_by(&h.remote.key, sent(&out)[0]), SetupMessage::Init);
+    // An older node cannot open it, and says so by its plain session:
+    // from then on it gets plain setups.
+    h.remote.new_attempt();
+    let conn = connect_of(&h.peer_says(SetupMessage::Offer("offer".into()))).unwrap();
+    let out = h.event(Event::AnswerReady(conn, "answer".into()));
+    assert_eq!(sent(&out)[0].message, SetupMessage::Answer("answer".into()));
+}
+
+#[test]
 fn a_peer_without_the_advertisement_gets_plain_setups_under_our_sealing_session() {
     let mut h = follower(SealPolicy::Prefer, Remote::new);
     let out = h.event(Event::Online(Some(Opens::Plain)));

@@ -3,19 +3,9 @@
 
 use std::time::Duration;
 
-use super::harness::{connect_of, Harness, Remote};
+use super::harness::{connect_of, sent, Harness, Remote};
 use super::*;
 use crate::setup_auth::SetupAuthError;
-
-fn sent(actions: &[Action]) -> Vec<&SetupMessage> {
-    actions
-        .iter()
-        .filter_map(|action| match action {
-            Action::Send(info) => Some(&info.message),
-            _ => None,
-        })
-        .collect()
-}
 
 #[test]
 fn roles_are_fixed_by_the_keys_so_exactly_one_side_offers() {
@@ -34,14 +24,14 @@ fn an_online_initiator_builds_a_connection_and_offers_once_it_is_ready() {
     assert!(sent(&out).is_empty(), "nothing goes out before the offer exists");
     assert_eq!(h.setup.state(), PeerState::Connecting);
     let out = h.event(Event::OfferReady(conn, "v=0 offer".into()));
-    assert_eq!(sent(&out), vec![&SetupMessage::Offer("v=0 offer".into())]);
+    assert_eq!(sent(&out), vec![SetupMessage::Offer("v=0 offer".into())]);
 }
 
 #[test]
 fn an_online_follower_asks_for_an_offer_with_init() {
     let mut h = Harness::follower();
     let out = h.event(Event::Online(None));
-    assert_eq!(sent(&out), vec![&SetupMessage::Init]);
+    assert_eq!(sent(&out), vec![SetupMessage::Init]);
     assert!(connect_of(&out).is_none());
     assert_eq!(h.setup.state(), PeerState::Waiting);
 }
@@ -64,7 +54,7 @@ fn a_follower_answers_an_offer_and_applies_the_candidates_of_that_attempt() {
     let conn = connect_of(&out).unwrap();
     assert!(matches!(&out[0], Action::Connect { offer: Some(sdp), .. } if sdp == "offer"));
     let out = h.event(Event::AnswerReady(conn, "answer".into()));
-    assert_eq!(sent(&out), vec![&SetupMessage::Answer("answer".into())]);
+    assert_eq!(sent(&out), vec![SetupMessage::Answer("answer".into())]);
     let out = h.peer_says(SetupMessage::IceCandidate("candidate:1".into()));
     assert_eq!(
         out,
@@ -243,12 +233,12 @@ fn re_registration_after_a_signalling_outage_sends_init_at_once_during_a_handove
     h.advance(MIN_RETRY * 2);
     let out = h.event(Event::NetworkChanged);
     assert!(out.contains(&Action::Handover(HandoverCause::NetworkChanged)));
-    assert_eq!(sent(&out), vec![&SetupMessage::Init]);
+    assert_eq!(sent(&out), vec![SetupMessage::Init]);
     // The signalling connection went down with the network; the Init may
     // be lost. Registered again, the follower asks once more at once.
     h.now += Duration::from_millis(300);
     let out = h.event(Event::Online(None));
-    assert_eq!(sent(&out), vec![&SetupMessage::Init]);
+    assert_eq!(sent(&out), vec![SetupMessage::Init]);
 }
 
 #[test]
@@ -349,7 +339,7 @@ fn an_offline_peer_is_tried_again_at_once_when_it_returns() {
     assert_eq!(h.setup.state(), PeerState::Offline);
     assert_eq!(h.setup.retry_delay(), MIN_RETRY);
     let out = h.event(Event::Online(None));
-    assert_eq!(sent(&out), vec![&SetupMessage::Init]);
+    assert_eq!(sent(&out), vec![SetupMessage::Init]);
 }
 
 #[test]
@@ -367,7 +357,7 @@ fn local_candidates_are_trickled_signed_under_the_current_attempt() {
     let mut h = Harness::initiator();
     let conn = h.connect_as_initiator();
     let out = h.event(Event::LocalCandidate(conn, "candidate:late".into()));
-    assert_eq!(sent(&out), vec![&SetupMessage::IceCandidate("candidate:late".into())]);
+    assert_eq!(sent(&out), vec![SetupMessage::IceCandidate("candidate:late".into())]);
 }
 
 #[test]

@@ -24,6 +24,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub mod cluster;
 pub mod flnode;
 pub mod hostile_relay;
+pub mod leaks;
 pub mod nat;
 pub mod nats;
 pub mod netns;

@@ -154,7 +154,7 @@ async fn a_relay_that_rewrites_the_fingerprint_gets_no_connection() {
             if tampering.load(Ordering::Relaxed) {
                 rewrite_offer_fingerprint(frame)
             } else {
-                vec![frame.to_owned()]
+                vec![e2e::hostile_relay::Forward::now(frame)]
             }
         })
     };

@@ -171,3 +171,30 @@ pub(crate) fn connect_of(actions: &[Action]) -> Option<ConnId> {
         _ => None,
     })
 }
+
+/// What the actions send, opened by whichever of the harness's two keys
+/// (seeds 1 and 2) a sealed one is for.
+pub(crate) fn sent(actions: &[Action]) -> Vec<SetupMessage> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Send(info) => Some(opened(info)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn opened(info: &PeerInfo) -> SetupMessage {
+    let SetupMessage::Sealed(text) = &info.message else {
+        return info.message.clone();
+    };
+    [1u8, 2]
+        .into_iter()
+        .find_map(|seed| {
+            let key = crate::identity::NodeKey::from_seed([seed; 32]);
+            let (sender, auth) = crate::setup_auth::verify(info, &key.id()).ok()?;
+            let header = crate::setup_auth::SetupHeader::of(info, sender, &auth);
+            crate::seal::open(&crate::x25519::secret_of(&key), &header, text).ok()
+        })
+        .expect("sealed to one of the two keys")
+}

@@ -27,8 +27,10 @@ impl PeerSetup {
             Err(error) => {
                 let downgraded = error == Refusal::Downgrade;
                 self.refuse(error, now, out);
-                if downgraded && learnt_to_seal {
-                    // Signed and fresh: the peer is there.
+                if downgraded {
+                    // Signed and fresh: the peer is there, and a sealed
+                    // message of ours shows it that we open them. At most
+                    // once per back-off, unless the attempt just died.
                     self.online = true;
                     self.attempt(now, out);
                 }

@@ -1,11 +1,12 @@
 //! Which setup messages the peer seals, and which plain ones it refuses.
 //!
-//! A node seals to a peer that opens sealed setups: one whose node info
-//! advertises it, or whose last signed session said so. The session is
-//! signed, so a server that strips the advertisement from node lists cannot
-//! hide it; a plain setup signed under such a session is a downgrade (the
-//! server hid *our* advertisement from the peer) and is refused, and the
-//! next messages go sealed both ways.
+//! A node seals to every peer unless the peer is known to open plain
+//! setups only: its node info lacks the advertisement, or its last signed
+//! session says so. The session is signed, so a server that strips the
+//! advertisement from node lists cannot hide it; a plain setup signed
+//! under such a session is a downgrade (the server hid *our* advertisement
+//! from the peer) and is refused, and the next messages go sealed both
+//! ways.
 
 use std::sync::Arc;
 
@@ -84,7 +85,11 @@ pub enum Refusal {
 /// What this node knows of what its peer opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PeerOpens {
-    /// Nothing says it opens sealed setups.
+    /// Nothing yet (not in a node list, never heard): sealed, which its
+    /// ID is enough for; a peer that cannot open it answers plain.
+    Unknown,
+    /// Its node info lacks the advertisement, or its last verified setup
+    /// message was signed under a plain session.
     Plain,
     /// Its node info says so.
     Advertised,
@@ -102,7 +107,7 @@ pub(super) struct Sealing {
 impl Sealing {
     pub(super) fn new(seeds: StdRng) -> Self {
         Sealing {
-            peer_opens: PeerOpens::Plain,
+            peer_opens: PeerOpens::Unknown,
             seeds,
         }
     }
