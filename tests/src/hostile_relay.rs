@@ -352,18 +352,32 @@ pub fn readdressed(frame: &str) -> Option<String> {
 /// re-addressed, 4.5 s later replayed as it was. The recipient must
 /// refuse each (and can log each: its refusals are logged once a second).
 pub fn misbehave_towards(recipient: Arc<std::sync::OnceLock<flproto::NodeId>>) -> Tamper {
+    misbehave_after_first_matching(move |info| {
+        recipient
+            .get()
+            .is_some_and(|id| flproto::setup_auth::verify(info, id).is_ok())
+    })
+}
+
+/// The same after the first sealed setup the relay sees, whoever it is for.
+pub fn misbehave_after_the_first_sealed_setup() -> Tamper {
+    misbehave_after_first_matching(|_| true)
+}
+
+/// The same after the first sealed setup that `chosen` picks.
+pub fn misbehave_after_first_matching(
+    chosen: impl Fn(&flproto::message::PeerInfo) -> bool + Send + Sync + 'static,
+) -> Tamper {
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     Arc::new(move |frame: &str| {
         let mut forwards = vec![Forward::now(frame)];
-        let for_recipient = recipient.get().is_some_and(|id| {
-            matches!(
-                serde_json::from_str(frame),
-                Ok(flproto::message::NodeMessage::PeerSetup(info))
-                    if matches!(info.message, flproto::message::SetupMessage::Sealed(_))
-                        && flproto::setup_auth::verify(&info, id).is_ok()
-            )
-        });
-        if for_recipient && !done.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        let sealed = match serde_json::from_str(frame) {
+            Ok(flproto::message::NodeMessage::PeerSetup(info)) => {
+                matches!(info.message, flproto::message::SetupMessage::Sealed(_)) && chosen(&info)
+            }
+            _ => false,
+        };
+        if sealed && !done.swap(true, std::sync::atomic::Ordering::Relaxed) {
             let second = std::time::Duration::from_millis(1500);
             forwards.extend(tampered(frame).map(|text| Forward::after(second, text)));
             forwards.extend(readdressed(frame).map(|text| Forward::after(second * 2, text)));

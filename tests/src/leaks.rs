@@ -243,6 +243,43 @@ pub fn leaks(frames: &[Recorded], secrets: &[Secret]) -> Vec<String> {
     found
 }
 
+/// What a recording must show when every node seals: every setup that
+/// verifies for one of `keys` is sealed, exactly `forged` do not verify
+/// (the relay's own altered copies), the setups carried every kind of
+/// secret, and neither those secrets nor `addresses` (the nodes' own)
+/// show anywhere. A one-line summary, or what went wrong.
+pub fn check_sealed_recording(
+    frames: &[Recorded],
+    keys: &[NodeKey],
+    addresses: &[&str],
+    forged: usize,
+) -> anyhow::Result<String> {
+    let opened = setup_messages(frames, keys);
+    let plain: Vec<&Opened> = opened.iter().filter(|setup| !setup.sealed).collect();
+    anyhow::ensure!(plain.is_empty(), "plain setups went through the server: {plain:#?}");
+    let unverified = opened.iter().filter(|setup| setup.message.is_none()).count();
+    anyhow::ensure!(
+        unverified == forged,
+        "{unverified} setups do not verify, expected {forged}"
+    );
+    let mut secrets = secrets_in(&opened);
+    for kind in ["address", "port", "ufrag", "pwd", "fingerprint"] {
+        anyhow::ensure!(
+            secrets.iter().any(|secret| secret.kind == kind),
+            "no {kind} in the setups: {secrets:?}"
+        );
+    }
+    secrets.extend(addresses.iter().map(|address| Secret::new("address", address)));
+    let found = leaks(frames, &secrets);
+    anyhow::ensure!(found.is_empty(), "the server saw:\n{}", found.join("\n"));
+    Ok(format!(
+        "{} frames recorded, {} setups (all sealed, {forged} forged by the relay), {} secrets searched for in every encoding, none found",
+        frames.len(),
+        opened.len(),
+        secrets.len()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
