@@ -19,6 +19,11 @@
 //! * `seq`: counts the messages of one generation from 0;
 //! * `signature`: Ed25519 by the sender's node key over [`signed_bytes`].
 //!
+//! A sealed message ([`crate::seal`]) is signed like the others, as the
+//! base64 text on the wire: the signature is checked before anything is
+//! opened, and the signed header ([`SetupHeader`]) is the sealed message's
+//! associated data.
+//!
 //! The receiver ([`ReplayGuard`]) accepts a generation only if it is not
 //! older than the newest it has seen from that sender, and within one
 //! generation only growing sequence numbers: a replayed or stale frame is
