@@ -160,6 +160,21 @@ fn a_plain_setup_under_a_sealing_session_is_refused_as_a_downgrade_and_the_reply
 }
 
 #[test]
+fn a_downgrade_refused_on_a_working_connection_leaves_it_alone() {
+    let mut h = follower(SealPolicy::Prefer, sealing_peer);
+    h.remote.sealing = true;
+    h.remote.new_attempt();
+    let conn = connect_of(&h.peer_says(SetupMessage::Offer("offer".into()))).unwrap();
+    h.event(Event::AnswerReady(conn, "answer".into()));
+    h.up(conn);
+    h.remote.sealing = false;
+    let out = h.peer_says(SetupMessage::IceCandidate("candidate:plain".into()));
+    assert_eq!(refusals(&out), vec![&Refusal::Downgrade]);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(h.setup.state(), PeerState::Connected);
+}
+
+#[test]
 fn require_seals_to_every_peer_and_refuses_every_plain_setup() {
     let mut h = follower(SealPolicy::Require, Remote::new);
     let out = h.event(Event::Online(Some(Opens::Plain)));

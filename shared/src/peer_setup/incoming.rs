@@ -17,7 +17,7 @@ impl PeerSetup {
         // ours went plain (a server hid its advertisement, and so probably
         // ours from it, which makes it refuse our plain ones): the attempt
         // under way is dead. A new one, sealed, starts at once. This
-        // happens once per session of the peer at most.
+        // happens once per change of what the peer's session says.
         let learnt_to_seal = !sealed_before && self.seals();
         if learnt_to_seal {
             self.attempted_at = None;
@@ -27,10 +27,11 @@ impl PeerSetup {
             Err(error) => {
                 let downgraded = error == Refusal::Downgrade;
                 self.refuse(error, now, out);
-                if downgraded {
+                if downgraded && !self.is_connected() {
                     // Signed and fresh: the peer is there, and a sealed
                     // message of ours shows it that we open them. At most
-                    // once per back-off, unless the attempt just died.
+                    // once per back-off, unless the attempt just died; a
+                    // working connection is left alone.
                     self.online = true;
                     self.attempt(now, out);
                 }
