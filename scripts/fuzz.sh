@@ -37,6 +37,7 @@ hex-fields        flproto  --test=fuzz_wire         hex_fields_accept_exactly_th
 session           flproto  --test=fuzz_session      server_session_keeps_its_promises_under_any_script
 announce          flproto  --test=fuzz_announce     announces_verify_only_when_signed_for_the_stored_challenge_and_server
 setup-auth        flproto  --test=fuzz_setup_auth   setups_are_accepted_only_signed_by_their_sender_and_fresh
+seal              flproto  --test=fuzz_seal         sealed_setups_open_only_when_sealed_and_padded_as_flproto_seals
 cluster-messages  flproto  --test=fuzz_cluster      cluster_messages_that_parse_round_trip
 cluster-presence  flproto  --test=fuzz_cluster      cluster_presence_keeps_exactly_one_owner_per_node
 presence          flproto  --test=fuzz_presence     presence_lists_and_news_name_only_members_within_the_limits

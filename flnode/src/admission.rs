@@ -91,7 +91,9 @@ impl TestPeerSlots {
 
     /// Decides on a setup from a node that is not a configured peer. The
     /// cheap refusals (off, not allowed) come first and cost no signature
-    /// check; the signature is checked before a slot is reserved.
+    /// check; the signature is checked before a slot is reserved. A setup
+    /// claiming to be from a test peer that has a slot goes to its task,
+    /// whose state machine checks it (and logs a refusal as for any peer).
     pub fn admit(&mut self, setup: &PeerInfo, me: &NodeId) -> Result<Admitted, Refusal> {
         if self.policy.slots == 0 {
             return Err(Refusal::TestPeersOff);
@@ -100,6 +102,9 @@ impl TestPeerSlots {
         if let Some(claimed) = setup.counterpart_of(me) {
             if !self.policy.allow.is_empty() && !self.policy.allow.contains(&claimed) {
                 return Err(Refusal::NotAllowed(claimed));
+            }
+            if self.taken.contains(&claimed) {
+                return Ok(Admitted::Existing(claimed));
             }
         }
         let (sender, _) = setup_auth::verify(setup, me).map_err(Refusal::BadSetup)?;
@@ -274,6 +279,25 @@ mod tests {
             Err(Refusal::BadSetup(SetupAuthError::Unsigned))
         );
         assert_eq!(slots.taken(), 0);
+    }
+
+    /// Its task checks it then, and logs the refusal like any peer's.
+    #[test]
+    fn a_forged_setup_in_the_name_of_an_admitted_test_peer_goes_to_its_task() {
+        let me = key(1).id();
+        let peer = key(2);
+        let mut slots = TestPeerSlots::new(TestPeerPolicy {
+            slots: 1,
+            allow: vec![],
+        });
+        assert_eq!(
+            slots.admit(&signed_setup(&peer, &me), &me),
+            Ok(Admitted::New(peer.id()))
+        );
+        let mut forged = signed_setup(&peer, &me);
+        forged.auth = None;
+        assert_eq!(slots.admit(&forged, &me), Ok(Admitted::Existing(peer.id())));
+        assert_eq!(slots.taken(), 1);
     }
 
     #[test]

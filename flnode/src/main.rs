@@ -18,6 +18,7 @@ mod peers_command;
 mod peers_file;
 mod reconnect;
 mod runtime;
+mod sealing;
 mod settings;
 mod signal_client;
 mod status;

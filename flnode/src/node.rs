@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use flproto::identity::NodeKey;
 use flproto::overlay::OverlayAddresses;
-use flproto::setup_auth::SessionId;
-use flproto::NodeId;
+use flproto::peer_setup::{Local, SealPolicy};
+use flproto::{NodeId, NodeInfo};
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::admission::TestPeerPolicy;
@@ -35,6 +35,8 @@ pub struct NodeSettings {
     /// Manual or managed WireGuard, with the peers.
     pub tunnel: Tunnel,
     pub auth: AuthMode,
+    /// Whether setup messages are sealed (`--require-sealed`, `--plain-setups`).
+    pub sealing: SealPolicy,
     pub name: String,
     /// STUN and TURN servers for ICE, the default one included.
     pub ice_servers: Vec<IceServer>,
@@ -106,7 +108,7 @@ async fn serve(
     let me = key.id();
     let key = Arc::new(key);
     // One session for this run: peers see a restart as a new session.
-    let session = SessionId::random();
+    let local = Local::new(key.clone(), settings.sealing, rand::random());
     let (events_tx, mut events) = mpsc::channel(SIGNAL_EVENT_QUEUE);
     let tls = crate::tls::client_config(settings.signal_ca.as_deref())?;
     let (signal, first_registration) = signal_client::spawn(
@@ -114,14 +116,13 @@ async fn serve(
         tls,
         key.clone(),
         settings.auth,
-        settings.name.clone(),
+        NodeInfo::v3(&settings.name, "flnode", me, "").advertising(settings.sealing.opens()),
         settings.max_signal_message,
         events_tx,
     );
     let changes = Arc::new(Notify::new());
     let mut factory = PeerFactory {
-        key: key.clone(),
-        session,
+        local,
         signal: signal.clone(),
         wireguard: "127.0.0.1:0".parse()?,
         ice_servers: settings.ice_servers.iter().map(IceServer::to_rtc).collect(),
@@ -173,6 +174,7 @@ async fn serve(
                         node = %me,
                         peers = peers.len(),
                         ice_servers = ?settings.ice_servers,
+                        sealing = ?settings.sealing,
                         "flnode up"
                     ),
                     Some(Err(error)) => break Err(registration_failed(error)),

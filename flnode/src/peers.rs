@@ -9,9 +9,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use flproto::identity::NodeKey;
 use flproto::overlay::OverlayAddresses;
-use flproto::setup_auth::SessionId;
+use flproto::peer_setup::Local;
 use flproto::NodeId;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch, Notify};
@@ -37,8 +36,8 @@ pub struct PeerEntry {
 
 /// What every peer task is started with.
 pub struct PeerFactory {
-    pub key: Arc<NodeKey>,
-    pub session: SessionId,
+    /// This node's key, session and sealing policy, shared by every peer.
+    pub local: Local,
     pub signal: SignalSender,
     /// The local WireGuard's own UDP address.
     pub wireguard: SocketAddr,
@@ -85,13 +84,7 @@ impl PeerFactory {
             },
             ..PeerStats::default()
         });
-        let peer = Peer::new(
-            self.key.clone(),
-            self.session,
-            config,
-            self.signal.clone(),
-            stats.clone(),
-        );
+        let peer = Peer::new(self.local.clone(), config, self.signal.clone(), stats.clone());
         let (inputs, inputs_rx) = mpsc::channel(PEER_INPUT_QUEUE);
         tokio::spawn(peer.run(inputs_rx));
         PeerEntry { inputs, stats, local }
@@ -236,7 +229,7 @@ impl Peers {
                 return Err(format!("{error:#}"));
             }
             if registered {
-                self.tell(&id, PeerInput::Kick);
+                self.tell(&id, PeerInput::Kick(None));
             }
             tracing::info!(peer = %id, name = %label, "peer added to the allow-list");
         }
@@ -279,9 +272,14 @@ impl Peers {
             // Lists are capped samples, so absence proves nothing: on every
             // (re)registration every peer tries; an offline one is reported
             // back as NotConnected.
-            SignalEvent::Online(_) => self.entries.keys().for_each(|id| self.tell(id, PeerInput::Kick)),
+            SignalEvent::Online(listed) => self.entries.keys().for_each(|id| {
+                let opens = listed.iter().find(|node| node.id == *id).map(|node| node.opens);
+                self.tell(id, PeerInput::Kick(opens));
+            }),
             SignalEvent::Presence { joined, left } => {
-                joined.iter().for_each(|id| self.tell(id, PeerInput::Kick));
+                joined
+                    .iter()
+                    .for_each(|node| self.tell(&node.id, PeerInput::Kick(Some(node.opens))));
                 left.iter().for_each(|id| self.tell(id, PeerInput::Offline));
             }
             SignalEvent::NotConnected(id) => self.tell(&id, PeerInput::Offline),

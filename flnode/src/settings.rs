@@ -68,6 +68,8 @@ pub struct UpArgs {
     /// Authenticate with fledger's plain version-3 announce (for fledger servers).
     #[arg(long, env = "FLNODE_FLEDGER_COMPAT")]
     pub fledger_compat: bool,
+    #[command(flatten)]
+    pub seal: crate::sealing::SealArgs,
     /// Name announced to the network [default: flnode]
     #[arg(long, env = "FLNODE_NAME")]
     pub name: Option<String>,
@@ -123,6 +125,10 @@ struct FileSettings {
     peer_grace: Option<Duration>,
     #[serde(default)]
     fledger_compat: bool,
+    #[serde(default)]
+    require_sealed: bool,
+    #[serde(default)]
+    plain_setups: bool,
     name: Option<String>,
     test_peers: Option<usize>,
     #[serde(default)]
@@ -189,10 +195,12 @@ pub fn resolve(args: UpArgs) -> anyhow::Result<NodeSettings> {
         },
         args.no_default_stun || file.no_default_stun,
     )?;
+    let fledger_compat = args.fledger_compat || file.fledger_compat;
     Ok(NodeSettings {
         tunnel,
+        sealing: crate::sealing::policy(&args.seal, file.require_sealed, file.plain_setups, fledger_compat)?,
         signal,
-        auth: if args.fledger_compat || file.fledger_compat {
+        auth: if fledger_compat {
             AuthMode::FledgerCompat
         } else {
             AuthMode::Bound

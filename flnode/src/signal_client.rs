@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use flproto::announce::{authority_of_url, sign_announce, AnnounceAuth};
 use flproto::identity::NodeKey;
 use flproto::message::{NodeMessage, PeerInfo, ServerMessage};
+use flproto::setup_message::Opens;
 use flproto::{NodeId, NodeInfo};
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
@@ -52,15 +53,22 @@ const PROBE_QUEUE: usize = 1;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignalEvent {
     /// Registered (again): these nodes are known to be online.
-    Online(Vec<NodeId>),
+    Online(Vec<Listed>),
     /// Presence news: joined and left nodes.
-    Presence { joined: Vec<NodeId>, left: Vec<NodeId> },
+    Presence { joined: Vec<Listed>, left: Vec<NodeId> },
     /// A setup message from another node.
     Setup(PeerInfo),
     /// A setup message could not be delivered: the node is offline.
     NotConnected(NodeId),
     /// The connection to the server is gone; reconnecting.
     Disconnected,
+}
+
+/// A node in a node list, with what its node info says it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listed {
+    pub id: NodeId,
+    pub opens: Opens,
 }
 
 /// How the node authenticates.
@@ -112,7 +120,7 @@ pub fn spawn(
     tls: Arc<rustls::ClientConfig>,
     key: Arc<NodeKey>,
     mode: AuthMode,
-    name: String,
+    info: NodeInfo,
     max_message: usize,
     events: mpsc::Sender<SignalEvent>,
 ) -> (SignalSender, FirstRegistration) {
@@ -130,7 +138,7 @@ pub fn spawn(
         tls,
         key,
         mode,
-        name,
+        info,
         max_message,
         events,
         first: Some(first_tx),
@@ -147,7 +155,9 @@ struct Client {
     tls: Arc<rustls::ClientConfig>,
     key: Arc<NodeKey>,
     mode: AuthMode,
-    name: String,
+    /// What the node announces about itself (its name, and whether it
+    /// opens sealed setups); the pubkey in it is `key`'s.
+    info: NodeInfo,
     /// [`DEFAULT_MAX_SIGNAL_MESSAGE`] unless configured.
     max_message: usize,
     events: mpsc::Sender<SignalEvent>,
@@ -224,8 +234,7 @@ impl Client {
                 server: authority_of_url(url).context("signal URL has no host")?,
             },
         };
-        let info = NodeInfo::v3(&self.name, "flnode", self.key.id(), "");
-        let announce = sign_announce(&self.key, challenge, info, &auth);
+        let announce = sign_announce(&self.key, challenge, self.info.clone(), &auth);
         send(&mut socket, Message::text(NodeMessage::Announce(announce).to_json())).await?;
         let registration_deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         let mut ping_timer = tokio::time::interval(PING_INTERVAL);
@@ -313,10 +322,13 @@ fn jittered(backoff: Duration) -> Duration {
     backoff.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
 }
 
-fn ids(list: &[NodeInfo]) -> Vec<NodeId> {
+fn ids(list: &[NodeInfo]) -> Vec<Listed> {
     list.iter()
         .filter_map(|info| match info {
-            NodeInfo::NodeInfoV3(v3) => Some(v3.pubkey),
+            NodeInfo::NodeInfoV3(v3) => Some(Listed {
+                id: v3.pubkey,
+                opens: v3.opens(),
+            }),
             _ => None,
         })
         .collect()

@@ -40,12 +40,13 @@ async fn oversending_server() -> String {
 fn client(url: String, events: mpsc::Sender<SignalEvent>) -> Client {
     let (_, addresses_gone) = mpsc::channel(1);
     let (_, probes) = mpsc::channel(1);
+    let key = Arc::new(NodeKey::generate());
     Client {
         url,
         tls: crate::tls::client_config(None).unwrap(),
-        key: Arc::new(NodeKey::generate()),
+        info: NodeInfo::v3("test", "flnode", key.id(), ""),
+        key,
         mode: AuthMode::Bound,
-        name: "test".into(),
         max_message: LIMIT,
         events,
         first: None,
@@ -83,9 +84,9 @@ async fn after_an_oversized_message_the_client_reconnects() {
     let (_sender, _first) = spawn(
         url,
         crate::tls::client_config(None).unwrap(),
-        key,
+        key.clone(),
         AuthMode::Bound,
-        "test".into(),
+        NodeInfo::v3("test", "flnode", key.id(), ""),
         LIMIT,
         events_tx,
     );

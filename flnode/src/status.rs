@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use flproto::overlay::OverlayAddresses;
 use flproto::NodeId;
 
+use crate::peer::PeerStats;
 use crate::peers::{PeerEntry, Peers};
 use crate::test_peers::TestPeers;
 use crate::wireguard::device::PeerView;
@@ -60,7 +61,12 @@ pub fn report(inputs: &Inputs<'_>) -> String {
         let s = &peer.stats;
         let path = s.path.lock().ok().and_then(|p| p.clone());
         let path = path.map(|info| info.path).unwrap_or_else(|| "-".to_owned());
-        let _ = writeln!(report, "test-peer {id} {}  path {path}  (ctl only)", s.state.get());
+        let _ = writeln!(
+            report,
+            "test-peer {id} {}  path {path}  setups {}  (ctl only)",
+            s.state.get(),
+            setups_word(s)
+        );
     }
     report
 }
@@ -141,7 +147,7 @@ fn path_lines(peer: &PeerEntry) -> String {
         micros => format!("{:.2} ms", micros as f64 / 1000.0),
     };
     format!(
-        "  local {}  path {path}  rtt {rtt} (ctl ping; ICE check {ice_rtt})\n  tx {} packets {} bytes  rx {} packets {} bytes  drops {} not-open {} full {} foreign  setup refused {}  handovers {}\n",
+        "  local {}  path {path}  rtt {rtt} (ctl ping; ICE check {ice_rtt})\n  tx {} packets {} bytes  rx {} packets {} bytes  drops {} not-open {} full {} foreign  setup refused {}  handovers {}  setups {}\n",
         peer.local.map(|local| local.to_string()).unwrap_or_default(),
         s.tx_packets.load(Ordering::Relaxed),
         s.tx_bytes.load(Ordering::Relaxed),
@@ -152,5 +158,15 @@ fn path_lines(peer: &PeerEntry) -> String {
         s.drops_foreign.load(Ordering::Relaxed),
         s.setup_refused.load(Ordering::Relaxed),
         s.handovers.load(Ordering::Relaxed),
+        setups_word(s),
     )
+}
+
+/// Whether this peer's setup messages go sealed or plain.
+fn setups_word(stats: &PeerStats) -> &'static str {
+    if stats.sealing.load(Ordering::Relaxed) {
+        "sealed"
+    } else {
+        "plain"
+    }
 }

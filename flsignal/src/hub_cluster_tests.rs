@@ -40,6 +40,7 @@ fn node(key: &NodeKey) -> VerifiedNode {
             client: "test".into(),
             pubkey: key.id(),
             modules: String::new(),
+            sealed_setup: None,
         },
         bound: true,
     }

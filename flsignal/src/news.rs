@@ -60,6 +60,7 @@ mod tests {
                 client: "test".into(),
                 pubkey: NodeKey::generate().id(),
                 modules: String::new(),
+                sealed_setup: None,
             },
             bound: true,
         }

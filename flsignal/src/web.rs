@@ -84,6 +84,21 @@ const ASSETS: &[Asset] = &[
         content_type: JS,
         body: include_str!("../web/selftest.js"),
     },
+    Asset {
+        name: "x25519.js",
+        content_type: JS,
+        body: include_str!("../web/x25519.js"),
+    },
+    Asset {
+        name: "hpke.js",
+        content_type: JS,
+        body: include_str!("../web/hpke.js"),
+    },
+    Asset {
+        name: "seal.js",
+        content_type: JS,
+        body: include_str!("../web/seal.js"),
+    },
 ];
 
 /// The page, for a plain `GET /`.

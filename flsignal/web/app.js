@@ -5,7 +5,7 @@ import { Identity } from './identity.js';
 import { Peer } from './peer.js';
 import { run as selfTest } from './selftest.js';
 import { Signalling } from './signal.js';
-import { SetupSigner } from './wire.js';
+import { SetupSigner, newSession } from './wire.js';
 import * as view from './view.js';
 
 const $ = (id) => document.getElementById(id);
@@ -120,8 +120,24 @@ async function main() {
     return result;
   });
 
-  signer = new SetupSigner();
-  signalling = new Signalling(identity);
+  // "Sealed setups only": the page setting, or ?sealed=require.
+  const requireSealed = $('require-sealed');
+  requireSealed.checked = new URLSearchParams(location.search).get('sealed') === 'require';
+  if (!identity.opensSealed) {
+    requireSealed.checked = false;
+    requireSealed.disabled = true;
+    view.log(
+      "this page's key was made before sealed setups and cannot open them: its setups stay plain (signed), " +
+        'and the server reads their addresses. Open the page with ?key=OTHER-NAME for a new key that seals.',
+      'error',
+    );
+  }
+  signer = new SetupSigner(newSession(identity.opensSealed));
+  signalling = new Signalling(identity, { requireSealed: requireSealed.checked });
+  requireSealed.addEventListener('change', () => {
+    signalling.requireSealed = requireSealed.checked;
+    view.log(requireSealed.checked ? 'sealed setups only: plain setups are refused' : 'plain setups accepted from nodes that cannot seal');
+  });
   // For the end-to-end test and for poking around in the console.
   window.flpeer = { identity, signer, signalling, peers, requests, maxPeers: MAX_PEERS, selfTest: selfTestResult };
 
@@ -138,6 +154,13 @@ async function main() {
     if (peer && peer.state !== 'connected') peer.setState('failed', 'the peer is not connected to the signalling server');
   });
   signalling.addEventListener('setup', (event) => onSetup(event.detail.from, event.detail.message));
+  // A node that opens sealed setups sent a plain one (its list hid that
+  // this page opens them): a sealed attempt of ours shows it, if the user
+  // chose that node.
+  signalling.addEventListener('downgraded', (event) => {
+    const peer = peers.get(event.detail.from);
+    if (peer && chosen.has(event.detail.from)) peer.connect();
+  });
 
   $('connect').addEventListener('click', () => {
     if (!selected) return;

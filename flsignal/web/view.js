@@ -37,7 +37,9 @@ export function renderIdentity(identity) {
 
 export function renderSelfTest(result) {
   const cell = $('selftest');
-  cell.textContent = result.ok ? 'setup signatures match flproto' : `MISMATCH: ${result.reason || result.signature}`;
+  cell.textContent = result.ok
+    ? 'setup signatures and sealing match flproto'
+    : `MISMATCH: ${result.reason || (result.sealed && result.sealed.reason) || result.signature}`;
   cell.dataset.state = result.ok ? 'good' : 'bad';
 }
 

@@ -67,21 +67,28 @@ export function boundAnnounceBytes(server, challenge, nodeId) {
   return concat([BOUND_ANNOUNCE_CONTEXT, u16(name.length), name, challenge, nodeId]);
 }
 
-export function announceFrame({ server, challengeHex, nodeIdHex, name, signatureHex }) {
+// The sealed-setup scheme a node that opens sealed setups advertises in its
+// node info (flproto::node_info::SEALED_SETUP_SCHEME).
+export const SEALED_SETUP_SCHEME = 1;
+
+export function announceFrame({ server, challengeHex, nodeIdHex, name, signatureHex, opensSealed = false }) {
+  const info = { name, client: 'browser', pubkey: nodeIdHex, modules: '' };
+  if (opensSealed) info.sealed_setup = SEALED_SETUP_SCHEME;
   return JSON.stringify({
     Announce: {
       version: BOUND_PROTOCOL_VERSION,
       challenge: challengeHex,
-      node_info: { NodeInfoV3: { name, client: 'browser', pubkey: nodeIdHex, modules: '' } },
+      node_info: { NodeInfoV3: info },
       signature: signatureHex,
       server,
     },
   });
 }
 
-// A setup message as {kind, payload}: kind is 'Init', 'Offer', 'Answer' or
-// 'IceCandidate'; payload the SDP or candidate text ('' for Init).
-const KIND_CODE = { Init: 0, Offer: 1, Answer: 2, IceCandidate: 3 };
+// A setup message as {kind, payload}: kind is 'Init', 'Offer', 'Answer',
+// 'IceCandidate' or 'Sealed'; payload the SDP, candidate or sealed
+// (base64) text ('' for Init).
+const KIND_CODE = { Init: 0, Offer: 1, Answer: 2, IceCandidate: 3, Sealed: 4 };
 
 export function encodeSetupMessage({ kind, payload }) {
   return kind === 'Init' ? 'Init' : { [kind]: payload };
@@ -98,29 +105,45 @@ export function decodeSetupMessage(message) {
   throw new Error('not a setup message');
 }
 
-// The bytes a setup signature covers: context, id_init, id_follow, sender,
-// session, generation (u64 BE), seq (u32 BE), kind (u8), payload length
-// (u32 BE), payload (UTF-8).
+// The signed header: context, id_init, id_follow, sender, session,
+// generation (u64 BE), seq (u32 BE). A sealed message's associated data.
+export function setupHeaderBytes({ idInit, idFollow, sender, session, generation, seq }) {
+  return concat([SETUP_CONTEXT, idInit, idFollow, sender, session, u64(generation), u32(seq)]);
+}
+
+// The bytes a setup signature covers: the header, kind (u8), payload
+// length (u32 BE), payload (UTF-8).
 export function setupSignedBytes({ idInit, idFollow, sender, session, generation, seq, message }) {
   const payload = encoder.encode(message.payload);
   return concat([
-    SETUP_CONTEXT,
-    idInit,
-    idFollow,
-    sender,
-    session,
-    u64(generation),
-    u32(seq),
+    setupHeaderBytes({ idInit, idFollow, sender, session, generation, seq }),
     new Uint8Array([KIND_CODE[message.kind]]),
     u32(payload.length),
     payload,
   ]);
 }
 
+// A node that opens sealed setups starts its session with these 4 bytes
+// (flproto::setup_message::SEALING_SESSION_TAG); the signature covers them.
+export const SEALING_SESSION_TAG = encoder.encode('seal');
+
+export function sessionOpensSealed(session) {
+  return SEALING_SESSION_TAG.every((byte, i) => session[i] === byte);
+}
+
+// A random session, tagged if this node opens sealed setups and never
+// tagged otherwise (flproto::setup_message::SessionId::from_entropy).
+export function newSession(opensSealed, entropy = crypto.getRandomValues(new Uint8Array(8))) {
+  const session = Uint8Array.from(entropy);
+  if (opensSealed) session.set(SEALING_SESSION_TAG);
+  else if (sessionOpensSealed(session)) session[0] ^= 0xff;
+  return session;
+}
+
 // The sending side, one per page load: a random session and clock-based
 // generations that grow across reloads (flproto::setup_auth::SetupSigner).
 export class SetupSigner {
-  constructor(session = crypto.getRandomValues(new Uint8Array(8))) {
+  constructor(session = newSession(false)) {
     this.session = session;
     this.newestGeneration = 0;
   }

@@ -230,6 +230,17 @@ mod tests {
         assert!(!info.as_str().contains("extra"));
     }
 
+    /// What a node advertises about sealed setups reaches the nodes of
+    /// every instance: the field is part of the info, not an extra.
+    #[test]
+    fn the_sealed_setup_advertisement_survives_the_cluster() {
+        let id = NodeId([1; 32]);
+        let advertised = NodeInfo::v3("a", "c", id, "").advertising(crate::setup_message::Opens::Sealed);
+        let info = entry_with_info(id, &advertised.to_json()).checked_info().unwrap();
+        assert_eq!(info.as_str(), advertised.to_json());
+        assert!(info.as_str().contains(r#""sealed_setup":1"#), "{}", info.as_str());
+    }
+
     #[test]
     fn entry_info_is_held_to_the_announce_rules() {
         let id = NodeId([1; 32]);

@@ -17,6 +17,9 @@
 //!   heartbeat).
 //! * [`relay_share`] keeps each sender to a share of a receiver's queue,
 //!   and [`source_rate`] with [`addr_key`] limits rates per source address.
+//! * [`setup_message`] is the frame two nodes exchange through the server
+//!   to set up a connection; [`setup_auth`] signs it and [`seal`] encrypts
+//!   it to the receiver, so the server can neither forge nor read it.
 //! * [`x25519`] is a node's Diffie-Hellman key (WireGuard, sealed setups):
 //!   the Montgomery form of its node key, and [`overlay`] its overlay
 //!   addresses inside the WireGuard tunnels flnode manages.
@@ -36,8 +39,10 @@ pub mod presence;
 pub mod rate;
 pub mod registry;
 pub mod relay_share;
+pub mod seal;
 pub mod session;
 pub mod setup_auth;
+pub mod setup_message;
 pub mod source_rate;
 pub mod x25519;
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{ChallengeNonce, NodeId, RealmId, SignatureBytes};
 use crate::node_info::{NodeInfo, NodeInfoJson};
+pub use crate::setup_message::{PeerInfo, SetupMessage};
 
 /// A frame the server sends to a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,44 +121,6 @@ pub struct Announce {
     pub server: Option<String>,
 }
 
-/// Addresses of one connection setup between two nodes. Both directions use
-/// the same pair; the server forwards to whichever is not the sender.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PeerInfo {
-    pub id_init: NodeId,
-    pub id_follow: NodeId,
-    pub message: SetupMessage,
-    /// Extension: the sender's signature and freshness counters (see
-    /// [`crate::setup_auth`]). fledger ignores it; the server relays it
-    /// verbatim; flnode refuses setup messages without a valid one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth: Option<crate::setup_auth::SetupAuth>,
-}
-
-impl PeerInfo {
-    /// The other party of the setup, if `sender` is one of the two.
-    pub fn counterpart_of(&self, sender: &NodeId) -> Option<NodeId> {
-        if *sender == self.id_init {
-            Some(self.id_follow)
-        } else if *sender == self.id_follow {
-            Some(self.id_init)
-        } else {
-            None
-        }
-    }
-}
-
-/// One step of a WebRTC connection setup.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SetupMessage {
-    /// Asks the initiator to send an offer.
-    Init,
-    Offer(String),
-    Answer(String),
-    /// A trickled candidate line (`candidate:...`), without sdpMid.
-    IceCandidate(String),
-}
-
 /// Statistics fledger nodes report about their peers. Accepted and ignored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStat {
@@ -260,6 +223,7 @@ mod tests {
                 client: "c".into(),
                 pubkey: NodeId([n; 32]),
                 modules: "STAT | PING".into(),
+                sealed_setup: None,
             })
             .collect()
     }

@@ -9,6 +9,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::ids::NodeId;
+use crate::setup_message::Opens;
+
+/// The sealed-setup scheme a node advertises in [`NodeInfoV3::sealed_setup`]
+/// when it opens sealed setup messages: [`crate::seal`]'s construction.
+pub const SEALED_SETUP_SCHEME: u32 = 1;
 
 /// Longest accepted `name`, in bytes.
 pub const MAX_NAME_LEN: usize = 256;
@@ -37,6 +42,23 @@ pub struct NodeInfoV3 {
     pub client: String,
     pub pubkey: NodeId,
     pub modules: String,
+    /// Extension: the sealed-setup scheme this node opens
+    /// ([`SEALED_SETUP_SCHEME`]), so that others seal what they send it.
+    /// Absent for fledger and for nodes that open plain setups only; fledger
+    /// ignores it, and the server keeps it when it re-serialises the info.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_setup: Option<u32>,
+}
+
+impl NodeInfoV3 {
+    /// What the node says it opens (a scheme other than ours is no use).
+    pub fn opens(&self) -> Opens {
+        if self.sealed_setup == Some(SEALED_SETUP_SCHEME) {
+            Opens::Sealed
+        } else {
+            Opens::Plain
+        }
+    }
 }
 
 /// fledger wraps node info in a versioned enum. Only `V3` is accepted; the
@@ -84,7 +106,16 @@ impl NodeInfo {
             client: client.to_owned(),
             pubkey,
             modules: modules.to_owned(),
+            sealed_setup: None,
         })
+    }
+
+    /// The same info, advertising that the node opens what `opens` says.
+    pub fn advertising(mut self, opens: Opens) -> Self {
+        if let NodeInfo::NodeInfoV3(info) = &mut self {
+            info.sealed_setup = (opens == Opens::Sealed).then_some(SEALED_SETUP_SCHEME);
+        }
+        self
     }
 
     /// The wire form, as repeated in node lists.
@@ -230,6 +261,26 @@ mod tests {
         for bad in ["stat", "STAT | ", "FOO", "0x", "0xzz", "STAT || RAND"] {
             assert!(NodeInfo::v3("n", "c", id, bad).validated().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_sealed_setup_advertisement_rides_along_and_is_kept() {
+        let id = NodeId([1; 32]);
+        let plain = NodeInfo::v3("n", "c", id, "");
+        assert!(!plain.to_json().contains("sealed_setup"), "fledger's form is unchanged");
+        let sealed = plain.advertising(Opens::Sealed);
+        let json = sealed.to_json();
+        assert!(json.ends_with(r#","sealed_setup":1}}"#), "{json}");
+        let parsed: NodeInfo = serde_json::from_str(&json).unwrap();
+        let info = parsed.validated().unwrap();
+        assert_eq!(info.opens(), Opens::Sealed);
+        assert_eq!(NodeInfo::NodeInfoV3(info.clone()).to_json(), json);
+        let other_scheme: NodeInfo = serde_json::from_str(&json.replace(":1}", ":7}")).unwrap();
+        assert_eq!(other_scheme.validated().unwrap().opens(), Opens::Plain);
+        assert_eq!(
+            sealed.advertising(Opens::Plain).to_json(),
+            NodeInfo::v3("n", "c", id, "").to_json()
+        );
     }
 
     #[test]

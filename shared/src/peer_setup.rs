@@ -15,22 +15,27 @@
 //! the old one, which keeps carrying datagrams until the new `wg` channel
 //! opens.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::identity::NodeKey;
+use rand::rngs::StdRng;
+
 use crate::ids::NodeId;
 use crate::message::SetupMessage;
-use crate::setup_auth::{Attempt, ReplayGuard, SessionId, SetupSigner};
+use crate::setup_auth::{Attempt, ReplayGuard, SetupSigner};
 
 mod attempts;
 mod events;
 mod incoming;
 mod link;
+mod sealing;
+mod state;
 
 pub use events::{Action, Event, HandoverCause};
 use link::Link;
 pub use link::{ConnId, LinkState};
+use sealing::Sealing;
+pub use sealing::{Local, Refusal, SealPolicy};
+pub use state::PeerState;
 
 /// Shortest time between two attempts: long enough for one attempt's offer
 /// and answer not to cross the next one's.
@@ -79,43 +84,6 @@ pub enum PeerKind {
     Test,
 }
 
-/// The word `flnode status` shows for a peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PeerState {
-    Offline,
-    /// Online, but no connection is being set up: the follower asked for
-    /// an offer, or the next attempt is due after the back-off.
-    Waiting,
-    Connecting,
-    Connected,
-    Failed,
-    /// Data still flows over the old connection while a new one is set up.
-    Handover,
-}
-
-impl PeerState {
-    /// Every state, in a fixed order (an index into it fits a byte).
-    pub const ALL: [PeerState; 6] = [
-        PeerState::Offline,
-        PeerState::Waiting,
-        PeerState::Connecting,
-        PeerState::Connected,
-        PeerState::Failed,
-        PeerState::Handover,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            PeerState::Offline => "offline",
-            PeerState::Waiting => "waiting",
-            PeerState::Connecting => "connecting",
-            PeerState::Connected => "connected",
-            PeerState::Failed => "failed",
-            PeerState::Handover => "handover",
-        }
-    }
-}
-
 /// The timings, overridable for tests.
 #[derive(Debug, Clone)]
 pub struct PeerTimings {
@@ -142,7 +110,7 @@ impl Default for PeerTimings {
 
 /// One peer, from this node's side.
 pub struct PeerSetup {
-    key: Arc<NodeKey>,
+    local: Local,
     peer: NodeId,
     role: Role,
     kind: PeerKind,
@@ -153,6 +121,7 @@ pub struct PeerSetup {
     /// generations come from the wall clock so they grow across restarts.
     epoch: (u64, Instant),
     guard: ReplayGuard,
+    sealing: Sealing,
     online: bool,
     /// The connection being set up or in use.
     current: Option<Link>,
@@ -179,21 +148,22 @@ pub struct PeerSetup {
 
 impl PeerSetup {
     /// A peer that is not known to be online yet. `unix_millis` is the
-    /// wall clock at `now`.
+    /// wall clock at `now`; `seeds` gives the randomness of every seal (a
+    /// generator seeded from the OS in flnode, a fixed seed in tests).
     pub fn new(
-        key: Arc<NodeKey>,
-        session: SessionId,
+        local: Local,
         peer: NodeId,
         kind: PeerKind,
         timings: PeerTimings,
         now: Instant,
         unix_millis: u64,
+        seeds: StdRng,
     ) -> Self {
-        let mut signer = SetupSigner::new(session);
+        let mut signer = SetupSigner::new(local.session);
         let attempt = signer.next_generation(unix_millis);
-        let role = Role::between(&key.id(), &peer);
+        let role = Role::between(&local.key.id(), &peer);
         Self {
-            key,
+            local,
             peer,
             role,
             kind,
@@ -201,6 +171,7 @@ impl PeerSetup {
             attempt,
             epoch: (unix_millis, now),
             guard: ReplayGuard::default(),
+            sealing: Sealing::new(seeds),
             online: false,
             current: None,
             previous: None,
@@ -232,6 +203,11 @@ impl PeerSetup {
         self.kind
     }
 
+    /// Whether what this node sends the peer now is sealed.
+    pub fn seals(&self) -> bool {
+        self.sealing.seals(self.local.policy)
+    }
+
     /// The connection in use or being set up, and the one being replaced.
     pub fn connections(&self) -> (Option<ConnId>, Option<ConnId>) {
         (self.current.as_ref().map(|link| link.id), self.previous)
@@ -240,25 +216,6 @@ impl PeerSetup {
     /// The current back-off between attempts.
     pub fn retry_delay(&self) -> Duration {
         self.retry_delay
-    }
-
-    pub fn state(&self) -> PeerState {
-        let current = self.current.as_ref();
-        if self.exhausted {
-            PeerState::Failed
-        } else if current.is_some_and(|link| link.state == LinkState::Connected) {
-            PeerState::Connected
-        } else if self.previous.is_some() {
-            PeerState::Handover
-        } else if !self.online {
-            PeerState::Offline
-        } else if current.is_some_and(|link| link.state == LinkState::Failed) {
-            PeerState::Failed
-        } else if current.is_some() {
-            PeerState::Connecting
-        } else {
-            PeerState::Waiting
-        }
     }
 
     /// When [`PeerSetup::on_timer`] must be called next.
@@ -272,7 +229,12 @@ impl PeerSetup {
             return;
         }
         match event {
-            Event::Online => self.on_online(now, out),
+            Event::Online(listed) => {
+                if let Some(opens) = listed {
+                    self.sealing.listed(opens);
+                }
+                self.on_online(now, out);
+            }
             Event::Offline => self.on_offline(),
             Event::NetworkChanged => {
                 if self.is_connected() || self.previous.is_some() {
@@ -407,3 +369,7 @@ mod tests;
 #[cfg(test)]
 #[path = "peer_setup_props.rs"]
 mod props;
+
+#[cfg(test)]
+#[path = "peer_setup_sealing_tests.rs"]
+mod sealing_tests;

@@ -3,24 +3,35 @@
 //! never holds more than one live connection plus one being built, never
 //! applies anything of a stale attempt, keeps its back-off bounded and its
 //! timers ahead of the clock, and everything it sends verifies and is fresh.
+//! Whatever this node's sealing policy, what the peer opens and what the
+//! node list says: it seals exactly when it must, everything sealed opens
+//! for the peer, and a plain setup it must refuse does nothing else.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use proptest::prelude::*;
 
-use super::harness::Harness;
+use super::harness::{Harness, Remote};
 use super::*;
 use crate::message::PeerInfo;
-use crate::setup_auth::ReplayGuard;
+use crate::setup_auth::{ReplayGuard, SetupHeader};
+use crate::setup_message::Opens;
 
 #[derive(Debug, Clone)]
 enum Step {
-    Online,
+    /// The node list has the peer, saying it opens this (or the node
+    /// registered and the list did not have it).
+    Online(Option<Opens>),
     Offline,
     NetworkChanged,
-    /// A message from the peer; `true` starts a new attempt of the peer's.
-    Peer(PeerMessage, bool),
+    /// A message from the peer; `fresh` starts a new attempt of the
+    /// peer's, `sealed` seals it.
+    Peer {
+        message: PeerMessage,
+        fresh: bool,
+        sealed: bool,
+    },
     /// The peer's last message again.
     Replayed,
     /// The peer's last message with its payload changed in transit.
@@ -71,10 +82,10 @@ fn step() -> impl Strategy<Value = Step> {
         Just(StackEvent::Pong),
     ];
     prop_oneof![
-        1 => Just(Step::Online),
+        1 => prop_oneof![Just(None), Just(Some(Opens::Plain)), Just(Some(Opens::Sealed))].prop_map(Step::Online),
         1 => Just(Step::Offline),
         1 => Just(Step::NetworkChanged),
-        4 => (peer, any::<bool>()).prop_map(|(message, fresh)| Step::Peer(message, fresh)),
+        4 => (peer, any::<bool>(), any::<bool>()).prop_map(|(message, fresh, sealed)| Step::Peer { message, fresh, sealed }),
         1 => Just(Step::Replayed),
         1 => Just(Step::Tampered),
         6 => (stack, 0usize..4).prop_map(|(event, back)| Step::Stack(event, back)),
@@ -102,6 +113,28 @@ struct Observer {
     /// The peer's view of what we send.
     guard: ReplayGuard,
     last_from_peer: Option<PeerInfo>,
+    /// What the node must believe the peer opens: the spec of
+    /// `sealing.rs`, restated.
+    peer_opens: Believed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Believed {
+    #[default]
+    Unknown,
+    Plain,
+    Listed,
+    Signed,
+}
+
+impl Observer {
+    fn must_seal(&self, policy: SealPolicy) -> bool {
+        match policy {
+            SealPolicy::Plain => false,
+            SealPolicy::Require => true,
+            SealPolicy::Prefer => self.peer_opens != Believed::Plain,
+        }
+    }
 }
 
 impl Observer {
@@ -134,9 +167,27 @@ impl Observer {
                 Action::CarryData(Some(conn)) | Action::Ping(conn) => assert!(self.live.contains(conn)),
                 Action::Send(info) => {
                     let (sender, auth) = crate::setup_auth::verify(info, &h.remote.id()).expect("our signature");
-                    assert_eq!(sender, h.setup.key.id());
+                    assert_eq!(sender, h.setup.local.key.id());
                     self.guard.accept(&auth).expect("what we send is fresh and in order");
+                    let sealed = matches!(info.message, SetupMessage::Sealed(_));
+                    assert_eq!(
+                        sealed,
+                        self.must_seal(h.setup.local.policy),
+                        "sealed exactly when it must be"
+                    );
+                    assert_eq!(h.setup.seals(), sealed);
+                    if let SetupMessage::Sealed(text) = &info.message {
+                        let header = SetupHeader::of(info, sender, &auth);
+                        let opened = crate::seal::open(&crate::x25519::secret_of(&h.remote.key), &header, text)
+                            .expect("what we seal opens for the peer");
+                        assert!(!matches!(opened, SetupMessage::Sealed(_)));
+                    }
                 }
+                Action::Unsent(error) => panic!("every test message can be sealed: {error}"),
+                Action::Refused {
+                    error: Refusal::Unopened(error),
+                    ..
+                } => panic!("an honest sealed message always opens: {error}"),
                 Action::Finished => panic!("a configured peer never finishes"),
                 Action::CarryData(None) | Action::ProbeSignalling | Action::Handover(_) | Action::Refused { .. } => {}
             }
@@ -167,13 +218,23 @@ impl Observer {
 
 fn run(h: &mut Harness, observer: &mut Observer, step: Step) {
     let actions = match step {
-        Step::Online => h.event(Event::Online),
+        Step::Online(listed) => {
+            if let Some(opens) = listed {
+                observer.peer_opens = match (opens, observer.peer_opens) {
+                    (_, Believed::Signed) => Believed::Signed,
+                    (Opens::Sealed, _) => Believed::Listed,
+                    (Opens::Plain, _) => Believed::Plain,
+                };
+            }
+            h.event(Event::Online(listed))
+        }
         Step::Offline => h.event(Event::Offline),
         Step::NetworkChanged => h.event(Event::NetworkChanged),
-        Step::Peer(message, fresh) => {
+        Step::Peer { message, fresh, sealed } => {
             if fresh {
                 h.remote.new_attempt();
             }
+            h.remote.sealing = sealed;
             let g = h.remote.attempt.generation;
             let message = match message {
                 PeerMessage::Init => SetupMessage::Init,
@@ -181,10 +242,44 @@ fn run(h: &mut Harness, observer: &mut Observer, step: Step) {
                 PeerMessage::Answer => SetupMessage::Answer(format!("answer g={g}")),
                 PeerMessage::Candidate => SetupMessage::IceCandidate(format!("candidate g={g}")),
             };
-            let me = h.setup.key.id();
+            let me = h.setup.local.key.id();
             let info = h.remote.says(&me, message);
             observer.last_from_peer = Some(info.clone());
-            h.event(Event::Setup(info))
+            // Honest and in order: its signature and freshness pass, and
+            // the node learns from its session what the peer opens.
+            let session_opens = info.auth.expect("signed").session.opens();
+            observer.peer_opens = match session_opens {
+                Opens::Sealed => Believed::Signed,
+                Opens::Plain => Believed::Plain,
+            };
+            let refusal = match (sealed, h.setup.local.policy, session_opens) {
+                (true, _, _) => None,
+                (false, SealPolicy::Require, _) => Some(Refusal::PlainRequired),
+                (false, SealPolicy::Prefer, Opens::Sealed) => Some(Refusal::Downgrade),
+                (false, _, _) => None,
+            };
+            let actions = h.event(Event::Setup(info));
+            if let Some(refusal) = refusal {
+                assert!(
+                    matches!(actions.first(), Some(Action::Refused { error, .. }) if *error == refusal),
+                    "a plain setup that must be refused is refused as {refusal:?}: {actions:?}"
+                );
+                // What may follow a downgrade is a new attempt (sealed, as
+                // `check` makes sure), never anything done with the message.
+                assert!(
+                    !actions.iter().any(|action| matches!(
+                        action,
+                        Action::ApplyAnswer { .. }
+                            | Action::ApplyCandidate { .. }
+                            | Action::Connect { offer: Some(_), .. }
+                    )),
+                    "nothing of a refused message is used: {actions:?}"
+                );
+                if refusal == Refusal::PlainRequired {
+                    assert_eq!(actions.len(), 1, "{actions:?}");
+                }
+            }
+            actions
         }
         Step::Replayed | Step::Tampered => {
             let Some(mut info) = observer.last_from_peer.clone() else {
@@ -232,9 +327,14 @@ proptest! {
     #[test]
     fn random_event_sequences_keep_every_invariant(
         initiator in any::<bool>(),
+        policy in prop_oneof![Just(SealPolicy::Plain), Just(SealPolicy::Prefer), Just(SealPolicy::Require)],
+        peer_opens in prop_oneof![Just(Opens::Plain), Just(Opens::Sealed)],
         steps in proptest::collection::vec(step(), 1..80),
     ) {
-        let mut h = if initiator { Harness::initiator() } else { Harness::follower() };
+        let one_initiates = Role::between(&Remote::new(1).id(), &Remote::new(2).id()) == Role::Initiator;
+        let (me, peer) = if initiator == one_initiates { (1, 2) } else { (2, 1) };
+        let mut h = Harness::with(me, policy, Remote::opening(peer, peer_opens), PeerKind::WireGuard);
+        assert_eq!(h.setup.role() == Role::Initiator, initiator);
         let mut observer = Observer::default();
         for step in steps {
             run(&mut h, &mut observer, step);

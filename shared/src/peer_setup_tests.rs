@@ -3,19 +3,9 @@
 
 use std::time::Duration;
 
-use super::harness::{connect_of, Harness, Remote};
+use super::harness::{connect_of, sent, Harness, Remote};
 use super::*;
 use crate::setup_auth::SetupAuthError;
-
-fn sent(actions: &[Action]) -> Vec<&SetupMessage> {
-    actions
-        .iter()
-        .filter_map(|action| match action {
-            Action::Send(info) => Some(&info.message),
-            _ => None,
-        })
-        .collect()
-}
 
 #[test]
 fn roles_are_fixed_by_the_keys_so_exactly_one_side_offers() {
@@ -28,20 +18,20 @@ fn roles_are_fixed_by_the_keys_so_exactly_one_side_offers() {
 fn an_online_initiator_builds_a_connection_and_offers_once_it_is_ready() {
     let mut h = Harness::initiator();
     assert_eq!(h.setup.state(), PeerState::Offline);
-    let out = h.event(Event::Online);
+    let out = h.event(Event::Online(None));
     let conn = connect_of(&out).unwrap();
     assert!(matches!(&out[0], Action::Connect { offer: None, .. }));
     assert!(sent(&out).is_empty(), "nothing goes out before the offer exists");
     assert_eq!(h.setup.state(), PeerState::Connecting);
     let out = h.event(Event::OfferReady(conn, "v=0 offer".into()));
-    assert_eq!(sent(&out), vec![&SetupMessage::Offer("v=0 offer".into())]);
+    assert_eq!(sent(&out), vec![SetupMessage::Offer("v=0 offer".into())]);
 }
 
 #[test]
 fn an_online_follower_asks_for_an_offer_with_init() {
     let mut h = Harness::follower();
-    let out = h.event(Event::Online);
-    assert_eq!(sent(&out), vec![&SetupMessage::Init]);
+    let out = h.event(Event::Online(None));
+    assert_eq!(sent(&out), vec![SetupMessage::Init]);
     assert!(connect_of(&out).is_none());
     assert_eq!(h.setup.state(), PeerState::Waiting);
 }
@@ -49,7 +39,7 @@ fn an_online_follower_asks_for_an_offer_with_init() {
 #[test]
 fn what_the_peer_sends_is_signed_and_verifies_on_the_other_side() {
     let mut h = Harness::follower();
-    let out = h.event(Event::Online);
+    let out = h.event(Event::Online(None));
     let Action::Send(info) = &out[0] else { panic!("{out:?}") };
     let (sender, _) = crate::setup_auth::verify(info, &h.remote.id()).unwrap();
     assert_eq!(sender, h.me);
@@ -58,13 +48,13 @@ fn what_the_peer_sends_is_signed_and_verifies_on_the_other_side() {
 #[test]
 fn a_follower_answers_an_offer_and_applies_the_candidates_of_that_attempt() {
     let mut h = Harness::follower();
-    h.event(Event::Online);
+    h.event(Event::Online(None));
     h.remote.new_attempt();
     let out = h.peer_says(SetupMessage::Offer("offer".into()));
     let conn = connect_of(&out).unwrap();
     assert!(matches!(&out[0], Action::Connect { offer: Some(sdp), .. } if sdp == "offer"));
     let out = h.event(Event::AnswerReady(conn, "answer".into()));
-    assert_eq!(sent(&out), vec![&SetupMessage::Answer("answer".into())]);
+    assert_eq!(sent(&out), vec![SetupMessage::Answer("answer".into())]);
     let out = h.peer_says(SetupMessage::IceCandidate("candidate:1".into()));
     assert_eq!(
         out,
@@ -78,7 +68,7 @@ fn a_follower_answers_an_offer_and_applies_the_candidates_of_that_attempt() {
 #[test]
 fn candidates_before_the_answer_wait_and_are_applied_with_it() {
     let mut h = Harness::initiator();
-    let out = h.event(Event::Online);
+    let out = h.event(Event::Online(None));
     let conn = connect_of(&out).unwrap();
     h.event(Event::OfferReady(conn, "offer".into()));
     h.remote.new_attempt();
@@ -106,7 +96,7 @@ fn candidates_before_the_answer_wait_and_are_applied_with_it() {
 #[test]
 fn candidates_of_another_attempt_of_the_peer_are_never_applied() {
     let mut h = Harness::initiator();
-    let out = h.event(Event::Online);
+    let out = h.event(Event::Online(None));
     let conn = connect_of(&out).unwrap();
     h.event(Event::OfferReady(conn, "offer".into()));
     h.remote.new_attempt();
@@ -168,7 +158,7 @@ fn a_setup_from_a_third_node_is_refused() {
     assert!(matches!(
         &out[..],
         [Action::Refused {
-            error: SetupAuthError::NotForUs,
+            error: Refusal::Auth(SetupAuthError::NotForUs),
             ..
         }]
     ));
@@ -177,7 +167,7 @@ fn a_setup_from_a_third_node_is_refused() {
 #[test]
 fn crossing_the_initiator_ignores_an_init_while_its_offer_is_in_flight() {
     let mut h = Harness::initiator();
-    let out = h.event(Event::Online);
+    let out = h.event(Event::Online(None));
     let conn = connect_of(&out).unwrap();
     h.event(Event::OfferReady(conn, "offer".into()));
     // The follower's Init crossed our offer.
@@ -194,7 +184,7 @@ fn crossing_the_initiator_ignores_an_init_while_its_offer_is_in_flight() {
 #[test]
 fn a_follower_retries_its_init_with_a_doubling_bounded_back_off() {
     let mut h = Harness::follower();
-    h.event(Event::Online);
+    h.event(Event::Online(None));
     let mut gaps = Vec::new();
     let mut last = h.now;
     for _ in 0..8 {
@@ -219,7 +209,7 @@ fn a_follower_retries_its_init_with_a_doubling_bounded_back_off() {
 #[test]
 fn a_follower_that_answered_an_offer_waits_before_a_new_attempt() {
     let mut h = Harness::follower();
-    h.event(Event::Online);
+    h.event(Event::Online(None));
     h.remote.new_attempt();
     let out = h.peer_says(SetupMessage::Offer("offer".into()));
     let conn = connect_of(&out).unwrap();
@@ -235,7 +225,7 @@ fn a_follower_that_answered_an_offer_waits_before_a_new_attempt() {
 #[test]
 fn re_registration_after_a_signalling_outage_sends_init_at_once_during_a_handover() {
     let mut h = Harness::follower();
-    h.event(Event::Online);
+    h.event(Event::Online(None));
     h.remote.new_attempt();
     let conn = connect_of(&h.peer_says(SetupMessage::Offer("offer".into()))).unwrap();
     h.event(Event::AnswerReady(conn, "answer".into()));
@@ -243,12 +233,12 @@ fn re_registration_after_a_signalling_outage_sends_init_at_once_during_a_handove
     h.advance(MIN_RETRY * 2);
     let out = h.event(Event::NetworkChanged);
     assert!(out.contains(&Action::Handover(HandoverCause::NetworkChanged)));
-    assert_eq!(sent(&out), vec![&SetupMessage::Init]);
+    assert_eq!(sent(&out), vec![SetupMessage::Init]);
     // The signalling connection went down with the network; the Init may
     // be lost. Registered again, the follower asks once more at once.
     h.now += Duration::from_millis(300);
-    let out = h.event(Event::Online);
-    assert_eq!(sent(&out), vec![&SetupMessage::Init]);
+    let out = h.event(Event::Online(None));
+    assert_eq!(sent(&out), vec![SetupMessage::Init]);
 }
 
 #[test]
@@ -317,7 +307,7 @@ fn a_failed_connection_is_replaced_after_the_back_off_and_data_waits_meanwhile()
 #[test]
 fn a_connection_that_cannot_be_built_is_closed_and_tried_again_later() {
     let mut h = Harness::initiator();
-    let conn = connect_of(&h.event(Event::Online)).unwrap();
+    let conn = connect_of(&h.event(Event::Online(None))).unwrap();
     assert_eq!(h.event(Event::BuildFailed(conn)), vec![Action::Close(conn)]);
     assert_eq!(h.setup.connections(), (None, None));
     let out = h.advance(MIN_RETRY + RETRY_CHECK_INTERVAL);
@@ -343,13 +333,13 @@ fn events_of_a_replaced_connection_are_ignored() {
 #[test]
 fn an_offline_peer_is_tried_again_at_once_when_it_returns() {
     let mut h = Harness::follower();
-    h.event(Event::Online);
+    h.event(Event::Online(None));
     h.advance(MIN_RETRY * 4);
     h.event(Event::Offline);
     assert_eq!(h.setup.state(), PeerState::Offline);
     assert_eq!(h.setup.retry_delay(), MIN_RETRY);
-    let out = h.event(Event::Online);
-    assert_eq!(sent(&out), vec![&SetupMessage::Init]);
+    let out = h.event(Event::Online(None));
+    assert_eq!(sent(&out), vec![SetupMessage::Init]);
 }
 
 #[test]
@@ -367,7 +357,7 @@ fn local_candidates_are_trickled_signed_under_the_current_attempt() {
     let mut h = Harness::initiator();
     let conn = h.connect_as_initiator();
     let out = h.event(Event::LocalCandidate(conn, "candidate:late".into()));
-    assert_eq!(sent(&out), vec![&SetupMessage::IceCandidate("candidate:late".into())]);
+    assert_eq!(sent(&out), vec![SetupMessage::IceCandidate("candidate:late".into())]);
 }
 
 #[test]
@@ -376,7 +366,7 @@ fn a_test_peer_that_used_up_its_budget_loses_its_connection_and_gets_no_other() 
     let conn = if h.setup.role() == Role::Initiator {
         h.connect_as_initiator()
     } else {
-        h.event(Event::Online);
+        h.event(Event::Online(None));
         h.remote.new_attempt();
         let conn = connect_of(&h.peer_says(SetupMessage::Offer("offer".into()))).unwrap();
         h.event(Event::AnswerReady(conn, "answer".into()));
@@ -387,7 +377,7 @@ fn a_test_peer_that_used_up_its_budget_loses_its_connection_and_gets_no_other() 
     assert_eq!(h.setup.state(), PeerState::Failed);
     h.remote.new_attempt();
     assert!(h.peer_says(SetupMessage::Offer("again".into())).is_empty());
-    assert!(h.event(Event::Online).is_empty());
+    assert!(h.event(Event::Online(None)).is_empty());
     let out = h.advance(MIN_RETRY * 3);
     assert!(connect_of(&out).is_none() && !out.iter().any(|a| matches!(a, Action::Send(_))));
 }

@@ -33,6 +33,7 @@ pub(crate) fn node(n: u32) -> VerifiedNode {
             client: "test".into(),
             pubkey: id(n),
             modules: String::new(),
+            sealed_setup: None,
         },
         bound: true,
     }

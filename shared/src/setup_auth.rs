@@ -19,73 +19,25 @@
 //! * `seq`: counts the messages of one generation from 0;
 //! * `signature`: Ed25519 by the sender's node key over [`signed_bytes`].
 //!
+//! A sealed message ([`crate::seal`]) is signed like the others, as the
+//! base64 text on the wire: the signature is checked before anything is
+//! opened, and the signed header ([`SetupHeader`]) is the sealed message's
+//! associated data.
+//!
 //! The receiver ([`ReplayGuard`]) accepts a generation only if it is not
 //! older than the newest it has seen from that sender, and within one
 //! generation only growing sequence numbers: a replayed or stale frame is
 //! refused, whatever the server does.
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use crate::identity::{self, NodeKey, SignatureError};
 use crate::ids::NodeId;
-use crate::ids::SignatureBytes;
-use crate::message::{PeerInfo, SetupMessage};
+use crate::setup_message::{PeerInfo, SetupMessage};
+pub use crate::setup_message::{SessionId, SetupAuth};
 
 /// Context string that starts every signed setup message (16 bytes with
 /// the NUL): a setup signature can never pass as an Announce or anything
 /// else the node key signs.
 pub const SETUP_CONTEXT: &[u8; 16] = b"flnode/setup/v1\0";
-
-/// The sender's run: 8 random bytes, 16 hex characters on the wire.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SessionId(pub [u8; 8]);
-
-impl SessionId {
-    pub fn random() -> Self {
-        SessionId(rand::random())
-    }
-}
-
-impl std::fmt::Debug for SessionId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", hex::encode(self.0))
-    }
-}
-
-impl std::fmt::Display for SessionId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", hex::encode(self.0))
-    }
-}
-
-impl Serialize for SessionId {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&hex::encode(self.0))
-    }
-}
-
-impl<'de> Deserialize<'de> for SessionId {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        crate::ids::deserialize_str_with(deserializer, "16 hex characters", |text| {
-            if text.len() != 16 {
-                return Err("session must be 16 hex characters");
-            }
-            let mut bytes = [0u8; 8];
-            hex::decode_to_slice(text.as_bytes(), &mut bytes).map_err(|_| "session is not hex")?;
-            Ok(bytes)
-        })
-        .map(SessionId)
-    }
-}
-
-/// The `auth` extension of a PeerSetup frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SetupAuth {
-    pub session: SessionId,
-    pub generation: u64,
-    pub seq: u32,
-    pub signature: SignatureBytes,
-}
 
 /// Why a setup message was refused. The texts are what flnode logs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -104,12 +56,68 @@ pub enum SetupAuthError {
     Replayed { generation: u64, seq: u32, last: u32 },
 }
 
+/// The kind byte and the signed payload of `message`. A sealed message is
+/// signed as the text on the wire, so the signature covers the sealed
+/// bytes and the receiver checks it before opening anything.
 fn message_kind(message: &SetupMessage) -> (u8, &str) {
     match message {
         SetupMessage::Init => (0, ""),
         SetupMessage::Offer(sdp) => (1, sdp),
         SetupMessage::Answer(sdp) => (2, sdp),
         SetupMessage::IceCandidate(candidate) => (3, candidate),
+        SetupMessage::Sealed(sealed) => (4, sealed),
+    }
+}
+
+/// Length of [`SetupHeader::to_bytes`].
+pub const HEADER_LEN: usize = 16 + 3 * 32 + 8 + 8 + 4;
+
+/// What a setup signature covers besides the message: who the setup is
+/// between, who sent it, and its counters. A sealed message takes these
+/// bytes as its AEAD's associated data too, so its ciphertext is bound to
+/// them twice (see [`crate::seal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetupHeader {
+    pub id_init: NodeId,
+    pub id_follow: NodeId,
+    pub sender: NodeId,
+    pub session: SessionId,
+    pub generation: u64,
+    pub seq: u32,
+}
+
+impl SetupHeader {
+    /// The header of `info` as signed by `sender` with `auth`.
+    pub fn of(info: &PeerInfo, sender: NodeId, auth: &SetupAuth) -> Self {
+        SetupHeader {
+            id_init: info.id_init,
+            id_follow: info.id_follow,
+            sender,
+            session: auth.session,
+            generation: auth.generation,
+            seq: auth.seq,
+        }
+    }
+
+    /// The context string and the fields, as the first rows of
+    /// [`signed_bytes`] lay them out.
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut bytes = [0u8; HEADER_LEN];
+        let fields: [&[u8]; 7] = [
+            SETUP_CONTEXT,
+            self.id_init.as_bytes(),
+            self.id_follow.as_bytes(),
+            self.sender.as_bytes(),
+            &self.session.0,
+            &self.generation.to_be_bytes(),
+            &self.seq.to_be_bytes(),
+        ];
+        let mut at = 0;
+        for field in fields {
+            bytes[at..at + field.len()].copy_from_slice(field);
+            at += field.len();
+        }
+        bytes
     }
 }
 
@@ -124,20 +132,26 @@ fn message_kind(message: &SetupMessage) -> (u8, &str) {
 /// session                   8
 /// generation               u64 big-endian
 /// seq                      u32 big-endian
-/// kind                     u8: Init 0, Offer 1, Answer 2, IceCandidate 3
+/// kind                     u8: Init 0, Offer 1, Answer 2, IceCandidate 3, Sealed 4
 /// payload length           u32 big-endian (0 for Init)
-/// payload                  the SDP or candidate text, UTF-8
+/// payload                  the SDP, candidate or sealed (base64) text, UTF-8
 /// ```
 pub fn signed_bytes(info: &PeerInfo, sender: &NodeId, session: SessionId, generation: u64, seq: u32) -> Vec<u8> {
-    let (kind, payload) = message_kind(&info.message);
-    let mut bytes = Vec::with_capacity(16 + 96 + 8 + 8 + 4 + 1 + 4 + payload.len());
-    bytes.extend_from_slice(SETUP_CONTEXT);
-    bytes.extend_from_slice(info.id_init.as_bytes());
-    bytes.extend_from_slice(info.id_follow.as_bytes());
-    bytes.extend_from_slice(sender.as_bytes());
-    bytes.extend_from_slice(&session.0);
-    bytes.extend_from_slice(&generation.to_be_bytes());
-    bytes.extend_from_slice(&seq.to_be_bytes());
+    let header = SetupHeader {
+        id_init: info.id_init,
+        id_follow: info.id_follow,
+        sender: *sender,
+        session,
+        generation,
+        seq,
+    };
+    header_signed_bytes(&header, &info.message)
+}
+
+fn header_signed_bytes(header: &SetupHeader, message: &SetupMessage) -> Vec<u8> {
+    let (kind, payload) = message_kind(message);
+    let mut bytes = Vec::with_capacity(HEADER_LEN + 1 + 4 + payload.len());
+    bytes.extend_from_slice(&header.to_bytes());
     bytes.push(kind);
     // Payloads are bounded by the server's frame limit, far below 4 GiB.
     bytes.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(u32::MAX).to_be_bytes());
@@ -185,18 +199,41 @@ impl SetupSigner {
     }
 
     /// Signs `info` as `key`'s next message of `attempt`.
-    pub fn sign(&self, key: &NodeKey, attempt: &mut Attempt, mut info: PeerInfo) -> PeerInfo {
+    pub fn sign(&self, key: &NodeKey, attempt: &mut Attempt, info: PeerInfo) -> PeerInfo {
+        let header = self.next_header(key, attempt, info.id_init, info.id_follow);
+        sign_with(key, &header, info.message)
+    }
+
+    /// The header of `key`'s next message of `attempt` between `id_init`
+    /// and `id_follow`: what a message sealed before signing is bound to.
+    /// Sign the message with [`sign_with`].
+    pub fn next_header(&self, key: &NodeKey, attempt: &mut Attempt, id_init: NodeId, id_follow: NodeId) -> SetupHeader {
         let seq = attempt.next_seq;
         attempt.next_seq = attempt.next_seq.saturating_add(1);
-        info.auth = None;
-        let signature = key.sign(&signed_bytes(&info, &key.id(), self.session, attempt.generation, seq));
-        info.auth = Some(SetupAuth {
+        SetupHeader {
+            id_init,
+            id_follow,
+            sender: key.id(),
             session: self.session,
             generation: attempt.generation,
             seq,
+        }
+    }
+}
+
+/// `message` signed by `key` under `header` (from [`SetupSigner::next_header`]).
+pub fn sign_with(key: &NodeKey, header: &SetupHeader, message: SetupMessage) -> PeerInfo {
+    let signature = key.sign(&header_signed_bytes(header, &message));
+    PeerInfo {
+        id_init: header.id_init,
+        id_follow: header.id_follow,
+        message,
+        auth: Some(SetupAuth {
+            session: header.session,
+            generation: header.generation,
+            seq: header.seq,
             signature,
-        });
-        info
+        }),
     }
 }
 

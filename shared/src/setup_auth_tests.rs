@@ -1,6 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::ids::SignatureBytes;
 
 fn key(seed: u8) -> NodeKey {
     NodeKey::from_seed([seed; 32])
@@ -69,7 +70,7 @@ fn test_vector() {
 #[test]
 fn every_kind_round_trips_through_json_and_verifies() {
     let (a, b) = (key(1), key(2));
-    let mut signer = SetupSigner::new(SessionId::random());
+    let mut signer = SetupSigner::new(SessionId::random(crate::setup_message::Opens::Plain));
     let mut attempt = signer.next_generation(1000);
     for message in [
         SetupMessage::Init,
@@ -89,7 +90,7 @@ fn every_kind_round_trips_through_json_and_verifies() {
 #[test]
 fn a_rewritten_fingerprint_breaks_the_signature() {
     let (a, b) = (key(1), key(2));
-    let mut signer = SetupSigner::new(SessionId::random());
+    let mut signer = SetupSigner::new(SessionId::random(crate::setup_message::Opens::Plain));
     let mut attempt = signer.next_generation(1000);
     let mut sent = signed(
         &a,
@@ -147,7 +148,7 @@ fn unsigned_and_misaddressed_messages_are_refused() {
         verify(&info(&a, &b, SetupMessage::Init), &b.id()),
         Err(SetupAuthError::Unsigned)
     );
-    let mut signer = SetupSigner::new(SessionId::random());
+    let mut signer = SetupSigner::new(SessionId::random(crate::setup_message::Opens::Plain));
     let mut attempt = signer.next_generation(1000);
     let sent = signed(&a, &b, &signer, &mut attempt, SetupMessage::Init);
     assert_eq!(verify(&sent, &c.id()), Err(SetupAuthError::NotForUs));
@@ -199,7 +200,7 @@ fn replays_and_stale_generations_are_refused() {
 
 #[test]
 fn generations_grow_even_when_the_clock_does_not() {
-    let mut signer = SetupSigner::new(SessionId::random());
+    let mut signer = SetupSigner::new(SessionId::random(crate::setup_message::Opens::Plain));
     assert_eq!(signer.next_generation(1000).generation, 1000);
     assert_eq!(signer.next_generation(1000).generation, 1001);
     assert_eq!(signer.next_generation(900).generation, 1002);

@@ -70,6 +70,7 @@ fn info(node: NodeId) -> NodeInfoV3 {
         client: "fuzz".into(),
         pubkey: node,
         modules: String::new(),
+        sealed_setup: None,
     }
 }
 

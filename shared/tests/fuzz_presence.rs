@@ -67,6 +67,7 @@ fn info(node: u8) -> NodeInfoV3 {
         client: "fuzz".into(),
         pubkey: id(node),
         modules: String::new(),
+        sealed_setup: None,
     }
 }
 

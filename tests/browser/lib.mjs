@@ -30,13 +30,14 @@ export async function launch(executablePath, timeout, { hideLocalIps = false, ar
   });
 }
 
-// Opens the page as node `key` and waits until it is online.
-export async function open(context, base, key) {
+// Opens the page as node `key` (`query`: more of the query string, such
+// as '&sealed=require') and waits until it is online.
+export async function open(context, base, key, query = '') {
   const page = await context.newPage();
   const entry = { key, page, log: [], errors: [] };
   page.on('console', (message) => entry.log.push(`${message.type()}: ${message.text()}`));
   page.on('pageerror', (error) => entry.errors.push(`${key}: ${error.message}`));
-  const response = await page.goto(new URL(`/?key=${key}`, base).href);
+  const response = await page.goto(new URL(`/?key=${key}${query}`, base).href);
   if (!response.ok()) throw new Error(`GET / answered ${response.status()}`);
   await page.locator('#server-state[data-state="online"]').waitFor();
   return entry;

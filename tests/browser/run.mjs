@@ -130,6 +130,30 @@ try {
   await b.page.locator('#peer-state[data-state="connected"]').waitFor();
   step(`b asks about ${asking} strangers beside a and declined the ${maxPeers}th on its own`);
 
+  // Sealing rules. A node whose signed session says it opens sealed
+  // setups sends b a plain one: b refuses it as a downgrade.
+  await a.page.evaluate(plainSetupTo, { target: idB, tagged: true });
+  await b.page.locator('#log li.error', { hasText: 'refused as a downgrade' }).waitFor();
+  step('b refused a plain setup signed under a sealing session as a downgrade');
+  // A page with "Sealed setups only" refuses a plain setup outright.
+  const c = await open(context, base, 'c', '&sealed=require');
+  pages.push(c);
+  if (!(await c.page.locator('#require-sealed').isChecked())) throw new Error('?sealed=require did not set the setting');
+  await a.page.evaluate(plainSetupTo, { target: await nodeId(c), tagged: false });
+  await c.page.locator('#log li.error', { hasText: 'this page requires sealed setups' }).waitFor();
+  step('a page with "Sealed setups only" refused a plain setup');
+  // A key made before sealed setups (a non-extractable key pair) still
+  // works, plain: the page says so and does not advertise sealing.
+  await a.page.evaluate(storeOldKey, 'old');
+  const old = await open(context, base, 'old');
+  pages.push(old);
+  await old.page.locator('#log li.error', { hasText: 'was made before sealed setups' }).waitFor();
+  if (!(await old.page.locator('#require-sealed').isDisabled())) throw new Error('an old key can require sealed setups');
+  const oldOpens = await old.page.evaluate(() => window.flpeer.identity.opensSealed);
+  if (oldOpens) throw new Error('an old key claims to open sealed setups');
+  await old.page.locator('#selftest[data-state="good"]').waitFor();
+  step('a page with an old key says it cannot seal and keeps working plain');
+
   const errors = pages.flatMap((p) => p.errors);
   if (errors.length) throw new Error(`page errors: ${errors.join('; ')}`);
 
@@ -199,6 +223,59 @@ async function forgeSetupFrames(target) {
   await new Promise((resolve) => setTimeout(resolve, 500));
   socket.close();
   return mallory.idHex;
+}
+
+// Runs in page a: a new node joins and sends `target` one correctly
+// signed plain Init, under a session tagged as opening sealed setups if
+// `tagged`.
+async function plainSetupTo({ target, tagged }) {
+  const wire = await import('/web/wire.js');
+  const { Identity } = await import('/web/identity.js');
+  const { signSetup } = await import('/web/setup.js');
+  const node = await Identity.fromSeed(crypto.getRandomValues(new Uint8Array(32)));
+  const socket = new WebSocket(`ws://${location.host}/`);
+  const frames = [];
+  let wake = null;
+  socket.onmessage = (event) => {
+    frames.push(JSON.parse(event.data));
+    if (wake) wake();
+  };
+  const next = async (kind) => {
+    for (;;) {
+      const index = frames.findIndex((frame) => typeof frame === 'object' && kind in frame);
+      if (index >= 0) return frames.splice(index, 1)[0][kind];
+      await new Promise((resolve) => (wake = resolve));
+    }
+  };
+  const [, challengeHex] = await next('Challenge');
+  const server = wire.normalizeAuthority(location.host, 'ws');
+  const signature = await node.sign(wire.boundAnnounceBytes(server, wire.fromHex(challengeHex, 32), node.id));
+  socket.send(wire.announceFrame({ server, challengeHex, nodeIdHex: node.idHex, name: 'plain', signatureHex: wire.toHex(signature) }));
+  await next('SystemConfig');
+  const targetId = wire.fromHex(target, 32);
+  const [idInit, idFollow] = node.idHex < target ? [node.id, targetId] : [targetId, node.id];
+  const signer = new wire.SetupSigner(wire.newSession(tagged));
+  const attempt = signer.nextAttempt();
+  const init = await signSetup({ identity: node, session: signer.session, attempt, idInit, idFollow, message: { kind: 'Init', payload: '' } });
+  socket.send(JSON.stringify({ PeerSetup: init }));
+  setTimeout(() => socket.close(), 5000);
+}
+
+// Runs in page a: stores a key as pages made them before sealed setups (a
+// non-extractable WebCrypto key pair) under `name`.
+async function storeOldKey(name) {
+  const keyPair = await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify']);
+  const db = await new Promise((resolve, reject) => {
+    const open = indexedDB.open('flsignal', 1);
+    open.onsuccess = () => resolve(open.result);
+    open.onerror = () => reject(open.error);
+  });
+  await new Promise((resolve, reject) => {
+    const put = db.transaction('keys', 'readwrite').objectStore('keys').put(keyPair, name);
+    put.onsuccess = () => resolve();
+    put.onerror = () => reject(put.error);
+  });
+  db.close();
 }
 
 // Runs in page a: `count` new nodes join and each sends `target` one

@@ -10,11 +10,13 @@
 
 use std::time::Duration;
 
+pub mod browser;
 pub mod client;
 pub mod cluster;
 pub mod flnode;
 pub mod hostile_relay;
 pub mod http;
+pub mod leaks;
 pub mod managed;
 pub mod mesh;
 pub mod nat;

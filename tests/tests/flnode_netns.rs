@@ -118,8 +118,8 @@ fn setup_refused(report: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// A signalling server that rewrites the DTLS fingerprint in every Offer
-/// cannot get a data channel up: the follower refuses the Offer (its
+/// A signalling server that rewrites the DTLS fingerprint in every (plain)
+/// Offer cannot get a data channel up: the follower refuses the Offer (its
 /// signature no longer verifies), says so in its log, and no datagram ever
 /// crosses. The same relay without the rewrite connects the same nodes,
 /// so it is the signature that stopped it.
@@ -154,15 +154,23 @@ async fn a_relay_that_rewrites_the_fingerprint_gets_no_connection() {
             if tampering.load(Ordering::Relaxed) {
                 rewrite_offer_fingerprint(frame)
             } else {
-                vec![frame.to_owned()]
+                vec![e2e::hostile_relay::Forward::now(frame)]
             }
         })
     };
     let _relay = HostileRelay::start(&testbed.a, listener, upstream, tamper).unwrap();
     let url = format!("ws://{relay_addr}");
-    let pair = NodePair::start_with(&testbed, server, [url.clone(), url])
-        .await
-        .unwrap();
+    // Plain setups, so that the relay can read the fingerprint to rewrite
+    // it: the signature alone must stop it (sealed setups are tested in
+    // sealed.rs).
+    let pair = NodePair::start_between(
+        [&testbed.a, &testbed.b],
+        server,
+        [url.clone(), url],
+        &["--plain-setups"],
+    )
+    .await
+    .unwrap();
     pair.wait_started().await.unwrap();
 
     // The follower (larger ID) receives the Offers.

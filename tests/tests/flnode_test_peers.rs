@@ -35,7 +35,7 @@ async fn join(testbed: &Testbed, pair: &NodePair, key: &NodeKey) -> Client {
 /// `to`, signed by `signer` (not necessarily `from`).
 fn openers(from: &NodeId, to: &NodeId, signer: &NodeKey) -> Vec<PeerInfo> {
     let (id_init, id_follow) = if from < to { (*from, *to) } else { (*to, *from) };
-    let mut setup_signer = SetupSigner::new(SessionId::random());
+    let mut setup_signer = SetupSigner::new(SessionId::random(flproto::setup_message::Opens::Plain));
     let mut attempt = setup_signer.next_generation(1);
     [SetupMessage::Init, SetupMessage::Offer("v=0\r\n".into())]
         .into_iter()

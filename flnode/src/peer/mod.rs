@@ -17,11 +17,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flproto::identity::NodeKey;
 use flproto::message::PeerInfo;
-use flproto::peer_setup::{Action, ConnId, Event, PeerKind, PeerSetup, PeerState, PeerTimings};
-use flproto::setup_auth::SessionId;
+use flproto::peer_setup::{Action, ConnId, Event, Local, PeerKind, PeerSetup, PeerState, PeerTimings};
+use flproto::setup_message::Opens;
 use flproto::NodeId;
+use rand::SeedableRng;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -47,8 +47,9 @@ pub const PATH_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// What the node tells a peer task.
 #[derive(Debug)]
 pub enum PeerInput {
-    /// The peer may be online: try to connect.
-    Kick,
+    /// The peer may be online: try to connect. What its node info says it
+    /// opens, if the node list had it.
+    Kick(Option<Opens>),
     /// The peer is offline: stop trying until the next kick.
     Offline,
     /// A setup message naming this peer, not yet verified.
@@ -60,7 +61,7 @@ pub enum PeerInput {
 impl From<PeerInput> for Event {
     fn from(input: PeerInput) -> Event {
         match input {
-            PeerInput::Kick => Event::Online,
+            PeerInput::Kick(opens) => Event::Online(opens),
             PeerInput::Offline => Event::Offline,
             PeerInput::Setup(info) => Event::Setup(info),
             PeerInput::NetworkChanged => Event::NetworkChanged,
@@ -100,13 +101,7 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub fn new(
-        key: Arc<NodeKey>,
-        session: SessionId,
-        config: PeerConfig,
-        signal: SignalSender,
-        stats: Arc<PeerStats>,
-    ) -> Self {
+    pub fn new(local: Local, config: PeerConfig, signal: SignalSender, stats: Arc<PeerStats>) -> Self {
         let (events_tx, events) = mpsc::unbounded_channel();
         let kind = if config.socket.is_some() {
             PeerKind::WireGuard
@@ -117,13 +112,14 @@ impl Peer {
             .socket
             .map(|socket| DataPath::spawn(socket, config.wireguard, stats.clone(), events_tx.clone()));
         let setup = PeerSetup::new(
-            key,
-            session,
+            local,
             config.id,
             kind,
             PeerTimings::default(),
             Instant::now(),
             unix_millis(),
+            // Every seal's ephemeral key comes from here.
+            rand::rngs::StdRng::from_entropy(),
         );
         let sinks = ChannelSinks {
             events: events_tx,
@@ -209,6 +205,7 @@ impl Peer {
         let peer = self.setup.peer();
         match action {
             Action::Send(info) => self.signal.send(info),
+            Action::Unsent(error) => tracing::warn!(%peer, "a setup message was not sent: {error}"),
             Action::Connect { conn, offer } => {
                 return Some(match self.connect(conn, offer).await {
                     Ok(event) => event,
@@ -290,6 +287,7 @@ impl Peer {
         if self.stats.state.set(self.setup.state()) {
             self.stats.changes.notify();
         }
+        self.stats.sealing.store(self.setup.seals(), Ordering::Relaxed);
     }
 
     async fn refresh_path(&self) {

@@ -1,6 +1,6 @@
 //! What `flnode status` shows of a peer: counters, the path, the state word.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use flproto::overlay::OverlayAddresses;
@@ -22,8 +22,11 @@ pub struct PeerStats {
     /// Datagrams on the WireGuard-facing port from anything but the local
     /// WireGuard (another local process): dropped, never forwarded.
     pub drops_foreign: AtomicU64,
-    /// Setup messages refused: unsigned, badly signed, replayed or stale.
+    /// Setup messages refused: unsigned, badly signed, replayed, stale,
+    /// sealed but not opening, or plain where sealed ones were due.
     pub setup_refused: AtomicU64,
+    /// Whether what this node sends the peer now goes sealed.
+    pub sealing: AtomicBool,
     /// Connections rebuilt because the network changed or the path died.
     pub handovers: AtomicU64,
     /// Round trip of the last answered `ctl` keepalive, in microseconds

@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use super::link::Link;
 use super::{Action, ConnId, HandoverCause, LinkState, PeerSetup, Role};
-use crate::message::{PeerInfo, SetupMessage};
+use crate::message::SetupMessage;
+use crate::setup_auth::sign_with;
 
 impl PeerSetup {
     pub(super) fn handover(&mut self, cause: HandoverCause, now: Instant, out: &mut Vec<Action>) {
@@ -100,19 +101,22 @@ impl PeerSetup {
         self.attempt = self.signer.next_generation(unix_millis.saturating_add(elapsed));
     }
 
+    /// Signs `message` as the next of the current attempt, sealed to the
+    /// peer if it opens sealed setups (or the policy requires it).
     pub(super) fn send(&mut self, message: SetupMessage, out: &mut Vec<Action>) {
-        let me = self.key.id();
+        let me = self.local.key.id();
         let (id_init, id_follow) = match self.role {
             Role::Initiator => (me, self.peer),
             Role::Follower => (self.peer, me),
         };
-        let info = PeerInfo {
-            id_init,
-            id_follow,
-            message,
-            auth: None,
-        };
-        out.push(Action::Send(self.signer.sign(&self.key, &mut self.attempt, info)));
+        let header = self
+            .signer
+            .next_header(&self.local.key, &mut self.attempt, id_init, id_follow);
+        match self.sealing.outgoing(&self.local, &header, message) {
+            Ok(message) => out.push(Action::Send(sign_with(&self.local.key, &header, message))),
+            // Never sent plain instead: that is what sealing is for.
+            Err(error) => out.push(Action::Unsent(error)),
+        }
     }
 
     /// Tells the driver where datagrams go when that changed: the current

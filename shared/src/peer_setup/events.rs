@@ -1,8 +1,9 @@
 //! What goes into the peer's state machine and what comes out.
 
-use super::{ConnId, LinkState};
+use super::{ConnId, LinkState, Refusal};
 use crate::message::PeerInfo;
-use crate::setup_auth::SetupAuthError;
+use crate::seal::SealError;
+use crate::setup_message::Opens;
 
 /// Why a handover started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,8 +26,10 @@ impl std::fmt::Display for HandoverCause {
 /// What happened, as the driver saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// The peer may be online (it is in the node list): try to connect.
-    Online,
+    /// The peer may be online (it is in the node list, or the node just
+    /// registered): try to connect. What its node info says it opens, if
+    /// the list had it.
+    Online(Option<Opens>),
     /// The peer left the node list.
     Offline,
     /// The machine's addresses changed.
@@ -57,8 +60,11 @@ pub enum Event {
 /// What the driver must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Send this signed setup message through signalling.
+    /// Send this signed (and, to a peer that opens them, sealed) setup
+    /// message through signalling.
     Send(PeerInfo),
+    /// A setup message could not be sealed and was not sent (log it).
+    Unsent(SealError),
     /// Build peer connection `conn`. Without `offer` (the initiator), give it
     /// its data channels and a local offer, then report
     /// [`Event::OfferReady`]; with one (the follower), apply it, create the
@@ -83,11 +89,7 @@ pub enum Action {
     Handover(HandoverCause),
     /// A setup message was refused; `log` says whether this one should be
     /// logged (see [`super::REFUSAL_LOG_INTERVAL`]), `total` counts all so far.
-    Refused {
-        error: SetupAuthError,
-        total: u64,
-        log: bool,
-    },
+    Refused { error: Refusal, total: u64, log: bool },
     /// A test peer has been gone for [`super::TEST_PEER_IDLE`]: end its task.
     Finished,
 }

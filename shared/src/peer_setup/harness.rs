@@ -4,27 +4,42 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::*;
-use crate::message::PeerInfo;
-use crate::setup_auth::{Attempt, SessionId, SetupSigner};
+use rand::SeedableRng;
 
-/// The far side of the pair: signs what it sends as a real peer would.
+use super::*;
+use crate::identity::NodeKey;
+use crate::message::PeerInfo;
+use crate::seal::{self, EphemeralSeed};
+use crate::setup_auth::{sign_with, Attempt, SetupSigner};
+use crate::setup_message::{Opens, SessionId};
+
+/// The far side of the pair: signs what it sends as a real peer would,
+/// and seals it when asked to.
 pub(crate) struct Remote {
     pub(crate) key: NodeKey,
     signer: SetupSigner,
     pub(crate) attempt: Attempt,
     clock: u64,
+    /// Seal what it says from now on.
+    pub(crate) sealing: bool,
 }
 
 impl Remote {
+    /// A peer that opens plain setups only (an older node).
     pub(crate) fn new(seed: u8) -> Self {
-        let mut signer = SetupSigner::new(SessionId([seed; 8]));
+        Self::opening(seed, Opens::Plain)
+    }
+
+    /// A peer whose session says it opens what `opens` says.
+    pub(crate) fn opening(seed: u8, opens: Opens) -> Self {
+        let mut signer = SetupSigner::new(SessionId::from_entropy([seed; 8], opens));
         let attempt = signer.next_generation(1_000);
         Self {
             key: NodeKey::from_seed([seed; 32]),
             signer,
             attempt,
             clock: 1_000,
+            sealing: false,
         }
     }
 
@@ -45,13 +60,15 @@ impl Remote {
             Role::Initiator => (self.id(), *to),
             Role::Follower => (*to, self.id()),
         };
-        let info = PeerInfo {
-            id_init,
-            id_follow,
-            message,
-            auth: None,
+        let header = self
+            .signer
+            .next_header(&self.key, &mut self.attempt, id_init, id_follow);
+        let message = if self.sealing {
+            seal::seal(to, &header, &message, EphemeralSeed([self.clock as u8; 32])).expect("sealable")
+        } else {
+            message
         };
-        self.signer.sign(&self.key, &mut self.attempt, info)
+        sign_with(&self.key, &header, message)
     }
 }
 
@@ -64,20 +81,25 @@ pub(crate) struct Harness {
 }
 
 impl Harness {
-    /// This node with `seed`, the peer with `remote_seed`.
+    /// This node with `seed` and the default policy, the peer with
+    /// `remote_seed`.
     pub(crate) fn new(seed: u8, remote_seed: u8, kind: PeerKind) -> Self {
+        Self::with(seed, SealPolicy::Prefer, Remote::new(remote_seed), kind)
+    }
+
+    /// This node with `seed` and `policy`, the peer `remote`.
+    pub(crate) fn with(seed: u8, policy: SealPolicy, remote: Remote, kind: PeerKind) -> Self {
         let key = Arc::new(NodeKey::from_seed([seed; 32]));
         let me = key.id();
-        let remote = Remote::new(remote_seed);
         let now = Instant::now();
         let setup = PeerSetup::new(
-            key,
-            SessionId([seed; 8]),
+            Local::new(key, policy, [seed; 8]),
             remote.id(),
             kind,
             PeerTimings::default(),
             now,
             5_000,
+            StdRng::seed_from_u64(u64::from(seed)),
         );
         Self { setup, remote, now, me }
     }
@@ -127,7 +149,7 @@ impl Harness {
     /// Brings the connection up as the initiator: offer, answer, connected,
     /// both channels open. Returns its id.
     pub(crate) fn connect_as_initiator(&mut self) -> ConnId {
-        let out = self.event(Event::Online);
+        let out = self.event(Event::Online(None));
         let conn = connect_of(&out).expect("an online initiator builds a connection");
         self.event(Event::OfferReady(conn, "offer".into()));
         self.remote.new_attempt();
@@ -148,4 +170,31 @@ pub(crate) fn connect_of(actions: &[Action]) -> Option<ConnId> {
         Action::Connect { conn, .. } => Some(*conn),
         _ => None,
     })
+}
+
+/// What the actions send, opened by whichever of the harness's two keys
+/// (seeds 1 and 2) a sealed one is for.
+pub(crate) fn sent(actions: &[Action]) -> Vec<SetupMessage> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Send(info) => Some(opened(info)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn opened(info: &PeerInfo) -> SetupMessage {
+    let SetupMessage::Sealed(text) = &info.message else {
+        return info.message.clone();
+    };
+    [1u8, 2]
+        .into_iter()
+        .find_map(|seed| {
+            let key = crate::identity::NodeKey::from_seed([seed; 32]);
+            let (sender, auth) = crate::setup_auth::verify(info, &key.id()).ok()?;
+            let header = crate::setup_auth::SetupHeader::of(info, sender, &auth);
+            crate::seal::open(&crate::x25519::secret_of(&key), &header, text).ok()
+        })
+        .expect("sealed to one of the two keys")
 }

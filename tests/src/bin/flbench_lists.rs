@@ -81,6 +81,7 @@ fn info(n: u8) -> NodeInfoV3 {
         client: "flnode 0.1.0".into(),
         pubkey: NodeId([n; 32]),
         modules: "STAT | RAND | GOSSIP | PING".into(),
+        sealed_setup: None,
     }
 }
 

@@ -20,8 +20,21 @@ pub enum Mode {
     Soak,
 }
 
+/// `relay`: which setup frame the pairs echo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayFrame {
+    /// fledger's: an unsigned Offer with a short SDP.
+    Offer,
+    /// flnode's plain one: a signed Offer with an SDP of flnode's size.
+    Signed,
+    /// flnode's sealed one: the same Offer sealed, padded and signed.
+    Sealed,
+}
+
 pub struct Args {
     pub mode: Mode,
+    /// `relay`: the frame relayed.
+    pub frame: RelayFrame,
     pub url: String,
     /// `relay`: where the receiving nodes connect.
     pub to_url: Option<String>,
@@ -56,6 +69,7 @@ const USAGE: &str = "usage: flload MODE [flags]
   idle        [--url URL] [--nodes N] [--in-flight C] [--server-pid PID] [--source-ips K]
   handshakes  [--url URL] [--nodes N] [--in-flight C] [--source-ips K]
   relay       [--url URL] [--to-url URL] [--pairs P] [--messages M per pair] [--window W] [--rtt-samples R]
+              [--frame offer|signed|sealed]
   storm       [--url URL] [--nodes N] [--in-flight C] [--source-ips K] [--deadline 60s] [--settle 1s]
   soak        [--url URL] [--nodes N] [--pairs P] [--duration 600s] [--lifetime 60s] [--report 60s]
               [--in-flight C] [--server-pid PID] [--source-ips K] [--settle 5s]
@@ -76,6 +90,7 @@ fn parse_from(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Args> {
     };
     let mut args = Args {
         mode,
+        frame: RelayFrame::Offer,
         url: "ws://127.0.0.1:8765/".into(),
         to_url: None,
         pairs: if mode == Mode::Soak { 20 } else { 8 },
@@ -116,6 +131,14 @@ fn parse_from(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Args> {
             "--messages" => args.messages = value.parse().with_context(bad)?,
             "--window" => args.window = value.parse().with_context(bad)?,
             "--rtt-samples" => args.rtt_samples = value.parse().with_context(bad)?,
+            "--frame" => {
+                args.frame = match value.as_str() {
+                    "offer" => RelayFrame::Offer,
+                    "signed" => RelayFrame::Signed,
+                    "sealed" => RelayFrame::Sealed,
+                    _ => bail!("{}", bad()),
+                }
+            }
             "--list-request" => args.list_request = value.parse().with_context(bad)?,
             "--deadline" => args.deadline = seconds(&value).with_context(bad)?,
             "--settle" => args.settle = seconds(&value).with_context(bad)?,

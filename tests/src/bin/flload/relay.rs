@@ -14,7 +14,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use crate::args::Args;
+use crate::args::{Args, RelayFrame};
 use crate::client::{join_as, Socket, Target};
 use crate::stats::Percentiles;
 
@@ -27,6 +27,33 @@ pub fn frame(init: NodeId, follow: NodeId) -> String {
     format!(
         r#"{{"PeerSetup":{{"id_init":"{init}","id_follow":"{follow}","message":{{"Offer":"v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n"}}}}}}"#
     )
+}
+
+/// An SDP of the size flnode's Offers have (450 bytes).
+const FLNODE_SIZED_SDP: &str = "v=0\r\no=- 3890833965374056566 835397548 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=fingerprint:sha-256 01:F9:46:84:BC:91:55:EB:6A:90:81:79:92:AB:C8:40:E6:E8:06:D8:D9:10:4E:A0:82:39:64:25:51:3C:9F:98\r\na=extmap-allow-mixed\r\na=group:BUNDLE 0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=setup:actpass\r\na=mid:0\r\na=sendrecv\r\na=sctp-port:5000\r\na=max-message-size:65536\r\na=ice-ufrag:DHUtwrugBbuEcwVX\r\na=ice-pwd:ltNhQpvYzEeEajlfJOuwkBCwYHOaxXWC\r\n";
+
+/// The frame `kind` from `from` to `to`, as its sender would send it.
+fn frame_of(kind: RelayFrame, from: &NodeKey, to: &NodeKey) -> String {
+    use flproto::message::{NodeMessage, PeerInfo, SetupMessage};
+    use flproto::setup_auth::{sign_with, SetupSigner};
+    use flproto::setup_message::{Opens, SessionId};
+    let (init, follow) = (from.id(), to.id());
+    if kind == RelayFrame::Offer {
+        return frame(init, follow);
+    }
+    let mut signer = SetupSigner::new(SessionId::random(Opens::Sealed));
+    let mut attempt = signer.next_generation(1_763_800_000_000);
+    let header = signer.next_header(from, &mut attempt, init, follow);
+    let offer = SetupMessage::Offer(FLNODE_SIZED_SDP.into());
+    let message = match kind {
+        RelayFrame::Sealed => {
+            flproto::seal::seal(&follow, &header, &offer, flproto::seal::EphemeralSeed(rand::random()))
+                .expect("an Offer seals")
+        }
+        _ => offer,
+    };
+    let info: PeerInfo = sign_with(from, &header, message);
+    NodeMessage::PeerSetup(info).to_json()
 }
 
 struct Pair {
@@ -47,11 +74,12 @@ async fn pairs(args: &Args, count: usize) -> anyhow::Result<Vec<Pair>> {
         let (a, b) = (NodeKey::generate(), NodeKey::generate());
         let sender = join_as(&from, source, &a).await.context("sender")?;
         let receiver = join_as(&to, source, &b).await.context("receiver")?;
+        let text = frame_of(args.frame, &a, &b);
         pairs.push(Pair {
             sender,
             receiver,
-            forth: frame(a.id(), b.id()),
-            back: frame(a.id(), b.id()),
+            forth: text.clone(),
+            back: text,
         });
     }
     Ok(pairs)
@@ -72,6 +100,7 @@ pub async fn next_setup(ws: &mut Socket) -> anyhow::Result<()> {
 
 pub async fn run(args: &Args) -> anyhow::Result<()> {
     let mut all = pairs(args, args.pairs.max(1)).await?;
+    let frame_len = all[0].forth.len();
     tokio::time::sleep(SETTLE).await;
 
     // Round trips, one at a time, on the first pair.
@@ -114,7 +143,9 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         println!("rtt under that load (send to echo): {}", loaded.human());
     }
     println!(
-        "result mode=relay pairs={} window={window} msgs_per_s={rate:.1} {} {}",
+        "result mode=relay frame={:?} frame_bytes={} pairs={} window={window} msgs_per_s={rate:.1} {} {}",
+        args.frame,
+        frame_len,
         args.pairs.max(1),
         idle.map(|p| p.fields("idle_rtt")).unwrap_or_default(),
         loaded.map(|p| p.fields("rtt")).unwrap_or_default(),
