@@ -16,7 +16,7 @@ use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use crate::ids::NodeId;
-use crate::message::NodeMessage;
+use crate::inbound::InboundMessage;
 use crate::node_info::{NodeInfo, NodeInfoError};
 
 /// One running flsignal process in a cluster, random per start, so that a
@@ -144,7 +144,7 @@ impl RelayRefusal {
 /// session checked it at the sender's: a `PeerSetup` whose sender is one
 /// of its two parties and whose other party is `to`.
 pub fn check_relayed(text: &str, from: &NodeId, to: &NodeId) -> Result<(), RelayRefusal> {
-    let Ok(NodeMessage::PeerSetup(setup)) = serde_json::from_str::<NodeMessage>(text) else {
+    let Ok(InboundMessage::PeerSetup(setup)) = crate::inbound::parse(text) else {
         return Err(RelayRefusal::NotPeerSetup);
     };
     match setup.counterpart_of(from) {
