@@ -14,7 +14,7 @@ use std::time::Instant;
 use crate::args::Args;
 use crate::client::{bytes_received, sources, Target};
 use crate::crowd::join_crowd;
-use crate::server_proc::{server_pid, CpuMeter};
+use crate::server_proc::{self, server_pid, CpuMeter};
 use crate::stats::Percentiles;
 
 pub async fn run(args: &Args) -> anyhow::Result<()> {
@@ -40,16 +40,9 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     if let Some(cpu) = cpu {
         tokio::time::sleep(args.settle).await;
         if let Some(used) = cpu.used() {
-            let per_handshake = used.as_secs_f64() * 1e6 / registered.max(1) as f64;
-            println!(
-                "server CPU {:.1} ms over the joins and {:.1} s after: {per_handshake:.1} µs per handshake",
-                used.as_secs_f64() * 1e3,
-                args.settle.as_secs_f64()
-            );
-            cpu_fields = format!(
-                " server_cpu_ms={:.1} server_cpu_us_per_handshake={per_handshake:.1}",
-                used.as_secs_f64() * 1e3
-            );
+            let (fields, human) = server_proc::cpu_fields(used, registered, "handshake");
+            println!("{human}, over the joins and {:.1} s after", args.settle.as_secs_f64());
+            cpu_fields = fields;
         }
     }
     println!(

@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use crate::args::{Args, Protocol};
 use crate::client::{join_as, resolve, Socket, Target};
 use crate::matchbox;
-use crate::server_proc::{server_pid, CpuMeter};
+use crate::server_proc::{self, server_pid, CpuMeter};
 use crate::stats::Percentiles;
 
 /// Time given to a cluster to spread the new nodes' presence.
@@ -156,15 +156,9 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     }
     let mut cpu_fields = String::new();
     if let Some(used) = cpu_used {
-        let per_frame = used.as_secs_f64() * 1e6 / relayed;
-        println!(
-            "server CPU {:.1} ms over that load: {per_frame:.2} µs per relayed frame",
-            used.as_secs_f64() * 1e3
-        );
-        cpu_fields = format!(
-            " server_cpu_ms={:.1} server_cpu_us_per_frame={per_frame:.3}",
-            used.as_secs_f64() * 1e3
-        );
+        let (fields, human) = server_proc::cpu_fields(used, relayed as usize, "frame");
+        println!("{human}, over that load");
+        cpu_fields = fields;
     }
     println!(
         "result mode=relay pairs={} window={window} msgs_per_s={rate:.1} {} {}{cpu_fields}",
