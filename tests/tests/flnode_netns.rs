@@ -273,7 +273,9 @@ async fn a_dead_path_is_noticed_and_replaced() {
     let pair = NodePair::start(&testbed).await.unwrap();
     let overlay = Overlay::new(&testbed, WIREGUARD, PEER_PORT).await.unwrap();
     overlay.ping_from_a().await.unwrap();
-    let report = status(pair.dir(0)).unwrap();
+    // ICE may still move to the other link's pair right after the first
+    // packets; the link to kill is the one the path has settled on.
+    let report = settled_path_report(pair.dir(0)).await;
     let (dying, other) = if report.contains("path host 10.201.0.1:") {
         (1, "10.202.0.")
     } else {
@@ -300,6 +302,33 @@ async fn a_dead_path_is_noticed_and_replaced() {
         !report.contains("handovers 0") || !other_report.contains("handovers 0"),
         "no handover counted: {report}\n{other_report}"
     );
+}
+
+/// How often, and how many times at most, the path is read until two
+/// reads in a row agree.
+const PATH_SETTLE_READS: (Duration, usize) = (Duration::from_millis(500), 20);
+
+/// A `flnode status` report whose data path is the same as half a second
+/// before (or the last one read, after ten seconds).
+async fn settled_path_report(dir: &std::path::Path) -> String {
+    let path_of = |report: &str| {
+        report.lines().find_map(|line| {
+            line.split_once("path ")
+                .map(|(_, path)| path.split("  ").next().unwrap_or("").to_owned())
+        })
+    };
+    let (pause, reads) = PATH_SETTLE_READS;
+    let mut report = status(dir).unwrap_or_default();
+    for _ in 0..reads {
+        tokio::time::sleep(pause).await;
+        let next = status(dir).unwrap_or_default();
+        let settled = path_of(&next).is_some() && path_of(&next) == path_of(&report);
+        report = next;
+        if settled {
+            break;
+        }
+    }
+    report
 }
 
 /// iptables, to make a path die; under `CI=true` its absence is a failure.
