@@ -22,6 +22,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Bytes gathered before a write goes out even without a flush.
 pub const COALESCE_LIMIT: usize = 16 * 1024;
 
+/// Bytes reserved when a corked batch starts, so that a batch of small
+/// frames (relayed setups are a few hundred bytes) is gathered without
+/// growing its buffer step by step; released with the rest once written.
+pub const BATCH_RESERVE: usize = 4 * 1024;
+
 /// An I/O stream whose writes, once corked, are held until the next flush
 /// (or until [`COALESCE_LIMIT`] bytes are held), then written at once.
 pub struct WriteCoalescer<T> {
@@ -84,6 +89,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteCoalescer<T> {
             if buf.len() > COALESCE_LIMIT {
                 return Pin::new(&mut self.inner).poll_write(cx, buf);
             }
+        }
+        if self.pending.capacity() == 0 {
+            self.pending.reserve(BATCH_RESERVE.max(buf.len()));
         }
         self.pending.extend_from_slice(buf);
         Poll::Ready(Ok(buf.len()))
@@ -167,6 +175,25 @@ mod tests {
         assert_eq!(io.inner.writes.len(), 3);
         assert_eq!(io.inner.writes[2], large);
         assert_eq!(io.pending.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_batch_starts_with_room_for_several_frames_and_releases_it() {
+        let mut io = recorder(usize::MAX);
+        io.cork();
+        io.write_all(&[1u8; 300]).await.unwrap();
+        assert!(io.pending.capacity() >= BATCH_RESERVE);
+        let first_buffer = io.pending.as_ptr();
+        for _ in 0..10 {
+            io.write_all(&[2u8; 300]).await.unwrap();
+        }
+        assert_eq!(
+            io.pending.as_ptr(),
+            first_buffer,
+            "eleven small frames fit without growing"
+        );
+        io.flush().await.unwrap();
+        assert_eq!(io.pending.capacity(), 0);
     }
 
     #[tokio::test]

@@ -7,8 +7,15 @@
 //! memory stays near its peak until a later load happens to reuse it.
 //! `malloc_trim(0)` hands every free page of every arena back. It walks the
 //! whole heap, taking each arena's lock in turn, so it runs only when many
-//! nodes have left ([`TrimPolicy`]), at most once per `--trim-interval`, on
-//! a blocking thread.
+//! nodes have left ([`TrimPolicy`]): at most once per `--trim-interval`
+//! while they keep leaving, at once when they stop; on a blocking thread.
+//!
+//! What a trim cannot give back are pages that hold a chunk still in use,
+//! and the chunks each thread keeps cached for reuse (glibc's tcache, up to
+//! seven per size class and thread) are in use as far as a trim is
+//! concerned. After a storm those few cached chunks are spread over
+//! megabytes of pages; `GLIBC_TUNABLES=glibc.malloc.tcache_count=0` in the
+//! server's environment trades some CPU for them (BENCHMARKS.md).
 
 use crate::error::{check, InvalidSetting};
 use std::sync::Arc;
@@ -33,8 +40,9 @@ const SAMPLE_PERIOD: Duration = Duration::from_millis(250);
 /// The flags of heap trimming.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
 pub struct TrimConfig {
-    /// Shortest time between two heap trims (give freed memory back to the
-    /// system after many nodes left); `0s` turns trimming off.
+    /// Shortest time between two heap trims while nodes keep leaving (give
+    /// freed memory back to the system after many nodes left; once they
+    /// stop leaving the trim comes at once); `0s` turns trimming off.
     #[arg(long, env = "FLSIGNAL_TRIM_INTERVAL", value_parser = humantime::parse_duration, default_value = "2s")]
     pub trim_interval: Duration,
 
@@ -51,12 +59,17 @@ impl TrimConfig {
 }
 
 /// When to trim: the node count fell by `after_leaves` from its highest
-/// since the last trim, and the last trim is `interval` ago.
+/// since the last trim, and either the last trim is `interval` ago or the
+/// leaving has stopped (the count did not change since the sample
+/// before). Waiting out the interval spares a long exodus a trim per
+/// sample; once nobody leaves any more, waiting frees nothing more and
+/// only keeps the memory out longer.
 #[derive(Debug)]
 pub struct TrimPolicy {
     interval: Duration,
     after_leaves: usize,
     highest: usize,
+    previous: Option<usize>,
     last_trim: Option<Instant>,
 }
 
@@ -66,6 +79,7 @@ impl TrimPolicy {
             interval: config.trim_interval,
             after_leaves: config.trim_after_leaves,
             highest: 0,
+            previous: None,
             last_trim: None,
         }
     }
@@ -75,7 +89,8 @@ impl TrimPolicy {
         self.highest = self.highest.max(online);
         let left_enough = self.highest - online >= self.after_leaves;
         let rested = self.last_trim.is_none_or(|at| now.duration_since(at) >= self.interval);
-        if left_enough && rested {
+        let settled = self.previous.replace(online) == Some(online);
+        if left_enough && (rested || settled) {
             self.highest = online;
             self.last_trim = Some(now);
             return true;
@@ -148,6 +163,23 @@ mod tests {
         assert!(
             !policy.on_sample(0, start + Duration::from_secs(10)),
             "nobody left since the last trim"
+        );
+    }
+
+    #[test]
+    fn once_the_leaving_stops_the_trim_does_not_wait_for_the_interval() {
+        let (mut policy, start) = (policy(2, 100), Instant::now());
+        policy.on_sample(1000, start);
+        assert!(policy.on_sample(800, start), "the first trim");
+        let soon = start + Duration::from_millis(250);
+        assert!(!policy.on_sample(300, soon), "still leaving, too soon");
+        assert!(
+            policy.on_sample(300, soon + Duration::from_millis(250)),
+            "nobody left since the sample before: trim now"
+        );
+        assert!(
+            !policy.on_sample(300, soon + Duration::from_millis(500)),
+            "nobody left since that trim"
         );
     }
 

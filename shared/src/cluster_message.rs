@@ -16,7 +16,7 @@ use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use crate::ids::NodeId;
-use crate::message::NodeMessage;
+use crate::inbound::InboundMessage;
 use crate::node_info::{NodeInfo, NodeInfoError, NodeInfoJson};
 
 /// One running flsignal process in a cluster, random per start, so that a
@@ -144,7 +144,7 @@ impl RelayRefusal {
 /// session checked it at the sender's: a `PeerSetup` whose sender is one
 /// of its two parties and whose other party is `to`.
 pub fn check_relayed(text: &str, from: &NodeId, to: &NodeId) -> Result<(), RelayRefusal> {
-    let Ok(NodeMessage::PeerSetup(setup)) = serde_json::from_str::<NodeMessage>(text) else {
+    let Ok(InboundMessage::PeerSetup(setup)) = crate::inbound::parse(text) else {
         return Err(RelayRefusal::NotPeerSetup);
     };
     match setup.counterpart_of(from) {
@@ -303,6 +303,23 @@ mod tests {
                 Err(RelayRefusal::NotPeerSetup),
                 "{not_setup}"
             );
+        }
+    }
+
+    /// A sealed setup crosses the cluster like a plain one: the check reads
+    /// ids only, and every setup kind a node may send passes it.
+    #[test]
+    fn every_setup_kind_may_be_relayed_between_instances() {
+        let (from, to) = (NodeId([1; 32]), NodeId([2; 32]));
+        for message in [
+            r#""Init""#,
+            r#"{"Offer":"v=0"}"#,
+            r#"{"Answer":"v=0"}"#,
+            r#"{"IceCandidate":"candidate:1 1 udp 1 10.0.0.1 1 typ host"}"#,
+            r#"{"Sealed":"AAAA"}"#,
+        ] {
+            let text = format!(r#"{{"PeerSetup":{{"id_init":"{from}","id_follow":"{to}","message":{message}}}}}"#);
+            assert_eq!(check_relayed(&text, &from, &to), Ok(()), "{message}");
         }
     }
 

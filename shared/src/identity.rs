@@ -77,7 +77,7 @@ mod tests {
         );
         let signature = key.sign(&[0xab; 32]);
         assert_eq!(
-            hex::encode(signature.0),
+            const_hex::encode(signature.0),
             "b5cb8d5f58cd3aea4e44d1ebbebb386bda26e5a3996fc0f13193c84ec689d1fd61c59e7056d6b3a1e789fff8eb95202b8323de5c32e61487f41119cece42ec01"
         );
         assert_eq!(verify(&key.id(), &[0xab; 32], &signature), Ok(()));

@@ -21,7 +21,7 @@ pub fn parse_hex32(text: &str) -> Result<[u8; 32], IdError> {
         return Err(IdError::Length(text.chars().count()));
     }
     let mut bytes = [0u8; 32];
-    hex::decode_to_slice(text, &mut bytes).map_err(|_| IdError::NotHex)?;
+    const_hex::decode_to_slice(text, &mut bytes).map_err(|_| IdError::NotHex)?;
     Ok(bytes)
 }
 
@@ -65,7 +65,7 @@ macro_rules! hex32_type {
             }
 
             pub fn to_hex(&self) -> String {
-                hex::encode(self.0)
+                const_hex::encode(self.0)
             }
         }
 
@@ -92,7 +92,7 @@ macro_rules! hex32_type {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 let mut buf = [0u8; 64];
                 // Cannot fail: the buffer is exactly twice the input length.
-                hex::encode_to_slice(self.0, &mut buf).map_err(serde::ser::Error::custom)?;
+                const_hex::encode_to_slice(self.0, &mut buf).map_err(serde::ser::Error::custom)?;
                 serializer.serialize_str(std::str::from_utf8(&buf).map_err(serde::ser::Error::custom)?)
             }
         }
@@ -140,13 +140,13 @@ pub struct SignatureBytes(pub [u8; 64]);
 
 impl std::fmt::Debug for SignatureBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SignatureBytes({}…)", hex::encode(&self.0[..4]))
+        write!(f, "SignatureBytes({}…)", const_hex::encode(&self.0[..4]))
     }
 }
 
 impl Serialize for SignatureBytes {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&hex::encode(self.0))
+        serializer.serialize_str(&const_hex::encode(self.0))
     }
 }
 
@@ -157,7 +157,7 @@ impl<'de> Deserialize<'de> for SignatureBytes {
                 return Err(format!("signature must be 128 hex characters, got {}", text.len()));
             }
             let mut bytes = [0u8; 64];
-            hex::decode_to_slice(text.as_bytes(), &mut bytes).map_err(|_| "signature is not hex".to_owned())?;
+            const_hex::decode_to_slice(text.as_bytes(), &mut bytes).map_err(|_| "signature is not hex".to_owned())?;
             Ok(bytes)
         })
         .map(SignatureBytes)

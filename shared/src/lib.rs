@@ -4,6 +4,8 @@
 //! * [`ids`], [`node_info`] and [`message`] are the wire format: fledger's
 //!   signalling protocol version 3, byte-compatible with fledger 0.10, plus a
 //!   few extensions that are only ever sent to nodes that asked for them.
+//! * [`inbound`] reads a node's frame as the server needs it: checked like
+//!   a [`message::NodeMessage`], a relayed setup's text left in the frame.
 //! * [`identity`] and [`announce`] are node keys and what exactly they sign.
 //! * [`session`] is the server's per-connection state machine and
 //!   [`registry`] the server's one record of who is online: who knows whom
@@ -31,6 +33,7 @@ pub mod cluster_message;
 pub mod cluster_presence;
 pub mod identity;
 pub mod ids;
+pub mod inbound;
 pub mod message;
 pub mod node_info;
 pub mod overlay;

@@ -62,7 +62,7 @@ fn test_vector() {
     // The encapsulated key is the ephemeral public key HPKE derives from
     // the seed (its secret is a8b12021…0049).
     assert_eq!(
-        hex::encode(&raw(VECTOR_SEALED)[..32]),
+        const_hex::encode(&raw(VECTOR_SEALED)[..32]),
         "90ab790ecbf0704232ffe9436faeccc913b66a60e99c688a40bba4d5e2e61450"
     );
     assert_eq!(raw(VECTOR_SEALED).len(), 32 + 1024 + 16);
@@ -72,7 +72,7 @@ fn test_vector() {
     );
     let signed = sign_with(&a, &header, sealed);
     assert_eq!(
-        hex::encode(signed.auth.unwrap().signature.0),
+        const_hex::encode(signed.auth.unwrap().signature.0),
         "bf717885546fb8c11ad87f06381e63c9ae628a86dd9c07bf512b233bd83a08a3fb024c2496b2bc4bb648e57c0ad4b2dfe622dd883b8d5137d7931fe3c104dc0c"
     );
     assert_eq!(verify(&signed, &b.id()).map(|(sender, _)| sender), Ok(a.id()));

@@ -57,11 +57,11 @@ fn test_vector() {
             r#"{{"id_init":"{}","id_follow":"{}","message":{{"IceCandidate":"candidate:1 1 udp 2130706431 10.0.0.1 5000 typ host"}},"auth":{{"session":"1111111111111111","generation":1763800000000,"seq":2,"signature":"{}"}}}}"#,
             message.id_init,
             message.id_follow,
-            hex::encode(auth.signature.0)
+            const_hex::encode(auth.signature.0)
         )
     );
     assert_eq!(
-        hex::encode(auth.signature.0),
+        const_hex::encode(auth.signature.0),
         "2ab8219cbc45ff0862ec0fde91fddeda4070adfc6e1e047682c560de934f9111fc3f299060783a8f92e17bdfcc4daa72b24390d8d1914e8ece752a3b9c54450c"
     );
     assert_eq!(verify(&message, &b.id()), Ok((a.id(), auth)));

@@ -105,19 +105,19 @@ impl SessionId {
 
 impl std::fmt::Debug for SessionId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", hex::encode(self.0))
+        write!(f, "{}", const_hex::encode(self.0))
     }
 }
 
 impl std::fmt::Display for SessionId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", hex::encode(self.0))
+        write!(f, "{}", const_hex::encode(self.0))
     }
 }
 
 impl Serialize for SessionId {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&hex::encode(self.0))
+        serializer.serialize_str(&const_hex::encode(self.0))
     }
 }
 
@@ -128,7 +128,7 @@ impl<'de> Deserialize<'de> for SessionId {
                 return Err("session must be 16 hex characters");
             }
             let mut bytes = [0u8; 8];
-            hex::decode_to_slice(text.as_bytes(), &mut bytes).map_err(|_| "session is not hex")?;
+            const_hex::decode_to_slice(text.as_bytes(), &mut bytes).map_err(|_| "session is not hex")?;
             Ok(bytes)
         })
         .map(SessionId)

@@ -23,7 +23,7 @@ pub struct X25519Secret(pub [u8; 32]);
 
 impl std::fmt::Debug for X25519Public {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "X25519Public({})", hex::encode(self.0))
+        write!(f, "X25519Public({})", const_hex::encode(self.0))
     }
 }
 
@@ -65,11 +65,11 @@ mod tests {
     fn matches_libsodium_for_the_reference_key() {
         let key = NodeKey::from_seed([1; 32]);
         assert_eq!(
-            hex::encode(public_of(&key.id()).unwrap().0),
+            const_hex::encode(public_of(&key.id()).unwrap().0),
             "1b1b58dd50ea14b60da17b790cd02754d970c9bab864ebb3c0f3016fe51d3f57"
         );
         assert_eq!(
-            hex::encode(secret_of(&key).0),
+            const_hex::encode(secret_of(&key).0),
             "58e86efb75fa4e2c410f46e16de9f6acae1a1703528651b69bc176c088bef36e"
         );
     }

@@ -161,7 +161,7 @@ fn hex_fields_accept_exactly_their_length_in_hex_digits() {
             let signature = serde_json::from_str::<SignatureBytes>(&quoted);
             assert_eq!(signature.is_ok(), text.len() == 128 && all_hex, "signature {text:?}");
             if let Ok(signature) = signature {
-                assert_eq!(hex::encode(signature.0), text.to_ascii_lowercase());
+                assert_eq!(const_hex::encode(signature.0), text.to_ascii_lowercase());
             }
         });
 }

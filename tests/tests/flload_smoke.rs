@@ -68,6 +68,8 @@ async fn handshakes_register_every_node() {
     assert_eq!(result["registered"], "300", "{result:?}");
     assert_eq!(result["failed"], "0", "{result:?}");
     assert!(result.contains_key("latency_p99_ms"), "{result:?}");
+    // Found by its listening port, as no pid was given.
+    assert!(result.contains_key("server_cpu_us_per_handshake"), "{result:?}");
 }
 
 #[tokio::test]
@@ -95,13 +97,15 @@ async fn storm_registers_every_node_and_counts_bytes() {
 }
 
 #[tokio::test]
-async fn relay_echoes_without_errors() {
+async fn relay_echoes_without_errors_and_measures_the_server_cpu() {
     let server = server().await;
-    let url = server.url();
+    let (url, pid) = (server.url(), server.pid().to_string());
     let result = flload(&[
         "relay",
         "--url",
         &url,
+        "--server-pid",
+        &pid,
         "--pairs",
         "2",
         "--window",
@@ -113,6 +117,8 @@ async fn relay_echoes_without_errors() {
     ])
     .await;
     assert!(result.contains_key("rtt_p99_ms"), "{result:?}");
+    let per_frame: f64 = result["server_cpu_us_per_frame"].parse().expect("a number");
+    assert!(per_frame >= 0.0, "{result:?}");
 }
 
 /// A short soak: a thousand nodes (and a few relaying pairs) join and leave

@@ -31,10 +31,23 @@ pub enum RelayFrame {
     Sealed,
 }
 
+/// Which signalling protocol the nodes speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// fledger's wire v3: challenge, signed Announce, node list (ours and
+    /// fledger's server).
+    Fledger,
+    /// matchbox_server's rooms (see `matchbox`), for comparison: no
+    /// authentication, each node in a room of its own, each relay pair in
+    /// one room.
+    Matchbox,
+}
+
 pub struct Args {
     pub mode: Mode,
     /// `relay`: the frame relayed.
     pub frame: RelayFrame,
+    pub protocol: Protocol,
     pub url: String,
     /// `relay`: where the receiving nodes connect.
     pub to_url: Option<String>,
@@ -73,7 +86,9 @@ const USAGE: &str = "usage: flload MODE [flags]
   storm       [--url URL] [--nodes N] [--in-flight C] [--source-ips K] [--deadline 60s] [--settle 1s]
   soak        [--url URL] [--nodes N] [--pairs P] [--duration 600s] [--lifetime 60s] [--report 60s]
               [--in-flight C] [--server-pid PID] [--source-ips K] [--settle 5s]
-  every mode  [--list-request true|false]   (default true: Announce then \"ListIDsRequest\", as fledger nodes do)";
+  every mode  [--list-request true|false]   (default true: Announce then \"ListIDsRequest\", as fledger nodes do)
+              [--protocol fledger|matchbox] (default fledger; matchbox: not with soak)
+  handshakes, relay [--server-pid PID]      (the server's CPU time per handshake / relayed frame)";
 
 pub fn parse() -> anyhow::Result<Args> {
     parse_from(std::env::args().skip(1))
@@ -91,6 +106,7 @@ fn parse_from(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Args> {
     let mut args = Args {
         mode,
         frame: RelayFrame::Offer,
+        protocol: Protocol::Fledger,
         url: "ws://127.0.0.1:8765/".into(),
         to_url: None,
         pairs: if mode == Mode::Soak { 20 } else { 8 },
@@ -140,6 +156,13 @@ fn parse_from(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Args> {
                 }
             }
             "--list-request" => args.list_request = value.parse().with_context(bad)?,
+            "--protocol" => {
+                args.protocol = match value.as_str() {
+                    "fledger" => Protocol::Fledger,
+                    "matchbox" => Protocol::Matchbox,
+                    _ => bail!("{}", bad()),
+                }
+            }
             "--deadline" => args.deadline = seconds(&value).with_context(bad)?,
             "--settle" => args.settle = seconds(&value).with_context(bad)?,
             "--duration" => args.duration = seconds(&value).with_context(bad)?,
@@ -148,6 +171,10 @@ fn parse_from(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Args> {
             other => bail!("unknown flag {other}\n{USAGE}"),
         }
     }
+    anyhow::ensure!(
+        !(args.mode == Mode::Soak && args.protocol == Protocol::Matchbox),
+        "soak speaks the fledger protocol only"
+    );
     anyhow::ensure!(
         !args.lifetime.is_zero() && !args.report.is_zero(),
         "--lifetime and --report must be longer than zero"

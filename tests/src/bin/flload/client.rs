@@ -1,6 +1,8 @@
 //! One load-generating node: connect from a chosen loopback source address,
 //! answer the challenge with a signed fledger-v3 Announce, wait for the node
-//! list. Every byte the server sends to any of these sockets is counted.
+//! list (or, with `--protocol matchbox`, wait for the id matchbox assigns,
+//! see [`crate::matchbox`]). Every byte the server sends to any of these
+//! sockets is counted.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -19,6 +21,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::args::{Args, Protocol};
+use crate::matchbox;
 
 /// Longest a single join may take before it counts as failed.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -70,14 +75,16 @@ pub struct Target {
     pub url: String,
     pub server: SocketAddr,
     pub list_request: bool,
+    pub protocol: Protocol,
 }
 
 impl Target {
-    pub async fn new(url: &str, list_request: bool) -> anyhow::Result<Target> {
+    pub async fn new(url: &str, args: &Args) -> anyhow::Result<Target> {
         Ok(Target {
             url: url.to_owned(),
             server: resolve(url).await?,
-            list_request,
+            list_request: args.list_request,
+            protocol: args.protocol,
         })
     }
 }
@@ -90,9 +97,13 @@ pub fn sources(count: u8) -> Vec<IpAddr> {
         .collect()
 }
 
-/// Connects from `source` with a new key, announces, waits for the node list.
+/// Connects from `source` with a new key, announces, waits for the node
+/// list; for matchbox, joins a room of its own and waits for its id.
 pub async fn join(target: &Target, source: IpAddr) -> anyhow::Result<Socket> {
-    join_as(target, source, &NodeKey::generate()).await
+    match target.protocol {
+        Protocol::Fledger => join_as(target, source, &NodeKey::generate()).await,
+        Protocol::Matchbox => Ok(matchbox::join_own_room(target, source).await?.0),
+    }
 }
 
 /// [`join`] with a given key, failing after [`JOIN_TIMEOUT`].
@@ -102,15 +113,21 @@ pub async fn join_as(target: &Target, source: IpAddr, key: &NodeKey) -> anyhow::
         .context("join timed out")?
 }
 
-async fn join_unbounded(target: &Target, source: IpAddr, key: &NodeKey) -> anyhow::Result<Socket> {
+/// Connects from `source` to `url` (on `target`'s server) and upgrades.
+pub async fn connect(target: &Target, source: IpAddr, url: &str) -> anyhow::Result<Socket> {
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(source, 0))?;
     let stream = socket.connect(target.server).await.context("connect")?;
     stream.set_nodelay(true)?;
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(&target.url, CountedStream(stream), Some(config))
+    let (ws, _) = tokio_tungstenite::client_async_with_config(url, CountedStream(stream), Some(config))
         .await
         .context("upgrade")?;
+    Ok(ws)
+}
+
+async fn join_unbounded(target: &Target, source: IpAddr, key: &NodeKey) -> anyhow::Result<Socket> {
+    let mut ws = connect(target, source, &target.url).await?;
     let challenge = match next_text(&mut ws).await? {
         text if text.starts_with(r#"{"Challenge""#) => match serde_json::from_str(&text)? {
             ServerMessage::Challenge(_, challenge) => challenge,

@@ -12,7 +12,7 @@ use crate::server_proc::resident_kib;
 const SETTLE: Duration = Duration::from_secs(2);
 
 pub async fn run(args: &Args) -> anyhow::Result<()> {
-    let target = Target::new(&args.url, args.list_request).await?;
+    let target = Target::new(&args.url, args).await?;
     let before = args.server_pid.map(resident_kib).transpose()?;
     let started = Instant::now();
     let crowd = join_crowd(&target, &sources(args.source_ips), args.nodes, args.in_flight, None).await;

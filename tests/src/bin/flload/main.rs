@@ -41,6 +41,7 @@ mod client;
 mod crowd;
 mod handshakes;
 mod idle;
+mod matchbox;
 mod relay;
 mod server_proc;
 mod soak;

@@ -1,7 +1,13 @@
 //! `flload relay`: PeerSetup relay RTT and throughput between nodes on one
 //! server (or instance) and nodes on another, or the same. Only wire v3 is
 //! used and nothing but relayed setups is expected back (fledger's server
-//! sends no errors or notices), so it loads fledger's server too.
+//! sends no errors or notices), so it loads fledger's server too. With
+//! `--protocol matchbox` each pair is a room of its own and the same offer
+//! travels as matchbox's `Signal`.
+//!
+//! With the server's pid (given, or found by its listening port) the
+//! server's CPU time over the throughput phase is divided by the frames it
+//! relayed in it.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -14,19 +20,27 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use crate::args::{Args, RelayFrame};
-use crate::client::{join_as, Socket, Target};
+use crate::args::{Args, Protocol, RelayFrame};
+use crate::client::{join_as, resolve, Socket, Target};
+use crate::matchbox;
+use crate::server_proc::{self, server_pid, CpuMeter};
 use crate::stats::Percentiles;
 
 /// Time given to a cluster to spread the new nodes' presence.
 const SETTLE: Duration = Duration::from_millis(1500);
 
-/// A setup frame as a browser or flnode would send it: an offer with a
-/// short SDP.
+/// How a relayed PeerSetup starts as it arrives.
+const SETUP_PREFIX: &str = r#"{"PeerSetup""#;
+
+/// The setup message every relayed frame carries: an offer with a short
+/// SDP, as a browser or flnode would send it.
+const OFFER: &str =
+    r#"{"Offer":"v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n"}"#;
+
+/// A setup frame from `init` to `follow` (or back: the server relays it to
+/// whichever of the two did not send it).
 pub fn frame(init: NodeId, follow: NodeId) -> String {
-    format!(
-        r#"{{"PeerSetup":{{"id_init":"{init}","id_follow":"{follow}","message":{{"Offer":"v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n"}}}}}}"#
-    )
+    format!(r#"{{"PeerSetup":{{"id_init":"{init}","id_follow":"{follow}","message":{OFFER}}}}}"#)
 }
 
 /// An SDP of the size flnode's Offers have (450 bytes).
@@ -59,27 +73,46 @@ fn frame_of(kind: RelayFrame, from: &NodeKey, to: &NodeKey) -> String {
 struct Pair {
     sender: Socket,
     receiver: Socket,
-    /// What the sender sends (init = sender) and the receiver echoes.
+    /// What the sender sends and the receiver echoes.
     forth: String,
     back: String,
+    /// How a relayed frame starts as it arrives.
+    relayed: &'static str,
 }
 
 async fn pairs(args: &Args, count: usize) -> anyhow::Result<Vec<Pair>> {
     let to_url = args.to_url.clone().unwrap_or_else(|| args.url.clone());
-    let from = Target::new(&args.url, args.list_request).await?;
-    let to = Target::new(&to_url, args.list_request).await?;
+    let from = Target::new(&args.url, args).await?;
+    let to = Target::new(&to_url, args).await?;
     let source = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let mut pairs = Vec::with_capacity(count);
     for _ in 0..count {
-        let (a, b) = (NodeKey::generate(), NodeKey::generate());
-        let sender = join_as(&from, source, &a).await.context("sender")?;
-        let receiver = join_as(&to, source, &b).await.context("receiver")?;
-        let text = frame_of(args.frame, &a, &b);
-        pairs.push(Pair {
-            sender,
-            receiver,
-            forth: text.clone(),
-            back: text,
+        pairs.push(match args.protocol {
+            Protocol::Fledger => {
+                let (a, b) = (NodeKey::generate(), NodeKey::generate());
+                let sender = join_as(&from, source, &a).await.context("sender")?;
+                let receiver = join_as(&to, source, &b).await.context("receiver")?;
+                let text = frame_of(args.frame, &a, &b);
+                Pair {
+                    sender,
+                    receiver,
+                    forth: text.clone(),
+                    back: text,
+                    relayed: SETUP_PREFIX,
+                }
+            }
+            Protocol::Matchbox => {
+                let room = matchbox::new_room();
+                let (sender, a) = matchbox::join_room(&from, source, &room).await.context("sender")?;
+                let (receiver, b) = matchbox::join_room(&to, source, &room).await.context("receiver")?;
+                Pair {
+                    sender,
+                    receiver,
+                    forth: matchbox::signal(&b, OFFER),
+                    back: matchbox::signal(&a, OFFER),
+                    relayed: matchbox::RELAYED_PREFIX,
+                }
+            }
         });
     }
     Ok(pairs)
@@ -87,12 +120,17 @@ async fn pairs(args: &Args, count: usize) -> anyhow::Result<Vec<Pair>> {
 
 /// The next relayed PeerSetup text, skipping news and pings.
 pub async fn next_setup(ws: &mut Socket) -> anyhow::Result<()> {
+    next_relayed(ws, SETUP_PREFIX).await
+}
+
+/// The next relayed frame (starting with `relayed`), skipping anything else.
+async fn next_relayed(ws: &mut Socket, relayed: &str) -> anyhow::Result<()> {
     loop {
         let item = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
             .context("no relay within 10 s")?
             .context("closed")?;
-        if let Some(setup) = as_setup(item) {
+        if let Some(setup) = as_relayed(item, relayed) {
             return setup;
         }
     }
@@ -109,9 +147,9 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     for _ in 0..args.rtt_samples {
         let started = Instant::now();
         first.sender.send(Message::text(first.forth.clone())).await?;
-        next_setup(&mut first.receiver).await?;
+        next_relayed(&mut first.receiver, first.relayed).await?;
         first.receiver.send(Message::text(first.back.clone())).await?;
-        next_setup(&mut first.sender).await?;
+        next_relayed(&mut first.sender, first.relayed).await?;
         samples.push(started.elapsed());
     }
     let idle = Percentiles::of(samples);
@@ -122,6 +160,8 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     // Throughput: every pair echoes with `window` frames in flight.
     let messages = args.messages;
     let window = args.window.max(1);
+    // The server of `--url`: in a cluster, the instance the senders use.
+    let cpu = CpuMeter::start(server_pid(args.server_pid, resolve(&args.url).await?));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for pair in all {
@@ -132,6 +172,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         loaded.extend(task.await??);
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu_used = cpu.and_then(|cpu| cpu.used());
     let relayed = (2 * messages * args.pairs.max(1)) as f64;
     let rate = relayed / elapsed;
     println!(
@@ -142,8 +183,14 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     if let Some(loaded) = &loaded {
         println!("rtt under that load (send to echo): {}", loaded.human());
     }
+    let mut cpu_fields = String::new();
+    if let Some(used) = cpu_used {
+        let (fields, human) = server_proc::cpu_fields(used, relayed as usize, "frame");
+        println!("{human}, over that load");
+        cpu_fields = fields;
+    }
     println!(
-        "result mode=relay frame={:?} frame_bytes={} pairs={} window={window} msgs_per_s={rate:.1} {} {}",
+        "result mode=relay frame={:?} frame_bytes={} pairs={} window={window} msgs_per_s={rate:.1} {} {}{cpu_fields}",
         args.frame,
         frame_len,
         args.pairs.max(1),
@@ -166,10 +213,11 @@ async fn echo_pair(pair: Pair, messages: usize, window: usize) -> anyhow::Result
         receiver,
         forth,
         back,
+        relayed,
     } = pair;
     let echo = tokio::spawn(async move {
         let (mut sink, stream) = receiver.split();
-        let mut arrivals = Box::pin(setups(stream).ready_chunks(window));
+        let mut arrivals = Box::pin(relayed_frames(stream, relayed).ready_chunks(window));
         let mut echoed = 0;
         while echoed < messages {
             let ready = arrivals.next().await.context("closed")?;
@@ -206,7 +254,7 @@ async fn echo_pair(pair: Pair, messages: usize, window: usize) -> anyhow::Result
         })
     };
     let mut rtts = Vec::with_capacity(messages);
-    let mut echoes = Box::pin(setups(stream));
+    let mut echoes = Box::pin(relayed_frames(stream, relayed));
     for _ in 0..messages {
         tokio::time::timeout(Duration::from_secs(10), echoes.next())
             .await
@@ -221,19 +269,21 @@ async fn echo_pair(pair: Pair, messages: usize, window: usize) -> anyhow::Result
     Ok(rtts)
 }
 
-/// The relayed PeerSetups arriving on `stream`, news and pings skipped;
-/// a close or a read error ends it with an error.
-fn setups(
+/// The relayed frames (starting with `relayed`) arriving on `stream`,
+/// news and pings skipped; a close or a read error ends it with an error.
+fn relayed_frames(
     stream: impl futures_util::Stream<Item = Result<Message, tungstenite::Error>>,
+    relayed: &'static str,
 ) -> impl futures_util::Stream<Item = anyhow::Result<()>> {
-    stream.filter_map(|item| async move { as_setup(item) })
+    stream.filter_map(move |item| async move { as_relayed(item, relayed) })
 }
 
-/// What one received item means here: `Some(Ok)` a relayed PeerSetup,
-/// `Some(Err)` a close or a read error, `None` anything to skip.
-fn as_setup(item: Result<Message, tungstenite::Error>) -> Option<anyhow::Result<()>> {
+/// What one received item means here: `Some(Ok)` a relayed frame (it
+/// starts with `relayed`), `Some(Err)` a close or a read error, `None`
+/// anything to skip.
+fn as_relayed(item: Result<Message, tungstenite::Error>, relayed: &str) -> Option<anyhow::Result<()>> {
     match item {
-        Ok(Message::Text(text)) if text.as_str().starts_with(r#"{"PeerSetup""#) => Some(Ok(())),
+        Ok(Message::Text(text)) if text.as_str().starts_with(relayed) => Some(Ok(())),
         Ok(Message::Close(frame)) => Some(Err(anyhow::anyhow!("closed: {frame:?}"))),
         Ok(_) => None,
         Err(error) => Some(Err(error.into())),

@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::args::Args;
 use crate::client::{join, join_as, sources, Socket, Target};
 use crate::relay::{frame, next_setup};
-use crate::server_proc::{listener_pid, Usage};
+use crate::server_proc::{server_pid, Usage};
 use crate::stats::Percentiles;
 
 /// Pause between two round trips of one relay pair.
@@ -207,17 +207,8 @@ struct Counts {
 }
 
 pub async fn run(args: &Args) -> anyhow::Result<()> {
-    let target = Target::new(&args.url, args.list_request).await?;
-    let pid = match args.server_pid {
-        Some(pid) => Some(pid),
-        None => match listener_pid(target.server) {
-            Ok(pid) => Some(pid),
-            Err(error) => {
-                eprintln!("server RSS and fds not measured: {error:#}");
-                None
-            }
-        },
-    };
+    let target = Target::new(&args.url, args).await?;
+    let pid = server_pid(args.server_pid, target.server);
     let before = Usage::of(pid);
     println!(
         "soak: {} nodes on average (+{} relaying pairs), each staying {:.0} s, for {:.0} s; before: {}",

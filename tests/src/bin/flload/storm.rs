@@ -11,7 +11,7 @@ use crate::client::{bytes_received, sources, Target};
 use crate::crowd::join_crowd;
 
 pub async fn run(args: &Args) -> anyhow::Result<()> {
-    let target = Target::new(&args.url, args.list_request).await?;
+    let target = Target::new(&args.url, args).await?;
     let started = Instant::now();
     let crowd = join_crowd(
         &target,
