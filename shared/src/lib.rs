@@ -17,6 +17,8 @@
 //!   heartbeat).
 //! * [`relay_share`] keeps each sender to a share of a receiver's queue,
 //!   and [`source_rate`] with [`addr_key`] limits rates per source address.
+//! * [`datagram_relay`] is the last-resort relay of WireGuard datagrams
+//!   through the server: its binary frame and its limits.
 //! * [`x25519`] is a node's Diffie-Hellman key (WireGuard, sealed setups):
 //!   the Montgomery form of its node key.
 
@@ -25,6 +27,7 @@ pub mod announce;
 pub mod close;
 pub mod cluster_message;
 pub mod cluster_presence;
+pub mod datagram_relay;
 pub mod identity;
 pub mod ids;
 pub mod message;
