@@ -258,7 +258,7 @@ impl Client {
                             tracing::warn!("signalling server: {text}");
                             continue;
                         }
-                        ServerMessage::SystemConfig(_) | ServerMessage::Challenge(..) => continue,
+                        ServerMessage::SystemConfig(_) | ServerMessage::Challenge(..) | ServerMessage::Relay(_) => continue,
                     };
                     if self.events.send(event).await.is_err() {
                         return Ok(());
