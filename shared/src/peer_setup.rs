@@ -27,10 +27,13 @@ mod attempts;
 mod events;
 mod incoming;
 mod link;
+mod relay;
 
 pub use events::{Action, Event, HandoverCause};
 use link::Link;
 pub use link::{ConnId, LinkState};
+use relay::RelayFallback;
+pub use relay::{Carrier, MAX_RETRY_WHILE_RELAYED, RELAY_FALLBACK_AFTER};
 
 /// Shortest time between two attempts: long enough for one attempt's offer
 /// and answer not to cross the next one's.
@@ -125,6 +128,8 @@ pub struct PeerTimings {
     pub keepalive_interval: Duration,
     pub keepalive_timeout: Duration,
     pub test_peer_idle: Duration,
+    pub relay_fallback_after: Duration,
+    pub max_retry_while_relayed: Duration,
 }
 
 impl Default for PeerTimings {
@@ -136,6 +141,8 @@ impl Default for PeerTimings {
             keepalive_interval: KEEPALIVE_INTERVAL,
             keepalive_timeout: KEEPALIVE_TIMEOUT,
             test_peer_idle: TEST_PEER_IDLE,
+            relay_fallback_after: RELAY_FALLBACK_AFTER,
+            max_retry_while_relayed: MAX_RETRY_WHILE_RELAYED,
         }
     }
 }
@@ -160,8 +167,10 @@ pub struct PeerSetup {
     /// `wg` opens.
     previous: Option<ConnId>,
     next_conn: u64,
-    /// The connection WireGuard datagrams go over, as last told.
-    carrier: Option<ConnId>,
+    /// Where WireGuard datagrams go, as last told.
+    carrier: Option<Carrier>,
+    /// The signalling server's relay, the last resort.
+    relay: RelayFallback,
     handover_pending: bool,
     attempted_at: Option<Instant>,
     /// When the follower last answered an offer: that connection is still
@@ -206,6 +215,7 @@ impl PeerSetup {
             previous: None,
             next_conn: 1,
             carrier: None,
+            relay: RelayFallback::new(timings.relay_fallback_after, timings.keepalive_timeout),
             handover_pending: false,
             attempted_at: None,
             answered_at: None,
@@ -235,6 +245,11 @@ impl PeerSetup {
     /// The connection in use or being set up, and the one being replaced.
     pub fn connections(&self) -> (Option<ConnId>, Option<ConnId>) {
         (self.current.as_ref().map(|link| link.id), self.previous)
+    }
+
+    /// Where WireGuard datagrams go now.
+    pub fn carrier(&self) -> Option<Carrier> {
+        self.carrier
     }
 
     /// The current back-off between attempts.
@@ -290,12 +305,12 @@ impl PeerSetup {
             Event::BuildFailed(conn) if self.is_current(conn) => {
                 self.current = None;
                 out.push(Action::Close(conn));
-                self.update_carrier(out);
+                self.update_carrier(now, out);
             }
             Event::LocalCandidate(conn, candidate) if self.is_current(conn) => {
                 self.send(SetupMessage::IceCandidate(candidate), out);
             }
-            Event::Link(conn, state) if self.is_current(conn) => self.on_link(state, out),
+            Event::Link(conn, state) if self.is_current(conn) => self.on_link(state, now, out),
             Event::WgOpen(conn) if self.is_current(conn) => {
                 if let Some(link) = &mut self.current {
                     link.wg_open = true;
@@ -303,7 +318,7 @@ impl PeerSetup {
                 self.handover_pending = false;
                 // Switch first, then close: no datagram waits in between.
                 let previous = self.previous.take();
-                self.update_carrier(out);
+                self.update_carrier(now, out);
                 out.extend(previous.map(Action::Close));
             }
             Event::CtlOpen(conn) | Event::Pong(conn) if self.is_current(conn) => {
@@ -317,7 +332,15 @@ impl PeerSetup {
                 self.online = false;
                 self.current = None;
                 out.push(Action::Close(conn));
-                self.update_carrier(out);
+                self.update_carrier(now, out);
+            }
+            Event::RelayGranted(granted) if self.kind == PeerKind::WireGuard => {
+                self.relay.set_granted(granted);
+                self.update_carrier(now, out);
+            }
+            Event::RelayPong => {
+                self.relay.on_pong(now);
+                self.update_carrier(now, out);
             }
             // Events of a connection that was replaced or closed.
             _ => {}
@@ -341,6 +364,11 @@ impl PeerSetup {
         if now >= self.next_keepalive {
             self.next_keepalive = now + self.timings.keepalive_interval;
             self.keepalive(now, out);
+            if self.online && self.relay.wants_ping() {
+                out.push(Action::RelayPing);
+            }
+            // The fallback time may have passed, or the relay's pongs stopped.
+            self.update_carrier(now, out);
         }
     }
 
@@ -355,6 +383,11 @@ impl PeerSetup {
     }
 
     fn on_online(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if !self.online && !matches!(self.carrier, Some(Carrier::Link(_))) {
+            // The peer (re)appeared: it gets the whole fallback time to
+            // open a data channel, however long it was away.
+            self.relay.path_awaited(now);
+        }
         self.online = true;
         if self.handover_pending && self.role == Role::Follower {
             // (Re)registered: our `Init` may have been lost with the old
@@ -380,7 +413,7 @@ impl PeerSetup {
         }
     }
 
-    fn on_link(&mut self, state: LinkState, out: &mut Vec<Action>) {
+    fn on_link(&mut self, state: LinkState, now: Instant, out: &mut Vec<Action>) {
         let Some(link) = &mut self.current else {
             return;
         };
@@ -390,7 +423,7 @@ impl PeerSetup {
             LinkState::Failed => {
                 link.wg_open = false;
                 link.ctl_open = false;
-                self.update_carrier(out);
+                self.update_carrier(now, out);
             }
             LinkState::Connecting => {}
         }
@@ -407,3 +440,7 @@ mod tests;
 #[cfg(test)]
 #[path = "peer_setup_props.rs"]
 mod props;
+
+#[cfg(test)]
+#[path = "peer_setup_relay_tests.rs"]
+mod relay_tests;
