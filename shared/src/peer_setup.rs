@@ -28,31 +28,14 @@ mod events;
 mod incoming;
 mod link;
 mod relay;
+mod timings;
 
 pub use events::{Action, Event, HandoverCause};
 use link::Link;
 pub use link::{ConnId, LinkState};
 use relay::RelayFallback;
 pub use relay::{Carrier, MAX_RETRY_WHILE_RELAYED, RELAY_FALLBACK_AFTER};
-
-/// Shortest time between two attempts: long enough for one attempt's offer
-/// and answer not to cross the next one's.
-pub const MIN_RETRY: Duration = Duration::from_secs(3);
-/// Longest time between attempts to reach an online peer.
-pub const MAX_RETRY: Duration = Duration::from_secs(30);
-/// How often the peer checks whether an attempt is due.
-pub const RETRY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
-/// Remote candidates kept while waiting for the remote description.
-pub const MAX_PENDING_CANDIDATES: usize = 64;
-/// How often a `ping` goes out on `ctl` while connected.
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
-/// No `pong` for this long means the path is dead: hand over.
-pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
-/// A test peer that has not been connected for this long is dropped.
-pub const TEST_PEER_IDLE: Duration = Duration::from_secs(30);
-/// At most one refused setup message is logged per this interval, whatever
-/// a hostile server sends; the rest are counted.
-pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
+pub use timings::*;
 
 /// Which side of the pair this node is; fixed by the two keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,34 +98,6 @@ impl PeerState {
             PeerState::Connected => "connected",
             PeerState::Failed => "failed",
             PeerState::Handover => "handover",
-        }
-    }
-}
-
-/// The timings, overridable for tests.
-#[derive(Debug, Clone)]
-pub struct PeerTimings {
-    pub min_retry: Duration,
-    pub max_retry: Duration,
-    pub retry_check: Duration,
-    pub keepalive_interval: Duration,
-    pub keepalive_timeout: Duration,
-    pub test_peer_idle: Duration,
-    pub relay_fallback_after: Duration,
-    pub max_retry_while_relayed: Duration,
-}
-
-impl Default for PeerTimings {
-    fn default() -> Self {
-        Self {
-            min_retry: MIN_RETRY,
-            max_retry: MAX_RETRY,
-            retry_check: RETRY_CHECK_INTERVAL,
-            keepalive_interval: KEEPALIVE_INTERVAL,
-            keepalive_timeout: KEEPALIVE_TIMEOUT,
-            test_peer_idle: TEST_PEER_IDLE,
-            relay_fallback_after: RELAY_FALLBACK_AFTER,
-            max_retry_while_relayed: MAX_RETRY_WHILE_RELAYED,
         }
     }
 }
@@ -384,8 +339,7 @@ impl PeerSetup {
 
     fn on_online(&mut self, now: Instant, out: &mut Vec<Action>) {
         if !self.online && !matches!(self.carrier, Some(Carrier::Link(_))) {
-            // The peer (re)appeared: it gets the whole fallback time to
-            // open a data channel, however long it was away.
+            // (Re)appeared: the whole fallback time to open a data channel.
             self.relay.path_awaited(now);
         }
         self.online = true;
