@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use crate::admission::{ByteBudget, TestPeerPolicy};
 use crate::ice_servers::IceServer;
 use crate::peer::{Peer, PeerConfig, PeerInput, PeerStats};
+use crate::relay_link::RelayPeerSide;
 use crate::signal_client::{self, AuthMode, SignalEvent, SignalSender};
 use crate::test_peers::TestPeers;
 
@@ -72,14 +73,16 @@ pub struct PeerFactory {
 }
 
 impl PeerFactory {
-    /// Starts the task of a configured peer, with its socket.
-    fn start(&self, id: NodeId, socket: Arc<UdpSocket>) -> PeerEntry {
+    /// Starts the task of a configured peer, with its socket and its end
+    /// of the signalling server's relay.
+    fn start(&self, id: NodeId, socket: Arc<UdpSocket>, relay: Option<RelayPeerSide>) -> PeerEntry {
         self.start_with(PeerConfig {
             id,
             socket: Some(socket),
             wireguard: self.wireguard,
             ice_servers: self.ice_servers.clone(),
             budget: None,
+            relay,
         })
     }
 
@@ -91,6 +94,7 @@ impl PeerFactory {
             wireguard: self.wireguard,
             ice_servers: self.test_peer_ice_servers.clone(),
             budget: Some(Arc::new(ByteBudget::new(self.test_peer_budget))),
+            relay: None,
         })
     }
 
@@ -130,6 +134,7 @@ pub async fn run(
     let control = control_socket(&settings.config_dir)?;
 
     let (events_tx, mut events) = mpsc::channel(SIGNAL_EVENT_QUEUE);
+    let (relay_client, mut relay_sides) = crate::relay_link::plumb(settings.peers.iter().map(|(id, _)| *id));
     let tls = crate::tls::client_config(settings.signal_ca.as_deref())?;
     let (signal, first_registration) = signal_client::spawn(
         settings.signal.clone(),
@@ -139,6 +144,7 @@ pub async fn run(
         settings.name.clone(),
         settings.max_signal_message,
         events_tx,
+        relay_client,
     );
     let factory = PeerFactory {
         key: key.clone(),
@@ -153,7 +159,7 @@ pub async fn run(
     };
     let mut peers: HashMap<NodeId, PeerEntry> = HashMap::new();
     for (id, _, socket) in sockets {
-        peers.insert(id, factory.start(id, socket));
+        peers.insert(id, factory.start(id, socket, relay_sides.remove(&id)));
     }
     let mut test_peers = TestPeers::new(settings.test_peers.clone());
     // Until the first registration, a failure is a configuration error
@@ -169,6 +175,8 @@ pub async fn run(
 
     tokio::pin!(shutdown);
     let mut registered = false;
+    // What the server said about relaying for us, for `flnode status`.
+    let mut relay = "-";
     let registration_failed = |error: anyhow::Error| error.context(format!("cannot register with {}", settings.signal));
     // Every way out of the loop removes the control socket below.
     let outcome = loop {
@@ -190,7 +198,8 @@ pub async fn run(
                 Some(event) => {
                     match event {
                         SignalEvent::Online(_) => registered = true,
-                        SignalEvent::Disconnected => registered = false,
+                        SignalEvent::Disconnected => (registered, relay) = (false, "-"),
+                        SignalEvent::Relay(granted) => relay = if granted { "granted" } else { "refused" },
                         _ => {}
                     }
                     match event {
@@ -213,7 +222,7 @@ pub async fn run(
             },
             accepted = control.accept() => {
                 if let Ok((mut stream, _)) = accepted {
-                    let report = status_report(&me, registered, &peers, &test_peers);
+                    let report = status_report(&me, (registered, relay), &peers, &test_peers);
                     tokio::spawn(async move { let _ = stream.write_all(report.as_bytes()).await; });
                 }
             }
@@ -254,7 +263,8 @@ fn dispatch(me: &NodeId, peers: &HashMap<NodeId, PeerEntry>, event: SignalEvent)
                 tell(&other, PeerInput::Setup(setup));
             }
         }
-        SignalEvent::Disconnected => {}
+        SignalEvent::Relay(granted) => peers.keys().for_each(|id| tell(id, PeerInput::Relay(granted))),
+        SignalEvent::Disconnected => peers.keys().for_each(|id| tell(id, PeerInput::Relay(false))),
     }
 }
 
@@ -277,32 +287,26 @@ fn control_socket(dir: &std::path::Path) -> anyhow::Result<UnixListener> {
     UnixListener::bind(&path).with_context(|| format!("cannot create control socket {}", path.display()))
 }
 
-/// One line per peer, as `flnode status` prints it.
-fn status_report(me: &NodeId, registered: bool, peers: &HashMap<NodeId, PeerEntry>, test_peers: &TestPeers) -> String {
+/// One line per peer, as `flnode status` prints it. `signal` is whether
+/// the node is registered, and what the server said about relaying.
+fn status_report(
+    me: &NodeId,
+    signal: (bool, &str),
+    peers: &HashMap<NodeId, PeerEntry>,
+    test_peers: &TestPeers,
+) -> String {
+    let (registered, relay) = signal;
     let signal = if registered { "registered" } else { "connecting" };
     let (taken, slots) = test_peers.slots();
     let mut report = format!(
-        "node {me} signal {signal}  test-peer slots {taken}/{slots}  strangers refused {}\n",
+        "node {me} signal {signal}  relay {relay}  test-peer slots {taken}/{slots}  strangers refused {}\n",
         test_peers.refused()
     );
     for (id, peer) in peers {
         let s = &peer.stats;
-        let path = s.path.lock().ok().and_then(|p| p.clone());
-        let (path, ice_rtt) = match path {
-            Some(info) => (info.path, format!("{:.2} ms", info.rtt_ms)),
-            None => ("-".to_owned(), "-".to_owned()),
-        };
-        // Our own keepalive's round trip is the one a user feels; ICE's
-        // consent checks measure only the UDP path (and over TURN, webrtc
-        // reports them hundreds of milliseconds high).
-        let rtt = match s.ctl_rtt_micros.load(Ordering::Relaxed) {
-            0 => "-".to_owned(),
-            micros => format!("{:.2} ms", micros as f64 / 1000.0),
-        };
-        let rtt = format!("{rtt} (ctl ping; ICE check {ice_rtt})");
+        let (state, path, rtt) = crate::peer::path_words(s);
         report.push_str(&format!(
-            "peer {id} {}\n  local {}  path {path}  rtt {rtt}\n  tx {} packets {} bytes  rx {} packets {} bytes  drops {} not-open {} full {} foreign  setup refused {}  handovers {}\n",
-            s.state.get(),
+            "peer {id} {state}\n  local {}  path {path}  rtt {rtt}\n  tx {} packets {} bytes  rx {} packets {} bytes  drops {} not-open {} full {} foreign  setup refused {}  handovers {}\n",
             peer.local.map(|local| local.to_string()).unwrap_or_default(),
             s.tx_packets.load(Ordering::Relaxed),
             s.tx_bytes.load(Ordering::Relaxed),

@@ -51,6 +51,7 @@ fn client(url: String, events: mpsc::Sender<SignalEvent>) -> Client {
         first: None,
         addresses_gone,
         probes,
+        relay: crate::relay_link::plumb([]).0,
     }
 }
 
@@ -88,6 +89,7 @@ async fn after_an_oversized_message_the_client_reconnects() {
         "test".into(),
         LIMIT,
         events_tx,
+        crate::relay_link::plumb([]).0,
     );
     let mut seen = Vec::new();
     while seen

@@ -13,19 +13,16 @@ use flproto::message::ServerMessage;
 use flproto::session::{Action, DatagramVerdict, Inbound, ServerSession};
 use flproto::ChallengeNonce;
 use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Bytes, Message, Utf8Bytes};
 use tracing::Instrument;
 
 use crate::hub::{Delivery, Hub, Outbound, PeerHandle, RelayOutcome};
 use crate::metrics::Metrics;
+use crate::outgoing::{feed_text, next_datagram, Pending};
 use crate::upgrade::ServerSocket;
 use crate::Shared;
-
-/// Text longer than this goes out in fragments of this size, which bounds
-/// the socket's write buffer (it keeps its largest size for good).
-pub const FRAGMENT_SIZE: usize = 1024;
 
 /// Characters of a refused frame shown in its debug line: enough to tell
 /// what it was, never a whole 64 KiB message in the log.
@@ -399,36 +396,4 @@ impl Connection {
             }
         }
     }
-}
-
-/// A frame waiting to be written.
-enum Pending {
-    Signal(Outbound),
-    Datagram(Bytes),
-}
-
-/// The next relay frame for a node granted the relay; never, for any other.
-async fn next_datagram(queue: &Option<flume::Receiver<Bytes>>) -> Result<Bytes, flume::RecvError> {
-    match queue {
-        Some(queue) => queue.recv_async().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Queues one text message without flushing. Text longer than
-/// [`FRAGMENT_SIZE`] goes in fragments of that size.
-async fn feed_text(socket: &mut ServerSocket, text: Utf8Bytes) -> Result<(), tungstenite::Error> {
-    if text.len() <= FRAGMENT_SIZE {
-        return socket.feed(Message::Text(text)).await;
-    }
-    let bytes = Bytes::from(text);
-    let count = bytes.len().div_ceil(FRAGMENT_SIZE);
-    socket.get_mut().cork();
-    for index in 0..count {
-        let chunk = bytes.slice(index * FRAGMENT_SIZE..bytes.len().min((index + 1) * FRAGMENT_SIZE));
-        let opcode = if index == 0 { Data::Text } else { Data::Continue };
-        let frame = Frame::message(chunk, OpCode::Data(opcode), index + 1 == count);
-        socket.feed(Message::Frame(frame)).await?;
-    }
-    Ok(())
 }

@@ -9,7 +9,8 @@
 //!   ([`tls`]) to HTTP; [`admission`] holds the connection limits;
 //! * [`routes`] is the HTTP surface (WebSocket, `/healthz`, `/metrics`);
 //! * [`web`] is the browser page, embedded in the binary;
-//! * [`connection`] drives one WebSocket through `flproto::session`, and
+//! * [`connection`] drives one WebSocket through `flproto::session` (what
+//!   it writes besides whole frames in [`outgoing`]), and
 //!   [`datagram_relay`] forwards its relay frames (flags in
 //!   [`relay_config`], numbers in [`datagram_metrics`]), and
 //!   [`coalesce`] turns its queued frames into one write and
@@ -50,6 +51,7 @@ pub mod listener;
 pub mod metrics;
 pub mod news;
 pub mod outbox;
+pub mod outgoing;
 pub mod proxy_header;
 pub mod read_ahead;
 pub mod refusal_log;
