@@ -17,12 +17,16 @@ pub(super) enum RelayGate {
     NotAsked,
     /// It asked and the server does not relay: the same.
     Refused,
-    /// Frames within the limits are forwarded; the bucket holds what the
-    /// node may still send, in bytes.
-    Granted {
-        limits: DatagramRelayLimits,
-        bucket: TokenBucket,
-    },
+    /// Frames within the limits are forwarded. Boxed: every idle session
+    /// holds a gate, and most never relay.
+    Granted(Box<Grant>),
+}
+
+/// A granted relay's limits, and what the node may still send (bytes).
+#[derive(Debug)]
+pub(super) struct Grant {
+    limits: DatagramRelayLimits,
+    bucket: TokenBucket,
 }
 
 /// What becomes of one relay frame from a node whose relay was granted.
@@ -74,10 +78,10 @@ impl RelayGate {
         match (asked, limits) {
             (false, _) => RelayGate::NotAsked,
             (true, None) => RelayGate::Refused,
-            (true, Some(limits)) => RelayGate::Granted {
+            (true, Some(limits)) => RelayGate::Granted(Box::new(Grant {
                 limits,
                 bucket: TokenBucket::new(limits.node_rate, now),
-            },
+            })),
         }
     }
 
@@ -86,20 +90,21 @@ impl RelayGate {
         match self {
             RelayGate::NotAsked => None,
             RelayGate::Refused => Some(RelayAnswer::Refused(RELAY_OFF.into())),
-            RelayGate::Granted { limits, .. } => Some(RelayAnswer::Granted(RelayGrant::of(limits))),
+            RelayGate::Granted(grant) => Some(RelayAnswer::Granted(RelayGrant::of(&grant.limits))),
         }
     }
 
     pub(super) fn is_granted(&self) -> bool {
-        matches!(self, RelayGate::Granted { .. })
+        matches!(self, RelayGate::Granted(_))
     }
 
     /// Decides about one frame from `sender`; `None` if the relay was not
     /// granted (the frame is then an ordinary binary frame).
     pub(super) fn admit(&mut self, frame: &[u8], sender: &NodeId, now: Instant) -> Option<DatagramVerdict> {
-        let RelayGate::Granted { limits, bucket } = self else {
+        let RelayGate::Granted(grant) = self else {
             return None;
         };
+        let Grant { limits, bucket } = grant.as_mut();
         let verdict = match Frame::parse(frame) {
             Err(_) => DatagramVerdict::Drop(DatagramDrop::Malformed),
             Ok(parsed) if parsed.payload.len() > limits.max_datagram => DatagramVerdict::Drop(DatagramDrop::TooLarge),
