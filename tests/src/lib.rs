@@ -18,6 +18,7 @@ pub mod http;
 pub mod nat;
 pub mod nats;
 pub mod netns;
+pub mod proc_stat;
 pub mod server_process;
 pub mod spread;
 pub mod stun_client;
