@@ -220,6 +220,7 @@ impl Client {
             Ok(Err(error)) => return Err(anyhow::Error::new(error).context("cannot connect")),
             Ok(Ok(connected)) => connected,
         };
+        crate::signal_socket::limit_unsent(&socket);
         let local_ip = match socket.get_ref() {
             tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.local_addr().ok().map(|local| local.ip()),
             tokio_tungstenite::MaybeTlsStream::Rustls(tls) => tls.get_ref().0.local_addr().ok().map(|local| local.ip()),

@@ -19,6 +19,36 @@ use crate::signal_client::SEND_TIMEOUT;
 #[error("{0}")]
 pub(crate) struct Unreachable(pub(crate) String);
 
+/// Bytes the kernel may hold unsent on the connection to the server
+/// (`TCP_NOTSENT_LOWAT`): relay frames beyond them wait in our queue, where
+/// setup messages go first, instead of in the socket buffer ahead of them.
+pub const UNSENT_LIMIT: libc::c_int = 64 * 1024;
+
+/// Sets [`UNSENT_LIMIT`] on the connection; where the kernel refuses,
+/// relay frames may delay setups by what the socket buffer holds.
+pub(crate) fn limit_unsent(socket: &Socket) {
+    use std::os::fd::AsRawFd;
+    let fd = match socket.get_ref() {
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.as_raw_fd(),
+        tokio_tungstenite::MaybeTlsStream::Rustls(tls) => tls.get_ref().0.as_raw_fd(),
+        _ => return,
+    };
+    // SAFETY: setsockopt on the connection's own descriptor, with a pointer
+    // to an int that lives across the call and its exact size.
+    let result = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&UNSENT_LIMIT as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "TCP_NOTSENT_LOWAT not set");
+    }
+}
+
 pub(crate) type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Sends one frame, or fails if it cannot go out within [`SEND_TIMEOUT`]

@@ -64,6 +64,7 @@ pub mod stun_limit;
 pub mod stun_service;
 pub mod tls;
 pub mod trusted_proxy;
+pub mod unsent_limit;
 pub mod upgrade;
 pub mod web;
 

@@ -63,6 +63,12 @@ pub struct RelayConfig {
     /// Relay frames waiting to be published to other instances; more are dropped.
     #[arg(long, env = "FLSIGNAL_RELAY_NATS_QUEUE", default_value_t = DEFAULT_RELAY_NATS_QUEUE)]
     pub relay_nats_queue: usize,
+
+    /// Bytes written to a connection that the kernel may hold unsent
+    /// (TCP_NOTSENT_LOWAT); beyond them frames wait in flsignal's queues,
+    /// where setups go before relay frames. 0: the kernel's default.
+    #[arg(long, env = "FLSIGNAL_UNSENT_LIMIT", default_value_t = crate::unsent_limit::DEFAULT_UNSENT_LIMIT)]
+    pub unsent_limit: usize,
 }
 
 impl RelayConfig {

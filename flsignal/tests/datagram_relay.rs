@@ -235,3 +235,55 @@ async fn a_full_relay_queue_drops_relay_frames_and_never_setups() {
     assert_eq!(candidates, expected);
     assert_eq!(server.metric(r#"flsignal_drops_total{reason="queue_full"}"#), 0.0);
 }
+
+/// A node whose socket takes little at a time (a small receive buffer),
+/// announced and asking for the relay.
+async fn slow_reader(url: &str, addr: std::net::SocketAddr) -> (NodeKey, Client) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let mut client = Client::connect_over(stream, url).await.unwrap();
+    let key = NodeKey::generate();
+    client
+        .announce_asking(&key, &Client::bound_auth(url), true)
+        .await
+        .unwrap();
+    (key, client)
+}
+
+/// Relay frames pour in faster than the receiver reads; a setup sent
+/// after them reaches it behind only what its kernel already took and
+/// what flsignal lets the kernel hold (`--unsent-limit`, 128 KiB), not
+/// behind the megabytes a socket buffer grows to (without the limit,
+/// ~2 500 frames of 1.4 KB on this machine; with it, ~300).
+#[tokio::test]
+async fn a_setup_overtakes_relay_frames_that_wait_for_a_slow_reader() {
+    let server = TestServer::start(&[
+        "--relay-node-bytes-per-second",
+        "100000000",
+        "--relay-node-burst",
+        "100000000",
+        "--relay-queue",
+        "100000",
+    ])
+    .await;
+    let (a_key, mut a) = relaying(&server.url).await;
+    let (b_key, mut b) = slow_reader(&server.url, server.addr).await;
+    for _ in 0..20_000 {
+        a.send_binary(datagram(b_key.id(), &[0; 1400])).await.unwrap();
+    }
+    a.setup(a_key.id(), b_key.id(), SetupMessage::Init).await.unwrap();
+    let mut before = 0;
+    loop {
+        match b.next().await.unwrap() {
+            Event::Binary(_) => before += 1,
+            Event::Frame(ServerMessage::PeerSetup(_)) => break,
+            Event::Closed(code) => panic!("b was closed: {code:?}"),
+            _ => {}
+        }
+    }
+    assert!(
+        before < 1_000,
+        "{before} relay frames (1.4 KB each) arrived before the setup"
+    );
+}
