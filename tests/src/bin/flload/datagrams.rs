@@ -90,6 +90,9 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         args.duration
     );
     let cpu_before = pid.and_then(|pid| e2e::proc_stat::cpu_seconds(pid).ok());
+    // The generator's own CPU: on a shared machine it competes with the
+    // server, and says which of the two ran out first.
+    let own_before = e2e::proc_stat::cpu_seconds(std::process::id()).ok();
     let started = Instant::now();
     let stop_at = tokio::time::Instant::now() + args.duration;
     let mut senders = Vec::new();
@@ -109,6 +112,11 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu_after = pid.and_then(|pid| e2e::proc_stat::cpu_seconds(pid).ok());
+    let own_after = e2e::proc_stat::cpu_seconds(std::process::id()).ok();
+    let own = match (own_before, own_after) {
+        (Some((u0, s0)), Some((u1, s1))) => (u1 - u0) + (s1 - s0),
+        _ => f64::NAN,
+    };
     let mut received = 0u64;
     let mut latencies = Vec::new();
     for receiver in receivers {
@@ -148,8 +156,9 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         }
         None => "server_cpu=unknown".to_owned(),
     };
+    println!("flload itself: {own:.2} s of CPU while sending");
     println!(
-        "result mode=datagrams pairs={pairs} rate_kbit={} frame_bytes={} sent={sent} received={received} loss_pct={loss:.3} mib={mib:.1} {} {cpu_fields}",
+        "result mode=datagrams pairs={pairs} rate_kbit={} frame_bytes={} sent={sent} received={received} loss_pct={loss:.3} mib={mib:.1} {} {cpu_fields} flload_cpu_s={own:.2}",
         args.rate_kbit,
         payload + HEADER_LEN,
         latency.map(|p| p.fields("latency")).unwrap_or_default(),
