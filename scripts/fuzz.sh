@@ -44,6 +44,8 @@ presence          flproto  --test=fuzz_presence     presence_lists_and_news_name
 stun              flsignal --test=fuzz_stun         stun_answers_only_binding_requests_and_never_amplifies
 stun-budgets      flsignal --test=fuzz_stun         stun_source_budgets_stay_bounded
 ctl               flnode   --bin=flnode             ctl::fuzz::ctl_replies_and_state_stay_bounded_under_any_messages
+relay-frames      flproto  --test=fuzz_datagram_relay relay_frames_parse_to_their_bytes_or_are_refused
+relay-budget      flproto  --test=fuzz_datagram_relay a_granted_session_forwards_only_good_frames_within_its_budget_and_never_closes
 "
 
 # What cargo-bolero's libfuzzer engine passes: bolero's cfgs and LLVM's

@@ -8,6 +8,7 @@ mod ctl;
 mod host_addresses;
 mod ice_servers;
 mod key_file;
+mod log_summary;
 mod mtu;
 mod netwatch;
 mod node;
@@ -17,10 +18,12 @@ mod peers;
 mod peers_command;
 mod peers_file;
 mod reconnect;
+mod relay_link;
 mod runtime;
 mod sealing;
 mod settings;
 mod signal_client;
+mod signal_socket;
 mod status;
 mod test_peers;
 mod tls;
@@ -97,7 +100,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { config } => runtime(1)?.block_on(status(config)),
         Command::Peers(args) => runtime(1)?.block_on(peers_command::run(args)),
         Command::Up(args) => {
-            init_logging();
+            init_logging(&args);
             let key = key_file::load(&args.config)?;
             let settings = settings::resolve(args)?;
             runtime(settings.threads)?.block_on(node::run(key, settings, shutdown_signal()))
@@ -131,15 +134,20 @@ async fn status(config: PathBuf) -> anyhow::Result<()> {
     }
 }
 
-fn init_logging() {
+/// Logs to stderr, `RUST_LOG` deciding what (default `info`), with lines
+/// that repeat summarised (see [`log_summary`]).
+fn init_logging(args: &settings::UpArgs) {
+    use tracing_subscriber::layer::{Layer, SubscriberExt};
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let repeats = log_summary::filter(args.log.repeats(), args.log.window());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let writer = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr)
-        .init();
+        .with_filter(tracing_subscriber::filter::FilterExt::and(filter, repeats));
+    tracing_subscriber::registry().with(writer).init();
 }
 
 async fn shutdown_signal() {

@@ -110,6 +110,7 @@ async fn serve(
     // One session for this run: peers see a restart as a new session.
     let local = Local::new(key.clone(), settings.sealing, rand::random());
     let (events_tx, mut events) = mpsc::channel(SIGNAL_EVENT_QUEUE);
+    let (relay_client, relay_peers) = crate::relay_link::plumb();
     let tls = crate::tls::client_config(settings.signal_ca.as_deref())?;
     let (signal, first_registration) = signal_client::spawn(
         settings.signal.clone(),
@@ -119,6 +120,7 @@ async fn serve(
         NodeInfo::v3(&settings.name, "flnode", me, "").advertising(settings.sealing.opens()),
         settings.max_signal_message,
         events_tx,
+        relay_client,
     );
     let changes = Arc::new(Notify::new());
     let mut factory = PeerFactory {
@@ -130,6 +132,7 @@ async fn serve(
             .map(IceServer::to_rtc)
             .collect(),
         test_peer_budget: settings.test_peer_budget,
+        relay: relay_peers,
         managed: None,
     };
     let mut wireguard: Option<(tokio::task::JoinHandle<()>, watch::Receiver<WgStatus>)> = None;
@@ -164,6 +167,8 @@ async fn serve(
 
     tokio::pin!(shutdown);
     let mut registered = false;
+    // What the server said about relaying for us, for `flnode status`.
+    let mut relay = "-";
     let registration_failed = |error: anyhow::Error| error.context(format!("cannot register with {}", settings.signal));
     let outcome = loop {
         tokio::select! {
@@ -185,7 +190,8 @@ async fn serve(
                 Some(event) => {
                     match event {
                         SignalEvent::Online(_) => registered = true,
-                        SignalEvent::Disconnected => registered = false,
+                        SignalEvent::Disconnected => (registered, relay) = (false, "-"),
+                        SignalEvent::Relay(granted) => relay = if granted { "granted" } else { "refused" },
                         _ => {}
                     }
                     match event {
@@ -212,6 +218,7 @@ async fn serve(
                     Request::Status => Reply::Ok(crate::status::report(&crate::status::Inputs {
                         me: &me,
                         registered,
+                        relay,
                         peers: &peers,
                         test_peers: &test_peers,
                         wireguard: status.as_ref(),

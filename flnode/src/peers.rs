@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use crate::allow_list::{Added, AllowList, AllowedPeer, PeerName};
 use crate::peer::{ChangeSignal, Peer, PeerConfig, PeerInput, PeerStats};
+use crate::relay_link::RelayPeers;
 use crate::signal_client::{SignalEvent, SignalSender};
 use crate::wireguard::manager::ManagedPeer;
 
@@ -45,13 +46,16 @@ pub struct PeerFactory {
     /// STUN only: a test peer never gets the user's TURN relay.
     pub test_peer_ice_servers: Vec<webrtc::peer_connection::RTCIceServer>,
     pub test_peer_budget: u64,
+    /// Each configured peer's end of the signalling server's relay.
+    pub relay: RelayPeers,
     /// Managed mode: this node's overlay addresses (announced to each
     /// peer) and who to tell when a peer's state changes.
     pub managed: Option<(OverlayAddresses, Arc<Notify>)>,
 }
 
 impl PeerFactory {
-    /// Starts the task of a configured peer, with its socket.
+    /// Starts the task of a configured peer, with its socket and its end
+    /// of the signalling server's relay.
     fn start(&self, id: NodeId, socket: Arc<UdpSocket>) -> PeerEntry {
         self.start_with(PeerConfig {
             id,
@@ -60,6 +64,7 @@ impl PeerFactory {
             ice_servers: self.ice_servers.clone(),
             budget: None,
             announce: self.managed.as_ref().map(|(own, _)| *own),
+            relay: Some(self.relay.attach(id)),
         })
     }
 
@@ -72,6 +77,7 @@ impl PeerFactory {
             ice_servers: self.test_peer_ice_servers.clone(),
             budget: Some(Arc::new(crate::admission::ByteBudget::new(self.test_peer_budget))),
             announce: None,
+            relay: None,
         })
     }
 
@@ -255,6 +261,7 @@ impl Peers {
         // Dropping the entry closes the task's inputs; it closes its
         // connections and ends.
         self.entries.remove(&id);
+        self.factory.relay.detach(&id);
         self.publish();
         tracing::info!(peer = %id, "peer removed from the allow-list");
         Ok(format!("removed {id}"))
@@ -288,7 +295,14 @@ impl Peers {
                     self.tell(&other, PeerInput::Setup(setup));
                 }
             }
-            SignalEvent::Disconnected => {}
+            SignalEvent::Relay(granted) => self
+                .entries
+                .keys()
+                .for_each(|id| self.tell(id, PeerInput::Relay(granted))),
+            SignalEvent::Disconnected => self
+                .entries
+                .keys()
+                .for_each(|id| self.tell(id, PeerInput::Relay(false))),
         }
     }
 

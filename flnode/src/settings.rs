@@ -96,6 +96,8 @@ pub struct UpArgs {
     /// fastest for a few peers [default: 1]
     #[arg(long, env = "FLNODE_THREADS")]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub log: crate::log_summary::LogArgs,
     /// A STUN or TURN server for NAT traversal: stun:HOST[:PORT] or
     /// turn:USER:PASSWORD@HOST[:PORT] (percent-escape `:` `@` `,` `%` in
     /// USER and PASSWORD). Repeat for several. Used besides the default.

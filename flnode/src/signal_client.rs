@@ -13,7 +13,6 @@ use flproto::identity::NodeKey;
 use flproto::message::{NodeMessage, PeerInfo, ServerMessage};
 use flproto::setup_message::Opens;
 use flproto::{NodeId, NodeInfo};
-use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -21,6 +20,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::reconnect::{Reconnect, SessionEnd};
+use crate::relay_link::RelayClientSide;
+use crate::signal_socket::{next_frame, send, send_relay_frames, Unreachable};
 
 /// Time the server has to answer each step of the handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,6 +63,9 @@ pub enum SignalEvent {
     NotConnected(NodeId),
     /// The connection to the server is gone; reconnecting.
     Disconnected,
+    /// Whether the server relays datagrams for this node (it said so
+    /// when the node registered).
+    Relay(bool),
 }
 
 /// A node in a node list, with what its node info says it opens.
@@ -114,7 +118,11 @@ impl SignalSender {
 /// server at start-up is misconfigured, not in an outage.
 pub type FirstRegistration = oneshot::Receiver<anyhow::Result<()>>;
 
-/// Starts the signalling task; events arrive on `events`.
+/// Starts the signalling task; events arrive on `events`, relay frames
+/// come and go through `relay`.
+// Each argument is one setting or one channel of the client; a struct of
+// them would only name them a second time.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn(
     url: String,
     tls: Arc<rustls::ClientConfig>,
@@ -123,6 +131,7 @@ pub fn spawn(
     info: NodeInfo,
     max_message: usize,
     events: mpsc::Sender<SignalEvent>,
+    relay: RelayClientSide,
 ) -> (SignalSender, FirstRegistration) {
     let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
     let (addresses_gone, addresses_gone_rx) = mpsc::channel(ADDRESS_CHANGE_QUEUE);
@@ -144,6 +153,7 @@ pub fn spawn(
         first: Some(first_tx),
         addresses_gone: addresses_gone_rx,
         probes: probes_rx,
+        relay,
     };
     tokio::spawn(client.run(outgoing_rx));
     (sender, first_rx)
@@ -165,6 +175,9 @@ struct Client {
     first: Option<oneshot::Sender<anyhow::Result<()>>>,
     addresses_gone: mpsc::Receiver<Vec<IpAddr>>,
     probes: mpsc::Receiver<()>,
+    /// The datagram relay: frames to send, where received ones go, what
+    /// the server granted.
+    relay: RelayClientSide,
 }
 
 impl Client {
@@ -173,6 +186,7 @@ impl Client {
         loop {
             let mut registered = false;
             let result = self.session(&mut outgoing, &mut registered).await;
+            self.relay.grant.set(None);
             let end = match &result {
                 Err(error) if error.is::<LocalAddressGone>() => SessionEnd::LocalAddressGone,
                 _ if registered => SessionEnd::AfterRegistering,
@@ -191,6 +205,7 @@ impl Client {
             }
             // Drop what was queued for the old connection: peers resend.
             while outgoing.try_recv().is_ok() {}
+            while self.relay.outgoing.try_recv().is_ok() {}
             let wait = jittered(reconnect.after(end));
             tracing::info!(?wait, "reconnecting to the signalling server");
             tokio::time::sleep(wait).await;
@@ -215,13 +230,15 @@ impl Client {
             Ok(Err(error)) => return Err(anyhow::Error::new(error).context("cannot connect")),
             Ok(Ok(connected)) => connected,
         };
+        crate::signal_socket::limit_unsent(&socket);
         let local_ip = match socket.get_ref() {
             tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.local_addr().ok().map(|local| local.ip()),
             tokio_tungstenite::MaybeTlsStream::Rustls(tls) => tls.get_ref().0.local_addr().ok().map(|local| local.ip()),
             _ => None,
         };
         let mut last_heard = Instant::now();
-        let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, next_frame(&mut socket, &mut last_heard))
+        let routes = self.relay.routes.clone();
+        let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, next_frame(&mut socket, &mut last_heard, &routes))
             .await
             .map_err(|_| Unreachable("no challenge from the server".into()))?;
         let challenge = match first? {
@@ -234,7 +251,9 @@ impl Client {
                 server: authority_of_url(url).context("signal URL has no host")?,
             },
         };
-        let announce = sign_announce(&self.key, challenge, self.info.clone(), &auth);
+        let mut announce = sign_announce(&self.key, challenge, self.info.clone(), &auth);
+        // Our own servers relay datagrams when nothing else gets through.
+        announce.relay = self.mode == AuthMode::Bound;
         send(&mut socket, Message::text(NodeMessage::Announce(announce).to_json())).await?;
         let registration_deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         let mut ping_timer = tokio::time::interval(PING_INTERVAL);
@@ -247,7 +266,7 @@ impl Client {
             }
             let pong_deadline = ping_sent.map(|sent| sent + PONG_TIMEOUT);
             tokio::select! {
-                frame = next_frame(&mut socket, &mut last_heard) => {
+                frame = next_frame(&mut socket, &mut last_heard, &routes) => {
                     let event = match frame? {
                         ServerMessage::ListIDsReply(list) => {
                             *registered = true;
@@ -267,6 +286,7 @@ impl Client {
                             tracing::warn!("signalling server: {text}");
                             continue;
                         }
+                        ServerMessage::Relay(answer) => SignalEvent::Relay(crate::relay_link::granted(&self.relay.grant, answer)),
                         ServerMessage::SystemConfig(_) | ServerMessage::Challenge(..) => continue,
                     };
                     if self.events.send(event).await.is_err() {
@@ -275,6 +295,11 @@ impl Client {
                 }
                 Some(text) = outgoing.recv(), if *registered => {
                     send(&mut socket, Message::text(text)).await?;
+                }
+                Some(frame) = self.relay.outgoing.recv(), if *registered => {
+                    if self.relay.grant.max_datagram().is_some() {
+                        send_relay_frames(&mut socket, frame, outgoing, &mut self.relay.outgoing).await?;
+                    }
                 }
                 _ = ping_timer.tick() => {
                     if ping_sent.is_none() {
@@ -306,11 +331,6 @@ impl Client {
     }
 }
 
-/// The server could not be reached at all (as opposed to refusing us).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Unreachable(String);
-
 /// The address our connection was made from is gone.
 #[derive(Debug, thiserror::Error)]
 #[error("local address {0} went away")]
@@ -332,40 +352,6 @@ fn ids(list: &[NodeInfo]) -> Vec<Listed> {
             _ => None,
         })
         .collect()
-}
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Sends one frame, or fails if it cannot go out within [`SEND_TIMEOUT`]
-/// (the path to the server is dead and the socket's buffer full).
-async fn send(socket: &mut Socket, message: Message) -> anyhow::Result<()> {
-    match tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await {
-        Ok(result) => Ok(result?),
-        Err(_) => Err(Unreachable("a frame to the server did not go out".into()).into()),
-    }
-}
-
-/// The next server frame; every frame, pongs included, counts as a sign of
-/// life in `last_heard`. Pings are answered by tungstenite.
-async fn next_frame(socket: &mut Socket, last_heard: &mut Instant) -> anyhow::Result<ServerMessage> {
-    loop {
-        let frame = match socket.next().await.context("server closed the connection")? {
-            Ok(frame) => frame,
-            Err(tokio_tungstenite::tungstenite::Error::Capacity(error)) => {
-                bail!("the server sent more than this node takes ({error}); see --max-signal-message")
-            }
-            Err(error) => return Err(error.into()),
-        };
-        *last_heard = Instant::now();
-        match frame {
-            Message::Text(text) => match serde_json::from_str(text.as_str()) {
-                Ok(message) => return Ok(message),
-                Err(error) => tracing::debug!(%error, "ignoring an unknown server frame"),
-            },
-            Message::Close(frame) => bail!("server closed the connection: {frame:?}"),
-            _ => continue,
-        }
-    }
 }
 
 #[cfg(test)]

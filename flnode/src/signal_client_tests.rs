@@ -52,6 +52,7 @@ fn client(url: String, events: mpsc::Sender<SignalEvent>) -> Client {
         first: None,
         addresses_gone,
         probes,
+        relay: crate::relay_link::plumb().0,
     }
 }
 
@@ -89,6 +90,7 @@ async fn after_an_oversized_message_the_client_reconnects() {
         NodeInfo::v3("test", "flnode", key.id(), ""),
         LIMIT,
         events_tx,
+        crate::relay_link::plumb().0,
     );
     let mut seen = Vec::new();
     while seen

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use flproto::overlay::OverlayAddresses;
 use flproto::NodeId;
 
-use crate::peer::PeerStats;
+use crate::peer::{path_words, PeerStats};
 use crate::peers::{PeerEntry, Peers};
 use crate::test_peers::TestPeers;
 use crate::wireguard::device::PeerView;
@@ -19,6 +19,8 @@ use crate::wireguard::plan::{Clash, Fate, PeerPlan};
 pub struct Inputs<'a> {
     pub me: &'a NodeId,
     pub registered: bool,
+    /// What the server said about relaying datagrams for this node.
+    pub relay: &'a str,
     pub peers: &'a Peers,
     pub test_peers: &'a TestPeers,
     /// Managed mode: the WireGuard manager's latest view.
@@ -29,8 +31,9 @@ pub fn report(inputs: &Inputs<'_>) -> String {
     let signal = if inputs.registered { "registered" } else { "connecting" };
     let (taken, slots) = inputs.test_peers.slots();
     let mut report = format!(
-        "node {} signal {signal}  test-peer slots {taken}/{slots}  strangers refused {}\n",
+        "node {} signal {signal}  relay {}  test-peer slots {taken}/{slots}  strangers refused {}\n",
         inputs.me,
+        inputs.relay,
         inputs.test_peers.refused()
     );
     if let Some(wg) = inputs.wireguard {
@@ -47,7 +50,7 @@ pub fn report(inputs: &Inputs<'_>) -> String {
         }
     }
     for (id, peer) in inputs.peers.entries() {
-        let _ = write!(report, "peer {id} {}", peer.stats.state.get());
+        let _ = write!(report, "peer {id} {}", path_words(&peer.stats).0);
         if let Some(allowed) = inputs.peers.allow_list().and_then(|list| list.get(id)) {
             let _ = write!(report, "  name {}", allowed.label());
         }
@@ -134,20 +137,9 @@ fn entry_line(view: &PeerView) -> String {
 
 fn path_lines(peer: &PeerEntry) -> String {
     let s = &peer.stats;
-    let path = s.path.lock().ok().and_then(|p| p.clone());
-    let (path, ice_rtt) = match path {
-        Some(info) => (info.path, format!("{:.2} ms", info.rtt_ms)),
-        None => ("-".to_owned(), "-".to_owned()),
-    };
-    // Our own keepalive's round trip is the one a user feels; ICE's
-    // consent checks measure only the UDP path (and over TURN, webrtc
-    // reports them hundreds of milliseconds high).
-    let rtt = match s.ctl_rtt_micros.load(Ordering::Relaxed) {
-        0 => "-".to_owned(),
-        micros => format!("{:.2} ms", micros as f64 / 1000.0),
-    };
+    let (_, path, rtt) = path_words(s);
     format!(
-        "  local {}  path {path}  rtt {rtt} (ctl ping; ICE check {ice_rtt})\n  tx {} packets {} bytes  rx {} packets {} bytes  drops {} not-open {} full {} foreign  setup refused {}  handovers {}  setups {}\n",
+        "  local {}  path {path}  rtt {rtt}\n  tx {} packets {} bytes  rx {} packets {} bytes  drops {} not-open {} full {} foreign  setup refused {}  handovers {}  setups {}\n",
         peer.local.map(|local| local.to_string()).unwrap_or_default(),
         s.tx_packets.load(Ordering::Relaxed),
         s.tx_bytes.load(Ordering::Relaxed),

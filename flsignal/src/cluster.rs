@@ -13,6 +13,11 @@
 //!   `P.node.*.<itself>` only, so a frame is delivered once, by the
 //!   instance the sender's presence names, and only if it is a PeerSetup
 //!   between that sender and that node.
+//! * `P.relay.<node ID>.<instance>` — a relay frame of the datagram relay
+//!   for that node, as its sender sent it, the sender in the
+//!   [`SENDER_HEADER`] header; published and read by tasks of their own
+//!   ([`crate::cluster_datagrams`]), so that relaying never holds up
+//!   presence or setups.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +31,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use crate::cluster_datagrams;
 use crate::config::Config;
+use crate::datagram_relay::ClusterDatagram;
 use crate::error::ClusterError;
 use crate::hub::Outgoing;
 use crate::metrics::Metrics;
@@ -54,6 +61,8 @@ pub struct ClusterLink {
     client: Client,
     events: mpsc::UnboundedReceiver<Event>,
     outgoing: mpsc::Receiver<Outgoing>,
+    /// Relay frames for other instances.
+    datagrams: mpsc::Receiver<ClusterDatagram>,
     prefix: String,
     instance: InstanceId,
 }
@@ -84,6 +93,7 @@ pub async fn connect(
     config: &Config,
     instance: InstanceId,
     outgoing: mpsc::Receiver<Outgoing>,
+    datagrams: mpsc::Receiver<ClusterDatagram>,
 ) -> Result<ClusterLink, ClusterError> {
     let (events_tx, events) = mpsc::unbounded_channel();
     let mut options = ConnectOptions::new()
@@ -138,6 +148,7 @@ pub async fn connect(
         client,
         events,
         outgoing,
+        datagrams,
         prefix: config.nats_prefix.clone(),
         instance,
     })
@@ -150,6 +161,7 @@ impl ClusterLink {
             client,
             events,
             outgoing,
+            datagrams,
             prefix,
             instance,
         } = self;
@@ -165,6 +177,9 @@ impl ClusterLink {
         let relays = subscribe(format!("{prefix}.node.*.{instance}"))
             .await
             .map_err(ClusterError::Subscribe)?;
+        let datagrams_in = subscribe(cluster_datagrams::subscription(&prefix, instance))
+            .await
+            .map_err(ClusterError::Subscribe)?;
         tracing::info!(%instance, servers = ?shared.config.nats, "clustering over NATS");
         let tasks = vec![
             tokio::spawn(receive_presence(
@@ -172,6 +187,13 @@ impl ClusterLink {
                 futures_util::stream::select(presence, answers),
             )),
             tokio::spawn(receive_relays(shared.clone(), relays)),
+            tokio::spawn(cluster_datagrams::receive(shared.clone(), datagrams_in)),
+            tokio::spawn(cluster_datagrams::publish(
+                shared.clone(),
+                client.clone(),
+                datagrams,
+                prefix.clone(),
+            )),
             tokio::spawn(publish(shared.clone(), client.clone(), outgoing, prefix.clone())),
             tokio::spawn(beat(shared.clone())),
             tokio::spawn(follow_connection(shared, events)),
@@ -241,7 +263,7 @@ async fn receive_relays(shared: Arc<Shared>, mut messages: async_nats::Subscribe
     }
 }
 
-fn refuse(shared: &Shared, reason: &'static str, subject: &async_nats::Subject) {
+pub(crate) fn refuse(shared: &Shared, reason: &'static str, subject: &async_nats::Subject) {
     if let Some(refused) = shared.hub.cluster_refusals() {
         refused.refuse(reason, subject, &"malformed relay from the cluster");
     }

@@ -250,6 +250,10 @@ pub struct Config {
     #[command(flatten)]
     pub edge: EdgeConfig,
 
+    /// The datagram relay: on or off, bandwidth, datagram size, queues.
+    #[command(flatten)]
+    pub relay: crate::relay_config::RelayConfig,
+
     /// Log format.
     #[arg(long, env = "FLSIGNAL_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -279,6 +283,7 @@ impl Config {
             list_rate_limit: self.fairness.list_rate(),
             relay_abuse: self.fairness.relay_abuse(),
             fragment_timeout: self.fairness.fragment_timeout,
+            datagram_relay: self.relay.limits(self.max_message_size),
         }
     }
 
@@ -346,6 +351,7 @@ impl Config {
         )?;
         check(self.stun_max_sources >= 1, "--stun-max-sources must be at least 1")?;
         self.edge.validate()?;
+        self.relay.validate(self.max_message_size)?;
         self.trim.validate()?;
         self.validate_cluster()
     }

@@ -10,22 +10,19 @@ use std::time::Instant;
 use flproto::announce::AnnouncePolicy;
 use flproto::close::CloseReason;
 use flproto::message::ServerMessage;
-use flproto::session::{Action, Inbound, ServerSession};
+use flproto::session::{Action, DatagramVerdict, Inbound, ServerSession};
 use flproto::ChallengeNonce;
 use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Bytes, Message, Utf8Bytes};
 use tracing::Instrument;
 
 use crate::hub::{Delivery, Hub, Outbound, PeerHandle, RelayOutcome};
 use crate::metrics::Metrics;
+use crate::outgoing::{feed_text, next_datagram, Pending};
 use crate::upgrade::ServerSocket;
 use crate::Shared;
-
-/// Text longer than this goes out in fragments of this size, which bounds
-/// the socket's write buffer (it keeps its largest size for good).
-pub const FRAGMENT_SIZE: usize = 1024;
 
 /// Characters of a refused frame shown in its debug line: enough to tell
 /// what it was, never a whole 64 KiB message in the log.
@@ -47,6 +44,9 @@ struct Connection {
     session: ServerSession,
     handle: PeerHandle,
     inbox: flume::Receiver<Outbound>,
+    /// Relay frames for the node, once it was granted the datagram relay;
+    /// written only when no signalling frame waits.
+    datagrams: Option<flume::Receiver<Bytes>>,
     /// Where the connection comes from as limits see it, for the announce
     /// rate per source.
     client: IpAddr,
@@ -74,6 +74,7 @@ pub async fn run(socket: ServerSocket, shared: Arc<Shared>, policy: AnnouncePoli
         session,
         handle,
         inbox,
+        datagrams: None,
         client,
         actions,
     };
@@ -83,6 +84,9 @@ pub async fn run(socket: ServerSocket, shared: Arc<Shared>, policy: AnnouncePoli
         .await;
     if let Some(id) = connection.session.registered_node() {
         shared.hub.leave(&id, connection.handle.conn);
+    }
+    if connection.datagrams.is_some() {
+        shared.hub.metrics.datagrams.nodes.dec();
     }
     shared.hub.metrics.sessions.dec();
 }
@@ -109,7 +113,8 @@ impl Connection {
             }
             let flow = tokio::select! {
                 inbound = self.socket.next() => self.on_socket(inbound).await,
-                Ok(outbound) = self.inbox.recv_async() => self.write(outbound).await,
+                Ok(outbound) = self.inbox.recv_async() => self.write(Pending::Signal(outbound)).await,
+                Ok(frame) = next_datagram(&self.datagrams) => self.write(Pending::Datagram(frame)).await,
                 reason = &mut killed, if kill_pending => {
                     kill_pending = false;
                     self.session.close(reason, &mut self.actions);
@@ -145,8 +150,8 @@ impl Connection {
                     .on_inbound(Inbound::Text(text.as_str()), now, &mut self.actions);
                 Some(text)
             }
-            Some(Ok(Message::Binary(_))) => {
-                self.session.on_inbound(Inbound::Binary, now, &mut self.actions);
+            Some(Ok(Message::Binary(frame))) => {
+                self.on_binary(frame, now);
                 None
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
@@ -162,6 +167,19 @@ impl Connection {
         let partial = self.socket.get_ref().get_ref().partial_message_since();
         self.session.on_partial_message(partial);
         self.apply(text.map(|text| (text, now))).await
+    }
+
+    /// A binary frame: a relay frame from a node granted the relay (handed
+    /// on, or dropped and counted), or the end of any other connection.
+    fn on_binary(&mut self, frame: Bytes, now: Instant) {
+        let verdict = self.session.on_binary(&frame, now, &mut self.actions);
+        let (Some(verdict), Some(from)) = (verdict, self.session.node_id()) else {
+            return;
+        };
+        match verdict {
+            DatagramVerdict::Forward { to } => self.shared.datagrams.forward(&self.shared.hub, &from, &to, frame),
+            DatagramVerdict::Drop(reason) => self.shared.hub.metrics.datagrams.drop(reason.label()),
+        }
     }
 
     /// Carries out the session's pending actions. `frame` is the text that
@@ -206,6 +224,12 @@ impl Connection {
                     return Flow::Continue;
                 }
                 Metrics::count(&hub.metrics.handshakes, "ok");
+                if self.session.relay_granted() {
+                    let (outbox, inbox) = self.shared.datagrams.queue();
+                    self.handle.datagrams = Some(outbox);
+                    self.datagrams = Some(inbox);
+                    hub.metrics.datagrams.nodes.inc();
+                }
                 let list = hub.register(node, self.handle.clone());
                 tracing::debug!(node = %node.id(), bound = node.bound, "registered");
                 self.session.on_registered(list, &mut self.actions);
@@ -265,15 +289,17 @@ impl Connection {
     /// Writes `first` and whatever else is already queued (up to
     /// [`WRITE_BATCH`] frames), then flushes once: a busy connection pays
     /// one system call per batch, not per frame (see [`crate::coalesce`]);
-    /// a lone frame is written straight through.
+    /// a lone frame is written straight through. Signalling frames go
+    /// before relay frames: a relay frame is taken only when none waits.
     ///
     /// The write timeout counts from the last frame that went out, not
     /// from the start of the batch: a client that reads slowly but reads
     /// stays, one that takes nothing at all for that long is dropped.
-    async fn write(&mut self, first: Outbound) -> Flow {
+    async fn write(&mut self, first: Pending) -> Flow {
         let metrics = &self.shared.hub.metrics;
         let socket = &mut self.socket;
         let inbox = &mut self.inbox;
+        let datagrams = self.datagrams.as_ref();
         let handle = &self.handle;
         // When a frame last went out, in ms after `start` (an atomic, as
         // the connection's future must be `Sync`).
@@ -284,23 +310,31 @@ impl Connection {
                 + std::time::Duration::from_millis(last_progress.load(Ordering::Relaxed))
                 + self.shared.config.write_timeout
         };
-        if !inbox.is_empty() {
+        if !inbox.is_empty() || datagrams.is_some_and(|queue| !queue.is_empty()) {
             socket.get_mut().cork();
         }
         let batch = async {
             let mut next = Some(first);
             let mut fed = 0;
-            while let Some(outbound) = next.take() {
-                let bytes = outbound.text.len();
-                feed_text(socket, outbound.text).await?;
-                handle.written(outbound.sender, bytes);
-                last_progress.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
-                if let Some(arrived) = outbound.relayed_at {
-                    metrics.relay_latency.observe(arrived.elapsed().as_secs_f64());
+            while let Some(pending) = next.take() {
+                match pending {
+                    Pending::Signal(outbound) => {
+                        let bytes = outbound.text.len();
+                        feed_text(socket, outbound.text).await?;
+                        handle.written(outbound.sender, bytes);
+                        if let Some(arrived) = outbound.relayed_at {
+                            metrics.relay_latency.observe(arrived.elapsed().as_secs_f64());
+                        }
+                    }
+                    Pending::Datagram(frame) => socket.feed(Message::Binary(frame)).await?,
                 }
+                last_progress.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
                 fed += 1;
                 if fed < WRITE_BATCH {
-                    next = inbox.try_recv().ok();
+                    next = inbox.try_recv().ok().map(Pending::Signal).or_else(|| {
+                        let frame = datagrams?.try_recv().ok()?;
+                        Some(Pending::Datagram(frame))
+                    });
                 }
             }
             socket.flush().await
@@ -349,27 +383,17 @@ impl Connection {
                     .drops
                     .get_or_create(&crate::metrics::Reason { reason: "slow_reader" })
                     .inc_by(1 + self.inbox.len() as u64);
+                if let Some(datagrams) = &self.datagrams {
+                    let reason = crate::metrics::Reason { reason: "slow_reader" };
+                    metrics
+                        .datagrams
+                        .drops
+                        .get_or_create(&reason)
+                        .inc_by(datagrams.len() as u64);
+                }
                 tracing::debug!(node = ?self.session.registered_node(), "closing a slow reader");
                 Flow::Stop
             }
         }
     }
-}
-
-/// Queues one text message without flushing. Text longer than
-/// [`FRAGMENT_SIZE`] goes in fragments of that size.
-async fn feed_text(socket: &mut ServerSocket, text: Utf8Bytes) -> Result<(), tungstenite::Error> {
-    if text.len() <= FRAGMENT_SIZE {
-        return socket.feed(Message::Text(text)).await;
-    }
-    let bytes = Bytes::from(text);
-    let count = bytes.len().div_ceil(FRAGMENT_SIZE);
-    socket.get_mut().cork();
-    for index in 0..count {
-        let chunk = bytes.slice(index * FRAGMENT_SIZE..bytes.len().min((index + 1) * FRAGMENT_SIZE));
-        let opcode = if index == 0 { Data::Text } else { Data::Continue };
-        let frame = Frame::message(chunk, OpCode::Data(opcode), index + 1 == count);
-        socket.feed(Message::Frame(frame)).await?;
-    }
-    Ok(())
 }

@@ -171,6 +171,13 @@ impl Hub {
         self.carry_out(effects);
     }
 
+    /// Where a relay frame for `to` goes: the relay queue of its
+    /// connection here (`None` if it did not ask for the relay), or the
+    /// instance that holds it.
+    pub fn datagram_route(&self, to: &NodeId) -> Option<Route<Option<crate::datagram_relay::DatagramOutbox>>> {
+        self.registry.lock().route_by(to, |handle| handle.datagrams.clone())
+    }
+
     pub fn node_list(&self, id: &NodeId) -> Option<String> {
         self.registry.lock().node_list(id)
     }

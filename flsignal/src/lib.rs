@@ -9,7 +9,10 @@
 //!   ([`tls`]) to HTTP; [`admission`] holds the connection limits;
 //! * [`routes`] is the HTTP surface (WebSocket, `/healthz`, `/metrics`);
 //! * [`web`] is the browser page, embedded in the binary;
-//! * [`connection`] drives one WebSocket through `flproto::session`, and
+//! * [`connection`] drives one WebSocket through `flproto::session` (what
+//!   it writes besides whole frames in [`outgoing`]), and
+//!   [`datagram_relay`] forwards its relay frames (flags in
+//!   [`relay_config`], numbers in [`datagram_metrics`]), and
 //!   [`coalesce`] turns its queued frames into one write and
 //!   [`read_ahead`] its small reads into one;
 //! * [`hub`] is what connections share: the node registry
@@ -32,9 +35,12 @@
 
 pub mod admission;
 pub mod cluster;
+pub mod cluster_datagrams;
 pub mod coalesce;
 pub mod config;
 pub mod connection;
+pub mod datagram_metrics;
+pub mod datagram_relay;
 pub mod edge_config;
 pub mod error;
 pub mod fairness_config;
@@ -45,9 +51,11 @@ pub mod listener;
 pub mod metrics;
 pub mod news;
 pub mod outbox;
+pub mod outgoing;
 pub mod proxy_header;
 pub mod read_ahead;
 pub mod refusal_log;
+pub mod relay_config;
 pub mod rewound;
 pub mod routes;
 pub mod server_names;
@@ -56,6 +64,7 @@ pub mod stun_limit;
 pub mod stun_service;
 pub mod tls;
 pub mod trusted_proxy;
+pub mod unsent_limit;
 pub mod upgrade;
 pub mod web;
 
@@ -89,6 +98,9 @@ use server_names::OwnIdentity;
 pub struct Shared {
     pub config: Config,
     pub hub: Hub,
+    /// The datagram relay: the server's budget, relay queues, the way to
+    /// other instances.
+    pub datagrams: datagram_relay::DatagramRelay,
     per_ip: PerIpCounter,
     /// Announces per source address (see `--announce-rate-*`).
     announce_rates: parking_lot::Mutex<flproto::source_rate::SourceRates>,
@@ -147,8 +159,8 @@ impl Server {
             Some(addr) => Some(stun_service::bind(addr).await?),
             None => None,
         };
-        let (hub, cluster) = if config.nats.is_empty() {
-            (Hub::new(config.presence()), None)
+        let (hub, cluster, datagrams_out) = if config.nats.is_empty() {
+            (Hub::new(config.presence()), None, None)
         } else {
             let instance = InstanceId::random();
             let (outgoing, queued) = tokio::sync::mpsc::channel(config.nats_queue);
@@ -158,9 +170,13 @@ impl Server {
                 max_clock_skew: config.cluster_max_clock_skew,
             };
             let hub = Hub::clustered(config.presence(), cluster, outgoing);
-            (hub, Some(cluster::connect(&config, instance, queued).await?))
+            let (datagrams_out, datagrams_queued) = tokio::sync::mpsc::channel(config.relay.relay_nats_queue);
+            let link = cluster::connect(&config, instance, queued, datagrams_queued).await?;
+            (hub, Some(link), Some(datagrams_out))
         };
+        hub.metrics.datagrams.show_limits(&config);
         let shared = Arc::new(Shared {
+            datagrams: datagram_relay::DatagramRelay::new(&config, datagrams_out),
             hub,
             per_ip: PerIpCounter::default(),
             announce_rates: parking_lot::Mutex::new(flproto::source_rate::SourceRates::new(

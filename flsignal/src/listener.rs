@@ -94,6 +94,7 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, router: Rou
             })
         };
         let _ = stream.set_nodelay(true);
+        let _ = crate::unsent_limit::limit_unsent(&stream, shared.config.relay.unsent_limit);
         let connection = Accepted {
             stream,
             peer,

@@ -57,6 +57,8 @@ pub struct Metrics {
     pub stun_answered: Counter,
     /// STUN datagrams not answered, by reason.
     pub stun_ignored: Family<Reason, Counter>,
+    /// The datagram relay's.
+    pub datagrams: crate::datagram_metrics::DatagramMetrics,
 }
 
 impl Metrics {
@@ -88,6 +90,7 @@ impl Metrics {
             cluster_refused: registered(r, "cluster_refused", "Messages from other instances refused by reason"),
             stun_answered: registered(r, "stun_answered", "STUN Binding Requests answered"),
             stun_ignored: registered(r, "stun_ignored", "STUN datagrams not answered by reason"),
+            datagrams: crate::datagram_metrics::DatagramMetrics::register(r),
             registry,
         };
         metrics.zero_known_series();
@@ -128,6 +131,10 @@ impl Metrics {
         for refusal in flproto::cluster_message::RelayRefusal::ALL {
             zero(&self.cluster_refused, refusal.label());
         }
+        for refusal in crate::datagram_relay::ClusterDatagramRefusal::ALL {
+            zero(&self.cluster_refused, refusal.label());
+        }
+        zero(&self.cluster_refused, "datagram_no_sender");
         for reason in crate::stun::Ignored::ALL {
             zero(&self.stun_ignored, reason.label());
         }

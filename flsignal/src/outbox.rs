@@ -96,6 +96,8 @@ pub struct PeerHandle {
     pub in_flight: Arc<Mutex<InFlight<u64>>>,
     /// Whether a news frame for this connection is in its queue.
     pub news: NewsInFlight,
+    /// Its relay queue, if the node was granted the datagram relay.
+    pub datagrams: Option<crate::datagram_relay::DatagramOutbox>,
 }
 
 impl PeerHandle {
@@ -107,6 +109,7 @@ impl PeerHandle {
             kill: Arc::default(),
             in_flight: Arc::default(),
             news: NewsInFlight::default(),
+            datagrams: None,
         }
     }
 

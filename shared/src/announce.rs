@@ -88,6 +88,7 @@ pub fn sign_announce(key: &NodeKey, challenge: ChallengeNonce, node_info: NodeIn
         node_info,
         signature,
         server,
+        relay: false,
     }
 }
 

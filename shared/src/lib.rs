@@ -22,6 +22,8 @@
 //! * [`setup_message`] is the frame two nodes exchange through the server
 //!   to set up a connection; [`setup_auth`] signs it and [`seal`] encrypts
 //!   it to the receiver, so the server can neither forge nor read it.
+//! * [`datagram_relay`] is the last-resort relay of WireGuard datagrams
+//!   through the server: its binary frame and its limits.
 //! * [`x25519`] is a node's Diffie-Hellman key (WireGuard, sealed setups):
 //!   the Montgomery form of its node key, and [`overlay`] its overlay
 //!   addresses inside the WireGuard tunnels flnode manages.
@@ -31,6 +33,7 @@ pub mod announce;
 pub mod close;
 pub mod cluster_message;
 pub mod cluster_presence;
+pub mod datagram_relay;
 pub mod identity;
 pub mod ids;
 pub mod inbound;

@@ -29,6 +29,8 @@ pub enum ServerMessage {
     /// Extension: a `PeerSetup` could not be delivered because the other
     /// party is not connected to this server.
     NotConnected(NodeId),
+    /// Extension: the answer to a node that asked for the datagram relay.
+    Relay(crate::datagram_relay::RelayAnswer),
 }
 
 /// fledger's system configuration; this server never assigns a realm.
@@ -119,6 +121,11 @@ pub struct Announce {
     /// dialled and signed. fledger's decoders ignore unknown fields.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
+    /// Extension (version 4): the node asks for the datagram relay (see
+    /// [`crate::datagram_relay`]). Not signed: it grants nothing a server
+    /// would not give any node that asks.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub relay: bool,
 }
 
 /// Statistics fledger nodes report about their peers. Accepted and ignored.
@@ -174,6 +181,23 @@ mod tests {
             r#"{{"PeerSetup":{{"id_init":"{ID}","id_follow":"{ID}","message":{{"Offer":"v=0\r\n..."}}}}}}"#
         ));
         server_round_trip(r#"{"Error":"New Connection with same ID"}"#);
+        server_round_trip(r#"{"Relay":{"Granted":{"max_datagram":2048,"bytes_per_second":1250000,"burst":262144}}}"#);
+        server_round_trip(r#"{"Relay":{"Refused":"no relay here"}}"#);
+    }
+
+    #[test]
+    fn an_announce_asks_for_the_relay_with_a_field_fledger_ignores() {
+        let plain = format!(
+            r#"{{"Announce":{{"version":4,"challenge":"{}","node_info":{INFO},"signature":"{SIG}","server":"a:1"}}}}"#,
+            "ab".repeat(32)
+        );
+        let NodeMessage::Announce(announce) = serde_json::from_str(&plain).unwrap() else {
+            panic!("an Announce")
+        };
+        assert!(!announce.relay, "absent means not asked");
+        node_round_trip(&plain);
+        let asking = plain.replace(r#""server":"a:1""#, r#""server":"a:1","relay":true"#);
+        node_round_trip(&asking);
     }
 
     #[test]

@@ -27,34 +27,20 @@ mod attempts;
 mod events;
 mod incoming;
 mod link;
+mod relay;
 mod sealing;
 mod state;
+mod timings;
 
 pub use events::{Action, Event, HandoverCause};
 use link::Link;
 pub use link::{ConnId, LinkState};
+use relay::RelayFallback;
+pub use relay::{Carrier, MAX_RETRY_WHILE_RELAYED, RELAY_FALLBACK_AFTER};
 use sealing::Sealing;
 pub use sealing::{Local, Refusal, SealPolicy};
 pub use state::PeerState;
-
-/// Shortest time between two attempts: long enough for one attempt's offer
-/// and answer not to cross the next one's.
-pub const MIN_RETRY: Duration = Duration::from_secs(3);
-/// Longest time between attempts to reach an online peer.
-pub const MAX_RETRY: Duration = Duration::from_secs(30);
-/// How often the peer checks whether an attempt is due.
-pub const RETRY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
-/// Remote candidates kept while waiting for the remote description.
-pub const MAX_PENDING_CANDIDATES: usize = 64;
-/// How often a `ping` goes out on `ctl` while connected.
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
-/// No `pong` for this long means the path is dead: hand over.
-pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
-/// A test peer that has not been connected for this long is dropped.
-pub const TEST_PEER_IDLE: Duration = Duration::from_secs(30);
-/// At most one refused setup message is logged per this interval, whatever
-/// a hostile server sends; the rest are counted.
-pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
+pub use timings::*;
 
 /// Which side of the pair this node is; fixed by the two keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,30 +70,6 @@ pub enum PeerKind {
     Test,
 }
 
-/// The timings, overridable for tests.
-#[derive(Debug, Clone)]
-pub struct PeerTimings {
-    pub min_retry: Duration,
-    pub max_retry: Duration,
-    pub retry_check: Duration,
-    pub keepalive_interval: Duration,
-    pub keepalive_timeout: Duration,
-    pub test_peer_idle: Duration,
-}
-
-impl Default for PeerTimings {
-    fn default() -> Self {
-        Self {
-            min_retry: MIN_RETRY,
-            max_retry: MAX_RETRY,
-            retry_check: RETRY_CHECK_INTERVAL,
-            keepalive_interval: KEEPALIVE_INTERVAL,
-            keepalive_timeout: KEEPALIVE_TIMEOUT,
-            test_peer_idle: TEST_PEER_IDLE,
-        }
-    }
-}
-
 /// One peer, from this node's side.
 pub struct PeerSetup {
     local: Local,
@@ -129,8 +91,10 @@ pub struct PeerSetup {
     /// `wg` opens.
     previous: Option<ConnId>,
     next_conn: u64,
-    /// The connection WireGuard datagrams go over, as last told.
-    carrier: Option<ConnId>,
+    /// Where WireGuard datagrams go, as last told.
+    carrier: Option<Carrier>,
+    /// The signalling server's relay, the last resort.
+    relay: RelayFallback,
     handover_pending: bool,
     attempted_at: Option<Instant>,
     /// When the follower last answered an offer: that connection is still
@@ -177,6 +141,7 @@ impl PeerSetup {
             previous: None,
             next_conn: 1,
             carrier: None,
+            relay: RelayFallback::new(timings.relay_fallback_after, timings.keepalive_timeout),
             handover_pending: false,
             attempted_at: None,
             answered_at: None,
@@ -211,6 +176,11 @@ impl PeerSetup {
     /// The connection in use or being set up, and the one being replaced.
     pub fn connections(&self) -> (Option<ConnId>, Option<ConnId>) {
         (self.current.as_ref().map(|link| link.id), self.previous)
+    }
+
+    /// Where WireGuard datagrams go now.
+    pub fn carrier(&self) -> Option<Carrier> {
+        self.carrier
     }
 
     /// The current back-off between attempts.
@@ -252,12 +222,12 @@ impl PeerSetup {
             Event::BuildFailed(conn) if self.is_current(conn) => {
                 self.current = None;
                 out.push(Action::Close(conn));
-                self.update_carrier(out);
+                self.update_carrier(now, out);
             }
             Event::LocalCandidate(conn, candidate) if self.is_current(conn) => {
                 self.send(SetupMessage::IceCandidate(candidate), out);
             }
-            Event::Link(conn, state) if self.is_current(conn) => self.on_link(state, out),
+            Event::Link(conn, state) if self.is_current(conn) => self.on_link(state, now, out),
             Event::WgOpen(conn) if self.is_current(conn) => {
                 if let Some(link) = &mut self.current {
                     link.wg_open = true;
@@ -265,7 +235,7 @@ impl PeerSetup {
                 self.handover_pending = false;
                 // Switch first, then close: no datagram waits in between.
                 let previous = self.previous.take();
-                self.update_carrier(out);
+                self.update_carrier(now, out);
                 out.extend(previous.map(Action::Close));
             }
             Event::CtlOpen(conn) | Event::Pong(conn) if self.is_current(conn) => {
@@ -279,7 +249,15 @@ impl PeerSetup {
                 self.online = false;
                 self.current = None;
                 out.push(Action::Close(conn));
-                self.update_carrier(out);
+                self.update_carrier(now, out);
+            }
+            Event::RelayGranted(granted) if self.kind == PeerKind::WireGuard => {
+                self.relay.set_granted(granted);
+                self.update_carrier(now, out);
+            }
+            Event::RelayPong => {
+                self.relay.on_pong(now);
+                self.update_carrier(now, out);
             }
             // Events of a connection that was replaced or closed.
             _ => {}
@@ -303,6 +281,11 @@ impl PeerSetup {
         if now >= self.next_keepalive {
             self.next_keepalive = now + self.timings.keepalive_interval;
             self.keepalive(now, out);
+            if self.online && self.relay.wants_ping() {
+                out.push(Action::RelayPing);
+            }
+            // The fallback time may have passed, or the relay's pongs stopped.
+            self.update_carrier(now, out);
         }
     }
 
@@ -317,6 +300,10 @@ impl PeerSetup {
     }
 
     fn on_online(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if !self.online && !matches!(self.carrier, Some(Carrier::Link(_))) {
+            // (Re)appeared: the whole fallback time to open a data channel.
+            self.relay.path_awaited(now);
+        }
         self.online = true;
         if self.handover_pending && self.role == Role::Follower {
             // (Re)registered: our `Init` may have been lost with the old
@@ -342,7 +329,7 @@ impl PeerSetup {
         }
     }
 
-    fn on_link(&mut self, state: LinkState, out: &mut Vec<Action>) {
+    fn on_link(&mut self, state: LinkState, now: Instant, out: &mut Vec<Action>) {
         let Some(link) = &mut self.current else {
             return;
         };
@@ -352,7 +339,7 @@ impl PeerSetup {
             LinkState::Failed => {
                 link.wg_open = false;
                 link.ctl_open = false;
-                self.update_carrier(out);
+                self.update_carrier(now, out);
             }
             LinkState::Connecting => {}
         }
@@ -373,3 +360,7 @@ mod props;
 #[cfg(test)]
 #[path = "peer_setup_sealing_tests.rs"]
 mod sealing_tests;
+
+#[cfg(test)]
+#[path = "peer_setup_relay_tests.rs"]
+mod relay_tests;

@@ -6,6 +6,9 @@
 //! Whatever this node's sealing policy, what the peer opens and what the
 //! node list says: it seals exactly when it must, everything sealed opens
 //! for the peer, and a plain setup it must refuse does nothing else.
+//! The relay carries only when it may (granted, answering, no data channel
+//! for the fallback time), never while the current `wg` channel is open,
+//! and is left in the same step a `wg` channel opens.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -40,6 +43,10 @@ enum Step {
     /// (modulo; one past the last names a connection that never existed).
     Stack(StackEvent, usize),
     Wait(Duration),
+    /// The server grants the relay, or it is gone.
+    RelayGranted(bool),
+    /// The peer answers a relay ping.
+    RelayPong,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -90,6 +97,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::Tampered),
         6 => (stack, 0usize..4).prop_map(|(event, back)| Step::Stack(event, back)),
         3 => (1u64..4_000).prop_map(|ms| Step::Wait(Duration::from_millis(ms))),
+        1 => any::<bool>().prop_map(Step::RelayGranted),
+        2 => Just(Step::RelayPong),
     ]
 }
 
@@ -116,6 +125,11 @@ struct Observer {
     /// What the node must believe the peer opens: the spec of
     /// `sealing.rs`, restated.
     peer_opens: Believed,
+    /// Where datagrams go, as the actions said.
+    carrier: Option<Carrier>,
+    /// Whether the relay is granted, and when the peer last answered it.
+    relay_granted: bool,
+    relay_pong: Option<std::time::Instant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -135,9 +149,7 @@ impl Observer {
             SealPolicy::Prefer => self.peer_opens != Believed::Plain,
         }
     }
-}
 
-impl Observer {
     fn check(&mut self, h: &Harness, actions: &[Action]) {
         for action in actions {
             match action {
@@ -164,7 +176,7 @@ impl Observer {
                     );
                 }
                 Action::Close(conn) => assert!(self.live.remove(conn), "only live connections are closed"),
-                Action::CarryData(Some(conn)) | Action::Ping(conn) => assert!(self.live.contains(conn)),
+                Action::CarryData(Some(Carrier::Link(conn))) | Action::Ping(conn) => assert!(self.live.contains(conn)),
                 Action::Send(info) => {
                     let (sender, auth) = crate::setup_auth::verify(info, &h.remote.id()).expect("our signature");
                     assert_eq!(sender, h.setup.local.key.id());
@@ -189,8 +201,32 @@ impl Observer {
                     ..
                 } => panic!("an honest sealed message always opens: {error}"),
                 Action::Finished => panic!("a configured peer never finishes"),
-                Action::CarryData(None) | Action::ProbeSignalling | Action::Handover(_) | Action::Refused { .. } => {}
+                Action::CarryData(Some(Carrier::Relay)) => {
+                    assert!(self.relay_granted, "the relay carries only once granted");
+                    let answered = self
+                        .relay_pong
+                        .is_some_and(|at| h.now.duration_since(at) < KEEPALIVE_TIMEOUT);
+                    assert!(answered, "the relay carries only while the peer answers through it");
+                }
+                Action::CarryData(None)
+                | Action::ProbeSignalling
+                | Action::Handover(_)
+                | Action::Refused { .. }
+                | Action::RelayPing => {}
             }
+            if let Action::CarryData(carrier) = action {
+                assert_ne!(*carrier, self.carrier, "a carrier is announced only when it changes");
+                self.carrier = *carrier;
+            }
+        }
+        assert_eq!(h.setup.carrier(), self.carrier, "the driver was told the carrier");
+        let current_wg = h.setup.current.as_ref().filter(|link| link.wg_open).map(|link| link.id);
+        if let Some(conn) = current_wg {
+            assert_eq!(
+                self.carrier,
+                Some(Carrier::Link(conn)),
+                "an open wg channel carries at once; never the relay beside it"
+            );
         }
         let (current, previous) = h.setup.connections();
         let held: HashSet<ConnId> = current.into_iter().chain(previous).collect();
@@ -316,7 +352,30 @@ fn run(h: &mut Harness, observer: &mut Observer, step: Step) {
             };
             h.event(event)
         }
-        Step::Wait(by) => h.advance(by),
+        Step::Wait(by) => {
+            // Timer by timer, so that each action is checked at the time
+            // it was decided.
+            let end = h.now + by;
+            while h.setup.next_deadline() <= end {
+                let due = h.setup.next_deadline() - h.now;
+                let actions = h.advance(due);
+                observer.check(h, &actions);
+            }
+            h.advance(end - h.now)
+        }
+        Step::RelayGranted(granted) => {
+            observer.relay_granted = granted;
+            if !granted {
+                observer.relay_pong = None;
+            }
+            h.event(Event::RelayGranted(granted))
+        }
+        Step::RelayPong => {
+            if observer.relay_granted {
+                observer.relay_pong = Some(h.now);
+            }
+            h.event(Event::RelayPong)
+        }
     };
     observer.check(h, &actions);
 }

@@ -261,7 +261,10 @@ fn make_before_break_the_old_connection_carries_data_until_the_new_wg_opens() {
     h.peer_says(SetupMessage::Answer("answer 2".into()));
     assert!(h.event(Event::Link(new, LinkState::Connected)).is_empty());
     let out = h.event(Event::WgOpen(new));
-    assert_eq!(out, vec![Action::CarryData(Some(new)), Action::Close(old)]);
+    assert_eq!(
+        out,
+        vec![Action::CarryData(Some(Carrier::Link(new))), Action::Close(old)]
+    );
     assert_eq!(h.setup.connections(), (Some(new), None));
 }
 

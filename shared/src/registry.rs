@@ -186,8 +186,15 @@ impl<T: Clone> Registry<T> {
 
     /// Where a frame for `to` goes, if it is online anywhere.
     pub fn route(&self, to: &NodeId) -> Option<Route<T>> {
+        self.route_by(to, T::clone)
+    }
+
+    /// [`Registry::route`], with only what `local` takes from the handle
+    /// of a node held here (the one queue a relayed datagram needs, say,
+    /// rather than a clone of the whole handle per frame).
+    pub fn route_by<U>(&self, to: &NodeId, local: impl FnOnce(&T) -> U) -> Option<Route<U>> {
         match self.presence.get(to)? {
-            Holder::Local(handle) => Some(Route::Local(handle.clone())),
+            Holder::Local(handle) => Some(Route::Local(local(handle))),
             Holder::Remote => self.owner(to).map(|(instance, _)| Route::Remote(instance)),
         }
     }

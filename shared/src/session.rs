@@ -17,9 +17,12 @@ use crate::relay_share::{AbuseMeter, Standing};
 use crate::FLEDGER_PROTOCOL_VERSION;
 
 mod config;
+mod datagrams;
 mod events;
 
 pub use config::*;
+use datagrams::RelayGate;
+pub use datagrams::{DatagramDrop, DatagramVerdict};
 pub use events::{Action, Inbound, Refusal, REPLACED_ERROR};
 
 /// Longest serde error text passed back to a client.
@@ -58,6 +61,8 @@ pub struct ServerSession {
     list_rate: TokenBucket,
     /// Strikes for PeerSetups dropped over a receiver's share.
     abuse: AbuseMeter,
+    /// Whether binary frames are relay frames, and the node's budget.
+    relay: RelayGate,
     /// Since when a fragmented message has been incomplete, if one is.
     partial_since: Option<Instant>,
     protocol_errors: u32,
@@ -86,6 +91,7 @@ impl ServerSession {
             rate: TokenBucket::new(config.rate_limit, now),
             list_rate: TokenBucket::new(config.list_rate_limit, now),
             abuse: AbuseMeter::default(),
+            relay: RelayGate::NotAsked,
             partial_since: None,
             protocol_errors: 0,
             last_heard: now,
@@ -117,6 +123,12 @@ impl ServerSession {
 
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed { .. })
+    }
+
+    /// Whether the node was granted the datagram relay (it asked, with a
+    /// version-4 announce, and the server relays).
+    pub fn relay_granted(&self) -> bool {
+        self.relay.is_granted()
     }
 
     /// When [`ServerSession::on_timer`] must be called next.
@@ -174,6 +186,24 @@ impl ServerSession {
         }
     }
 
+    /// Handles one binary frame. For a node granted the relay it is a
+    /// relay frame, and the verdict says whether to forward it; for any
+    /// other it closes the connection (1003) as [`Inbound::Binary`] does,
+    /// and the verdict is `None`.
+    pub fn on_binary(&mut self, frame: &[u8], now: Instant, out: &mut Vec<Action>) -> Option<DatagramVerdict> {
+        let verdict = match self.state {
+            State::Registered { id, .. } => self.relay.admit(frame, &id, now),
+            _ => None,
+        };
+        match verdict {
+            // Relay frames have a byte budget of their own instead of the
+            // message rate, which counts signalling.
+            Some(_) => self.last_heard = now,
+            None => self.on_inbound(Inbound::Binary, now, out),
+        }
+        verdict
+    }
+
     /// Tells the session whether a fragmented message is incomplete on the
     /// connection, and since when; it is closed if that lasts past the
     /// fragment timeout, whatever else arrives meanwhile.
@@ -191,6 +221,9 @@ impl ServerSession {
         };
         self.state = State::Registered { id, bound };
         out.push(Action::Send(ServerMessage::SystemConfig(SystemConfig::default())));
+        if let Some(answer) = self.relay.answer() {
+            out.push(Action::Send(ServerMessage::Relay(answer)));
+        }
         out.push(Action::SendListing(first_list));
     }
 
@@ -246,6 +279,8 @@ impl ServerSession {
             (State::AwaitingAnnounce { failures, .. }, NodeMessage::Announce(announce)) => {
                 match verify_announce(&announce, &self.challenge, &self.policy) {
                     Ok(node) => {
+                        let asked = announce.relay && node.bound;
+                        self.relay = RelayGate::for_node(asked, self.config.datagram_relay, now);
                         self.state = State::Registering {
                             id: node.id(),
                             bound: node.bound,
@@ -326,3 +361,7 @@ mod tests;
 #[cfg(test)]
 #[path = "session_handshake_tests.rs"]
 mod handshake_tests;
+
+#[cfg(test)]
+#[path = "session_datagram_tests.rs"]
+mod datagram_tests;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use flproto::announce::{sign_announce, AnnounceAuth};
+use flproto::datagram_relay::RelayAnswer;
 use flproto::identity::NodeKey;
 use flproto::message::{NodeMessage, PeerInfo, ServerMessage, SetupMessage};
 use flproto::{ChallengeNonce, NodeId, NodeInfo};
@@ -24,6 +25,8 @@ pub enum Event {
     Frame(ServerMessage),
     /// A text frame that is not a server message we know.
     Unparsed(String),
+    /// A binary frame (the datagram relay's).
+    Binary(Vec<u8>),
     Closed(Option<u16>),
 }
 
@@ -125,9 +128,51 @@ impl Client {
     }
 
     pub async fn announce(&mut self, key: &NodeKey, auth: &AnnounceAuth) -> anyhow::Result<()> {
+        self.announce_asking(key, auth, false).await
+    }
+
+    /// Announces, asking for the datagram relay if `relay`.
+    pub async fn announce_asking(&mut self, key: &NodeKey, auth: &AnnounceAuth, relay: bool) -> anyhow::Result<()> {
         let info = NodeInfo::v3("test-node", "e2e", key.id(), "STAT | PING");
-        let announce = sign_announce(key, self.challenge, info, auth);
+        let mut announce = sign_announce(key, self.challenge, info, auth);
+        announce.relay = relay;
         self.send(&NodeMessage::Announce(announce)).await
+    }
+
+    /// Connects with a bound announce that asks for the datagram relay;
+    /// returns the client and the server's answer (the node list after it
+    /// is read and dropped).
+    pub async fn join_relay(url: &str, key: &NodeKey) -> anyhow::Result<(Client, RelayAnswer)> {
+        let mut client = Client::connect(url).await?;
+        client.announce_asking(key, &Client::bound_auth(url), true).await?;
+        match client.next().await? {
+            Event::Frame(ServerMessage::SystemConfig(_)) => {}
+            other => bail!("expected SystemConfig, got {other:?}"),
+        }
+        let answer = match client.next().await? {
+            Event::Frame(ServerMessage::Relay(answer)) => answer,
+            other => bail!("expected the relay answer, got {other:?}"),
+        };
+        client.expect_list().await?;
+        Ok((client, answer))
+    }
+
+    /// Sends one binary frame.
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) -> anyhow::Result<()> {
+        self.socket.send(Message::Binary(bytes.into())).await?;
+        Ok(())
+    }
+
+    /// Reads until the next binary frame, skipping text frames; fails on a
+    /// close or after [`PATIENCE`].
+    pub async fn next_binary(&mut self) -> anyhow::Result<Vec<u8>> {
+        loop {
+            match self.next().await? {
+                Event::Binary(bytes) => return Ok(bytes),
+                Event::Closed(code) => bail!("closed ({code:?}) while waiting for a binary frame"),
+                _ => continue,
+            }
+        }
     }
 
     /// Reads `SystemConfig` then `ListIDsReply`.
@@ -218,6 +263,7 @@ impl Client {
                     Err(_) => Event::Unparsed(text.to_string()),
                 },
                 Some(Ok(Message::Close(frame))) => Event::Closed(frame.map(|f| u16::from(f.code))),
+                Some(Ok(Message::Binary(bytes))) => Event::Binary(bytes.to_vec()),
                 Some(Ok(_)) => continue,
             };
             return Ok(Some(event));

@@ -23,7 +23,7 @@ pub struct ClusterKeys {
 }
 
 impl ClusterKeys {
-    fn generate(count: usize) -> ClusterKeys {
+    pub fn generate(count: usize) -> ClusterKeys {
         let seeds = (0..count)
             .map(|_| nkeys::KeyPair::new_user().seed().expect("a new key has a seed"))
             .collect();
@@ -39,7 +39,7 @@ impl ClusterKeys {
     }
 
     /// A file holding the seed of user `index`, for `--nats-nkey`.
-    fn seed_file(&self, index: usize) -> PathBuf {
+    pub fn seed_file(&self, index: usize) -> PathBuf {
         let path = self.dir.path().join(format!("instance-{index}.nk"));
         std::fs::write(&path, format!("{}\n", self.seeds[index])).expect("write seed");
         path
@@ -47,7 +47,7 @@ impl ClusterKeys {
 
     /// The documented configuration with these users in place of its
     /// example ones.
-    fn nats_config(&self) -> String {
+    pub fn nats_config(&self) -> String {
         let mut lines: Vec<String> = Vec::new();
         let mut template = None;
         for line in DOCUMENTED_CONFIG.lines() {

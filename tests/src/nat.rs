@@ -222,6 +222,44 @@ impl NatTopology {
         Ok(())
     }
 
+    /// Makes both routers drop every UDP packet they would forward, and
+    /// anything from their host that is not for the servers: only TCP to
+    /// flsignal gets out, as on a network that lets web traffic through
+    /// and nothing else. The hosts' own firewalls refuse UDP off the
+    /// machine as well (loopback, where WireGuard meets flnode, stays
+    /// open), so sends fail at once (EPERM) as they do under a local
+    /// firewall, which is what made the WebRTC stack flood its log.
+    pub fn block_udp(&self) -> anyhow::Result<()> {
+        self.udp_rules("-I")
+    }
+
+    /// Undoes [`NatTopology::block_udp`].
+    pub fn unblock_udp(&self) -> anyhow::Result<()> {
+        self.udp_rules("-D")
+    }
+
+    fn udp_rules(&self, verb: &str) -> anyhow::Result<()> {
+        for host in [&self.host_a, &self.host_b] {
+            run_in(
+                host,
+                &["iptables", verb, "OUTPUT", "!", "-o", "lo", "-p", "udp", "-j", "DROP"],
+            )?;
+        }
+        for (router, inside) in [
+            (&self.router_a, format!("ar{}", self.tag)),
+            (&self.router_b, format!("br{}", self.tag)),
+        ] {
+            run_in(router, &["iptables", verb, "FORWARD", "-p", "udp", "-j", "DROP"])?;
+            run_in(
+                router,
+                &[
+                    "iptables", verb, "FORWARD", "-i", &inside, "!", "-d", SERVERS, "-j", "DROP",
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
     /// The packet counters of every router's and the public network's
     /// firewall rules, for a failing test's message.
     pub fn firewall_counters(&self) -> String {

@@ -46,6 +46,8 @@ pub struct NatsServer {
     child: Option<tokio::process::Child>,
     /// Its configuration file, if it has one (kept for restarts).
     config: Option<tempfile::TempPath>,
+    /// The network namespace it runs in, if not this one.
+    netns: Option<String>,
 }
 
 impl NatsServer {
@@ -69,6 +71,24 @@ impl NatsServer {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             child: None,
             config,
+            netns: None,
+        };
+        server.spawn().await?;
+        Ok(server)
+    }
+
+    /// Like [`NatsServer::start_with_config`], on the loopback address of
+    /// network namespace `netns` (port 4222: the namespace is the test's
+    /// own), for servers in that namespace.
+    pub async fn start_in(binary: PathBuf, config: &str, netns: &str) -> anyhow::Result<NatsServer> {
+        let mut file = tempfile::Builder::new().suffix(".conf").tempfile()?;
+        std::io::Write::write_all(&mut file, config.as_bytes())?;
+        let mut server = NatsServer {
+            binary,
+            addr: SocketAddr::from(([127, 0, 0, 1], 4222)),
+            child: None,
+            config: Some(file.into_temp_path()),
+            netns: Some(netns.to_owned()),
         };
         server.spawn().await?;
         Ok(server)
@@ -92,7 +112,10 @@ impl NatsServer {
     }
 
     async fn spawn(&mut self) -> anyhow::Result<()> {
-        let mut command = tokio::process::Command::new(&self.binary);
+        let mut command = match &self.netns {
+            Some(ns) => crate::netns::Testbed::command(ns, &self.binary),
+            None => tokio::process::Command::new(&self.binary),
+        };
         if let Some(config) = &self.config {
             command.arg("-c").arg(config);
         }
@@ -108,7 +131,11 @@ impl NatsServer {
         // The port was free a moment ago; right after a kill it may take a
         // few tries for the new server to bind it.
         loop {
-            if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
+            let listening = match &self.netns {
+                Some(ns) => crate::netns::Testbed::tcp_connect(ns, self.addr).is_ok(),
+                None => tokio::net::TcpStream::connect(self.addr).await.is_ok(),
+            };
+            if listening {
                 return Ok(());
             }
             if let Some(child) = &mut self.child {

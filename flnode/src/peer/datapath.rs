@@ -12,12 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use flproto::peer_setup::{ConnId, Event};
+use flproto::peer_setup::{Carrier, ConnId, Event};
 use futures_util::stream::{self, SelectAll, StreamExt};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 
+use super::relay_path::RelayPath;
 use super::PeerStats;
 
 /// Datagrams from WireGuard kept while no channel carries, so that its first
@@ -36,9 +37,8 @@ pub const FOREIGN_LOG_INTERVAL: Duration = Duration::from_secs(1);
 pub(super) enum PathCommand {
     /// Connection `conn`'s `wg` channel: read it, and carry over it when told.
     Channel(ConnId, Arc<dyn DataChannel>),
-    /// Datagrams go over this connection's channel from now on (`None`: hold
-    /// them).
-    Carry(Option<ConnId>),
+    /// Datagrams go this way from now on (`None`: hold them).
+    Carry(Option<Carrier>),
     /// The connection is closed: forget its channel.
     Close(ConnId),
 }
@@ -56,7 +56,9 @@ pub(super) struct DataPath {
     /// Tells the peer's state machine when a `wg` channel opens.
     events: mpsc::UnboundedSender<Event>,
     channels: HashMap<ConnId, Arc<dyn DataChannel>>,
-    carrier: Option<ConnId>,
+    carrier: Option<Carrier>,
+    /// Where datagrams go when the relay carries.
+    relay: RelayPath,
     pending: VecDeque<(tokio::time::Instant, BytesMut)>,
     /// When a datagram from a foreign source was last logged.
     foreign_logged: Option<tokio::time::Instant>,
@@ -69,6 +71,7 @@ impl DataPath {
         wireguard: SocketAddr,
         stats: Arc<PeerStats>,
         events: mpsc::UnboundedSender<Event>,
+        relay: RelayPath,
     ) -> PathSender {
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let path = DataPath {
@@ -78,6 +81,7 @@ impl DataPath {
             events,
             channels: HashMap::new(),
             carrier: None,
+            relay,
             pending: VecDeque::new(),
             foreign_logged: None,
         };
@@ -131,7 +135,7 @@ impl DataPath {
             }
             PathCommand::Close(conn) => {
                 self.channels.remove(&conn);
-                if self.carrier == Some(conn) {
+                if self.carrier == Some(Carrier::Link(conn)) {
                     self.carrier = None;
                 }
             }
@@ -176,7 +180,12 @@ impl DataPath {
     }
 
     async fn forward_to_peer(&mut self, datagram: &[u8]) {
-        let Some(channel) = self.carrier.and_then(|conn| self.channels.get(&conn)) else {
+        let channel = match self.carrier {
+            Some(Carrier::Relay) => return self.relay.send_datagram(datagram),
+            Some(Carrier::Link(conn)) => self.channels.get(&conn),
+            None => None,
+        };
+        let Some(channel) = channel else {
             if self.pending.len() == MAX_PENDING_DATAGRAMS {
                 self.pending.pop_front();
                 self.stats.drops_not_open.fetch_add(1, Ordering::Relaxed);

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flproto::message::PeerInfo;
-use flproto::peer_setup::{Action, ConnId, Event, Local, PeerKind, PeerSetup, PeerState, PeerTimings};
+use flproto::peer_setup::{Action, Carrier, ConnId, Event, Local, PeerKind, PeerSetup, PeerState, PeerTimings};
 use flproto::setup_message::Opens;
 use flproto::NodeId;
 use rand::SeedableRng;
@@ -30,12 +30,13 @@ use crate::signal_client::SignalSender;
 mod channels;
 mod connection;
 mod datapath;
+mod relay_path;
 mod stats;
 
 use channels::{clock_micros, ChannelSinks};
 use connection::Link;
 use datapath::DataPath;
-pub use stats::{ChangeSignal, PeerStats};
+pub use stats::{path_words, ChangeSignal, PeerStats};
 
 /// Label of the unordered, unreliable channel carrying WireGuard datagrams.
 pub const WG_CHANNEL: &str = "wg";
@@ -56,6 +57,9 @@ pub enum PeerInput {
     Setup(PeerInfo),
     /// The machine's addresses changed: rebuild the connection.
     NetworkChanged,
+    /// The signalling server relays datagrams for this node (`true`), or
+    /// not (refused, or the signalling connection is gone).
+    Relay(bool),
 }
 
 impl From<PeerInput> for Event {
@@ -65,6 +69,7 @@ impl From<PeerInput> for Event {
             PeerInput::Offline => Event::Offline,
             PeerInput::Setup(info) => Event::Setup(info),
             PeerInput::NetworkChanged => Event::NetworkChanged,
+            PeerInput::Relay(granted) => Event::RelayGranted(granted),
         }
     }
 }
@@ -85,6 +90,9 @@ pub struct PeerConfig {
     pub budget: Option<Arc<crate::admission::ByteBudget>>,
     /// Managed mode: this node's overlay addresses, announced on `ctl`.
     pub announce: Option<flproto::overlay::OverlayAddresses>,
+    /// The peer's end of the signalling server's relay; `None` for a test
+    /// peer, which never gets it.
+    pub relay: Option<crate::relay_link::RelayPeerSide>,
 }
 
 pub struct Peer {
@@ -96,6 +104,8 @@ pub struct Peer {
     events: mpsc::UnboundedReceiver<Event>,
     /// The connections the state machine holds (two during a handover).
     links: HashMap<ConnId, Link>,
+    /// Sends through the signalling server's relay; `None` for a test peer.
+    relay: Option<relay_path::RelayPath>,
     actions: Vec<Action>,
     finished: bool,
 }
@@ -108,9 +118,29 @@ impl Peer {
         } else {
             PeerKind::Test
         };
-        let path = config
-            .socket
-            .map(|socket| DataPath::spawn(socket, config.wireguard, stats.clone(), events_tx.clone()));
+        let clock = Instant::now();
+        let (path, relay) = match (config.socket, config.relay) {
+            (Some(socket), Some(side)) => {
+                let relay = relay_path::RelayPath::new(side.sender, stats.clone(), clock);
+                let receive = relay_path::receive(
+                    side.incoming,
+                    relay.clone(),
+                    socket.clone(),
+                    config.wireguard,
+                    events_tx.clone(),
+                );
+                tokio::spawn(receive);
+                let path = DataPath::spawn(
+                    socket,
+                    config.wireguard,
+                    stats.clone(),
+                    events_tx.clone(),
+                    relay.clone(),
+                );
+                (Some(path), Some(relay))
+            }
+            _ => (None, None),
+        };
         let setup = PeerSetup::new(
             local,
             config.id,
@@ -125,7 +155,7 @@ impl Peer {
             events: events_tx,
             path,
             stats: stats.clone(),
-            clock: Instant::now(),
+            clock,
             budget: config.budget,
             announce: config.announce,
         };
@@ -137,6 +167,7 @@ impl Peer {
             sinks,
             events,
             links: HashMap::new(),
+            relay,
             actions: Vec::new(),
             finished: false,
         }
@@ -228,9 +259,10 @@ impl Peer {
                 }
             }
             Action::Close(conn) => self.close(conn),
-            Action::CarryData(conn) => {
-                if let Some(path) = &self.sinks.path {
-                    let _ = path.send(datapath::PathCommand::Carry(conn));
+            Action::CarryData(carrier) => self.carry(carrier),
+            Action::RelayPing => {
+                if let Some(relay) = &self.relay {
+                    relay.ping();
                 }
             }
             Action::Ping(conn) => {
@@ -270,6 +302,29 @@ impl Peer {
         // `BuildFailed` the caller reports closes it.
         self.links.insert(conn, link);
         made
+    }
+
+    /// Tells the data path where datagrams go, and says so in the log when
+    /// the relay takes over or hands back: the one line that matters on a
+    /// network that blocks UDP.
+    fn carry(&mut self, carrier: Option<Carrier>) {
+        let peer = self.setup.peer();
+        let relayed = carrier == Some(Carrier::Relay);
+        let was_relayed = self.stats.relayed.swap(relayed, Ordering::Relaxed);
+        match (was_relayed, carrier) {
+            (false, Some(Carrier::Relay)) => tracing::warn!(
+                %peer,
+                "no data channel path to the peer (UDP blocked?); WireGuard goes through the signalling server's relay"
+            ),
+            (true, Some(Carrier::Link(conn))) => {
+                tracing::info!(%peer, %conn, "a data channel opened; WireGuard left the signalling server's relay")
+            }
+            (true, None) => tracing::warn!(%peer, "the signalling server's relay stopped answering; datagrams wait"),
+            _ => {}
+        }
+        if let Some(path) = &self.sinks.path {
+            let _ = path.send(datapath::PathCommand::Carry(carrier));
+        }
     }
 
     fn close(&mut self, conn: ConnId) {

@@ -32,6 +32,11 @@ pub struct PeerStats {
     /// Round trip of the last answered `ctl` keepalive, in microseconds
     /// (0 until one is answered): the whole data path, end to end.
     pub ctl_rtt_micros: AtomicU64,
+    /// Round trip of the last relay pong, in microseconds (0 until one
+    /// came): the path through the signalling server, end to end.
+    pub relay_rtt_micros: AtomicU64,
+    /// Whether the signalling server's relay carries the datagrams.
+    pub relayed: AtomicBool,
     /// The selected candidate pair and its RTT, refreshed every second.
     pub path: std::sync::Mutex<Option<crate::path_stats::PathInfo>>,
     /// The overlay addresses the peer announced over `ctl` (managed mode).
@@ -79,9 +84,51 @@ impl StateCell {
     }
 }
 
+/// What `flnode status` says of a peer's path: its state word, the path
+/// and its round trip.
+pub fn path_words(stats: &PeerStats) -> (&'static str, String, String) {
+    let micros = |cell: &AtomicU64| match cell.load(Ordering::Relaxed) {
+        0 => "-".to_owned(),
+        micros => format!("{:.2} ms", micros as f64 / 1000.0),
+    };
+    let state = stats.state.get();
+    if stats.relayed.load(Ordering::Relaxed) {
+        // The state machine still attempts a data channel meanwhile.
+        let rtt = format!("{} (relay ping)", micros(&stats.relay_rtt_micros));
+        return ("relayed", "relayed through flsignal".to_owned(), rtt);
+    }
+    let path = stats.path.lock().ok().and_then(|p| p.clone());
+    let (path, ice_rtt) = match path {
+        Some(info) => (info.path, format!("{:.2} ms", info.rtt_ms)),
+        None => ("-".to_owned(), "-".to_owned()),
+    };
+    // Our own keepalive's round trip is the one a user feels; ICE's
+    // consent checks measure only the UDP path (and over TURN, webrtc
+    // reports them hundreds of milliseconds high).
+    let rtt = format!("{} (ctl ping; ICE check {ice_rtt})", micros(&stats.ctl_rtt_micros));
+    (state, path, rtt)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_relayed_peer_says_so_with_the_relay_round_trip() {
+        let stats = PeerStats::default();
+        stats.state.set(PeerState::Connecting);
+        stats.relay_rtt_micros.store(1_234, Ordering::Relaxed);
+        assert_eq!(path_words(&stats).0, "connecting");
+        stats.relayed.store(true, Ordering::Relaxed);
+        assert_eq!(
+            path_words(&stats),
+            (
+                "relayed",
+                "relayed through flsignal".to_owned(),
+                "1.23 ms (relay ping)".to_owned()
+            )
+        );
+    }
 
     #[test]
     fn every_state_is_shown_by_its_own_name() {

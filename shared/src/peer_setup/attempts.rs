@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::link::Link;
-use super::{Action, ConnId, HandoverCause, LinkState, PeerSetup, Role};
+use super::{Action, Carrier, ConnId, HandoverCause, LinkState, PeerKind, PeerSetup, Role};
 use crate::message::SetupMessage;
 use crate::setup_auth::sign_with;
 
@@ -37,7 +37,11 @@ impl PeerSetup {
             if now < at + self.retry_delay {
                 return;
             }
-            self.retry_delay = (self.retry_delay * 2).min(self.timings.max_retry);
+            let max_retry = match self.carrier {
+                Some(Carrier::Relay) => self.timings.max_retry_while_relayed.min(self.timings.max_retry),
+                _ => self.timings.max_retry,
+            };
+            self.retry_delay = (self.retry_delay * 2).min(max_retry).max(self.timings.min_retry);
         }
         self.attempted_at = Some(now);
         match self.role {
@@ -74,7 +78,7 @@ impl PeerSetup {
         });
         self.current = Some(link);
         out.push(Action::Connect { conn, offer });
-        self.update_carrier(out);
+        self.update_carrier(now, out);
     }
 
     pub(super) fn keepalive(&mut self, now: Instant, out: &mut Vec<Action>) {
@@ -86,6 +90,8 @@ impl PeerSetup {
         if now.duration_since(last) >= self.timings.keepalive_timeout {
             // Once per timeout at most; the handover itself retries.
             link.last_pong = Some(now);
+            // The path that carried is dead: the relay's clock starts.
+            self.relay.path_lost(now);
             out.push(Action::ProbeSignalling);
             self.handover(HandoverCause::KeepalivesUnanswered, now, out);
             return;
@@ -120,10 +126,23 @@ impl PeerSetup {
     }
 
     /// Tells the driver where datagrams go when that changed: the current
-    /// connection once its `wg` is open, else the one being replaced.
-    pub(super) fn update_carrier(&mut self, out: &mut Vec<Action>) {
-        let current = self.current.as_ref().filter(|link| link.wg_open).map(|link| link.id);
-        let carrier = current.or(self.previous);
+    /// connection once its `wg` is open; else the relay, if it may carry
+    /// (see [`super::relay`]); else the connection being replaced.
+    pub(super) fn update_carrier(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let current = self
+            .current
+            .as_ref()
+            .filter(|link| link.wg_open)
+            .map(|link| Carrier::Link(link.id));
+        match current {
+            Some(_) => self.relay.path_found(),
+            // A connection being replaced still carries, unless its
+            // keepalives said it is dead (which starts the relay's clock).
+            None if self.previous.is_none() => self.relay.path_lost(now),
+            None => {}
+        }
+        let relay = (self.kind == PeerKind::WireGuard && self.relay.may_carry(now)).then_some(Carrier::Relay);
+        let carrier = current.or(relay).or(self.previous.map(Carrier::Link));
         if carrier != self.carrier {
             self.carrier = carrier;
             out.push(Action::CarryData(carrier));

@@ -1,6 +1,6 @@
 //! What goes into the peer's state machine and what comes out.
 
-use super::{ConnId, LinkState, Refusal};
+use super::{Carrier, ConnId, LinkState, Refusal};
 use crate::message::PeerInfo;
 use crate::seal::SealError;
 use crate::setup_message::Opens;
@@ -55,6 +55,11 @@ pub enum Event {
     /// A test peer used up what it may move over `conn`: its connection
     /// goes, and it gets no other for as long as this peer lives.
     Exhausted(ConnId),
+    /// The signalling server granted this node the datagram relay
+    /// (`true`), or refused it, or the signalling connection is gone.
+    RelayGranted(bool),
+    /// The peer answered a relay ping.
+    RelayPong,
 }
 
 /// What the driver must do, in order.
@@ -77,9 +82,9 @@ pub enum Action {
     ApplyCandidate { conn: ConnId, candidate: String },
     /// Close `conn` and forget its channels.
     Close(ConnId),
-    /// WireGuard datagrams go over this connection's `wg` from now on
-    /// (datagrams held while there was none go first); `None`: hold them.
-    CarryData(Option<ConnId>),
+    /// WireGuard datagrams go this way from now on (datagrams held while
+    /// there was none go first); `None`: hold them.
+    CarryData(Option<Carrier>),
     /// Send a keepalive ping on `conn`'s `ctl`.
     Ping(ConnId),
     /// The path to the signalling server may have died with the data path:
@@ -92,4 +97,6 @@ pub enum Action {
     Refused { error: Refusal, total: u64, log: bool },
     /// A test peer has been gone for [`super::TEST_PEER_IDLE`]: end its task.
     Finished,
+    /// Send the peer a ping through the signalling server's relay.
+    RelayPing,
 }

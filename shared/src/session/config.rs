@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::datagram_relay::DatagramRelayLimits;
 use crate::rate::RateLimit;
 use crate::relay_share::AbuseLimits;
 
@@ -46,6 +47,9 @@ pub struct SessionConfig {
     pub list_rate_limit: RateLimit,
     pub relay_abuse: AbuseLimits,
     pub fragment_timeout: Duration,
+    /// The datagram relay's per-node limits; `None`: the server does not
+    /// relay (`--relay off`).
+    pub datagram_relay: Option<DatagramRelayLimits>,
 }
 
 impl Default for SessionConfig {
@@ -60,6 +64,7 @@ impl Default for SessionConfig {
             list_rate_limit: DEFAULT_LIST_RATE_LIMIT,
             relay_abuse: AbuseLimits::default(),
             fragment_timeout: DEFAULT_FRAGMENT_TIMEOUT,
+            datagram_relay: Some(DatagramRelayLimits::default()),
         }
     }
 }

@@ -18,6 +18,9 @@ pub enum Mode {
     /// Nodes joining, relaying and leaving at a steady rate for a long
     /// time: the server's RSS and fds over time.
     Soak,
+    /// Pairs relaying WireGuard-sized datagrams through the server's
+    /// datagram relay at a set rate: loss, latency, server CPU.
+    Datagrams,
 }
 
 /// `relay`: which setup frame the pairs echo.
@@ -76,6 +79,10 @@ pub struct Args {
     pub lifetime: Duration,
     /// `soak`: time between two report lines.
     pub report: Duration,
+    /// `datagrams`: what each node sends its peer, in kbit/s.
+    pub rate_kbit: u64,
+    /// `datagrams`: payload bytes of each relay frame.
+    pub payload: usize,
 }
 
 const USAGE: &str = "usage: flload MODE [flags]
@@ -86,9 +93,11 @@ const USAGE: &str = "usage: flload MODE [flags]
   storm       [--url URL] [--nodes N] [--in-flight C] [--source-ips K] [--deadline 60s] [--settle 1s]
   soak        [--url URL] [--nodes N] [--pairs P] [--duration 600s] [--lifetime 60s] [--report 60s]
               [--in-flight C] [--server-pid PID] [--source-ips K] [--settle 5s]
+  datagrams   [--url URL] [--pairs P] [--rate-kbit 1000] [--payload 1452] [--duration 10s]
+              [--in-flight C] [--server-pid PID] [--source-ips K]
   every mode  [--list-request true|false]   (default true: Announce then \"ListIDsRequest\", as fledger nodes do)
-              [--protocol fledger|matchbox] (default fledger; matchbox: not with soak)
-  handshakes, relay [--server-pid PID]      (the server's CPU time per handshake / relayed frame)";
+              [--protocol fledger|matchbox] (default fledger; matchbox: not with soak or datagrams)
+  handshakes, relay, datagrams [--server-pid PID] (the server's CPU time per handshake / relayed frame)";
 
 pub fn parse() -> anyhow::Result<Args> {
     parse_from(std::env::args().skip(1))
@@ -101,6 +110,7 @@ fn parse_from(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Args> {
         Some("relay") => Mode::Relay,
         Some("storm") => Mode::Storm,
         Some("soak") => Mode::Soak,
+        Some("datagrams") => Mode::Datagrams,
         _ => bail!("{USAGE}"),
     };
     let mut args = Args {
@@ -129,9 +139,12 @@ fn parse_from(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Args> {
         list_request: true,
         deadline: Duration::from_secs(60),
         settle: Duration::from_secs(if mode == Mode::Soak { 5 } else { 1 }),
-        duration: Duration::from_secs(600),
+        duration: Duration::from_secs(if mode == Mode::Datagrams { 10 } else { 600 }),
         lifetime: Duration::from_secs(60),
         report: Duration::from_secs(60),
+        rate_kbit: 1000,
+        // The largest WireGuard packet from an interface MTU of 1420.
+        payload: 1452,
     };
     while let Some(flag) = argv.next() {
         let value = argv.next().with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
@@ -168,12 +181,14 @@ fn parse_from(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Args> {
             "--duration" => args.duration = seconds(&value).with_context(bad)?,
             "--lifetime" => args.lifetime = seconds(&value).with_context(bad)?,
             "--report" => args.report = seconds(&value).with_context(bad)?,
+            "--rate-kbit" => args.rate_kbit = value.parse().with_context(bad)?,
+            "--payload" => args.payload = value.parse().with_context(bad)?,
             other => bail!("unknown flag {other}\n{USAGE}"),
         }
     }
     anyhow::ensure!(
-        !(args.mode == Mode::Soak && args.protocol == Protocol::Matchbox),
-        "soak speaks the fledger protocol only"
+        !(matches!(args.mode, Mode::Soak | Mode::Datagrams) && args.protocol == Protocol::Matchbox),
+        "soak and datagrams speak the fledger protocol only"
     );
     anyhow::ensure!(
         !args.lifetime.is_zero() && !args.report.is_zero(),

@@ -108,7 +108,15 @@ pub async fn join(target: &Target, source: IpAddr) -> anyhow::Result<Socket> {
 
 /// [`join`] with a given key, failing after [`JOIN_TIMEOUT`].
 pub async fn join_as(target: &Target, source: IpAddr, key: &NodeKey) -> anyhow::Result<Socket> {
-    tokio::time::timeout(JOIN_TIMEOUT, join_unbounded(target, source, key))
+    tokio::time::timeout(JOIN_TIMEOUT, join_unbounded(target, source, key, false))
+        .await
+        .context("join timed out")?
+}
+
+/// Joins as our own nodes do, with a bound (version-4) announce that asks
+/// for the datagram relay; fails if the server does not grant it.
+pub async fn join_relaying(target: &Target, source: IpAddr, key: &NodeKey) -> anyhow::Result<Socket> {
+    tokio::time::timeout(JOIN_TIMEOUT, join_unbounded(target, source, key, true))
         .await
         .context("join timed out")?
 }
@@ -126,7 +134,7 @@ pub async fn connect(target: &Target, source: IpAddr, url: &str) -> anyhow::Resu
     Ok(ws)
 }
 
-async fn join_unbounded(target: &Target, source: IpAddr, key: &NodeKey) -> anyhow::Result<Socket> {
+async fn join_unbounded(target: &Target, source: IpAddr, key: &NodeKey, relay: bool) -> anyhow::Result<Socket> {
     let mut ws = connect(target, source, &target.url).await?;
     let challenge = match next_text(&mut ws).await? {
         text if text.starts_with(r#"{"Challenge""#) => match serde_json::from_str(&text)? {
@@ -136,7 +144,14 @@ async fn join_unbounded(target: &Target, source: IpAddr, key: &NodeKey) -> anyho
         other => bail!("expected challenge, got {other}"),
     };
     let info = NodeInfo::v3("flload", "flload", key.id(), "");
-    let announce = sign_announce(key, challenge, info, &AnnounceAuth::Fledger);
+    let auth = match relay {
+        false => AnnounceAuth::Fledger,
+        true => AnnounceAuth::Bound {
+            server: flproto::announce::authority_of_url(&target.url).context("bad URL")?,
+        },
+    };
+    let mut announce = sign_announce(key, challenge, info, &auth);
+    announce.relay = relay;
     ws.feed(Message::text(NodeMessage::Announce(announce).to_json()))
         .await?;
     if target.list_request {
@@ -150,7 +165,7 @@ async fn join_unbounded(target: &Target, source: IpAddr, key: &NodeKey) -> anyho
         if text.starts_with(r#"{"ListIDsReply""#) {
             return Ok(ws);
         }
-        if text.starts_with(r#"{"Error""#) {
+        if text.starts_with(r#"{"Error""#) || text.starts_with(r#"{"Relay":{"Refused""#) {
             bail!("server refused: {text}");
         }
     }

@@ -32,6 +32,12 @@
 //!
 //!   flload soak --url ws://127.0.0.1:8765/ --nodes 10000 --duration 600s --source-ips 8
 //!
+//! `datagrams` holds P pairs granted the datagram relay, each node sending
+//! its peer WireGuard-sized relay frames at a set rate: loss, latency and
+//! the server's CPU per relayed MiB (how many pairs one server holds):
+//!
+//!   flload datagrams --url ws://127.0.0.1:8765/ --pairs 200 --rate-kbit 1000 --duration 10s
+//!
 //! Client sockets are spread over several loopback source addresses
 //! (127.0.0.1, 127.0.0.2, …) so that neither side runs out of ports. Each
 //! mode ends with one `result mode=… key=value …` line for scripts.
@@ -39,6 +45,7 @@
 mod args;
 mod client;
 mod crowd;
+mod datagrams;
 mod handshakes;
 mod idle;
 mod matchbox;
@@ -60,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
         Mode::Relay => relay::run(&args).await,
         Mode::Storm => storm::run(&args).await,
         Mode::Soak => soak::run(&args).await,
+        Mode::Datagrams => datagrams::run(&args).await,
     }
 }
 
