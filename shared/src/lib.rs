@@ -17,6 +17,9 @@
 //!   heartbeat).
 //! * [`relay_share`] keeps each sender to a share of a receiver's queue,
 //!   and [`source_rate`] with [`addr_key`] limits rates per source address.
+//! * [`turn_credentials`] are the short-lived TURN credentials flsignal
+//!   hands its nodes (the TURN REST API scheme) and checks again when they
+//!   are used.
 //! * [`x25519`] is a node's Diffie-Hellman key (WireGuard, sealed setups):
 //!   the Montgomery form of its node key.
 
@@ -37,6 +40,7 @@ pub mod relay_share;
 pub mod session;
 pub mod setup_auth;
 pub mod source_rate;
+pub mod turn_credentials;
 pub mod x25519;
 
 pub use ids::{ChallengeNonce, NodeId};
