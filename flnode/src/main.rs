@@ -16,6 +16,7 @@ mod settings;
 mod signal_client;
 mod test_peers;
 mod tls;
+mod turn_relay;
 mod udp;
 
 use std::path::PathBuf;

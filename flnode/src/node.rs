@@ -13,13 +13,14 @@ use flproto::setup_auth::SessionId;
 use flproto::NodeId;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UdpSocket, UnixListener};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::admission::{ByteBudget, TestPeerPolicy};
 use crate::ice_servers::IceServer;
 use crate::peer::{Peer, PeerConfig, PeerInput, PeerStats};
 use crate::signal_client::{self, AuthMode, SignalEvent, SignalSender};
 use crate::test_peers::TestPeers;
+use crate::turn_relay::IceServerList;
 
 /// Signalling events (node lists, setups) waiting for the node's loop; the
 /// signalling client waits when it is full rather than dropping setups.
@@ -65,7 +66,8 @@ pub struct PeerFactory {
     session: SessionId,
     signal: SignalSender,
     wireguard: SocketAddr,
-    ice_servers: Vec<webrtc::peer_connection::RTCIceServer>,
+    /// The configured servers and the signalling server's TURN relay.
+    ice_servers: watch::Receiver<Vec<webrtc::peer_connection::RTCIceServer>>,
     /// STUN only: a test peer never gets the user's TURN relay.
     test_peer_ice_servers: Vec<webrtc::peer_connection::RTCIceServer>,
     test_peer_budget: u64,
@@ -89,7 +91,7 @@ impl PeerFactory {
             id,
             socket: None,
             wireguard: self.wireguard,
-            ice_servers: self.test_peer_ice_servers.clone(),
+            ice_servers: watch::channel(self.test_peer_ice_servers.clone()).1,
             budget: Some(Arc::new(ByteBudget::new(self.test_peer_budget))),
         })
     }
@@ -140,12 +142,13 @@ pub async fn run(
         settings.max_signal_message,
         events_tx,
     );
+    let mut ice_servers = IceServerList::new(settings.ice_servers.clone(), settings.signal.clone());
     let factory = PeerFactory {
         key: key.clone(),
         session,
         signal: signal.clone(),
         wireguard: settings.wireguard,
-        ice_servers: settings.ice_servers.iter().map(IceServer::to_rtc).collect(),
+        ice_servers: ice_servers.subscribe(),
         test_peer_ice_servers: crate::ice_servers::stun_only(&settings.ice_servers)
             .map(IceServer::to_rtc)
             .collect(),
@@ -194,6 +197,7 @@ pub async fn run(
                         _ => {}
                     }
                     match event {
+                        SignalEvent::TurnCredentials(credentials) => ice_servers.on_credentials(&credentials),
                         SignalEvent::Setup(setup) if setup.counterpart_of(&me).is_some_and(|id| !peers.contains_key(&id)) => {
                             test_peers.on_setup(&me, &factory, setup);
                         }
@@ -254,7 +258,7 @@ fn dispatch(me: &NodeId, peers: &HashMap<NodeId, PeerEntry>, event: SignalEvent)
                 tell(&other, PeerInput::Setup(setup));
             }
         }
-        SignalEvent::Disconnected => {}
+        SignalEvent::Disconnected | SignalEvent::TurnCredentials(_) => {}
     }
 }
 

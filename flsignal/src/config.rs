@@ -250,6 +250,10 @@ pub struct Config {
     #[command(flatten)]
     pub edge: EdgeConfig,
 
+    /// The TURN service.
+    #[command(flatten)]
+    pub turn: crate::turn::config::TurnConfig,
+
     /// Log format.
     #[arg(long, env = "FLSIGNAL_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -279,6 +283,8 @@ impl Config {
             list_rate_limit: self.fairness.list_rate(),
             relay_abuse: self.fairness.relay_abuse(),
             fragment_timeout: self.fairness.fragment_timeout,
+            // Set by the server while its TURN service runs.
+            turn_renewal: None,
         }
     }
 
@@ -346,6 +352,7 @@ impl Config {
         )?;
         check(self.stun_max_sources >= 1, "--stun-max-sources must be at least 1")?;
         self.edge.validate()?;
+        self.turn.validate()?;
         self.trim.validate()?;
         self.validate_cluster()
     }

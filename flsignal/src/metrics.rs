@@ -57,6 +57,8 @@ pub struct Metrics {
     pub stun_answered: Counter,
     /// STUN datagrams not answered, by reason.
     pub stun_ignored: Family<Reason, Counter>,
+    /// The TURN service's.
+    pub turn: crate::turn::metrics::TurnMetrics,
 }
 
 impl Metrics {
@@ -88,6 +90,7 @@ impl Metrics {
             cluster_refused: registered(r, "cluster_refused", "Messages from other instances refused by reason"),
             stun_answered: registered(r, "stun_answered", "STUN Binding Requests answered"),
             stun_ignored: registered(r, "stun_ignored", "STUN datagrams not answered by reason"),
+            turn: crate::turn::metrics::TurnMetrics::register(r),
             registry,
         };
         metrics.zero_known_series();
@@ -154,7 +157,7 @@ impl Metrics {
 }
 
 /// A new metric, registered under `name`.
-fn registered<M>(registry: &mut Registry, name: &str, help: &str) -> M
+pub(crate) fn registered<M>(registry: &mut Registry, name: &str, help: &str) -> M
 where
     M: prometheus_client::registry::Metric + Default + Clone,
 {

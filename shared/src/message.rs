@@ -28,6 +28,32 @@ pub enum ServerMessage {
     /// Extension: a `PeerSetup` could not be delivered because the other
     /// party is not connected to this server.
     NotConnected(NodeId),
+    /// Extension: a short-lived credential for this server's TURN service,
+    /// sent after registration and again before it expires (see
+    /// [`crate::turn_credentials`]).
+    TurnCredentials(TurnCredentials),
+}
+
+/// Extension: a TURN REST API credential (username `EXPIRY:NODEID`,
+/// password `base64(HMAC-SHA1(secret, username))`) and where to use it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TurnCredentials {
+    pub username: String,
+    pub password: String,
+    /// Seconds from now the credential makes new allocations.
+    pub ttl: u64,
+    /// The UDP port of the TURN service, on the host the node dialled.
+    pub port: u16,
+}
+
+impl std::fmt::Debug for TurnCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "TurnCredentials({}, ttl {} s, port {}, password hidden)",
+            self.username, self.ttl, self.port
+        )
+    }
 }
 
 /// fledger's system configuration; this server never assigns a realm.
@@ -211,6 +237,16 @@ mod tests {
             r#"{{"PeerSetup":{{"id_init":"{ID}","id_follow":"{ID}","message":{{"Offer":"v=0\r\n..."}}}}}}"#
         ));
         server_round_trip(r#"{"Error":"New Connection with same ID"}"#);
+    }
+
+    #[test]
+    fn turn_credentials_are_byte_exact_and_hide_the_password() {
+        let json = format!(
+            r#"{{"TurnCredentials":{{"username":"1700003600:{ID}","password":"NMttHA1r7MueHjkCbQiIBgq/dMk=","ttl":3600,"port":3478}}}}"#
+        );
+        server_round_trip(&json);
+        let message: ServerMessage = serde_json::from_str(&json).unwrap();
+        assert!(!format!("{message:?}").contains("NMtt"), "{message:?}");
     }
 
     #[test]

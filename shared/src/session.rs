@@ -63,6 +63,9 @@ pub struct ServerSession {
     protocol_errors: u32,
     last_heard: Instant,
     next_ping: Instant,
+    /// When the node is due a fresh TURN credential: set once a version-4
+    /// node is registered and the server runs TURN.
+    turn_due: Option<Instant>,
 }
 
 impl ServerSession {
@@ -90,6 +93,7 @@ impl ServerSession {
             protocol_errors: 0,
             last_heard: now,
             next_ping: now + config.ping_interval,
+            turn_due: None,
             config,
             policy,
             challenge,
@@ -132,6 +136,9 @@ impl ServerSession {
         {
             deadline = deadline.min(handshake);
         }
+        if let Some(due) = self.turn_due {
+            deadline = deadline.min(due);
+        }
         deadline
     }
 
@@ -155,6 +162,19 @@ impl ServerSession {
             }
             _ => {}
         }
+        self.renew_turn_credentials(now, out);
+    }
+
+    /// Sends a registered node its next TURN credential once it is due.
+    fn renew_turn_credentials(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let (Some(due), Some(renewal)) = (self.turn_due, self.config.turn_renewal) else {
+            return;
+        };
+        if now < due || self.node_id().is_none() {
+            return;
+        }
+        self.turn_due = Some(now + renewal);
+        out.push(Action::SendTurnCredentials);
     }
 
     /// Handles one inbound frame.
@@ -192,6 +212,11 @@ impl ServerSession {
         self.state = State::Registered { id, bound };
         out.push(Action::Send(ServerMessage::SystemConfig(SystemConfig::default())));
         out.push(Action::SendListing(first_list));
+        if let (true, Some(renewal)) = (bound, self.config.turn_renewal) {
+            out.push(Action::SendTurnCredentials);
+            // The announce that led here is the last thing heard: now.
+            self.turn_due = Some(self.last_heard + renewal);
+        }
     }
 
     /// The server will not register the node it just verified: its source
@@ -230,6 +255,7 @@ impl ServerSession {
         self.state = State::Closed {
             registered: self.registered_node(),
         };
+        self.turn_due = None;
         out.push(Action::Close(reason));
     }
 
@@ -326,3 +352,7 @@ mod tests;
 #[cfg(test)]
 #[path = "session_handshake_tests.rs"]
 mod handshake_tests;
+
+#[cfg(test)]
+#[path = "session_turn_tests.rs"]
+mod turn_tests;

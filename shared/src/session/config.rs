@@ -46,6 +46,10 @@ pub struct SessionConfig {
     pub list_rate_limit: RateLimit,
     pub relay_abuse: AbuseLimits,
     pub fragment_timeout: Duration,
+    /// How often a version-4 node is sent a fresh TURN credential (half
+    /// its lifetime, see `turn_credentials`); `None` while the server runs
+    /// no TURN service.
+    pub turn_renewal: Option<Duration>,
 }
 
 impl Default for SessionConfig {
@@ -60,6 +64,7 @@ impl Default for SessionConfig {
             list_rate_limit: DEFAULT_LIST_RATE_LIMIT,
             relay_abuse: AbuseLimits::default(),
             fragment_timeout: DEFAULT_FRAGMENT_TIMEOUT,
+            turn_renewal: None,
         }
     }
 }

@@ -1,0 +1,231 @@
+//! The TURN service's sockets: the listening socket's datagrams go to the
+//! state ([`super::state`]), relay sockets are bound, read and closed as
+//! it asks, and a tick lets its timers run. Everything the state decides
+//! is carried out here without waiting: a send that would block is a
+//! dropped datagram, as UDP would have it.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
+use rand::Rng;
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+use turn_server_proto::api::SocketAllocateError;
+use turn_server_proto::types::AddressFamily;
+
+use super::config::RelayPorts;
+use super::metrics::TurnMetrics;
+use super::state::{ClientAddr, Setup, Sink, Transport, TurnState};
+
+/// How often the state's timers run: allocations, permissions and
+/// channels expire in whole seconds.
+pub const TICK: Duration = Duration::from_secs(1);
+/// Random ports tried for one relay socket before the allocation is
+/// refused (508): the range may be nearly full.
+pub const RELAY_BIND_ATTEMPTS: usize = 32;
+/// Largest datagram read from a relay socket; a longer one is cut, and
+/// no relayed WireGuard datagram comes near it.
+pub const MAX_RELAYED_DATAGRAM: usize = 65_536;
+
+/// Where relay sockets are bound and what address peers are told.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayAddresses {
+    pub bind: IpAddr,
+    pub external: IpAddr,
+    pub ports: RelayPorts,
+}
+
+struct RelaySocket {
+    socket: Arc<UdpSocket>,
+    /// Stops its reader.
+    stop: CancellationToken,
+}
+
+/// The state and the relay sockets it owns, behind one lock.
+struct Inner {
+    state: TurnState,
+    relays: HashMap<SocketAddr, RelaySocket>,
+}
+
+pub struct TurnService {
+    inner: Mutex<Inner>,
+    /// The UDP socket clients reach the service on.
+    listen: Arc<UdpSocket>,
+    addresses: RelayAddresses,
+    metrics: TurnMetrics,
+    shutdown: CancellationToken,
+}
+
+/// The sockets, as the state sees them.
+struct Io<'a> {
+    service: &'a Arc<TurnService>,
+    relays: &'a mut HashMap<SocketAddr, RelaySocket>,
+}
+
+impl Sink for Io<'_> {
+    fn to_client(&mut self, client: ClientAddr, data: &[u8]) {
+        if client.transport != Transport::Udp || self.service.listen.try_send_to(data, client.addr).is_err() {
+            self.service.metrics.dropped("send_failed");
+        }
+    }
+
+    fn to_peer(&mut self, relay: SocketAddr, peer: SocketAddr, data: &[u8]) {
+        let sent = self
+            .relays
+            .get(&relay)
+            .is_some_and(|relay| relay.socket.try_send_to(data, peer).is_ok());
+        if !sent {
+            self.service.metrics.dropped("send_failed");
+        }
+    }
+
+    fn bind_relay(&mut self, family: AddressFamily) -> Result<SocketAddr, SocketAllocateError> {
+        let addresses = self.service.addresses;
+        let matches = match family {
+            AddressFamily::IPV4 => addresses.bind.is_ipv4(),
+            _ => addresses.bind.is_ipv6(),
+        };
+        if !matches {
+            return Err(SocketAllocateError::AddressFamilyNotSupported);
+        }
+        let socket = bind_in_range(addresses.bind, addresses.ports).ok_or(SocketAllocateError::InsufficientCapacity)?;
+        let port = socket
+            .local_addr()
+            .map_err(|_| SocketAllocateError::InsufficientCapacity)?
+            .port();
+        let advertised = SocketAddr::new(addresses.external, port);
+        let socket = Arc::new(socket);
+        let stop = self.service.shutdown.child_token();
+        tokio::spawn(read_relay(
+            self.service.clone(),
+            socket.clone(),
+            advertised,
+            stop.clone(),
+        ));
+        self.relays.insert(advertised, RelaySocket { socket, stop });
+        Ok(advertised)
+    }
+
+    fn close_relay(&mut self, relay: SocketAddr) {
+        if let Some(relay) = self.relays.remove(&relay) {
+            relay.stop.cancel();
+        }
+    }
+}
+
+/// A UDP socket on a random port of `ports` at `ip`, or `None` after
+/// [`RELAY_BIND_ATTEMPTS`] ports in use.
+fn bind_in_range(ip: IpAddr, ports: RelayPorts) -> Option<UdpSocket> {
+    let mut rng = rand::thread_rng();
+    for _ in 0..RELAY_BIND_ATTEMPTS {
+        let port = rng.gen_range(ports.first..=ports.last);
+        let Ok(socket) = std::net::UdpSocket::bind(SocketAddr::new(ip, port)) else {
+            continue;
+        };
+        if socket.set_nonblocking(true).is_err() {
+            continue;
+        }
+        if let Ok(socket) = UdpSocket::from_std(socket) {
+            return Some(socket);
+        }
+    }
+    None
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+impl TurnService {
+    pub fn new(
+        setup: Setup,
+        listen: Arc<UdpSocket>,
+        addresses: RelayAddresses,
+        metrics: TurnMetrics,
+        shutdown: CancellationToken,
+    ) -> Arc<TurnService> {
+        let state = TurnState::new(setup, metrics.clone(), Instant::now());
+        Arc::new(TurnService {
+            inner: Mutex::new(Inner {
+                state,
+                relays: HashMap::new(),
+            }),
+            listen,
+            addresses,
+            metrics,
+            shutdown,
+        })
+    }
+
+    pub fn metrics(&self) -> &TurnMetrics {
+        &self.metrics
+    }
+
+    /// A datagram from a client on the listening socket. One from a
+    /// client without an allocation may be answered, so it needs
+    /// `reply_allowed` (the socket's reply budget, which STUN shares): a
+    /// flood with spoofed sources is reflected no more than STUN would be.
+    pub fn on_datagram(self: &Arc<Self>, source: SocketAddr, data: &[u8], reply_allowed: impl FnOnce() -> bool) {
+        let client = ClientAddr {
+            transport: Transport::Udp,
+            addr: source,
+        };
+        let mut guard = self.inner.lock();
+        let Inner { state, relays } = &mut *guard;
+        if !state.is_allocated(&client) && !reply_allowed() {
+            self.metrics.refused("rate_limited");
+            return;
+        }
+        let mut io = Io { service: self, relays };
+        state.on_client(client, data, Instant::now(), unix_now(), &mut io);
+    }
+
+    /// Lets the state's timers run every [`TICK`] until shutdown; then
+    /// closes every relay socket.
+    pub async fn tick(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = self.shutdown.cancelled() => break,
+            }
+            let mut guard = self.inner.lock();
+            let Inner { state, relays } = &mut *guard;
+            let mut io = Io { service: &self, relays };
+            state.on_tick(Instant::now(), &mut io);
+        }
+        let mut guard = self.inner.lock();
+        for (_, relay) in guard.relays.drain() {
+            relay.stop.cancel();
+        }
+    }
+}
+
+/// Reads one relay socket until its allocation ends.
+async fn read_relay(service: Arc<TurnService>, socket: Arc<UdpSocket>, relay: SocketAddr, stop: CancellationToken) {
+    let mut buffer = vec![0u8; MAX_RELAYED_DATAGRAM];
+    loop {
+        let received = tokio::select! {
+            received = socket.recv_from(&mut buffer) => received,
+            () = stop.cancelled() => return,
+        };
+        // Errors on an unconnected UDP socket are transient (an ICMP
+        // error reported late); the next read is new.
+        let Ok((len, peer)) = received else {
+            continue;
+        };
+        let mut guard = service.inner.lock();
+        let Inner { state, relays } = &mut *guard;
+        let mut io = Io {
+            service: &service,
+            relays,
+        };
+        state.on_peer(relay, peer, &buffer[..len], Instant::now(), &mut io);
+    }
+}

@@ -1,0 +1,507 @@
+//! The TURN service's state: one `turn-server-proto` state machine per
+//! client, the gate in front of it ([`super::gate`]), the caps and
+//! byte budgets around it. No sockets and no clock: datagrams and the time
+//! come in, and what must be sent, bound or closed goes to a [`Sink`].
+//!
+//! Why one state machine per client: the crate keeps a nonce for every
+//! source address it ever answered and every user it was told of, and
+//! never forgets either. Held per client, that state goes when the client
+//! does — at the end of its allocation, or when a client that never got
+//! one is pushed out of a bounded table of handshakes (a flood of spoofed
+//! first requests costs that table, not memory). It also keeps each
+//! machine's own lists (of clients, of allocations) one entry long.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+use flproto::turn_credentials::TurnSecret;
+use flproto::NodeId;
+use lru::LruCache;
+use turn_server_proto::api::{DelayedMessageOrChannelSend, SocketAllocateError, TurnServerApi, TurnServerPollRet};
+use turn_server_proto::server::TurnServer;
+use turn_server_proto::stun::agent::Transmit;
+use turn_server_proto::types::prelude::DelayedTransmitBuild;
+use turn_server_proto::types::stun::message::Message;
+use turn_server_proto::types::{AddressFamily, TransportType};
+
+use super::bandwidth::{ByteBudget, ByteRate};
+use super::gate::{Caps, Gate, Held, User, Verdict};
+use super::metrics::TurnMetrics;
+use super::peer_policy::PeerPolicy;
+
+/// How a client reaches the TURN service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    fn proto(self) -> TransportType {
+        match self {
+            Transport::Udp => TransportType::Udp,
+            Transport::Tcp => TransportType::Tcp,
+        }
+    }
+}
+
+/// A client of the TURN service: its transport and address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientAddr {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+/// What the state asks of the sockets.
+pub trait Sink {
+    /// Sends `data` to a client from the listening socket (or connection).
+    fn to_client(&mut self, client: ClientAddr, data: &[u8]);
+    /// Sends `data` to a peer from relay socket `relay`.
+    fn to_peer(&mut self, relay: SocketAddr, peer: SocketAddr, data: &[u8]);
+    /// Binds a relay socket of `family`; its address as peers see it.
+    fn bind_relay(&mut self, family: AddressFamily) -> Result<SocketAddr, SocketAllocateError>;
+    /// Closes the relay socket at `relay`.
+    fn close_relay(&mut self, relay: SocketAddr);
+}
+
+/// The limits of [`TurnState`].
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub caps: Caps,
+    pub node_rate: ByteRate,
+    pub allocation_rate: ByteRate,
+    pub max_allocation_age: Duration,
+    pub max_handshakes: usize,
+    pub handshake_timeout: Duration,
+}
+
+/// What the service is configured with.
+pub struct Setup {
+    pub secret: TurnSecret,
+    pub realm: String,
+    pub policy: PeerPolicy,
+    pub limits: Limits,
+    /// The listening address the state machines are told (UDP).
+    pub listen: SocketAddr,
+}
+
+struct Client {
+    machine: TurnServer,
+    /// Last datagram from the client (handshakes time out from it).
+    last_heard: Instant,
+    /// The credential it authenticated with, once an Allocate passed.
+    user: Option<User>,
+    /// Its relay, once it has one.
+    relay: Option<Allocation>,
+}
+
+struct Allocation {
+    relay: SocketAddr,
+    made: Instant,
+    budget: ByteBudget,
+}
+
+/// A node's share: its allocations on this instance and one budget for all.
+struct NodeUsage {
+    allocations: usize,
+    budget: ByteBudget,
+}
+
+pub struct TurnState {
+    setup: Setup,
+    /// Maps `Instant`s to the crate's clock (nanoseconds since this).
+    epoch: Instant,
+    /// Clients without an allocation, least recently heard first out.
+    handshakes: LruCache<ClientAddr, Client>,
+    /// Clients with an allocation.
+    allocated: HashMap<ClientAddr, Client>,
+    /// Which client each relay address belongs to (an index of `allocated`).
+    relays: HashMap<SocketAddr, ClientAddr>,
+    nodes: HashMap<NodeId, NodeUsage>,
+    metrics: TurnMetrics,
+    /// Where outgoing datagrams are built.
+    scratch: Vec<u8>,
+}
+
+/// Writes an outgoing datagram into `scratch`; its length.
+///
+/// turn-types 0.7.3 writes a Data indication as a Send indication when
+/// asked to write it into a buffer (`DelayedMessage::write_into` ignores
+/// that it is for a client), which clients drop; such messages are built
+/// the slower way, which gets them right. ChannelData, the common case,
+/// is written in place.
+fn build_into<T: AsRef<[u8]> + std::fmt::Debug>(data: DelayedMessageOrChannelSend<T>, scratch: &mut Vec<u8>) -> usize {
+    if let DelayedMessageOrChannelSend::Message(message) = data {
+        *scratch = message.build();
+        return scratch.len();
+    }
+    scratch.resize(data.len(), 0);
+    data.write_into(scratch)
+}
+
+/// The time in `turn-server-proto`'s terms.
+fn at(epoch: Instant, now: Instant) -> turn_server_proto::types::Instant {
+    let nanos = now.saturating_duration_since(epoch).as_nanos();
+    turn_server_proto::types::Instant::from_nanos(i64::try_from(nanos).unwrap_or(i64::MAX))
+}
+
+impl TurnState {
+    pub fn new(setup: Setup, metrics: TurnMetrics, now: Instant) -> TurnState {
+        let max = NonZeroUsize::new(setup.limits.max_handshakes).unwrap_or(NonZeroUsize::MIN);
+        TurnState {
+            setup,
+            epoch: now,
+            handshakes: LruCache::new(max),
+            allocated: HashMap::new(),
+            relays: HashMap::new(),
+            nodes: HashMap::new(),
+            metrics,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Whether `client` holds an allocation (its datagrams need no reply
+    /// budget: they are authenticated or relayed within byte budgets).
+    pub fn is_allocated(&self, client: &ClientAddr) -> bool {
+        self.allocated.contains_key(client)
+    }
+
+    /// Allocations held now.
+    pub fn allocations(&self) -> usize {
+        self.allocated.len()
+    }
+
+    /// A datagram (or, over TCP, one framed message) from a client.
+    pub fn on_client(&mut self, from: ClientAddr, data: &[u8], now: Instant, unix: u64, sink: &mut impl Sink) {
+        let message = Message::from_bytes(data).ok();
+        if !self.admit(from, message.is_some(), now) {
+            return;
+        }
+        if let Some(message) = &message {
+            match self.verdict(&from, message, unix) {
+                Verdict::Pass => {}
+                Verdict::Admit(user) => {
+                    if let Some(client) = self.client_mut(&from) {
+                        client
+                            .machine
+                            .add_user(user.username().to_owned(), user.password().to_owned());
+                        client.user = Some(user);
+                    }
+                }
+                Verdict::PassToRefuse(reason) => self.metrics.refused(reason),
+                Verdict::Refuse { reason, reply } => {
+                    self.metrics.refused(reason);
+                    sink.to_client(from, &reply);
+                    return;
+                }
+            }
+        }
+        self.feed(from, data, now, sink);
+        if message.is_some() {
+            self.progress(from, now, sink);
+        }
+    }
+
+    /// Whether `from` is a client, making it one if it may become one:
+    /// only a STUN message (a request, in practice) starts a handshake.
+    fn admit(&mut self, from: ClientAddr, is_message: bool, now: Instant) -> bool {
+        if let Some(client) = self.allocated.get_mut(&from) {
+            client.last_heard = now;
+            return true;
+        }
+        if let Some(client) = self.handshakes.get_mut(&from) {
+            client.last_heard = now;
+            return true;
+        }
+        if !is_message {
+            return false;
+        }
+        let client = Client {
+            machine: TurnServer::new(from.transport.proto(), self.setup.listen, self.setup.realm.clone()),
+            last_heard: now,
+            user: None,
+            relay: None,
+        };
+        if self.handshakes.push(from, client).is_some() {
+            self.metrics.refused("handshake_evicted");
+        }
+        self.update_gauges();
+        true
+    }
+
+    /// The gate's verdict on a message from client `from`.
+    fn verdict(&self, from: &ClientAddr, message: &Message<'_>, unix: u64) -> Verdict {
+        let user = match self.allocated.get(from) {
+            Some(client) => client.user.as_ref(),
+            None => self.handshakes.peek(from).and_then(|client| client.user.as_ref()),
+        };
+        let gate = Gate {
+            secret: &self.setup.secret,
+            realm: &self.setup.realm,
+            policy: &self.setup.policy,
+            caps: self.setup.limits.caps,
+        };
+        gate.check(message, user, unix, |node| Held {
+            by_node: self.nodes.get(node).map_or(0, |usage| usage.allocations),
+            total: self.allocated.len(),
+        })
+    }
+
+    fn client_mut(&mut self, from: &ClientAddr) -> Option<&mut Client> {
+        match self.allocated.get_mut(from) {
+            Some(client) => Some(client),
+            None => self.handshakes.peek_mut(from),
+        }
+    }
+
+    /// Hands `data` to the client's machine and carries out its answer.
+    fn feed(&mut self, from: ClientAddr, data: &[u8], now: Instant, sink: &mut impl Sink) {
+        let epoch = self.epoch;
+        let listen = self.setup.listen;
+        let Some(client) = self.client_mut(&from) else {
+            return;
+        };
+        let Some(transmit) = client.machine.recv(
+            Transmit::new(data, from.transport.proto(), from.addr, listen),
+            at(epoch, now),
+        ) else {
+            return;
+        };
+        let (to, source) = (transmit.to, transmit.from);
+        let written = build_into(transmit.data, &mut self.scratch);
+        if source == listen {
+            sink.to_client(from, &self.scratch[..written]);
+            return;
+        }
+        // From the client's relay to a peer.
+        if let Err(denied) = self.setup.policy.check(to.ip()) {
+            tracing::trace!(%denied, "relayed datagram dropped");
+            self.metrics.dropped("denied_peer");
+            return;
+        }
+        if self.charge(&from, written, now) {
+            self.metrics.relayed("to_peer", written);
+            sink.to_peer(source, to, &self.scratch[..written]);
+        }
+    }
+
+    /// A datagram from `peer` to relay socket `relay`.
+    pub fn on_peer(&mut self, relay: SocketAddr, peer: SocketAddr, data: &[u8], now: Instant, sink: &mut impl Sink) {
+        let Some(&owner) = self.relays.get(&relay) else {
+            return;
+        };
+        let epoch = self.epoch;
+        let Some(client) = self.allocated.get_mut(&owner) else {
+            return;
+        };
+        let Some(transmit) = client
+            .machine
+            .recv(Transmit::new(data, TransportType::Udp, peer, relay), at(epoch, now))
+        else {
+            // No permission for this peer: dropped, as RFC 8656 says.
+            return;
+        };
+        if !self.charge(&owner, data.len(), now) {
+            return;
+        }
+        let written = build_into(transmit.data, &mut self.scratch);
+        self.metrics.relayed("to_client", data.len());
+        sink.to_client(owner, &self.scratch[..written]);
+    }
+
+    /// Spends `bytes` of the allocation's and its node's budgets; false
+    /// (and counted) if either has too little.
+    fn charge(&mut self, client: &ClientAddr, bytes: usize, now: Instant) -> bool {
+        let Some(Client {
+            user: Some(user),
+            relay: Some(allocation),
+            ..
+        }) = self.allocated.get_mut(client)
+        else {
+            return false;
+        };
+        if !allocation.budget.try_spend(bytes, now) {
+            self.metrics.dropped("allocation_bandwidth");
+            return false;
+        }
+        let node = self.nodes.get_mut(&user.node);
+        if !node.is_some_and(|usage| usage.budget.try_spend(bytes, now)) {
+            allocation.budget.refund(bytes);
+            self.metrics.dropped("node_bandwidth");
+            return false;
+        }
+        true
+    }
+
+    /// Lets the client's machine act on what it decided: bind a relay,
+    /// close one, send queued answers.
+    fn progress(&mut self, from: ClientAddr, now: Instant, sink: &mut impl Sink) {
+        let epoch = self.epoch;
+        loop {
+            let Some(client) = self.client_mut(&from) else {
+                return;
+            };
+            match client.machine.poll(at(epoch, now)) {
+                TurnServerPollRet::AllocateSocket {
+                    transport,
+                    listen_addr,
+                    client_addr,
+                    allocation_transport,
+                    family,
+                } => {
+                    let bound = self.bind_relay(&from, allocation_transport, family, sink);
+                    let Some(client) = self.client_mut(&from) else {
+                        if let Ok(relay) = bound {
+                            sink.close_relay(relay);
+                        }
+                        return;
+                    };
+                    client.machine.allocated_socket(
+                        transport,
+                        listen_addr,
+                        client_addr,
+                        allocation_transport,
+                        family,
+                        bound,
+                        at(epoch, now),
+                    );
+                    if let Ok(relay) = bound {
+                        self.allocated_to(from, relay, now, sink);
+                    }
+                }
+                TurnServerPollRet::SocketClose { listen_addr, .. } => {
+                    self.release(from, listen_addr, "released", sink);
+                    return;
+                }
+                // A TCP allocation (RFC 6062) is never made (see bind_relay).
+                TurnServerPollRet::TcpConnect { .. } | TurnServerPollRet::TcpClose { .. } => {}
+                TurnServerPollRet::WaitUntil(_) => break,
+            }
+        }
+        while let Some(transmit) = self
+            .client_mut(&from)
+            .and_then(|client| client.machine.poll_transmit(at(epoch, now)))
+        {
+            sink.to_client(from, &transmit.data);
+        }
+    }
+
+    /// Binds a relay for `client` if the caps still allow (two clients of
+    /// one node may have passed the gate together).
+    fn bind_relay(
+        &mut self,
+        client: &ClientAddr,
+        allocation_transport: TransportType,
+        family: AddressFamily,
+        sink: &mut impl Sink,
+    ) -> Result<SocketAddr, SocketAllocateError> {
+        if allocation_transport != TransportType::Udp {
+            self.metrics.refused("tcp_allocation");
+            return Err(SocketAllocateError::InsufficientCapacity);
+        }
+        let node = self
+            .client_mut(client)
+            .and_then(|c| c.user.as_ref())
+            .map(|user| user.node);
+        let Some(node) = node else {
+            return Err(SocketAllocateError::InsufficientCapacity);
+        };
+        let caps = self.setup.limits.caps;
+        let by_node = self.nodes.get(&node).map_or(0, |usage| usage.allocations);
+        if by_node >= caps.per_node || self.allocated.len() >= caps.total {
+            self.metrics.refused("allocation_cap_race");
+            return Err(SocketAllocateError::InsufficientCapacity);
+        }
+        sink.bind_relay(family)
+            .inspect_err(|_| self.metrics.refused("no_relay_port"))
+    }
+
+    /// The client now holds relay `relay`: it moves out of the handshakes.
+    fn allocated_to(&mut self, from: ClientAddr, relay: SocketAddr, now: Instant, sink: &mut impl Sink) {
+        let Some(mut client) = self.handshakes.pop(&from) else {
+            // A second family for a client that already has a relay: one
+            // relay per client is all this service hands out.
+            sink.close_relay(relay);
+            return;
+        };
+        let Some(node) = client.user.as_ref().map(|user| user.node) else {
+            sink.close_relay(relay);
+            return;
+        };
+        client.relay = Some(Allocation {
+            relay,
+            made: now,
+            budget: ByteBudget::new(self.setup.limits.allocation_rate, now),
+        });
+        let node_rate = self.setup.limits.node_rate;
+        self.nodes
+            .entry(node)
+            .or_insert_with(|| NodeUsage {
+                allocations: 0,
+                budget: ByteBudget::new(node_rate, now),
+            })
+            .allocations += 1;
+        self.relays.insert(relay, from);
+        self.allocated.insert(from, client);
+        self.metrics.allocations_made.inc();
+        self.update_gauges();
+    }
+
+    /// Ends `client`'s allocation at `relay` (`reason` for the metrics).
+    fn release(&mut self, client: ClientAddr, relay: SocketAddr, reason: &'static str, sink: &mut impl Sink) {
+        if self.relays.get(&relay) != Some(&client) {
+            return;
+        }
+        self.relays.remove(&relay);
+        sink.close_relay(relay);
+        if let Some(Client { user: Some(user), .. }) = self.allocated.remove(&client) {
+            if let Some(usage) = self.nodes.get_mut(&user.node) {
+                usage.allocations -= 1;
+                if usage.allocations == 0 {
+                    self.nodes.remove(&user.node);
+                }
+            }
+        }
+        self.metrics.ended(reason);
+        self.update_gauges();
+    }
+
+    /// Lets time pass: allocations expire (or reach their maximum age),
+    /// handshakes time out.
+    pub fn on_tick(&mut self, now: Instant, sink: &mut impl Sink) {
+        let max_age = self.setup.limits.max_allocation_age;
+        let aged: Vec<(ClientAddr, SocketAddr)> = self
+            .allocated
+            .iter()
+            .filter_map(|(addr, client)| client.relay.as_ref().map(|a| (*addr, a.relay, a.made)))
+            .filter(|&(_, _, made)| now.saturating_duration_since(made) >= max_age)
+            .map(|(addr, relay, _)| (addr, relay))
+            .collect();
+        for (client, relay) in aged {
+            self.release(client, relay, "max_age", sink);
+        }
+        let clients: Vec<ClientAddr> = self.allocated.keys().copied().collect();
+        for client in clients {
+            self.progress(client, now, sink);
+        }
+        let timeout = self.setup.limits.handshake_timeout;
+        while let Some((_, client)) = self.handshakes.peek_lru() {
+            if now.saturating_duration_since(client.last_heard) < timeout {
+                break;
+            }
+            self.handshakes.pop_lru();
+        }
+        self.update_gauges();
+    }
+
+    fn update_gauges(&self) {
+        self.metrics.allocations.set(self.allocated.len() as i64);
+        self.metrics.handshakes.set(self.handshakes.len() as i64);
+    }
+}
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;
