@@ -106,10 +106,11 @@ pub async fn start(
         limits: limits(turn),
         listen,
     };
-    let service = TurnService::new(setup, socket, addresses, metrics.turn.clone(), shutdown.clone());
+    let sender = service::sending_handle(&socket).map_err(|source| TurnError::Listen { addr: listen, source })?;
+    let service = TurnService::new(setup, sender, addresses, metrics.turn.clone(), shutdown.clone());
     tokio::spawn(service.clone().tick());
     tracing::info!(
-        %listen,
+        udp = %listen,
         relay = %addresses.external,
         ports = %addresses.ports,
         "TURN service ready"

@@ -39,7 +39,10 @@ pub struct RelayAddresses {
 }
 
 struct RelaySocket {
-    socket: Arc<UdpSocket>,
+    /// A second handle on the socket its reader reads, for sending: a send
+    /// through tokio's handle fails until the reactor has seen the socket
+    /// writable once, so the first datagrams of a new relay were lost.
+    sender: std::net::UdpSocket,
     /// Stops its reader.
     stop: CancellationToken,
 }
@@ -52,8 +55,9 @@ struct Inner {
 
 pub struct TurnService {
     inner: Mutex<Inner>,
-    /// The UDP socket clients reach the service on.
-    listen: Arc<UdpSocket>,
+    /// A handle on the UDP socket clients reach the service on, for
+    /// sending without the reactor (see [`RelaySocket::sender`]).
+    listen: std::net::UdpSocket,
     addresses: RelayAddresses,
     metrics: TurnMetrics,
     shutdown: CancellationToken,
@@ -67,7 +71,7 @@ struct Io<'a> {
 
 impl Sink for Io<'_> {
     fn to_client(&mut self, client: ClientAddr, data: &[u8]) {
-        if client.transport != Transport::Udp || self.service.listen.try_send_to(data, client.addr).is_err() {
+        if client.transport != Transport::Udp || self.service.listen.send_to(data, client.addr).is_err() {
             self.service.metrics.dropped("send_failed");
         }
     }
@@ -76,7 +80,7 @@ impl Sink for Io<'_> {
         let sent = self
             .relays
             .get(&relay)
-            .is_some_and(|relay| relay.socket.try_send_to(data, peer).is_ok());
+            .is_some_and(|relay| relay.sender.send_to(data, peer).is_ok());
         if !sent {
             self.service.metrics.dropped("send_failed");
         }
@@ -91,21 +95,16 @@ impl Sink for Io<'_> {
         if !matches {
             return Err(SocketAllocateError::AddressFamilyNotSupported);
         }
-        let socket = bind_in_range(addresses.bind, addresses.ports).ok_or(SocketAllocateError::InsufficientCapacity)?;
+        let (socket, sender) =
+            bind_in_range(addresses.bind, addresses.ports).ok_or(SocketAllocateError::InsufficientCapacity)?;
         let port = socket
             .local_addr()
             .map_err(|_| SocketAllocateError::InsufficientCapacity)?
             .port();
         let advertised = SocketAddr::new(addresses.external, port);
-        let socket = Arc::new(socket);
         let stop = self.service.shutdown.child_token();
-        tokio::spawn(read_relay(
-            self.service.clone(),
-            socket.clone(),
-            advertised,
-            stop.clone(),
-        ));
-        self.relays.insert(advertised, RelaySocket { socket, stop });
+        tokio::spawn(read_relay(self.service.clone(), socket, advertised, stop.clone()));
+        self.relays.insert(advertised, RelaySocket { sender, stop });
         Ok(advertised)
     }
 
@@ -116,23 +115,34 @@ impl Sink for Io<'_> {
     }
 }
 
-/// A UDP socket on a random port of `ports` at `ip`, or `None` after
+/// A UDP socket on a random port of `ports` at `ip` (to read with tokio)
+/// and a second handle on it (to send without waiting), or `None` after
 /// [`RELAY_BIND_ATTEMPTS`] ports in use.
-fn bind_in_range(ip: IpAddr, ports: RelayPorts) -> Option<UdpSocket> {
+fn bind_in_range(ip: IpAddr, ports: RelayPorts) -> Option<(UdpSocket, std::net::UdpSocket)> {
     let mut rng = rand::thread_rng();
     for _ in 0..RELAY_BIND_ATTEMPTS {
         let port = rng.gen_range(ports.first..=ports.last);
         let Ok(socket) = std::net::UdpSocket::bind(SocketAddr::new(ip, port)) else {
             continue;
         };
+        let Ok(sender) = socket.try_clone() else {
+            continue;
+        };
         if socket.set_nonblocking(true).is_err() {
             continue;
         }
         if let Ok(socket) = UdpSocket::from_std(socket) {
-            return Some(socket);
+            return Some((socket, sender));
         }
     }
     None
+}
+
+/// A second handle on `socket`, for sends that do not wait for the
+/// reactor (non-blocking, as the socket is).
+pub fn sending_handle(socket: &UdpSocket) -> std::io::Result<std::net::UdpSocket> {
+    use std::os::fd::AsFd;
+    Ok(std::net::UdpSocket::from(socket.as_fd().try_clone_to_owned()?))
 }
 
 fn unix_now() -> u64 {
@@ -144,7 +154,7 @@ fn unix_now() -> u64 {
 impl TurnService {
     pub fn new(
         setup: Setup,
-        listen: Arc<UdpSocket>,
+        listen: std::net::UdpSocket,
         addresses: RelayAddresses,
         metrics: TurnMetrics,
         shutdown: CancellationToken,
@@ -208,7 +218,7 @@ impl TurnService {
 }
 
 /// Reads one relay socket until its allocation ends.
-async fn read_relay(service: Arc<TurnService>, socket: Arc<UdpSocket>, relay: SocketAddr, stop: CancellationToken) {
+async fn read_relay(service: Arc<TurnService>, socket: UdpSocket, relay: SocketAddr, stop: CancellationToken) {
     let mut buffer = vec![0u8; MAX_RELAYED_DATAGRAM];
     loop {
         let received = tokio::select! {
