@@ -31,10 +31,11 @@ pub fn classify(datagram: &[u8]) -> Kind {
                 Kind::Turn
             }
         }
-        // ChannelData: channel numbers 0x4000 to 0x4fff (RFC 8656), a
-        // four-byte header. (Text starting with `@` to `O` lands here too;
-        // TURN drops what no client of its sent.)
-        Some(0x40..=0x4f) if datagram.len() >= 4 => Kind::Turn,
+        // ChannelData: a four-byte header, channel numbers 0x4000 to
+        // 0x7fff (RFC 8656 narrows them to 0x4fff, but clients of RFC
+        // 5766, coturn's among them, use the rest). Text starting with
+        // `@` to DEL lands here too; TURN drops what no client of its sent.
+        Some(0x40..=0x7f) if datagram.len() >= 4 => Kind::Turn,
         _ => Kind::Other,
     }
 }
@@ -66,7 +67,9 @@ mod tests {
     fn channel_data_is_turns() {
         assert_eq!(classify(&[0x40, 0x00, 0x00, 0x00]), Kind::Turn);
         assert_eq!(classify(&[0x4f, 0xff, 0x00, 0x04, 1, 2, 3, 4]), Kind::Turn);
-        assert_eq!(classify(&[0x50, 0x00, 0x00, 0x00]), Kind::Other);
+        assert_eq!(classify(&[0x5e, 0xfa, 0x00, 0x00]), Kind::Turn);
+        assert_eq!(classify(&[0x7f, 0xff, 0x00, 0x00]), Kind::Turn);
+        assert_eq!(classify(&[0x80, 0x00, 0x00, 0x00]), Kind::Other);
         assert_eq!(classify(&[0x40, 0x00]), Kind::Other);
     }
 
