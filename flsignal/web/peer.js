@@ -145,7 +145,13 @@ export class Peer extends EventTarget {
     // candidates for peers behind NAT, and a usable address even where
     // Chromium hides host addresses behind mDNS names that a node cannot
     // resolve.
-    const pc = new RTCPeerConnection({ iceServers: [{ urls: `stun:${stunHost()}:${STUN_PORT}` }] });
+    const iceServers = [{ urls: `stun:${stunHost()}:${STUN_PORT}` }];
+    // flsignal's TURN relay, with the credential it sent this page.
+    const turn = this.signalling.turn;
+    if (turn) {
+      iceServers.push({ urls: `turn:${stunHost()}:${turn.port}?transport=udp`, username: turn.username, credential: turn.password });
+    }
+    const pc = new RTCPeerConnection({ iceServers });
     this.pc = pc;
     this.wasConnected = false;
     this.setState('connecting');
