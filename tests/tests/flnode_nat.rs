@@ -17,7 +17,7 @@ use e2e::nat::{self, Coturn, NatTopology, HOST_A, HOST_B, ROUTER_A_PUBLIC, ROUTE
 use e2e::netns::{namespaces_available, Testbed};
 use e2e::stun_client::mapped_address;
 use e2e::wireguard::{self, Overlay};
-use e2e::{http_get, ServerProcess, PATIENCE};
+use e2e::{ServerProcess, PATIENCE};
 
 /// The selected path of the first peer in a status report, e.g.
 /// `host 192.168.10.2:5000 -> srflx 198.51.100.6:5001`.
@@ -157,27 +157,8 @@ async fn wireguard_crosses_two_nats_over_server_reflexive_candidates() {
     overlay.ping_from_a().await.unwrap();
 
     // The nodes asked flsignal's STUN service (our own check did too).
-    let (answered, metrics) = metric(&topology, server_addr, "flsignal_stun_answered_total");
+    let (answered, metrics) = topology.server_metric(server_addr, "flsignal_stun_answered_total");
     assert!(answered > 2.0, "{metrics}");
-}
-
-/// The value of one series of flsignal's `/metrics` (fetched inside the
-/// public namespace), and the whole text for a failure's message.
-fn metric(topology: &NatTopology, server: std::net::SocketAddr, series: &str) -> (f64, String) {
-    let metrics = Testbed::in_namespace(&topology.public, move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-            .block_on(async move { http_get(server, "/metrics").await.map_err(std::io::Error::other) })
-    })
-    .unwrap()
-    .1;
-    let value = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0.0);
-    (value, metrics)
 }
 
 /// UDP between the routers is dropped, so only a relay on the public
@@ -211,7 +192,7 @@ async fn without_a_direct_path_traffic_goes_through_flsignals_turn() {
     .await
     .unwrap();
     let explain = || {
-        let (_, metrics) = metric(&topology, server_addr, "flsignal_turn_allocations");
+        let (_, metrics) = topology.server_metric(server_addr, "flsignal_turn_allocations");
         let turn: String = metrics
             .lines()
             .filter(|line| line.contains("turn_"))
@@ -223,14 +204,14 @@ async fn without_a_direct_path_traffic_goes_through_flsignals_turn() {
     wait_for_path(&pair, "on a relayed path", |path| path.contains("relay"), explain).await;
     overlay.ping_from_a().await.unwrap();
 
-    let (allocations, metrics) = metric(&topology, server_addr, "flsignal_turn_allocations");
+    let (allocations, metrics) = topology.server_metric(server_addr, "flsignal_turn_allocations");
     assert!(allocations >= 1.0, "{metrics}");
     let series = r#"flsignal_turn_relayed_bytes_total{direction="to_peer"}"#;
-    let (relayed, metrics) = metric(&topology, server_addr, series);
+    let (relayed, metrics) = topology.server_metric(server_addr, series);
     assert!(relayed > 1000.0, "{metrics}");
     // The hosts' private addresses were asked for and refused.
     let series = r#"flsignal_turn_refusals_total{reason="denied_peer"}"#;
-    let (denied, metrics) = metric(&topology, server_addr, series);
+    let (denied, metrics) = topology.server_metric(server_addr, series);
     assert!(denied >= 1.0, "{metrics}");
 }
 
