@@ -202,7 +202,8 @@ impl ServerSession {
     }
 
     /// The server entered the node this session verified: it is told the
-    /// system configuration and gets `first_list`, the node list the
+    /// system configuration, gets its TURN credential (a version-4 node,
+    /// while the server runs TURN) and `first_list`, the node list the
     /// registry rendered for it, in that order; from now on it speaks for
     /// its node.
     pub fn on_registered(&mut self, first_list: String, out: &mut Vec<Action>) {
@@ -211,12 +212,14 @@ impl ServerSession {
         };
         self.state = State::Registered { id, bound };
         out.push(Action::Send(ServerMessage::SystemConfig(SystemConfig::default())));
-        out.push(Action::SendListing(first_list));
+        // Before the list: a node starts connecting to the nodes it lists,
+        // and those connections should already have the relay.
         if let (true, Some(renewal)) = (bound, self.config.turn_renewal) {
             out.push(Action::SendTurnCredentials);
             // The announce that led here is the last thing heard: now.
             self.turn_due = Some(self.last_heard + renewal);
         }
+        out.push(Action::SendListing(first_list));
     }
 
     /// The server will not register the node it just verified: its source

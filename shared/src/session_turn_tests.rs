@@ -46,15 +46,15 @@ fn credentials_sent(out: &[Action]) -> usize {
 }
 
 #[test]
-fn a_version_4_node_gets_a_credential_after_its_first_list() {
+fn a_version_4_node_gets_a_credential_before_its_first_list() {
     let (mut harness, _) = Harness::new(with_turn());
     let out = register(&mut harness, bound());
     assert!(matches!(
         out.as_slice(),
         [
             Action::Send(ServerMessage::SystemConfig(_)),
-            Action::SendListing(_),
-            Action::SendTurnCredentials
+            Action::SendTurnCredentials,
+            Action::SendListing(_)
         ]
     ));
 }

@@ -85,13 +85,15 @@ pub struct Gate<'a> {
 
 impl Gate<'_> {
     /// Decides about `message`, a request from a client. `user` is the
-    /// credential its allocation was made with, if it has one; `held`
-    /// counts the allocations of the node an Allocate names. Every
-    /// Allocate is checked, retransmitted or repeated ones too.
+    /// credential the client authenticated with, if it did; `allocated`
+    /// whether it holds an allocation; `held` counts the allocations of
+    /// the node an Allocate names. An Allocate from a client that holds one
+    /// is the state machine's to answer (a retransmission, or 437).
     pub fn check(
         &self,
         message: &Message<'_>,
         user: Option<&User>,
+        allocated: bool,
         now_unix: u64,
         held: impl FnOnce(&NodeId) -> Held,
     ) -> Verdict {
@@ -99,7 +101,7 @@ impl Gate<'_> {
             return Verdict::Pass;
         }
         let method = message.method();
-        if method == ALLOCATE {
+        if method == ALLOCATE && !allocated {
             self.allocate(message, now_unix, held)
         } else if method == CREATE_PERMISSION || method == CHANNEL_BIND {
             self.peers(message, user)

@@ -243,7 +243,8 @@ impl TurnState {
             policy: &self.setup.policy,
             caps: self.setup.limits.caps,
         };
-        gate.check(message, user, unix, |node| Held {
+        let allocated = self.allocated.contains_key(from);
+        gate.check(message, user, allocated, unix, |node| Held {
             by_node: self.nodes.get(node).map_or(0, |usage| usage.allocations),
             total: self.allocated.len(),
         })

@@ -310,6 +310,22 @@ fn a_node_over_its_cap_is_refused_and_so_is_anyone_over_the_servers() {
 }
 
 #[test]
+fn an_allocate_from_a_client_that_holds_one_is_not_counted_against_the_cap() {
+    let mut harness = Harness::new(limits());
+    let mut first = harness.requests(1, UNIX + 3600);
+    let client = udp("192.0.2.10:5000");
+    relayed(harness.allocate(client, &mut first));
+    let mut second = harness.requests(1, UNIX + 3600);
+    relayed(harness.allocate(udp("192.0.2.10:5001"), &mut second));
+    // The node is at its cap; its first client asks again (a lost
+    // answer): the state machine answers, not the cap.
+    let again = harness.ask(client, &first.allocate());
+    assert_ne!(again.error_code(), Some(486), "{again:?}");
+    assert_eq!(harness.refusals("node_allocation_cap"), 0);
+    assert_eq!(harness.metrics.allocations.get(), 2);
+}
+
+#[test]
 fn a_released_allocation_frees_the_nodes_share() {
     let mut harness = Harness::new(limits());
     let mut clients = Vec::new();
