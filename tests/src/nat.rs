@@ -343,4 +343,9 @@ impl Coturn {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self._dir.path().join("turnserver.log")).unwrap_or_default()
     }
+
+    /// Its process ID (`ip netns exec` execs turnserver in its place).
+    pub fn pid(&self) -> Option<u32> {
+        self._child.id()
+    }
 }

@@ -39,6 +39,10 @@ pub struct TurnMetrics {
     pub allocations_ended: Family<Reason, Counter>,
     /// Payload bytes relayed, `to_peer` and `to_client`.
     pub relayed_bytes: Family<Direction, Counter>,
+    /// The two series of `relayed_bytes`, looked up once: they are counted
+    /// for every relayed datagram.
+    to_peer: Counter,
+    to_client: Counter,
     /// Requests refused, by reason.
     pub refusals: Family<Reason, Counter>,
     /// Datagrams not relayed, by reason.
@@ -50,12 +54,18 @@ impl TurnMetrics {
     /// values at 0.
     pub fn register(registry: &mut Registry) -> TurnMetrics {
         let r = registry;
+        let relayed_bytes: Family<Direction, Counter> =
+            registered(r, "turn_relayed_bytes", "Bytes relayed by TURN by direction");
+        let series = |direction| relayed_bytes.get_or_create(&Direction { direction }).clone();
+        let (to_peer, to_client) = (series("to_peer"), series("to_client"));
         let metrics = TurnMetrics {
             allocations: registered(r, "turn_allocations", "TURN allocations held"),
             handshakes: registered(r, "turn_handshakes", "TURN clients authenticating"),
             allocations_made: registered(r, "turn_allocations_made", "TURN allocations made"),
             allocations_ended: registered(r, "turn_allocations_ended", "TURN allocations ended by reason"),
-            relayed_bytes: registered(r, "turn_relayed_bytes", "Bytes relayed by TURN by direction"),
+            relayed_bytes,
+            to_peer,
+            to_client,
             refusals: registered(r, "turn_refusals", "TURN requests refused by reason"),
             dropped: registered(r, "turn_dropped", "Datagrams TURN did not relay by reason"),
         };
@@ -67,9 +77,6 @@ impl TurnMetrics {
         }
         for &reason in ENDINGS {
             drop(metrics.allocations_ended.get_or_create(&Reason { reason }));
-        }
-        for direction in ["to_peer", "to_client"] {
-            drop(metrics.relayed_bytes.get_or_create(&Direction { direction }));
         }
         metrics
     }
@@ -86,9 +93,13 @@ impl TurnMetrics {
         self.allocations_ended.get_or_create(&Reason { reason }).inc();
     }
 
-    pub fn relayed(&self, direction: &'static str, bytes: usize) {
-        self.relayed_bytes
-            .get_or_create(&Direction { direction })
-            .inc_by(bytes as u64);
+    /// Counts `bytes` relayed from a client to its peer.
+    pub fn relayed_to_peer(&self, bytes: usize) {
+        self.to_peer.inc_by(bytes as u64);
+    }
+
+    /// Counts `bytes` relayed from a peer to its client.
+    pub fn relayed_to_client(&self, bytes: usize) {
+        self.to_client.inc_by(bytes as u64);
     }
 }

@@ -106,6 +106,7 @@ pub async fn start(
         limits: limits(turn),
         listen,
     };
+    service::enlarge_buffers(socket.as_ref());
     let sender = service::sending_handle(&socket).map_err(|source| TurnError::Listen { addr: listen, source })?;
     let service = TurnService::new(setup, sender, addresses, metrics.turn.clone(), shutdown.clone());
     tokio::spawn(service.clone().tick());

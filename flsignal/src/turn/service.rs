@@ -26,6 +26,11 @@ pub const TICK: Duration = Duration::from_secs(1);
 /// Random ports tried for one relay socket before the allocation is
 /// refused (508): the range may be nearly full.
 pub const RELAY_BIND_ATTEMPTS: usize = 32;
+/// Kernel buffers of the TURN sockets, each way: the default 208 KiB
+/// overflows in the bursts a relayed TCP stream sends, and every datagram
+/// the kernel drops there is a loss TCP inside the tunnel backs off from.
+/// (The kernel caps it at net.core.rmem_max / wmem_max.)
+pub const SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 /// Largest datagram read from a relay socket; a longer one is cut, and
 /// no relayed WireGuard datagram comes near it.
 pub const MAX_RELAYED_DATAGRAM: usize = 65_536;
@@ -125,6 +130,7 @@ fn bind_in_range(ip: IpAddr, ports: RelayPorts) -> Option<(UdpSocket, std::net::
         let Ok(socket) = std::net::UdpSocket::bind(SocketAddr::new(ip, port)) else {
             continue;
         };
+        enlarge_buffers(&socket);
         let Ok(sender) = socket.try_clone() else {
             continue;
         };
@@ -136,6 +142,14 @@ fn bind_in_range(ip: IpAddr, ports: RelayPorts) -> Option<(UdpSocket, std::net::
         }
     }
     None
+}
+
+/// Asks for [`SOCKET_BUFFER_BYTES`] of kernel buffers each way; a kernel
+/// that gives less still relays, with more loss in bursts.
+pub fn enlarge_buffers(socket: &impl std::os::fd::AsFd) {
+    let socket = socket2::SockRef::from(socket);
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
 }
 
 /// A second handle on `socket`, for sends that do not wait for the

@@ -283,7 +283,7 @@ impl TurnState {
             return;
         }
         if self.charge(&from, written, now) {
-            self.metrics.relayed("to_peer", written);
+            self.metrics.relayed_to_peer(written);
             sink.to_peer(source, to, &self.scratch[..written]);
         }
     }
@@ -308,7 +308,7 @@ impl TurnState {
             return;
         }
         let written = build_into(transmit.data, &mut self.scratch);
-        self.metrics.relayed("to_client", data.len());
+        self.metrics.relayed_to_client(data.len());
         sink.to_client(owner, &self.scratch[..written]);
     }
 

@@ -13,6 +13,9 @@
 //! On each it measures iperf3 TCP through WireGuard and the ping RTT;
 //! on the relayed one also flsignal's user+system CPU time (from
 //! /proc/PID/stat) and the bytes its TURN service relayed during iperf3.
+//! A third setup relays through coturn instead (flsignal's TURN off, the
+//! nodes given coturn with `--ice-server`): the same client against
+//! another server, to tell the relay's costs from the client's.
 //! The relay's per-node and per-allocation byte rates are raised out of
 //! the way unless `--default-limits` is given (then TCP meets the
 //! 10 Mbit/s default cap).
@@ -22,7 +25,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use e2e::flnode::{peer_connected, status, wait_for, NodePair, PEER_PORT, WIREGUARD};
-use e2e::nat::{NatTopology, SERVERS};
+use e2e::nat::{Coturn, NatTopology, SERVERS};
 use e2e::spread::{median, report};
 use e2e::wireguard::Overlay;
 use e2e::ServerProcess;
@@ -48,10 +51,20 @@ struct Path {
 
 struct Relayed {
     path: Path,
-    /// flsignal's CPU seconds during iperf3.
+    /// The relay's CPU seconds during iperf3.
     cpu: f64,
-    /// Bytes its TURN service relayed meanwhile (both directions).
+    /// Bytes flsignal's TURN service relayed meanwhile (both directions);
+    /// 0 for coturn, which does not say.
     bytes: f64,
+}
+
+impl Relayed {
+    /// The relay's CPU per MiB of TCP payload through the tunnel (what
+    /// iperf3 moved), comparable between relays.
+    fn cpu_per_payload_mib(&self) -> f64 {
+        let mib = self.path.mbits * 1e6 / 8.0 * f64::from(IPERF_SECONDS) / (1024.0 * 1024.0);
+        self.cpu * 1e6 / mib
+    }
 }
 
 /// The selected path in a status report, e.g. `host … -> relay …`.
@@ -91,19 +104,26 @@ fn relayed_bytes(topology: &NatTopology, server: SocketAddr) -> f64 {
 async fn connect(
     topology: &NatTopology,
     relayed: bool,
-    limits: &[&str],
+    server_args: &[&str],
+    node_args: &[&str],
 ) -> anyhow::Result<(NodePair, Overlay, SocketAddr, u32)> {
     let stun = format!("{SERVERS}:3478");
     let mut args = vec!["--listen", "0.0.0.0:0", "--stun-listen", &stun];
     args.extend(["--turn-allow-peer", "198.51.100.0/24"]);
-    args.extend_from_slice(limits);
+    args.extend_from_slice(server_args);
     let server = ServerProcess::start_in(Some(&topology.public), &args, &[]).await?;
     let (addr, pid) = (format!("{SERVERS}:{}", server.addr.port()).parse()?, server.pid());
     let url = format!("ws://{SERVERS}:{}", server.addr.port());
     if relayed {
         topology.block_direct_udp()?;
     }
-    let pair = NodePair::start_between([&topology.host_a, &topology.host_b], server, [url.clone(), url], &[]).await?;
+    let pair = NodePair::start_between(
+        [&topology.host_a, &topology.host_b],
+        server,
+        [url.clone(), url],
+        node_args,
+    )
+    .await?;
     let overlay = Overlay::between(
         [&topology.host_a, &topology.host_b],
         &topology.tag,
@@ -132,13 +152,29 @@ async fn measure(overlay: &Overlay) -> anyhow::Result<Path> {
 
 async fn direct(limits: &[&str]) -> anyhow::Result<Path> {
     let topology = NatTopology::new()?;
-    let (_pair, overlay, _, _) = connect(&topology, false, limits).await?;
+    let (_pair, overlay, _, _) = connect(&topology, false, limits, &[]).await?;
     measure(&overlay).await
+}
+
+async fn through_coturn() -> anyhow::Result<Relayed> {
+    let topology = NatTopology::new()?;
+    let coturn = Coturn::start(&topology).await?;
+    let turn = coturn.ice_server();
+    let (_pair, overlay, _, _) = connect(&topology, true, &["--turn-listen", "off"], &["--ice-server", &turn]).await?;
+    let pid = coturn.pid().context("coturn's pid")?;
+    let rtt = median(overlay.ping_rtts_from_a(40)?);
+    let cpu_before = cpu_seconds(pid)?;
+    let mbits = overlay.iperf3_mbits_from_a(IPERF_SECONDS).await?;
+    Ok(Relayed {
+        path: Path { mbits, rtt },
+        cpu: cpu_seconds(pid)? - cpu_before,
+        bytes: 0.0,
+    })
 }
 
 async fn relayed(limits: &[&str]) -> anyhow::Result<Relayed> {
     let topology = NatTopology::new()?;
-    let (_pair, overlay, server, pid) = connect(&topology, true, limits).await?;
+    let (_pair, overlay, server, pid) = connect(&topology, true, limits, &[]).await?;
     let rtt = median(overlay.ping_rtts_from_a(40)?);
     let (cpu_before, bytes_before) = (cpu_seconds(pid)?, relayed_bytes(&topology, server));
     let mbits = overlay.iperf3_mbits_from_a(IPERF_SECONDS).await?;
@@ -166,18 +202,24 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut results = Vec::new();
     for index in 0..runs {
-        // Alternate which goes first, so that neither always meets a
-        // machine warmed (or loaded) by the other.
-        let (direct, relayed) = if index % 2 == 0 {
-            let direct = direct(limits).await?;
-            (direct, relayed(limits).await?)
-        } else {
-            let relayed = relayed(limits).await?;
-            (direct(limits).await?, relayed)
-        };
+        // Rotate which goes first, so that none always meets a machine
+        // warmed (or loaded) by the others.
+        let (mut direct_path, mut ours, mut theirs) = (None, None, None);
+        for step in 0..3 {
+            match (index + step) % 3 {
+                0 => direct_path = Some(direct(limits).await?),
+                1 => ours = Some(relayed(limits).await?),
+                _ => theirs = Some(through_coturn().await?),
+            }
+        }
+        let (direct, relayed, coturn) = (
+            direct_path.context("direct")?,
+            ours.context("flsignal")?,
+            theirs.context("coturn")?,
+        );
         let mib = relayed.bytes / (1024.0 * 1024.0);
         println!(
-            "run {}: direct {:.0} Mbit/s rtt {:.3} ms; TURN {:.1} Mbit/s rtt {:.3} ms; flsignal {:.2} s CPU for {:.1} MiB relayed ({:.0} µs/MiB)",
+            "run {}: direct {:.0} Mbit/s rtt {:.3} ms; flsignal TURN {:.1} Mbit/s rtt {:.3} ms, {:.2} s CPU for {:.1} MiB relayed ({:.0} µs/MiB); coturn {:.1} Mbit/s rtt {:.3} ms, {:.2} s CPU",
             index + 1,
             direct.mbits,
             direct.rtt,
@@ -185,26 +227,60 @@ async fn main() -> anyhow::Result<()> {
             relayed.path.rtt,
             relayed.cpu,
             mib,
-            relayed.cpu * 1e6 / mib
+            relayed.cpu * 1e6 / mib,
+            coturn.path.mbits,
+            coturn.path.rtt,
+            coturn.cpu,
         );
-        results.push((direct, relayed));
+        results.push((direct, relayed, coturn));
     }
-    let values = |of: &dyn Fn(&(Path, Relayed)) -> f64| results.iter().map(of).collect::<Vec<_>>();
-    report("TCP over the direct path", "Mbit/s", values(&|(d, _)| d.mbits), 1);
-    report("TCP over flsignal's TURN", "Mbit/s", values(&|(_, r)| r.path.mbits), 1);
-    report("ratio TURN/direct", "", values(&|(d, r)| r.path.mbits / d.mbits), 2);
-    report("RTT direct", "ms", values(&|(d, _)| d.rtt), 3);
-    report("RTT over TURN", "ms", values(&|(_, r)| r.path.rtt), 3);
+    type Result3 = (Path, Relayed, Relayed);
+    let values = |of: &dyn Fn(&Result3) -> f64| results.iter().map(of).collect::<Vec<_>>();
+    report("TCP over the direct path", "Mbit/s", values(&|(d, _, _)| d.mbits), 1);
+    report(
+        "TCP over flsignal's TURN",
+        "Mbit/s",
+        values(&|(_, r, _)| r.path.mbits),
+        1,
+    );
+    report("TCP over coturn", "Mbit/s", values(&|(_, _, c)| c.path.mbits), 1);
+    report(
+        "ratio flsignal TURN/direct",
+        "",
+        values(&|(d, r, _)| r.path.mbits / d.mbits),
+        2,
+    );
+    report(
+        "ratio flsignal TURN/coturn",
+        "",
+        values(&|(_, r, c)| r.path.mbits / c.path.mbits),
+        2,
+    );
+    report("RTT direct", "ms", values(&|(d, _, _)| d.rtt), 3);
+    report("RTT over flsignal's TURN", "ms", values(&|(_, r, _)| r.path.rtt), 3);
+    report("RTT over coturn", "ms", values(&|(_, _, c)| c.path.rtt), 3);
     report(
         "flsignal CPU per relayed MiB",
         "µs",
-        values(&|(_, r)| r.cpu * 1e6 / (r.bytes / (1024.0 * 1024.0))),
+        values(&|(_, r, _)| r.cpu * 1e6 / (r.bytes / (1024.0 * 1024.0))),
+        0,
+    );
+    report(
+        "CPU per MiB through the tunnel, flsignal",
+        "µs",
+        values(&|(_, r, _)| r.cpu_per_payload_mib()),
+        0,
+    );
+    report(
+        "CPU per MiB through the tunnel, coturn",
+        "µs",
+        values(&|(_, _, c)| c.cpu_per_payload_mib()),
         0,
     );
     report(
         "flsignal CPU share while relaying",
         "cores",
-        values(&|(_, r)| r.cpu / f64::from(IPERF_SECONDS)),
+        values(&|(_, r, _)| r.cpu / f64::from(IPERF_SECONDS)),
         2,
     );
     Ok(())
