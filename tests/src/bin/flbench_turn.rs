@@ -152,8 +152,23 @@ async fn measure(overlay: &Overlay) -> anyhow::Result<Path> {
 
 async fn direct(limits: &[&str]) -> anyhow::Result<Path> {
     let topology = NatTopology::new()?;
-    let (_pair, overlay, _, _) = connect(&topology, false, limits, &[]).await?;
-    measure(&overlay).await
+    let (pair, overlay, _, _) = connect(&topology, false, limits, &[]).await?;
+    // FLBENCH_DIRECT_TC: a `tc` qdisc (e.g. `tbf rate 10mbit burst 32kbit
+    // latency 50ms`) on router a's public link, to compare a slow direct
+    // path with the relay's byte budgets.
+    if let Ok(qdisc) = std::env::var("FLBENCH_DIRECT_TC") {
+        let device = format!("apl{}", topology.tag);
+        let mut args = vec!["tc", "qdisc", "add", "dev", &device, "root"];
+        args.extend(qdisc.split_whitespace());
+        e2e::netns::run_in(&topology.router_a, &args)?;
+    }
+    let path = measure(&overlay).await;
+    if std::env::var_os("FLBENCH_VERBOSE").is_some() {
+        for host in 0..2 {
+            eprintln!("--- direct, host {host}:\n{}", status(pair.dir(host)).unwrap_or_default());
+        }
+    }
+    path
 }
 
 async fn through_coturn() -> anyhow::Result<Relayed> {
@@ -179,6 +194,13 @@ async fn relayed(limits: &[&str]) -> anyhow::Result<Relayed> {
     let (cpu_before, bytes_before) = (cpu_seconds(pid)?, relayed_bytes(&topology, server));
     let mbits = overlay.iperf3_mbits_from_a(IPERF_SECONDS).await?;
     let (cpu_after, bytes_after) = (cpu_seconds(pid)?, relayed_bytes(&topology, server));
+    if std::env::var_os("FLBENCH_VERBOSE").is_some() {
+        for host in 0..2 {
+            eprintln!("--- host {host}:\n{}", status(_pair.dir(host)).unwrap_or_default());
+        }
+        let (_, metrics) = topology.server_metric(server, "flsignal_turn_allocations");
+        eprintln!("{}", metrics.lines().filter(|l| l.starts_with("flsignal_turn")).collect::<Vec<_>>().join("\n"));
+    }
     Ok(Relayed {
         path: Path { mbits, rtt },
         cpu: cpu_after - cpu_before,
@@ -195,8 +217,16 @@ async fn main() -> anyhow::Result<()> {
         .map(|n| n.parse())
         .transpose()?
         .unwrap_or(3);
+    // FLBENCH_TURN_ARGS: flsignal flags instead of the raised limits (for
+    // trying other limits; `--default-limits` is the same with none).
+    let custom: Vec<String> = std::env::var("FLBENCH_TURN_ARGS")
+        .map(|args| args.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let custom: Vec<&str> = custom.iter().map(String::as_str).collect();
     let limits: &[&str] = if args.iter().any(|arg| arg == "--default-limits") {
         &[]
+    } else if !custom.is_empty() {
+        &custom
     } else {
         &UNLIMITED
     };
