@@ -109,9 +109,11 @@ async fn a_node_gets_a_credential_and_relays_through_flsignals_turn() {
         metric(&server, r#"flsignal_turn_relayed_bytes_total{direction="to_peer"}"#).await,
         17.0
     );
+    // As sent: a Data indication (20-byte header, XOR-PEER-ADDRESS and
+    // DATA attributes) around the 8 bytes.
     assert_eq!(
         metric(&server, r#"flsignal_turn_relayed_bytes_total{direction="to_client"}"#).await,
-        8.0
+        44.0
     );
 }
 

@@ -28,15 +28,19 @@ pub const DEFAULT_MAX_ALLOCATIONS_PER_NODE: usize = 16;
 pub const DEFAULT_MAX_ALLOCATIONS: usize = 4096;
 /// Bytes per second one node may have relayed, all its allocations and
 /// both directions together: 10 Mbit/s, a usable tunnel that does not let
-/// one node take a public server's uplink.
+/// one node take a public server's uplink. The burst is small on purpose:
+/// what exceeds the rate waits a little ([`super::shaper`]), and a sender
+/// that meets that wait early slows down smoothly; a large burst let a
+/// tunnel's TCP speed up far past the rate and then lose most of a window
+/// at once (measured in BENCHMARKS.md).
 pub const DEFAULT_NODE_RATE: ByteRate = ByteRate {
     per_second: 1_250_000,
-    burst: 512 * 1024,
+    burst: 32 * 1024,
 };
 /// Bytes per second one allocation may have relayed (both directions).
 pub const DEFAULT_ALLOCATION_RATE: ByteRate = ByteRate {
     per_second: 1_250_000,
-    burst: 256 * 1024,
+    burst: 16 * 1024,
 };
 /// Longest an allocation lives, refreshes included. A credential is
 /// checked when an allocation is made; this bounds how long one made with

@@ -22,7 +22,13 @@ pub const REFUSALS: &[&str] = &[
     "rate_limited",
 ];
 /// Why a datagram was not relayed (`flsignal_turn_dropped_total`).
-pub const DROPS: &[&str] = &["allocation_bandwidth", "node_bandwidth", "denied_peer", "send_failed"];
+pub const DROPS: &[&str] = &[
+    "allocation_bandwidth",
+    "node_bandwidth",
+    "queues_full",
+    "denied_peer",
+    "send_failed",
+];
 /// Why an allocation ended (`flsignal_turn_allocations_ended_total`).
 pub const ENDINGS: &[&str] = &["released", "max_age"];
 
@@ -37,7 +43,8 @@ pub struct TurnMetrics {
     pub allocations_made: Counter,
     /// Allocations ended, by reason.
     pub allocations_ended: Family<Reason, Counter>,
-    /// Payload bytes relayed, `to_peer` and `to_client`.
+    /// Bytes relayed as sent, `to_peer` and `to_client` (towards a client
+    /// with TURN's framing: 4 bytes of ChannelData, or a Data indication).
     pub relayed_bytes: Family<Direction, Counter>,
     /// The two series of `relayed_bytes`, looked up once: they are counted
     /// for every relayed datagram.

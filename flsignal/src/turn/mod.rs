@@ -8,9 +8,10 @@
 //! * [`gate`] — credentials (`flproto::turn_credentials`), allocation caps
 //!   and the [`peer_policy`] checked before a request reaches the state
 //!   machine, with [`refusal`] for the answers it gives itself;
-//! * [`bandwidth`] — byte budgets per allocation and per node;
+//! * [`bandwidth`] — byte budgets, and [`shaper`] which holds datagrams
+//!   over them a little while instead of dropping them at once;
 //! * [`state`] — one state machine per client, and the limits around
-//!   them, without sockets;
+//!   them, without sockets ([`sink`] is what it asks of them);
 //! * [`service`] — the sockets: the listening one, relay sockets, the tick;
 //! * [`issuer`] — the credentials nodes are sent over signalling;
 //! * [`metrics`] — `flsignal_turn_*`.
@@ -24,6 +25,8 @@ pub mod metrics;
 pub mod peer_policy;
 pub mod refusal;
 pub mod service;
+pub mod shaper;
+pub mod sink;
 pub mod state;
 
 use std::net::{IpAddr, SocketAddr};
@@ -110,6 +113,7 @@ pub async fn start(
     let sender = service::sending_handle(&socket).map_err(|source| TurnError::Listen { addr: listen, source })?;
     let service = TurnService::new(setup, sender, addresses, metrics.turn.clone(), shutdown.clone());
     tokio::spawn(service.clone().tick());
+    tokio::spawn(service.clone().shape());
     tracing::info!(
         udp = %listen,
         relay = %addresses.external,

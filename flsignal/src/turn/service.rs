@@ -23,6 +23,9 @@ use super::state::{ClientAddr, Setup, Sink, Transport, TurnState};
 /// How often the state's timers run: allocations, permissions and
 /// channels expire in whole seconds.
 pub const TICK: Duration = Duration::from_secs(1);
+/// How often datagrams waiting for their byte budgets are let go, while
+/// any wait: a 1 400-byte datagram at 10 Mbit/s is 1.1 ms of budget.
+pub const SHAPING_TICK: Duration = Duration::from_millis(1);
 /// Random ports tried for one relay socket before the allocation is
 /// refused (508): the range may be nearly full.
 pub const RELAY_BIND_ATTEMPTS: usize = 32;
@@ -66,6 +69,8 @@ pub struct TurnService {
     addresses: RelayAddresses,
     metrics: TurnMetrics,
     shutdown: CancellationToken,
+    /// Woken when datagrams start waiting for their budgets.
+    held: tokio::sync::Notify,
 }
 
 /// The sockets, as the state sees them.
@@ -183,6 +188,7 @@ impl TurnService {
             addresses,
             metrics,
             shutdown,
+            held: tokio::sync::Notify::new(),
         })
     }
 
@@ -207,6 +213,30 @@ impl TurnService {
         }
         let mut io = Io { service: self, relays };
         state.on_client(client, data, Instant::now(), unix_now(), &mut io);
+        if state.has_backlog() {
+            self.held.notify_one();
+        }
+    }
+
+    /// Lets datagrams that wait for their byte budgets go as the budgets
+    /// refill, every [`SHAPING_TICK`] while any wait, until shutdown.
+    pub async fn shape(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                () = self.held.notified() => {}
+                () = self.shutdown.cancelled() => return,
+            }
+            loop {
+                tokio::time::sleep(SHAPING_TICK).await;
+                let mut guard = self.inner.lock();
+                let Inner { state, relays } = &mut *guard;
+                let mut io = Io { service: &self, relays };
+                state.release_held(Instant::now(), &mut io);
+                if !state.has_backlog() {
+                    break;
+                }
+            }
+        }
     }
 
     /// Lets the state's timers run every [`TICK`] until shutdown; then
@@ -251,5 +281,8 @@ async fn read_relay(service: Arc<TurnService>, socket: UdpSocket, relay: SocketA
             relays,
         };
         state.on_peer(relay, peer, &buffer[..len], Instant::now(), &mut io);
+        if state.has_backlog() {
+            service.held.notify_one();
+        }
     }
 }

@@ -11,13 +11,12 @@
 //! first requests costs that table, not memory). It also keeps each
 //! machine's own lists (of clients, of allocations) one entry long.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use flproto::turn_credentials::TurnSecret;
-use flproto::NodeId;
 use lru::LruCache;
 use turn_server_proto::api::{DelayedMessageOrChannelSend, SocketAllocateError, TurnServerApi, TurnServerPollRet};
 use turn_server_proto::server::TurnServer;
@@ -26,45 +25,12 @@ use turn_server_proto::types::prelude::DelayedTransmitBuild;
 use turn_server_proto::types::stun::message::Message;
 use turn_server_proto::types::{AddressFamily, TransportType};
 
-use super::bandwidth::{ByteBudget, ByteRate};
+use super::bandwidth::ByteRate;
 use super::gate::{Caps, Gate, Held, User, Verdict};
 use super::metrics::TurnMetrics;
 use super::peer_policy::PeerPolicy;
-
-/// How a client reaches the TURN service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
-
-impl Transport {
-    fn proto(self) -> TransportType {
-        match self {
-            Transport::Udp => TransportType::Udp,
-            Transport::Tcp => TransportType::Tcp,
-        }
-    }
-}
-
-/// A client of the TURN service: its transport and address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ClientAddr {
-    pub transport: Transport,
-    pub addr: SocketAddr,
-}
-
-/// What the state asks of the sockets.
-pub trait Sink {
-    /// Sends `data` to a client from the listening socket (or connection).
-    fn to_client(&mut self, client: ClientAddr, data: &[u8]);
-    /// Sends `data` to a peer from relay socket `relay`.
-    fn to_peer(&mut self, relay: SocketAddr, peer: SocketAddr, data: &[u8]);
-    /// Binds a relay socket of `family`; its address as peers see it.
-    fn bind_relay(&mut self, family: AddressFamily) -> Result<SocketAddr, SocketAllocateError>;
-    /// Closes the relay socket at `relay`.
-    fn close_relay(&mut self, relay: SocketAddr);
-}
+use super::shaper::{Dest, Lane, Offer, Shaper};
+pub use super::sink::{ClientAddr, Sink, Transport};
 
 /// The limits of [`TurnState`].
 #[derive(Debug, Clone, Copy)]
@@ -100,13 +66,8 @@ struct Client {
 struct Allocation {
     relay: SocketAddr,
     made: Instant,
-    budget: ByteBudget,
-}
-
-/// A node's share: its allocations on this instance and one budget for all.
-struct NodeUsage {
-    allocations: usize,
-    budget: ByteBudget,
+    /// Its byte budget and what waits for it.
+    lane: Lane,
 }
 
 pub struct TurnState {
@@ -119,7 +80,10 @@ pub struct TurnState {
     allocated: HashMap<ClientAddr, Client>,
     /// Which client each relay address belongs to (an index of `allocated`).
     relays: HashMap<SocketAddr, ClientAddr>,
-    nodes: HashMap<NodeId, NodeUsage>,
+    /// The nodes' budgets and allocation counts.
+    shaper: Shaper,
+    /// Allocations with datagrams waiting for their budgets.
+    backlog: HashSet<ClientAddr>,
     metrics: TurnMetrics,
     /// Where outgoing datagrams are built.
     scratch: Vec<u8>,
@@ -141,6 +105,20 @@ fn build_into<T: AsRef<[u8]> + std::fmt::Debug>(data: DelayedMessageOrChannelSen
     data.write_into(scratch)
 }
 
+/// Sends a relayed datagram and counts it.
+fn deliver(metrics: &TurnMetrics, dest: Dest, data: &[u8], sink: &mut impl Sink) {
+    match dest {
+        Dest::Peer { relay, peer } => {
+            metrics.relayed_to_peer(data.len());
+            sink.to_peer(relay, peer, data);
+        }
+        Dest::Client(client) => {
+            metrics.relayed_to_client(data.len());
+            sink.to_client(client, data);
+        }
+    }
+}
+
 /// The time in `turn-server-proto`'s terms.
 fn at(epoch: Instant, now: Instant) -> turn_server_proto::types::Instant {
     let nanos = now.saturating_duration_since(epoch).as_nanos();
@@ -150,13 +128,15 @@ fn at(epoch: Instant, now: Instant) -> turn_server_proto::types::Instant {
 impl TurnState {
     pub fn new(setup: Setup, metrics: TurnMetrics, now: Instant) -> TurnState {
         let max = NonZeroUsize::new(setup.limits.max_handshakes).unwrap_or(NonZeroUsize::MIN);
+        let shaper = Shaper::new(setup.limits.node_rate);
         TurnState {
             setup,
             epoch: now,
             handshakes: LruCache::new(max),
             allocated: HashMap::new(),
             relays: HashMap::new(),
-            nodes: HashMap::new(),
+            shaper,
+            backlog: HashSet::new(),
             metrics,
             scratch: Vec::new(),
         }
@@ -245,7 +225,7 @@ impl TurnState {
         };
         let allocated = self.allocated.contains_key(from);
         gate.check(message, user, allocated, unix, |node| Held {
-            by_node: self.nodes.get(node).map_or(0, |usage| usage.allocations),
+            by_node: self.shaper.allocations_of(node),
             total: self.allocated.len(),
         })
     }
@@ -282,10 +262,59 @@ impl TurnState {
             self.metrics.dropped("denied_peer");
             return;
         }
-        if self.charge(&from, written, now) {
-            self.metrics.relayed_to_peer(written);
-            sink.to_peer(source, to, &self.scratch[..written]);
+        let dest = Dest::Peer {
+            relay: source,
+            peer: to,
+        };
+        self.relay(from, dest, written, now, sink);
+    }
+
+    /// Relays the `len` bytes in `scratch` for `owner`'s allocation: now,
+    /// later (when its budgets allow), or not at all.
+    fn relay(&mut self, owner: ClientAddr, dest: Dest, len: usize, now: Instant, sink: &mut impl Sink) {
+        let Some(Client {
+            user: Some(user),
+            relay: Some(allocation),
+            ..
+        }) = self.allocated.get_mut(&owner)
+        else {
+            return;
+        };
+        let data = &self.scratch[..len];
+        match self.shaper.offer(&user.node, &mut allocation.lane, dest, data, now) {
+            Offer::Send => deliver(&self.metrics, dest, data, sink),
+            Offer::Held => {
+                self.backlog.insert(owner);
+            }
+            Offer::Dropped(reason) => self.metrics.dropped(reason),
         }
+    }
+
+    /// Whether datagrams wait for their budgets (then
+    /// [`TurnState::release_held`] is due within a few milliseconds).
+    pub fn has_backlog(&self) -> bool {
+        !self.backlog.is_empty()
+    }
+
+    /// Sends what waited for its budgets as far as they now allow.
+    pub fn release_held(&mut self, now: Instant, sink: &mut impl Sink) {
+        let metrics = &self.metrics;
+        let shaper = &mut self.shaper;
+        let allocated = &mut self.allocated;
+        self.backlog.retain(|owner| {
+            let Some(Client {
+                user: Some(user),
+                relay: Some(allocation),
+                ..
+            }) = allocated.get_mut(owner)
+            else {
+                return false;
+            };
+            shaper.release(&user.node, &mut allocation.lane, now, |dest, data| {
+                deliver(metrics, dest, data, sink)
+            });
+            !allocation.lane.is_idle()
+        });
     }
 
     /// A datagram from `peer` to relay socket `relay`.
@@ -304,36 +333,8 @@ impl TurnState {
             // No permission for this peer: dropped, as RFC 8656 says.
             return;
         };
-        if !self.charge(&owner, data.len(), now) {
-            return;
-        }
         let written = build_into(transmit.data, &mut self.scratch);
-        self.metrics.relayed_to_client(data.len());
-        sink.to_client(owner, &self.scratch[..written]);
-    }
-
-    /// Spends `bytes` of the allocation's and its node's budgets; false
-    /// (and counted) if either has too little.
-    fn charge(&mut self, client: &ClientAddr, bytes: usize, now: Instant) -> bool {
-        let Some(Client {
-            user: Some(user),
-            relay: Some(allocation),
-            ..
-        }) = self.allocated.get_mut(client)
-        else {
-            return false;
-        };
-        if !allocation.budget.try_spend(bytes, now) {
-            self.metrics.dropped("allocation_bandwidth");
-            return false;
-        }
-        let node = self.nodes.get_mut(&user.node);
-        if !node.is_some_and(|usage| usage.budget.try_spend(bytes, now)) {
-            allocation.budget.refund(bytes);
-            self.metrics.dropped("node_bandwidth");
-            return false;
-        }
-        true
+        self.relay(owner, Dest::Client(owner), written, now, sink);
     }
 
     /// Lets the client's machine act on what it decided: bind a relay,
@@ -410,7 +411,7 @@ impl TurnState {
             return Err(SocketAllocateError::InsufficientCapacity);
         };
         let caps = self.setup.limits.caps;
-        let by_node = self.nodes.get(&node).map_or(0, |usage| usage.allocations);
+        let by_node = self.shaper.allocations_of(&node);
         if by_node >= caps.per_node || self.allocated.len() >= caps.total {
             self.metrics.refused("allocation_cap_race");
             return Err(SocketAllocateError::InsufficientCapacity);
@@ -434,16 +435,9 @@ impl TurnState {
         client.relay = Some(Allocation {
             relay,
             made: now,
-            budget: ByteBudget::new(self.setup.limits.allocation_rate, now),
+            lane: Lane::new(self.setup.limits.allocation_rate, now),
         });
-        let node_rate = self.setup.limits.node_rate;
-        self.nodes
-            .entry(node)
-            .or_insert_with(|| NodeUsage {
-                allocations: 0,
-                budget: ByteBudget::new(node_rate, now),
-            })
-            .allocations += 1;
+        self.shaper.add_allocation(node, now);
         self.relays.insert(relay, from);
         self.allocated.insert(from, client);
         self.metrics.allocations_made.inc();
@@ -457,14 +451,15 @@ impl TurnState {
         }
         self.relays.remove(&relay);
         sink.close_relay(relay);
-        if let Some(Client { user: Some(user), .. }) = self.allocated.remove(&client) {
-            if let Some(usage) = self.nodes.get_mut(&user.node) {
-                usage.allocations -= 1;
-                if usage.allocations == 0 {
-                    self.nodes.remove(&user.node);
-                }
-            }
+        if let Some(Client {
+            user: Some(user),
+            relay: Some(allocation),
+            ..
+        }) = self.allocated.remove(&client)
+        {
+            self.shaper.remove_allocation(&user.node, allocation.lane);
         }
+        self.backlog.remove(&client);
         self.metrics.ended(reason);
         self.update_gauges();
     }

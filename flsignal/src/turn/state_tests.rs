@@ -222,7 +222,8 @@ fn a_good_credential_gets_a_relay_that_carries_both_ways() {
             .get_or_create(&crate::metrics::Direction { direction })
             .get()
     };
-    assert_eq!((relayed_bytes("to_peer"), relayed_bytes("to_client")), (11, 13));
+    // As sent: towards the client, a Data indication around the 13 bytes.
+    assert_eq!((relayed_bytes("to_peer"), relayed_bytes("to_client")), (11, 52));
 }
 
 #[test]
@@ -387,7 +388,7 @@ fn peers_in_denied_ranges_are_refused_with_403() {
 }
 
 #[test]
-fn relaying_beyond_the_allocations_budget_drops() {
+fn relaying_beyond_the_allocations_budget_waits_then_drops() {
     let mut harness = Harness::new(limits());
     let client = udp("192.0.2.10:5000");
     let mut requests = harness.requests(1, UNIX + 3600);
@@ -400,17 +401,31 @@ fn relaying_beyond_the_allocations_budget_drops() {
             .state
             .on_client(client, &datagram, harness.now, UNIX, &mut harness.sink);
     }
-    // The allocation's burst is 10 000 bytes.
+    // The allocation's burst is 10 000 bytes; 50 ms of its 100 000
+    // bytes/s (5 000 bytes) may wait; the rest is dropped.
     assert_eq!(harness.sink.to_peer.len(), 10);
-    assert_eq!(harness.dropped("allocation_bandwidth"), 10);
-    // Time refills it: 100 ms at 100 000 bytes/s.
+    assert_eq!(harness.dropped("allocation_bandwidth"), 5);
+    assert!(harness.state.has_backlog());
+    harness.now += Duration::from_millis(50);
+    harness.state.release_held(harness.now, &mut harness.sink);
+    assert_eq!(harness.sink.to_peer.len(), 15);
+    assert!(!harness.state.has_backlog());
+    // The other way counts against the same budget, after what waited.
     harness.now += Duration::from_millis(100);
     for _ in 0..20 {
         harness
             .state
             .on_peer(relay, peer, &[0u8; 1000], harness.now, &mut harness.sink);
     }
-    assert_eq!(harness.dropped("allocation_bandwidth"), 20);
+    // 10 000 bytes of budget: 9 ChannelData of 1 004 bytes, 4 wait.
+    let to_client = harness
+        .sink
+        .to_client
+        .iter()
+        .filter(|(_, data)| data.len() == 1004)
+        .count();
+    assert_eq!(to_client, 9);
+    assert_eq!(harness.dropped("allocation_bandwidth"), 5 + 7);
 }
 
 #[test]
@@ -423,7 +438,6 @@ fn a_nodes_budget_spans_its_allocations() {
         ..limits()
     });
     let peer = addr(PEER);
-    let mut sent = 0;
     for port in [5000, 5001] {
         let client = udp(&format!("192.0.2.10:{port}"));
         let mut requests = harness.requests(1, UNIX + 3600);
@@ -437,12 +451,15 @@ fn a_nodes_budget_spans_its_allocations() {
                 UNIX,
                 &mut harness.sink,
             );
-            sent += 1;
         }
     }
-    // 20 000 bytes of the node's burst between both.
+    // 20 000 bytes of the node's burst between both; the rest waits for
+    // the node's 100 000 bytes/s.
     assert_eq!(harness.sink.to_peer.len(), 20);
-    assert_eq!(harness.dropped("node_bandwidth"), sent - 20);
+    assert_eq!(harness.dropped("node_bandwidth"), 0);
+    harness.now += Duration::from_millis(100);
+    harness.state.release_held(harness.now, &mut harness.sink);
+    assert_eq!(harness.sink.to_peer.len(), 30);
 }
 
 #[test]

@@ -165,7 +165,10 @@ async fn direct(limits: &[&str]) -> anyhow::Result<Path> {
     let path = measure(&overlay).await;
     if std::env::var_os("FLBENCH_VERBOSE").is_some() {
         for host in 0..2 {
-            eprintln!("--- direct, host {host}:\n{}", status(pair.dir(host)).unwrap_or_default());
+            eprintln!(
+                "--- direct, host {host}:\n{}",
+                status(pair.dir(host)).unwrap_or_default()
+            );
         }
     }
     path
@@ -199,7 +202,14 @@ async fn relayed(limits: &[&str]) -> anyhow::Result<Relayed> {
             eprintln!("--- host {host}:\n{}", status(_pair.dir(host)).unwrap_or_default());
         }
         let (_, metrics) = topology.server_metric(server, "flsignal_turn_allocations");
-        eprintln!("{}", metrics.lines().filter(|l| l.starts_with("flsignal_turn")).collect::<Vec<_>>().join("\n"));
+        eprintln!(
+            "{}",
+            metrics
+                .lines()
+                .filter(|l| l.starts_with("flsignal_turn"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
     }
     Ok(Relayed {
         path: Path { mbits, rtt },
