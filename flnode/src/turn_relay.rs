@@ -102,6 +102,8 @@ mod tests {
             password: password.into(),
             ttl: 3600,
             port,
+            tcp_port: None,
+            tls_port: None,
         }
     }
 

@@ -353,6 +353,10 @@ impl Config {
         check(self.stun_max_sources >= 1, "--stun-max-sources must be at least 1")?;
         self.edge.validate()?;
         self.turn.validate()?;
+        check(
+            self.turn.turn_tls_listen.0.is_none() || self.edge.tls_cert.is_some(),
+            "--turn-tls-listen needs --tls-cert and --tls-key",
+        )?;
         self.trim.validate()?;
         self.validate_cluster()
     }

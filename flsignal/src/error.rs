@@ -46,6 +46,15 @@ pub enum TurnError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "cannot listen for TURN on tcp {addr}{}",
+        in_use_hint(source, "--turn-tcp-listen or --turn-tls-listen, or `off`")
+    )]
+    StreamListen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("--turn-secret-file {}: cannot read it", .path.display())]
     SecretUnreadable {
         path: PathBuf,

@@ -178,7 +178,8 @@ impl Server {
             (hub, Some(cluster::connect(&config, instance, queued).await?))
         };
         let shutdown = CancellationToken::new();
-        let turn = turn::start(&config, stun.as_ref(), &hub.metrics, &shutdown).await?;
+        let acceptor = tls.as_ref().map(|(_, acceptor)| acceptor);
+        let turn = turn::start(&config, stun.as_ref(), acceptor, &hub.metrics, &shutdown).await?;
         let (turn_issuer, turn) = match turn {
             Some(turn) => (Some(turn.issuer), Some((turn.service, turn.own_socket))),
             None => (None, None),

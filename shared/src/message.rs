@@ -44,6 +44,13 @@ pub struct TurnCredentials {
     pub ttl: u64,
     /// The UDP port of the TURN service, on the host the node dialled.
     pub port: u16,
+    /// Its TCP port, if it listens for TURN over TCP (for clients that
+    /// speak it: browsers; flnode's WebRTC stack does not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_port: Option<u16>,
+    /// Its TLS port (`turns:`), if it listens for TURN over TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_port: Option<u16>,
 }
 
 impl std::fmt::Debug for TurnCredentials {
@@ -247,6 +254,9 @@ mod tests {
         server_round_trip(&json);
         let message: ServerMessage = serde_json::from_str(&json).unwrap();
         assert!(!format!("{message:?}").contains("NMtt"), "{message:?}");
+        server_round_trip(&format!(
+            r#"{{"TurnCredentials":{{"username":"1:{ID}","password":"p","ttl":60,"port":3478,"tcp_port":3478,"tls_port":443}}}}"#
+        ));
     }
 
     #[test]

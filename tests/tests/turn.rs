@@ -66,11 +66,20 @@ async fn metric(server: &ServerProcess, series: &str) -> f64 {
 
 #[tokio::test]
 async fn a_node_gets_a_credential_and_relays_through_flsignals_turn() {
-    let server = ServerProcess::start(&ALLOW_LOOPBACK, &[]).await.unwrap();
+    let tcp_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tcp = format!("127.0.0.1:{tcp_port}");
+    let server = ServerProcess::start(&[ALLOW_LOOPBACK[0], ALLOW_LOOPBACK[1], "--turn-tcp-listen", &tcp], &[])
+        .await
+        .unwrap();
     let key = NodeKey::generate();
     let (_signal, credentials) = credentials_of(&server, &key).await;
     let credentials = credentials.expect("a version-4 node gets a TURN credential");
     assert_eq!(credentials.port, turn_addr(&server).port());
+    assert_eq!((credentials.tcp_port, credentials.tls_port), (Some(tcp_port), None));
     assert!(credentials.username.ends_with(&format!(":{}", key.id())));
     assert_eq!(credentials.ttl, 3600);
 

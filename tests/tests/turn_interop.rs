@@ -2,8 +2,8 @@
 //! `turnutils_uclient`, which computes TURN REST API credentials from the
 //! shared secret itself (`-W`), relays to coturn's echoing
 //! `turnutils_peer` over loopback, through channels and through Send
-//! indications. Needs the Debian package coturn (under `CI=true` its
-//! absence is a failure).
+//! indications, over UDP, TCP and TLS. Needs the Debian package coturn
+//! (under `CI=true` its absence is a failure).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -36,6 +36,32 @@ fn available(test: &str) -> bool {
 fn free_port() -> u16 {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.local_addr().unwrap().port()
+}
+
+/// Starts coturn's echoing peer on loopback; it is killed when dropped.
+fn echo_peer() -> (tokio::process::Child, u16) {
+    let port = free_port();
+    let child = tokio::process::Command::new("turnutils_peer")
+        .args(["-L", "127.0.0.1", "-p", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("turnutils_peer starts");
+    (child, port)
+}
+
+/// A free TCP port on loopback (free a moment ago).
+fn free_tcp_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Whether coturn's client got every message echoed.
+fn all_echoed(output: &str) -> bool {
+    let echoed = format!("tot_send_msgs={MESSAGES}, tot_recv_msgs={MESSAGES}");
+    output.contains(&echoed) && output.contains("Total lost packets 0 ")
 }
 
 /// Runs coturn's client against `turn_port` with `secret`, relaying to
@@ -85,26 +111,14 @@ async fn coturns_client_relays_through_flsignal_with_the_shared_secret() {
     .await
     .unwrap();
     let turn_port = server.stun_addr.unwrap().port();
-    let peer_port = free_port();
-    let _peer = tokio::process::Command::new("turnutils_peer")
-        .args(["-L", "127.0.0.1", "-p", &peer_port.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("turnutils_peer starts");
+    let (_peer, peer_port) = echo_peer();
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // Channels (coturn's client numbers them above RFC 8656's 0x4fff), then
     // Send and Data indications.
     for extra in [&[][..], &["-s"]] {
         let output = uclient(turn_port, peer_port, SECRET, extra).await;
-        let echoed = format!("tot_send_msgs={MESSAGES}, tot_recv_msgs={MESSAGES}");
-        assert!(
-            output.contains(&echoed) && output.contains("Total lost packets 0 "),
-            "{extra:?}:\n{output}"
-        );
+        assert!(all_echoed(&output), "{extra:?}:\n{output}");
     }
 
     let output = uclient(turn_port, peer_port, "another secret, as long as the other", &[]).await;
@@ -116,4 +130,51 @@ async fn coturns_client_relays_through_flsignal_with_the_shared_secret() {
         .and_then(|value| value.parse::<f64>().ok())
         .unwrap_or(0.0);
     assert!(refused >= 1.0, "{metrics}");
+}
+
+/// The same over TCP (`--turn-tcp-listen`) and TLS (`--turn-tls-listen`,
+/// flsignal's `--tls-cert`): what a browser on a network without UDP
+/// uses. The relays themselves are UDP.
+#[tokio::test]
+async fn coturns_client_relays_over_tcp_and_tls() {
+    let test = "coturns_client_relays_over_tcp_and_tls";
+    if !available(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let (cert, key) = e2e::tls::SelfSigned::new().write(dir.path(), "server");
+    let (tcp, tls) = (
+        format!("127.0.0.1:{}", free_tcp_port()),
+        format!("127.0.0.1:{}", free_tcp_port()),
+    );
+    let server = ServerProcess::start(
+        &[
+            "--turn-secret-file",
+            secret.to_str().unwrap(),
+            "--turn-allow-peer",
+            "127.0.0.1/32",
+            "--turn-tcp-listen",
+            &tcp,
+            "--turn-tls-listen",
+            &tls,
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await
+    .unwrap();
+    let (_peer, peer_port) = echo_peer();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let port = |addr: &str| addr.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+
+    let output = uclient(port(&tcp), peer_port, SECRET, &["-t"]).await;
+    assert!(all_echoed(&output), "TCP:\n{output}");
+    let output = uclient(port(&tls), peer_port, SECRET, &["-t", "-S"]).await;
+    assert!(all_echoed(&output), "TLS:\n{output}");
+    drop(server);
 }

@@ -50,8 +50,29 @@ pub const DEFAULT_MAX_ALLOCATION_AGE: Duration = Duration::from_secs(24 * 3600);
 /// (each has its own nonce); the one heard from least recently goes first,
 /// so a flood of spoofed requests costs a bounded table, not memory.
 pub const DEFAULT_MAX_HANDSHAKES: usize = 4096;
-/// Time a client has from its first request to its allocation.
+/// Time a client has from its first request to its allocation (a TCP or
+/// TLS connection without one is closed after it).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// TURN connections over TCP and TLS held at once; each is a socket and a
+/// task.
+pub const DEFAULT_MAX_STREAMS: usize = 1024;
+
+/// Where a TURN stream listener (TCP, TLS) listens: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamListen(pub Option<SocketAddr>);
+
+impl std::str::FromStr for StreamListen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(StreamListen(None));
+        }
+        text.parse()
+            .map(|addr| StreamListen(Some(addr)))
+            .map_err(|_| format!("{text:?} is neither IP:PORT nor `off`"))
+    }
+}
 
 /// Where the TURN service listens for UDP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +135,20 @@ pub struct TurnConfig {
     /// service's socket, one port for both), IP:PORT, or `off`.
     #[arg(long, env = "FLSIGNAL_TURN_LISTEN", default_value = "stun")]
     pub turn_listen: TurnListen,
+
+    /// TCP address of the TURN service (TURN over TCP, for clients on
+    /// networks without UDP: browsers, not flnode), or `off`.
+    #[arg(long, env = "FLSIGNAL_TURN_TCP_LISTEN", default_value = "off")]
+    pub turn_tcp_listen: StreamListen,
+
+    /// TCP address of TURN over TLS (`turns:`, with --tls-cert's
+    /// certificate; 443 gets through most firewalls), or `off`.
+    #[arg(long, env = "FLSIGNAL_TURN_TLS_LISTEN", default_value = "off")]
+    pub turn_tls_listen: StreamListen,
+
+    /// TURN connections over TCP and TLS held at once.
+    #[arg(long, env = "FLSIGNAL_TURN_MAX_STREAMS", default_value_t = DEFAULT_MAX_STREAMS)]
+    pub turn_max_streams: usize,
 
     /// Address relay sockets are bound to. Default: the TURN socket's
     /// address, or this machine's first public interface address if that
@@ -238,6 +273,7 @@ impl TurnConfig {
             self.turn_max_handshakes >= 1,
             "--turn-max-handshakes must be at least 1",
         )?;
+        check(self.turn_max_streams >= 1, "--turn-max-streams must be at least 1")?;
         Ok(())
     }
 }
@@ -267,6 +303,11 @@ mod tests {
         assert_eq!(turn.allocation_rate(), DEFAULT_ALLOCATION_RATE);
         assert_eq!(turn.turn_max_allocation_age, DEFAULT_MAX_ALLOCATION_AGE);
         assert_eq!(turn.turn_max_handshakes, DEFAULT_MAX_HANDSHAKES);
+        assert_eq!(turn.turn_max_streams, DEFAULT_MAX_STREAMS);
+        assert_eq!(
+            (turn.turn_tcp_listen, turn.turn_tls_listen),
+            (StreamListen(None), StreamListen(None))
+        );
         assert_eq!(turn.turn_realm, DEFAULT_REALM);
         assert!(turn.turn_allow_peer.is_empty() && turn.turn_secret_file.is_none());
         assert!(turn.validate().is_ok());
@@ -304,6 +345,8 @@ mod tests {
             &["flsignal", "--turn-max-allocation-age", "1s"],
             &["flsignal", "--turn-max-handshakes", "0"],
             &["flsignal", "--turn-realm", ""],
+            &["flsignal", "--turn-max-streams", "0"],
+            &["flsignal", "--turn-tls-listen", "127.0.0.1:5349"],
         ] {
             assert!(Config::parse_from(bad).validate().is_err(), "{bad:?}");
         }

@@ -8,16 +8,27 @@ use flproto::message::{ServerMessage, TurnCredentials};
 use flproto::turn_credentials::{CredentialSchedule, TurnSecret};
 use flproto::NodeId;
 
+/// The TURN service's ports, as nodes are told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub udp: u16,
+    pub tcp: Option<u16>,
+    pub tls: Option<u16>,
+}
+
 pub struct CredentialIssuer {
     secret: TurnSecret,
     schedule: CredentialSchedule,
-    /// The TURN service's UDP port.
-    port: u16,
+    ports: Ports,
 }
 
 impl CredentialIssuer {
-    pub fn new(secret: TurnSecret, schedule: CredentialSchedule, port: u16) -> CredentialIssuer {
-        CredentialIssuer { secret, schedule, port }
+    pub fn new(secret: TurnSecret, schedule: CredentialSchedule, ports: Ports) -> CredentialIssuer {
+        CredentialIssuer {
+            secret,
+            schedule,
+            ports,
+        }
     }
 
     /// How often a node gets a fresh credential.
@@ -32,7 +43,9 @@ impl CredentialIssuer {
             username: credential.username,
             password: credential.password,
             ttl: self.schedule.lifetime.as_secs(),
-            port: self.port,
+            port: self.ports.udp,
+            tcp_port: self.ports.tcp,
+            tls_port: self.ports.tls,
         })
     }
 
@@ -56,12 +69,18 @@ mod tests {
         let schedule = CredentialSchedule {
             lifetime: Duration::from_secs(600),
         };
-        let issuer = CredentialIssuer::new(secret.clone(), schedule, 3478);
+        let ports = Ports {
+            udp: 3478,
+            tcp: None,
+            tls: Some(443),
+        };
+        let issuer = CredentialIssuer::new(secret.clone(), schedule, ports);
         let node = NodeId([7; 32]);
         let ServerMessage::TurnCredentials(message) = issuer.message_at(&node, 1_000) else {
             panic!("not a credential");
         };
         assert_eq!((message.ttl, message.port), (600, 3478));
+        assert_eq!((message.tcp_port, message.tls_port), (None, Some(443)));
         assert_eq!(message.username, format!("1600:{node}"));
         let user = secret.verify(&message.username, &message.password, 1_599).unwrap();
         assert_eq!(user.node, node);

@@ -20,6 +20,8 @@ pub const REFUSALS: &[&str] = &[
     "tcp_allocation",
     "handshake_evicted",
     "rate_limited",
+    "tcp_connections",
+    "tls_handshake",
 ];
 /// Why a datagram was not relayed (`flsignal_turn_dropped_total`).
 pub const DROPS: &[&str] = &[

@@ -13,12 +13,14 @@
 //! * [`state`] — one state machine per client, and the limits around
 //!   them, without sockets ([`sink`] is what it asks of them);
 //! * [`service`] — the sockets: the listening one, relay sockets, the tick;
+//!   [`tcp`] the TCP and TLS listeners, with [`framing`] for their streams;
 //! * [`issuer`] — the credentials nodes are sent over signalling;
 //! * [`metrics`] — `flsignal_turn_*`.
 
 pub mod bandwidth;
 pub mod config;
 pub mod demux;
+pub mod framing;
 pub mod gate;
 pub mod issuer;
 pub mod metrics;
@@ -28,6 +30,7 @@ pub mod service;
 pub mod shaper;
 pub mod sink;
 pub mod state;
+pub mod tcp;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -63,6 +66,7 @@ pub struct Turn {
 pub async fn start(
     config: &Config,
     stun_socket: Option<&Arc<UdpSocket>>,
+    tls: Option<&tokio_rustls::TlsAcceptor>,
     metrics: &Metrics,
     shutdown: &CancellationToken,
 ) -> Result<Option<Turn>, TurnError> {
@@ -107,22 +111,48 @@ pub async fn start(
         realm: turn.turn_realm.clone(),
         policy: PeerPolicy::new(turn.turn_allow_peer.clone(), own_addresses),
         limits: limits(turn),
-        listen,
     };
     service::enlarge_buffers(socket.as_ref());
     let sender = service::sending_handle(&socket).map_err(|source| TurnError::Listen { addr: listen, source })?;
     let service = TurnService::new(setup, sender, addresses, metrics.turn.clone(), shutdown.clone());
     tokio::spawn(service.clone().tick());
     tokio::spawn(service.clone().shape());
+    let streams = Arc::new(tokio::sync::Semaphore::new(turn.turn_max_streams));
+    let mut stream_addrs = Vec::new();
+    let mut stream_ports = [None, None];
+    let listeners = [(turn.turn_tcp_listen.0, None), (turn.turn_tls_listen.0, tls)];
+    for (at, (listen, acceptor)) in listeners.into_iter().enumerate() {
+        let Some(addr) = listen else {
+            continue;
+        };
+        let listener = tcp::bind(addr)
+            .await
+            .map_err(|source| TurnError::StreamListen { addr, source })?;
+        let bound = listener.local_addr().unwrap_or(addr);
+        stream_addrs.push(bound.to_string());
+        stream_ports[at] = Some(bound.port());
+        tokio::spawn(tcp::serve(
+            listener,
+            service.clone(),
+            acceptor.cloned(),
+            streams.clone(),
+        ));
+    }
+    let ports = issuer::Ports {
+        udp: listen.port(),
+        tcp: stream_ports[0],
+        tls: stream_ports[1],
+    };
     tracing::info!(
         udp = %listen,
+        streams = %stream_addrs.join(","),
         relay = %addresses.external,
         ports = %addresses.ports,
         "TURN service ready"
     );
     Ok(Some(Turn {
         service,
-        issuer: CredentialIssuer::new(secret, turn.schedule(), listen.port()),
+        issuer: CredentialIssuer::new(secret, turn.schedule(), ports),
         own_socket,
     }))
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use parking_lot::Mutex;
 use rand::Rng;
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use turn_server_proto::api::SocketAllocateError;
 use turn_server_proto::types::AddressFamily;
@@ -55,10 +56,18 @@ struct RelaySocket {
     stop: CancellationToken,
 }
 
-/// The state and the relay sockets it owns, behind one lock.
+/// What the state sends through: relay sockets, and the queues of the
+/// stream (TCP, TLS) connections' writers.
+#[derive(Default)]
+struct Sockets {
+    relays: HashMap<SocketAddr, RelaySocket>,
+    streams: HashMap<ClientAddr, mpsc::Sender<Vec<u8>>>,
+}
+
+/// The state and the sockets it owns, behind one lock.
 struct Inner {
     state: TurnState,
-    relays: HashMap<SocketAddr, RelaySocket>,
+    sockets: Sockets,
 }
 
 pub struct TurnService {
@@ -66,6 +75,8 @@ pub struct TurnService {
     /// A handle on the UDP socket clients reach the service on, for
     /// sending without the reactor (see [`RelaySocket::sender`]).
     listen: std::net::UdpSocket,
+    /// Its address.
+    listen_addr: SocketAddr,
     addresses: RelayAddresses,
     metrics: TurnMetrics,
     shutdown: CancellationToken,
@@ -76,18 +87,27 @@ pub struct TurnService {
 /// The sockets, as the state sees them.
 struct Io<'a> {
     service: &'a Arc<TurnService>,
-    relays: &'a mut HashMap<SocketAddr, RelaySocket>,
+    sockets: &'a mut Sockets,
 }
 
 impl Sink for Io<'_> {
     fn to_client(&mut self, client: ClientAddr, data: &[u8]) {
-        if client.transport != Transport::Udp || self.service.listen.send_to(data, client.addr).is_err() {
+        let sent = match client.transport {
+            Transport::Udp => self.service.listen.send_to(data, client.addr).is_ok(),
+            Transport::Tcp => self
+                .sockets
+                .streams
+                .get(&client)
+                .is_some_and(|writer| writer.try_send(super::framing::padded(data)).is_ok()),
+        };
+        if !sent {
             self.service.metrics.dropped("send_failed");
         }
     }
 
     fn to_peer(&mut self, relay: SocketAddr, peer: SocketAddr, data: &[u8]) {
         let sent = self
+            .sockets
             .relays
             .get(&relay)
             .is_some_and(|relay| relay.sender.send_to(data, peer).is_ok());
@@ -114,12 +134,12 @@ impl Sink for Io<'_> {
         let advertised = SocketAddr::new(addresses.external, port);
         let stop = self.service.shutdown.child_token();
         tokio::spawn(read_relay(self.service.clone(), socket, advertised, stop.clone()));
-        self.relays.insert(advertised, RelaySocket { sender, stop });
+        self.sockets.relays.insert(advertised, RelaySocket { sender, stop });
         Ok(advertised)
     }
 
     fn close_relay(&mut self, relay: SocketAddr) {
-        if let Some(relay) = self.relays.remove(&relay) {
+        if let Some(relay) = self.sockets.relays.remove(&relay) {
             relay.stop.cancel();
         }
     }
@@ -179,12 +199,16 @@ impl TurnService {
         shutdown: CancellationToken,
     ) -> Arc<TurnService> {
         let state = TurnState::new(setup, metrics.clone(), Instant::now());
+        let listen_addr = listen
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         Arc::new(TurnService {
             inner: Mutex::new(Inner {
                 state,
-                relays: HashMap::new(),
+                sockets: Sockets::default(),
             }),
             listen,
+            listen_addr,
             addresses,
             metrics,
             shutdown,
@@ -196,6 +220,44 @@ impl TurnService {
         &self.metrics
     }
 
+    /// Cancelled when the server shuts down.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Whether `client` holds an allocation.
+    pub fn is_allocated(&self, client: &ClientAddr) -> bool {
+        self.inner.lock().state.is_allocated(client)
+    }
+
+    /// A stream connection opened: what the state sends its client goes
+    /// to `writer`.
+    pub fn tcp_opened(&self, client: ClientAddr, writer: mpsc::Sender<Vec<u8>>) {
+        self.inner.lock().sockets.streams.insert(client, writer);
+    }
+
+    /// A stream connection ended: so does its client's allocation.
+    pub fn tcp_closed(self: &Arc<Self>, client: ClientAddr) {
+        let mut guard = self.inner.lock();
+        let Inner { state, sockets } = &mut *guard;
+        sockets.streams.remove(&client);
+        let mut io = Io { service: self, sockets };
+        state.on_client_gone(client, &mut io);
+    }
+
+    /// One frame from a stream connection. A stream's source cannot be
+    /// spoofed, so no reply budget applies; the connection limit and
+    /// TCP's own flow control bound what one costs.
+    pub fn on_stream_frame(self: &Arc<Self>, client: ClientAddr, frame: &[u8]) {
+        let mut guard = self.inner.lock();
+        let Inner { state, sockets } = &mut *guard;
+        let mut io = Io { service: self, sockets };
+        state.on_client(client, frame, Instant::now(), unix_now(), &mut io);
+        if state.has_backlog() {
+            self.held.notify_one();
+        }
+    }
+
     /// A datagram from a client on the listening socket. One from a
     /// client without an allocation may be answered, so it needs
     /// `reply_allowed` (the socket's reply budget, which STUN shares): a
@@ -203,15 +265,16 @@ impl TurnService {
     pub fn on_datagram(self: &Arc<Self>, source: SocketAddr, data: &[u8], reply_allowed: impl FnOnce() -> bool) {
         let client = ClientAddr {
             transport: Transport::Udp,
+            local: self.listen_addr,
             addr: source,
         };
         let mut guard = self.inner.lock();
-        let Inner { state, relays } = &mut *guard;
+        let Inner { state, sockets } = &mut *guard;
         if !state.is_allocated(&client) && !reply_allowed() {
             self.metrics.refused("rate_limited");
             return;
         }
-        let mut io = Io { service: self, relays };
+        let mut io = Io { service: self, sockets };
         state.on_client(client, data, Instant::now(), unix_now(), &mut io);
         if state.has_backlog() {
             self.held.notify_one();
@@ -229,8 +292,11 @@ impl TurnService {
             loop {
                 tokio::time::sleep(SHAPING_TICK).await;
                 let mut guard = self.inner.lock();
-                let Inner { state, relays } = &mut *guard;
-                let mut io = Io { service: &self, relays };
+                let Inner { state, sockets } = &mut *guard;
+                let mut io = Io {
+                    service: &self,
+                    sockets,
+                };
                 state.release_held(Instant::now(), &mut io);
                 if !state.has_backlog() {
                     break;
@@ -250,12 +316,15 @@ impl TurnService {
                 () = self.shutdown.cancelled() => break,
             }
             let mut guard = self.inner.lock();
-            let Inner { state, relays } = &mut *guard;
-            let mut io = Io { service: &self, relays };
+            let Inner { state, sockets } = &mut *guard;
+            let mut io = Io {
+                service: &self,
+                sockets,
+            };
             state.on_tick(Instant::now(), &mut io);
         }
         let mut guard = self.inner.lock();
-        for (_, relay) in guard.relays.drain() {
+        for (_, relay) in guard.sockets.relays.drain() {
             relay.stop.cancel();
         }
     }
@@ -275,10 +344,10 @@ async fn read_relay(service: Arc<TurnService>, socket: UdpSocket, relay: SocketA
             continue;
         };
         let mut guard = service.inner.lock();
-        let Inner { state, relays } = &mut *guard;
+        let Inner { state, sockets } = &mut *guard;
         let mut io = Io {
             service: &service,
-            relays,
+            sockets,
         };
         state.on_peer(relay, peer, &buffer[..len], Instant::now(), &mut io);
         if state.has_backlog() {

@@ -22,10 +22,12 @@ impl Transport {
     }
 }
 
-/// A client of the TURN service: its transport and address.
+/// A client of the TURN service: its transport, the service's address it
+/// reached (a listening socket), and its own address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ClientAddr {
     pub transport: Transport,
+    pub local: SocketAddr,
     pub addr: SocketAddr,
 }
 

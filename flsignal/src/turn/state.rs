@@ -49,8 +49,6 @@ pub struct Setup {
     pub realm: String,
     pub policy: PeerPolicy,
     pub limits: Limits,
-    /// The listening address the state machines are told (UDP).
-    pub listen: SocketAddr,
 }
 
 struct Client {
@@ -199,7 +197,7 @@ impl TurnState {
             return false;
         }
         let client = Client {
-            machine: TurnServer::new(from.transport.proto(), self.setup.listen, self.setup.realm.clone()),
+            machine: TurnServer::new(from.transport.proto(), from.local, self.setup.realm.clone()),
             last_heard: now,
             user: None,
             relay: None,
@@ -240,7 +238,7 @@ impl TurnState {
     /// Hands `data` to the client's machine and carries out its answer.
     fn feed(&mut self, from: ClientAddr, data: &[u8], now: Instant, sink: &mut impl Sink) {
         let epoch = self.epoch;
-        let listen = self.setup.listen;
+        let listen = from.local;
         let Some(client) = self.client_mut(&from) else {
             return;
         };
@@ -461,6 +459,20 @@ impl TurnState {
         }
         self.backlog.remove(&client);
         self.metrics.ended(reason);
+        self.update_gauges();
+    }
+
+    /// `client` is gone (its connection closed): so is its allocation.
+    pub fn on_client_gone(&mut self, client: ClientAddr, sink: &mut impl Sink) {
+        let relay = self
+            .allocated
+            .get(&client)
+            .and_then(|held| held.relay.as_ref())
+            .map(|allocation| allocation.relay);
+        if let Some(relay) = relay {
+            self.release(client, relay, "released", sink);
+        }
+        self.handshakes.pop(&client);
         self.update_gauges();
     }
 

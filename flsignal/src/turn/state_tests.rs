@@ -23,9 +23,12 @@ fn addr(text: &str) -> SocketAddr {
 fn udp(text: &str) -> ClientAddr {
     ClientAddr {
         transport: Transport::Udp,
+        local: addr(LISTEN),
         addr: addr(text),
     }
 }
+
+const LISTEN: &str = "203.0.113.10:3478";
 
 /// What the state asked of its sockets.
 #[derive(Default)]
@@ -90,7 +93,6 @@ impl Harness {
                 vec![RELAY_IP.parse().unwrap()],
             ),
             limits,
-            listen: addr("203.0.113.10:3478"),
         };
         Harness {
             state: TurnState::new(setup, metrics.clone(), now),
