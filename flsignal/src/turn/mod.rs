@@ -18,12 +18,14 @@
 //! * [`metrics`] — `flsignal_turn_*`.
 
 pub mod bandwidth;
+pub mod clients;
 pub mod config;
 pub mod demux;
 pub mod framing;
 pub mod gate;
 pub mod issuer;
 pub mod metrics;
+pub mod outgoing;
 pub mod peer_policy;
 pub mod refusal;
 pub mod service;

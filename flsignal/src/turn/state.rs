@@ -11,23 +11,22 @@
 //! first requests costs that table, not memory). It also keeps each
 //! machine's own lists (of clients, of allocations) one entry long.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use flproto::turn_credentials::TurnSecret;
-use lru::LruCache;
-use turn_server_proto::api::{DelayedMessageOrChannelSend, SocketAllocateError, TurnServerApi, TurnServerPollRet};
+use turn_server_proto::api::{SocketAllocateError, TurnServerApi, TurnServerPollRet};
 use turn_server_proto::server::TurnServer;
 use turn_server_proto::stun::agent::Transmit;
-use turn_server_proto::types::prelude::DelayedTransmitBuild;
 use turn_server_proto::types::stun::message::Message;
 use turn_server_proto::types::{AddressFamily, TransportType};
 
 use super::bandwidth::ByteRate;
-use super::gate::{Caps, Gate, Held, User, Verdict};
+use super::clients::{Allocation, Client, Clients};
+use super::gate::{Caps, Gate, Held, Verdict};
 use super::metrics::TurnMetrics;
+use super::outgoing::{at, build_into, deliver};
 use super::peer_policy::PeerPolicy;
 use super::shaper::{Dest, Lane, Offer, Shaper};
 pub use super::sink::{ClientAddr, Sink, Transport};
@@ -51,33 +50,11 @@ pub struct Setup {
     pub limits: Limits,
 }
 
-struct Client {
-    machine: TurnServer,
-    /// Last datagram from the client (handshakes time out from it).
-    last_heard: Instant,
-    /// The credential it authenticated with, once an Allocate passed.
-    user: Option<User>,
-    /// Its relay, once it has one.
-    relay: Option<Allocation>,
-}
-
-struct Allocation {
-    relay: SocketAddr,
-    made: Instant,
-    /// Its byte budget and what waits for it.
-    lane: Lane,
-}
-
 pub struct TurnState {
     setup: Setup,
     /// Maps `Instant`s to the crate's clock (nanoseconds since this).
     epoch: Instant,
-    /// Clients without an allocation, least recently heard first out.
-    handshakes: LruCache<ClientAddr, Client>,
-    /// Clients with an allocation.
-    allocated: HashMap<ClientAddr, Client>,
-    /// Which client each relay address belongs to (an index of `allocated`).
-    relays: HashMap<SocketAddr, ClientAddr>,
+    clients: Clients,
     /// The nodes' budgets and allocation counts.
     shaper: Shaper,
     /// Allocations with datagrams waiting for their budgets.
@@ -87,52 +64,14 @@ pub struct TurnState {
     scratch: Vec<u8>,
 }
 
-/// Writes an outgoing datagram into `scratch`; its length.
-///
-/// turn-types 0.7.3 writes a Data indication as a Send indication when
-/// asked to write it into a buffer (`DelayedMessage::write_into` ignores
-/// that it is for a client), which clients drop; such messages are built
-/// the slower way, which gets them right. ChannelData, the common case,
-/// is written in place.
-fn build_into<T: AsRef<[u8]> + std::fmt::Debug>(data: DelayedMessageOrChannelSend<T>, scratch: &mut Vec<u8>) -> usize {
-    if let DelayedMessageOrChannelSend::Message(message) = data {
-        *scratch = message.build();
-        return scratch.len();
-    }
-    scratch.resize(data.len(), 0);
-    data.write_into(scratch)
-}
-
-/// Sends a relayed datagram and counts it.
-fn deliver(metrics: &TurnMetrics, dest: Dest, data: &[u8], sink: &mut impl Sink) {
-    match dest {
-        Dest::Peer { relay, peer } => {
-            metrics.relayed_to_peer(data.len());
-            sink.to_peer(relay, peer, data);
-        }
-        Dest::Client(client) => {
-            metrics.relayed_to_client(data.len());
-            sink.to_client(client, data);
-        }
-    }
-}
-
-/// The time in `turn-server-proto`'s terms.
-fn at(epoch: Instant, now: Instant) -> turn_server_proto::types::Instant {
-    let nanos = now.saturating_duration_since(epoch).as_nanos();
-    turn_server_proto::types::Instant::from_nanos(i64::try_from(nanos).unwrap_or(i64::MAX))
-}
-
 impl TurnState {
     pub fn new(setup: Setup, metrics: TurnMetrics, now: Instant) -> TurnState {
-        let max = NonZeroUsize::new(setup.limits.max_handshakes).unwrap_or(NonZeroUsize::MIN);
         let shaper = Shaper::new(setup.limits.node_rate);
+        let clients = Clients::new(setup.limits.max_handshakes);
         TurnState {
             setup,
             epoch: now,
-            handshakes: LruCache::new(max),
-            allocated: HashMap::new(),
-            relays: HashMap::new(),
+            clients,
             shaper,
             backlog: HashSet::new(),
             metrics,
@@ -143,12 +82,7 @@ impl TurnState {
     /// Whether `client` holds an allocation (its datagrams need no reply
     /// budget: they are authenticated or relayed within byte budgets).
     pub fn is_allocated(&self, client: &ClientAddr) -> bool {
-        self.allocated.contains_key(client)
-    }
-
-    /// Allocations held now.
-    pub fn allocations(&self) -> usize {
-        self.allocated.len()
+        self.clients.is_allocated(client)
     }
 
     /// A datagram (or, over TCP, one framed message) from a client.
@@ -161,7 +95,7 @@ impl TurnState {
             match self.verdict(&from, message, unix) {
                 Verdict::Pass => {}
                 Verdict::Admit(user) => {
-                    if let Some(client) = self.client_mut(&from) {
+                    if let Some(client) = self.clients.get_mut(&from) {
                         client
                             .machine
                             .add_user(user.username().to_owned(), user.password().to_owned());
@@ -185,12 +119,7 @@ impl TurnState {
     /// Whether `from` is a client, making it one if it may become one:
     /// only a STUN message (a request, in practice) starts a handshake.
     fn admit(&mut self, from: ClientAddr, is_message: bool, now: Instant) -> bool {
-        if let Some(client) = self.allocated.get_mut(&from) {
-            client.last_heard = now;
-            return true;
-        }
-        if let Some(client) = self.handshakes.get_mut(&from) {
-            client.last_heard = now;
+        if self.clients.heard(&from, now) {
             return true;
         }
         if !is_message {
@@ -202,7 +131,7 @@ impl TurnState {
             user: None,
             relay: None,
         };
-        if self.handshakes.push(from, client).is_some() {
+        if self.clients.start(from, client) {
             self.metrics.refused("handshake_evicted");
         }
         self.update_gauges();
@@ -211,35 +140,25 @@ impl TurnState {
 
     /// The gate's verdict on a message from client `from`.
     fn verdict(&self, from: &ClientAddr, message: &Message<'_>, unix: u64) -> Verdict {
-        let user = match self.allocated.get(from) {
-            Some(client) => client.user.as_ref(),
-            None => self.handshakes.peek(from).and_then(|client| client.user.as_ref()),
-        };
+        let user = self.clients.get(from).and_then(|client| client.user.as_ref());
         let gate = Gate {
             secret: &self.setup.secret,
             realm: &self.setup.realm,
             policy: &self.setup.policy,
             caps: self.setup.limits.caps,
         };
-        let allocated = self.allocated.contains_key(from);
+        let allocated = self.clients.is_allocated(from);
         gate.check(message, user, allocated, unix, |node| Held {
             by_node: self.shaper.allocations_of(node),
-            total: self.allocated.len(),
+            total: self.clients.allocations(),
         })
-    }
-
-    fn client_mut(&mut self, from: &ClientAddr) -> Option<&mut Client> {
-        match self.allocated.get_mut(from) {
-            Some(client) => Some(client),
-            None => self.handshakes.peek_mut(from),
-        }
     }
 
     /// Hands `data` to the client's machine and carries out its answer.
     fn feed(&mut self, from: ClientAddr, data: &[u8], now: Instant, sink: &mut impl Sink) {
         let epoch = self.epoch;
         let listen = from.local;
-        let Some(client) = self.client_mut(&from) else {
+        let Some(client) = self.clients.get_mut(&from) else {
             return;
         };
         let Some(transmit) = client.machine.recv(
@@ -274,7 +193,7 @@ impl TurnState {
             user: Some(user),
             relay: Some(allocation),
             ..
-        }) = self.allocated.get_mut(&owner)
+        }) = self.clients.allocated_mut(&owner)
         else {
             return;
         };
@@ -298,13 +217,13 @@ impl TurnState {
     pub fn release_held(&mut self, now: Instant, sink: &mut impl Sink) {
         let metrics = &self.metrics;
         let shaper = &mut self.shaper;
-        let allocated = &mut self.allocated;
+        let clients = &mut self.clients;
         self.backlog.retain(|owner| {
             let Some(Client {
                 user: Some(user),
                 relay: Some(allocation),
                 ..
-            }) = allocated.get_mut(owner)
+            }) = clients.allocated_mut(owner)
             else {
                 return false;
             };
@@ -317,11 +236,11 @@ impl TurnState {
 
     /// A datagram from `peer` to relay socket `relay`.
     pub fn on_peer(&mut self, relay: SocketAddr, peer: SocketAddr, data: &[u8], now: Instant, sink: &mut impl Sink) {
-        let Some(&owner) = self.relays.get(&relay) else {
+        let Some(owner) = self.clients.owner_of(&relay) else {
             return;
         };
         let epoch = self.epoch;
-        let Some(client) = self.allocated.get_mut(&owner) else {
+        let Some(client) = self.clients.allocated_mut(&owner) else {
             return;
         };
         let Some(transmit) = client
@@ -340,7 +259,7 @@ impl TurnState {
     fn progress(&mut self, from: ClientAddr, now: Instant, sink: &mut impl Sink) {
         let epoch = self.epoch;
         loop {
-            let Some(client) = self.client_mut(&from) else {
+            let Some(client) = self.clients.get_mut(&from) else {
                 return;
             };
             match client.machine.poll(at(epoch, now)) {
@@ -352,7 +271,7 @@ impl TurnState {
                     family,
                 } => {
                     let bound = self.bind_relay(&from, allocation_transport, family, sink);
-                    let Some(client) = self.client_mut(&from) else {
+                    let Some(client) = self.clients.get_mut(&from) else {
                         if let Ok(relay) = bound {
                             sink.close_relay(relay);
                         }
@@ -381,7 +300,8 @@ impl TurnState {
             }
         }
         while let Some(transmit) = self
-            .client_mut(&from)
+            .clients
+            .get_mut(&from)
             .and_then(|client| client.machine.poll_transmit(at(epoch, now)))
         {
             sink.to_client(from, &transmit.data);
@@ -402,7 +322,8 @@ impl TurnState {
             return Err(SocketAllocateError::InsufficientCapacity);
         }
         let node = self
-            .client_mut(client)
+            .clients
+            .get_mut(client)
             .and_then(|c| c.user.as_ref())
             .map(|user| user.node);
         let Some(node) = node else {
@@ -410,7 +331,7 @@ impl TurnState {
         };
         let caps = self.setup.limits.caps;
         let by_node = self.shaper.allocations_of(&node);
-        if by_node >= caps.per_node || self.allocated.len() >= caps.total {
+        if by_node >= caps.per_node || self.clients.allocations() >= caps.total {
             self.metrics.refused("allocation_cap_race");
             return Err(SocketAllocateError::InsufficientCapacity);
         }
@@ -420,40 +341,33 @@ impl TurnState {
 
     /// The client now holds relay `relay`: it moves out of the handshakes.
     fn allocated_to(&mut self, from: ClientAddr, relay: SocketAddr, now: Instant, sink: &mut impl Sink) {
-        let Some(mut client) = self.handshakes.pop(&from) else {
+        let allocation = Allocation {
+            relay,
+            made: now,
+            lane: Lane::new(self.setup.limits.allocation_rate, now),
+        };
+        let Some(node) = self.clients.promote(from, allocation) else {
             // A second family for a client that already has a relay: one
             // relay per client is all this service hands out.
             sink.close_relay(relay);
             return;
         };
-        let Some(node) = client.user.as_ref().map(|user| user.node) else {
-            sink.close_relay(relay);
-            return;
-        };
-        client.relay = Some(Allocation {
-            relay,
-            made: now,
-            lane: Lane::new(self.setup.limits.allocation_rate, now),
-        });
         self.shaper.add_allocation(node, now);
-        self.relays.insert(relay, from);
-        self.allocated.insert(from, client);
         self.metrics.allocations_made.inc();
         self.update_gauges();
     }
 
     /// Ends `client`'s allocation at `relay` (`reason` for the metrics).
     fn release(&mut self, client: ClientAddr, relay: SocketAddr, reason: &'static str, sink: &mut impl Sink) {
-        if self.relays.get(&relay) != Some(&client) {
+        let Some(removed) = self.clients.remove_allocated(&client, &relay) else {
             return;
-        }
-        self.relays.remove(&relay);
+        };
         sink.close_relay(relay);
-        if let Some(Client {
+        if let Client {
             user: Some(user),
             relay: Some(allocation),
             ..
-        }) = self.allocated.remove(&client)
+        } = removed
         {
             self.shaper.remove_allocation(&user.node, allocation.lane);
         }
@@ -465,51 +379,40 @@ impl TurnState {
     /// `client` is gone (its connection closed): so is its allocation.
     pub fn on_client_gone(&mut self, client: ClientAddr, sink: &mut impl Sink) {
         let relay = self
-            .allocated
+            .clients
             .get(&client)
             .and_then(|held| held.relay.as_ref())
             .map(|allocation| allocation.relay);
         if let Some(relay) = relay {
             self.release(client, relay, "released", sink);
         }
-        self.handshakes.pop(&client);
+        self.clients.forget_handshake(&client);
         self.update_gauges();
     }
 
     /// Lets time pass: allocations expire (or reach their maximum age),
     /// handshakes time out.
     pub fn on_tick(&mut self, now: Instant, sink: &mut impl Sink) {
-        let max_age = self.setup.limits.max_allocation_age;
-        let aged: Vec<(ClientAddr, SocketAddr)> = self
-            .allocated
-            .iter()
-            .filter_map(|(addr, client)| client.relay.as_ref().map(|a| (*addr, a.relay, a.made)))
-            .filter(|&(_, _, made)| now.saturating_duration_since(made) >= max_age)
-            .map(|(addr, relay, _)| (addr, relay))
-            .collect();
-        for (client, relay) in aged {
+        for (client, relay) in self.clients.aged(now, self.setup.limits.max_allocation_age) {
             self.release(client, relay, "max_age", sink);
         }
-        let clients: Vec<ClientAddr> = self.allocated.keys().copied().collect();
-        for client in clients {
+        for client in self.clients.allocated_clients() {
             self.progress(client, now, sink);
         }
-        let timeout = self.setup.limits.handshake_timeout;
-        while let Some((_, client)) = self.handshakes.peek_lru() {
-            if now.saturating_duration_since(client.last_heard) < timeout {
-                break;
-            }
-            self.handshakes.pop_lru();
-        }
+        self.clients.expire_handshakes(now, self.setup.limits.handshake_timeout);
         self.update_gauges();
     }
 
     fn update_gauges(&self) {
-        self.metrics.allocations.set(self.allocated.len() as i64);
-        self.metrics.handshakes.set(self.handshakes.len() as i64);
+        self.metrics.allocations.set(self.clients.allocations() as i64);
+        self.metrics.handshakes.set(self.clients.handshakes() as i64);
     }
 }
 
 #[cfg(test)]
 #[path = "state_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "state_budget_tests.rs"]
+mod budget_tests;

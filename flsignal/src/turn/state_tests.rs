@@ -13,14 +13,14 @@ use super::*;
 use crate::metrics::Reason;
 use crate::turn::gate::Caps;
 
-const UNIX: u64 = 1_000_000;
+pub(super) const UNIX: u64 = 1_000_000;
 const RELAY_IP: &str = "203.0.113.10";
 
-fn addr(text: &str) -> SocketAddr {
+pub(super) fn addr(text: &str) -> SocketAddr {
     text.parse().unwrap()
 }
 
-fn udp(text: &str) -> ClientAddr {
+pub(super) fn udp(text: &str) -> ClientAddr {
     ClientAddr {
         transport: Transport::Udp,
         local: addr(LISTEN),
@@ -32,11 +32,11 @@ const LISTEN: &str = "203.0.113.10:3478";
 
 /// What the state asked of its sockets.
 #[derive(Default)]
-struct Recorder {
-    to_client: Vec<(ClientAddr, Vec<u8>)>,
-    to_peer: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
-    closed: Vec<SocketAddr>,
-    next_port: u16,
+pub(super) struct Recorder {
+    pub(super) to_client: Vec<(ClientAddr, Vec<u8>)>,
+    pub(super) to_peer: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
+    pub(super) closed: Vec<SocketAddr>,
+    pub(super) next_port: u16,
 }
 
 impl Sink for Recorder {
@@ -55,15 +55,15 @@ impl Sink for Recorder {
     }
 }
 
-struct Harness {
-    state: TurnState,
-    sink: Recorder,
-    metrics: TurnMetrics,
-    secret: TurnSecret,
-    now: Instant,
+pub(super) struct Harness {
+    pub(super) state: TurnState,
+    pub(super) sink: Recorder,
+    pub(super) metrics: TurnMetrics,
+    pub(super) secret: TurnSecret,
+    pub(super) now: Instant,
 }
 
-fn limits() -> Limits {
+pub(super) fn limits() -> Limits {
     Limits {
         caps: Caps { per_node: 2, total: 3 },
         node_rate: ByteRate {
@@ -81,7 +81,7 @@ fn limits() -> Limits {
 }
 
 impl Harness {
-    fn new(limits: Limits) -> Harness {
+    pub(super) fn new(limits: Limits) -> Harness {
         let secret = TurnSecret::from_file_contents(b"state tests secret, 32 bytes....").unwrap();
         let metrics = TurnMetrics::register(&mut Registry::default());
         let now = Instant::now();
@@ -104,13 +104,13 @@ impl Harness {
     }
 
     /// A client holding `node`'s credential that expires at `expires`.
-    fn requests(&self, node: u8, expires: u64) -> Requests {
+    pub(super) fn requests(&self, node: u8, expires: u64) -> Requests {
         let credential = self.secret.issue(&NodeId([node; 32]), expires);
         Requests::new(&credential.username, &credential.password)
     }
 
     /// Hands `data` from `client` to the state; the one answer it gives.
-    fn ask(&mut self, client: ClientAddr, data: &[u8]) -> Reply {
+    pub(super) fn ask(&mut self, client: ClientAddr, data: &[u8]) -> Reply {
         let before = self.sink.to_client.len();
         self.state.on_client(client, data, self.now, UNIX, &mut self.sink);
         let answers: Vec<_> = self.sink.to_client[before..].to_vec();
@@ -120,7 +120,7 @@ impl Harness {
     }
 
     /// The 401 dance, then the signed Allocate.
-    fn allocate(&mut self, client: ClientAddr, requests: &mut Requests) -> Reply {
+    pub(super) fn allocate(&mut self, client: ClientAddr, requests: &mut Requests) -> Reply {
         match self.ask(client, &requests.first_allocate()) {
             Reply::Error {
                 code: 401,
@@ -137,7 +137,7 @@ impl Harness {
 
     /// A Refresh, retried once with the new nonce if the old one went
     /// stale (as clients do).
-    fn refresh(&mut self, client: ClientAddr, requests: &mut Requests, lifetime: u32) -> Reply {
+    pub(super) fn refresh(&mut self, client: ClientAddr, requests: &mut Requests, lifetime: u32) -> Reply {
         match self.ask(client, &requests.refresh(lifetime)) {
             Reply::Error { code: 438, nonce, .. } => {
                 requests.nonce = nonce;
@@ -147,28 +147,28 @@ impl Harness {
         }
     }
 
-    fn refusals(&self, reason: &'static str) -> u64 {
+    pub(super) fn refusals(&self, reason: &'static str) -> u64 {
         self.metrics.refusals.get_or_create(&Reason { reason }).get()
     }
 
-    fn dropped(&self, reason: &'static str) -> u64 {
+    pub(super) fn dropped(&self, reason: &'static str) -> u64 {
         self.metrics.dropped.get_or_create(&Reason { reason }).get()
     }
 
-    fn tick(&mut self, by: Duration) {
+    pub(super) fn tick(&mut self, by: Duration) {
         self.now += by;
         self.state.on_tick(self.now, &mut self.sink);
     }
 }
 
-fn relayed(reply: Reply) -> SocketAddr {
+pub(super) fn relayed(reply: Reply) -> SocketAddr {
     match reply {
         Reply::Success { relayed: Some(relayed) } => relayed,
         other => panic!("no allocation: {other:?}"),
     }
 }
 
-const PEER: &str = "198.51.100.20:6000";
+pub(super) const PEER: &str = "198.51.100.20:6000";
 
 #[test]
 fn a_good_credential_gets_a_relay_that_carries_both_ways() {
@@ -387,141 +387,4 @@ fn peers_in_denied_ranges_are_refused_with_403() {
         &mut harness.sink,
     );
     assert!(harness.sink.to_peer.is_empty());
-}
-
-#[test]
-fn relaying_beyond_the_allocations_budget_waits_then_drops() {
-    let mut harness = Harness::new(limits());
-    let client = udp("192.0.2.10:5000");
-    let mut requests = harness.requests(1, UNIX + 3600);
-    let relay = relayed(harness.allocate(client, &mut requests));
-    let peer = addr(PEER);
-    harness.ask(client, &requests.channel_bind(0x4001, peer));
-    let datagram = Requests::channel_data(0x4001, &[0u8; 1000]);
-    for _ in 0..20 {
-        harness
-            .state
-            .on_client(client, &datagram, harness.now, UNIX, &mut harness.sink);
-    }
-    // The allocation's burst is 10 000 bytes; 50 ms of its 100 000
-    // bytes/s (5 000 bytes) may wait; the rest is dropped.
-    assert_eq!(harness.sink.to_peer.len(), 10);
-    assert_eq!(harness.dropped("allocation_bandwidth"), 5);
-    assert!(harness.state.has_backlog());
-    harness.now += Duration::from_millis(50);
-    harness.state.release_held(harness.now, &mut harness.sink);
-    assert_eq!(harness.sink.to_peer.len(), 15);
-    assert!(!harness.state.has_backlog());
-    // The other way counts against the same budget, after what waited.
-    harness.now += Duration::from_millis(100);
-    for _ in 0..20 {
-        harness
-            .state
-            .on_peer(relay, peer, &[0u8; 1000], harness.now, &mut harness.sink);
-    }
-    // 10 000 bytes of budget: 9 ChannelData of 1 004 bytes, 4 wait.
-    let to_client = harness
-        .sink
-        .to_client
-        .iter()
-        .filter(|(_, data)| data.len() == 1004)
-        .count();
-    assert_eq!(to_client, 9);
-    assert_eq!(harness.dropped("allocation_bandwidth"), 5 + 7);
-}
-
-#[test]
-fn a_nodes_budget_spans_its_allocations() {
-    let mut harness = Harness::new(Limits {
-        allocation_rate: ByteRate {
-            per_second: 1_000_000,
-            burst: 1_000_000,
-        },
-        ..limits()
-    });
-    let peer = addr(PEER);
-    for port in [5000, 5001] {
-        let client = udp(&format!("192.0.2.10:{port}"));
-        let mut requests = harness.requests(1, UNIX + 3600);
-        relayed(harness.allocate(client, &mut requests));
-        harness.ask(client, &requests.channel_bind(0x4001, peer));
-        for _ in 0..15 {
-            harness.state.on_client(
-                client,
-                &Requests::channel_data(0x4001, &[0u8; 1000]),
-                harness.now,
-                UNIX,
-                &mut harness.sink,
-            );
-        }
-    }
-    // 20 000 bytes of the node's burst between both; the rest waits for
-    // the node's 100 000 bytes/s.
-    assert_eq!(harness.sink.to_peer.len(), 20);
-    assert_eq!(harness.dropped("node_bandwidth"), 0);
-    harness.now += Duration::from_millis(100);
-    harness.state.release_held(harness.now, &mut harness.sink);
-    assert_eq!(harness.sink.to_peer.len(), 30);
-}
-
-#[test]
-fn allocations_end_at_their_maximum_age_and_expire_unrefreshed() {
-    let mut harness = Harness::new(Limits {
-        max_allocation_age: Duration::from_secs(7200),
-        ..limits()
-    });
-    let client = udp("192.0.2.10:5000");
-    let mut requests = harness.requests(1, UNIX + 3600);
-    let relay = relayed(harness.allocate(client, &mut requests));
-    // Refreshed every 5 minutes it lives until its maximum age.
-    for _ in 0..23 {
-        harness.tick(Duration::from_secs(300));
-        assert_eq!(
-            harness.refresh(client, &mut requests, 600),
-            Reply::Success { relayed: None }
-        );
-    }
-    assert!(harness.state.is_allocated(&client));
-    harness.tick(Duration::from_secs(300));
-    assert!(!harness.state.is_allocated(&client));
-    assert_eq!(harness.sink.closed, vec![relay]);
-    let metrics = harness.metrics.clone();
-    let ended = move |reason| metrics.allocations_ended.get_or_create(&Reason { reason }).get();
-    assert_eq!(ended("max_age"), 1);
-
-    // Left alone, one lapses after its lifetime (600 s by default).
-    let other = udp("192.0.2.10:5001");
-    let mut requests = harness.requests(1, UNIX + 3600);
-    relayed(harness.allocate(other, &mut requests));
-    harness.tick(Duration::from_secs(599));
-    assert!(harness.state.is_allocated(&other));
-    harness.tick(Duration::from_secs(2));
-    assert!(!harness.state.is_allocated(&other));
-    assert_eq!(ended("released"), 1);
-}
-
-#[test]
-fn handshakes_are_bounded_and_time_out() {
-    let mut harness = Harness::new(limits());
-    let requests = Requests::default();
-    for port in 0..10u16 {
-        let reply = harness.ask(udp(&format!("192.0.2.50:{}", 6000 + port)), &requests.first_allocate());
-        assert_eq!(reply.error_code(), Some(401));
-    }
-    assert_eq!(harness.metrics.handshakes.get(), 4);
-    assert_eq!(harness.refusals("handshake_evicted"), 6);
-    harness.tick(Duration::from_secs(31));
-    assert_eq!(harness.metrics.handshakes.get(), 0);
-    // ChannelData or junk from a stranger starts nothing and gets nothing.
-    harness.state.on_client(
-        udp("192.0.2.60:1"),
-        &Requests::channel_data(0x4001, b"x"),
-        harness.now,
-        UNIX,
-        &mut harness.sink,
-    );
-    harness
-        .state
-        .on_client(udp("192.0.2.60:2"), b"junk", harness.now, UNIX, &mut harness.sink);
-    assert_eq!(harness.metrics.handshakes.get(), 0);
 }
