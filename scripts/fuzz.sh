@@ -42,6 +42,9 @@ cluster-presence  flproto  --test=fuzz_cluster      cluster_presence_keeps_exact
 presence          flproto  --test=fuzz_presence     presence_lists_and_news_name_only_members_within_the_limits
 stun              flsignal --test=fuzz_stun         stun_answers_only_binding_requests_and_never_amplifies
 stun-budgets      flsignal --test=fuzz_stun         stun_source_budgets_stay_bounded
+turn              flsignal --test=fuzz_turn         turn_never_relays_to_refused_peers_nor_outgrows_its_limits
+turn-streams      flsignal --test=fuzz_turn         turn_streams_are_cut_into_bounded_frames
+turn-usernames    flsignal --test=fuzz_turn         credential_usernames_parse_or_are_refused
 ctl               flnode   --bin=flnode             ctl::fuzz::ctl_replies_and_state_stay_bounded_under_any_messages
 "
 
