@@ -65,11 +65,15 @@ pub async fn serve(socket: Arc<UdpSocket>, shared: Arc<Shared>, turn: Option<Arc
             }
         };
         let now = Instant::now();
-        if let Some(turn) = turn.as_ref().filter(|_| demux::classify(&buffer[..len]) == Kind::Turn) {
-            turn.on_datagram(source, &buffer[..len], || {
-                budget.source_allows(source.ip(), now) && budget.global_allows(now)
-            });
-            continue;
+        if let Some(turn) = &turn {
+            let kind = demux::classify(&buffer[..len]);
+            if matches!(kind, Kind::Turn | Kind::ChannelData)
+                && turn.on_datagram(source, &buffer[..len], kind, || {
+                    budget.source_allows(source.ip(), now) && budget.global_allows(now)
+                })
+            {
+                continue;
+            }
         }
         let outcome = if budget.source_allows(source.ip(), now) {
             stun::answer(&buffer[..len], source, max_request)

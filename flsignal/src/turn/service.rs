@@ -18,6 +18,7 @@ use turn_server_proto::api::SocketAllocateError;
 use turn_server_proto::types::AddressFamily;
 
 use super::config::RelayPorts;
+use super::demux::Kind;
 use super::metrics::TurnMetrics;
 use super::state::{ClientAddr, Setup, Sink, Transport, TurnState};
 
@@ -258,11 +259,19 @@ impl TurnService {
         }
     }
 
-    /// A datagram from a client on the listening socket. One from a
+    /// A datagram of `kind` from a client on the listening socket;
+    /// whether TURN took it (ChannelData from a source without an
+    /// allocation it leaves to the STUN service to count). One from a
     /// client without an allocation may be answered, so it needs
     /// `reply_allowed` (the socket's reply budget, which STUN shares): a
     /// flood with spoofed sources is reflected no more than STUN would be.
-    pub fn on_datagram(self: &Arc<Self>, source: SocketAddr, data: &[u8], reply_allowed: impl FnOnce() -> bool) {
+    pub fn on_datagram(
+        self: &Arc<Self>,
+        source: SocketAddr,
+        data: &[u8],
+        kind: Kind,
+        reply_allowed: impl FnOnce() -> bool,
+    ) -> bool {
         let client = ClientAddr {
             transport: Transport::Udp,
             local: self.listen_addr,
@@ -270,15 +279,20 @@ impl TurnService {
         };
         let mut guard = self.inner.lock();
         let Inner { state, sockets } = &mut *guard;
-        if !state.is_allocated(&client) && !reply_allowed() {
+        let allocated = state.is_allocated(&client);
+        if kind == Kind::ChannelData && !allocated {
+            return false;
+        }
+        if !allocated && !reply_allowed() {
             self.metrics.refused("rate_limited");
-            return;
+            return true;
         }
         let mut io = Io { service: self, sockets };
         state.on_client(client, data, Instant::now(), unix_now(), &mut io);
         if state.has_backlog() {
             self.held.notify_one();
         }
+        true
     }
 
     /// Lets datagrams that wait for their byte budgets go as the budgets
