@@ -28,6 +28,7 @@ mod status;
 mod test_peers;
 mod tls;
 mod tunnel_settings;
+mod turn_relay;
 mod udp;
 mod wireguard;
 

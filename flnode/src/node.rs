@@ -20,6 +20,7 @@ use crate::peers::{PeerFactory, Peers};
 use crate::signal_client::{self, AuthMode, SignalEvent};
 use crate::test_peers::TestPeers;
 use crate::tunnel_settings::{ManagedSettings, Tunnel};
+use crate::turn_relay::IceServerList;
 use crate::wireguard::interface::ManagedInterface;
 use crate::wireguard::manager::{self, WgStatus};
 
@@ -122,12 +123,13 @@ async fn serve(
         events_tx,
         relay_client,
     );
+    let mut ice_servers = IceServerList::new(settings.ice_servers.clone(), settings.signal.clone());
     let changes = Arc::new(Notify::new());
     let mut factory = PeerFactory {
         local,
         signal: signal.clone(),
         wireguard: "127.0.0.1:0".parse()?,
-        ice_servers: settings.ice_servers.iter().map(IceServer::to_rtc).collect(),
+        ice_servers: ice_servers.subscribe(),
         test_peer_ice_servers: crate::ice_servers::stun_only(&settings.ice_servers)
             .map(IceServer::to_rtc)
             .collect(),
@@ -195,6 +197,7 @@ async fn serve(
                         _ => {}
                     }
                     match event {
+                        SignalEvent::TurnCredentials(credentials) => ice_servers.on_credentials(&credentials),
                         SignalEvent::Setup(setup) if setup.counterpart_of(&me).is_some_and(|id| !peers.contains(&id)) => {
                             test_peers.on_setup(&me, &peers.factory, setup);
                         }

@@ -42,7 +42,8 @@ pub struct PeerFactory {
     pub signal: SignalSender,
     /// The local WireGuard's own UDP address.
     pub wireguard: SocketAddr,
-    pub ice_servers: Vec<webrtc::peer_connection::RTCIceServer>,
+    /// The configured servers and the signalling server's TURN relay.
+    pub ice_servers: watch::Receiver<Vec<webrtc::peer_connection::RTCIceServer>>,
     /// STUN only: a test peer never gets the user's TURN relay.
     pub test_peer_ice_servers: Vec<webrtc::peer_connection::RTCIceServer>,
     pub test_peer_budget: u64,
@@ -74,7 +75,7 @@ impl PeerFactory {
             id,
             socket: None,
             wireguard: self.wireguard,
-            ice_servers: self.test_peer_ice_servers.clone(),
+            ice_servers: watch::channel(self.test_peer_ice_servers.clone()).1,
             budget: Some(Arc::new(crate::admission::ByteBudget::new(self.test_peer_budget))),
             announce: None,
             relay: None,
@@ -295,6 +296,8 @@ impl Peers {
                     self.tell(&other, PeerInput::Setup(setup));
                 }
             }
+            // The node loop takes them (new connections use them).
+            SignalEvent::TurnCredentials(_) => {}
             SignalEvent::Relay(granted) => self
                 .entries
                 .keys()

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use flproto::announce::{authority_of_url, sign_announce, AnnounceAuth};
 use flproto::identity::NodeKey;
-use flproto::message::{NodeMessage, PeerInfo, ServerMessage};
+use flproto::message::{NodeMessage, PeerInfo, ServerMessage, TurnCredentials};
 use flproto::setup_message::Opens;
 use flproto::{NodeId, NodeInfo};
 use rand::Rng;
@@ -61,6 +61,8 @@ pub enum SignalEvent {
     Setup(PeerInfo),
     /// A setup message could not be delivered: the node is offline.
     NotConnected(NodeId),
+    /// A fresh credential for the server's TURN service.
+    TurnCredentials(TurnCredentials),
     /// The connection to the server is gone; reconnecting.
     Disconnected,
     /// Whether the server relays datagrams for this node (it said so
@@ -281,6 +283,7 @@ impl Client {
                         },
                         ServerMessage::PeerSetup(setup) => SignalEvent::Setup(setup),
                         ServerMessage::NotConnected(id) => SignalEvent::NotConnected(id),
+                        ServerMessage::TurnCredentials(credentials) => SignalEvent::TurnCredentials(credentials),
                         ServerMessage::Error(text) if !*registered => bail!("server refused us: {text}"),
                         ServerMessage::Error(text) => {
                             tracing::warn!("signalling server: {text}");

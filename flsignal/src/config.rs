@@ -253,6 +253,9 @@ pub struct Config {
     /// The datagram relay: on or off, bandwidth, datagram size, queues.
     #[command(flatten)]
     pub relay: crate::relay_config::RelayConfig,
+    /// The TURN service.
+    #[command(flatten)]
+    pub turn: crate::turn::config::TurnConfig,
 
     /// Log format.
     #[arg(long, env = "FLSIGNAL_LOG_FORMAT", value_enum, default_value = "text")]
@@ -284,6 +287,8 @@ impl Config {
             relay_abuse: self.fairness.relay_abuse(),
             fragment_timeout: self.fairness.fragment_timeout,
             datagram_relay: self.relay.limits(self.max_message_size),
+            // Set by the server while its TURN service runs.
+            turn_renewal: None,
         }
     }
 
@@ -352,6 +357,11 @@ impl Config {
         check(self.stun_max_sources >= 1, "--stun-max-sources must be at least 1")?;
         self.edge.validate()?;
         self.relay.validate(self.max_message_size)?;
+        self.turn.validate()?;
+        check(
+            self.turn.turn_tls_listen.0.is_none() || self.edge.tls_cert.is_some(),
+            "--turn-tls-listen needs --tls-cert and --tls-key",
+        )?;
         self.trim.validate()?;
         self.validate_cluster()
     }

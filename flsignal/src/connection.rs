@@ -62,7 +62,7 @@ pub async fn run(socket: ServerSocket, shared: Arc<Shared>, policy: AnnouncePoli
     let handle = PeerHandle::new(shared.hub.next_conn_id(), outbox);
     let mut actions = Vec::new();
     let session = ServerSession::new(
-        shared.config.session(),
+        shared.session_config(),
         policy,
         ChallengeNonce::random(),
         Instant::now(),
@@ -235,6 +235,10 @@ impl Connection {
                 self.session.on_registered(list, &mut self.actions);
                 Flow::Continue
             }
+            Action::SendTurnCredentials => match (self.session.node_id(), &self.shared.turn_issuer) {
+                (Some(id), Some(issuer)) => self.send_text(issuer.message_for(&id).to_json().into()).await,
+                _ => Flow::Continue,
+            },
             Action::SendNodeList => match self.session.node_id().and_then(|id| hub.node_list(&id)) {
                 Some(list) => self.send_text(list.into()).await,
                 None => Flow::Continue,

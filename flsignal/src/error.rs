@@ -30,6 +30,44 @@ pub enum Error {
     },
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Turn(#[from] TurnError),
+}
+
+/// Why the TURN service cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum TurnError {
+    #[error(
+        "cannot listen for TURN on udp {addr}{}",
+        in_use_hint(source, "--turn-listen, or `off`")
+    )]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot listen for TURN on tcp {addr}{}",
+        in_use_hint(source, "--turn-tcp-listen or --turn-tls-listen, or `off`")
+    )]
+    StreamListen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--turn-secret-file {}: cannot read it", .path.display())]
+    SecretUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--turn-secret-file {}: {source}", .path.display())]
+    BadSecret {
+        path: PathBuf,
+        source: flproto::turn_credentials::CredentialError,
+    },
+    #[error("the TURN service needs an address for relay sockets: --turn-listen on 0.0.0.0 or [::] and no public interface address found; give --turn-relay-ip (or --turn-listen off)")]
+    NoRelayIp,
 }
 
 /// A setting that breaks a rule clap cannot check; the text names the

@@ -28,6 +28,9 @@
 //! * [`stun`] answers STUN Binding Requests (bytes in, bytes out),
 //!   [`stun_limit`] decides how many replies go out and [`stun_service`]
 //!   is its UDP socket (with `--stun-listen`);
+//! * [`turn`] is the TURN service (on the STUN socket by default), which
+//!   relays for nodes that find no direct path, with credentials handed out
+//!   over signalling;
 //! * [`server_names`] decides which names bound announces may be signed
 //!   for;
 //! * [`config`] lists every flag and limit, and [`error`] what can keep
@@ -64,6 +67,7 @@ pub mod stun_limit;
 pub mod stun_service;
 pub mod tls;
 pub mod trusted_proxy;
+pub mod turn;
 pub mod unsent_limit;
 pub mod upgrade;
 pub mod web;
@@ -86,6 +90,14 @@ use tls::ServerCertificate;
 use trusted_proxy::TrustedProxies;
 
 impl Shared {
+    /// The limits of a new connection's session.
+    pub fn session_config(&self) -> flproto::session::SessionConfig {
+        flproto::session::SessionConfig {
+            turn_renewal: self.turn_issuer.as_ref().map(|issuer| issuer.renewal_interval()),
+            ..self.config.session()
+        }
+    }
+
     /// Whether a node from `ip` may announce now (its source's rate).
     pub fn admit_announce(&self, ip: std::net::IpAddr, now: std::time::Instant) -> bool {
         let source = flproto::addr_key::source_key(ip, self.config.edge.ipv6_prefix_len);
@@ -111,6 +123,8 @@ pub struct Shared {
     announce_policy: AnnouncePolicy,
     /// Cancelled on SIGTERM/SIGINT: stop accepting, close every node.
     shutdown: CancellationToken,
+    /// What version-4 nodes are sent for the TURN service, while it runs.
+    pub turn_issuer: Option<turn::issuer::CredentialIssuer>,
     /// Every connection task, so shutdown can wait for them.
     tasks: TaskTracker,
 }
@@ -122,7 +136,10 @@ pub struct Server {
     /// The NATS connection, with `--nats`.
     cluster: Option<cluster::ClusterLink>,
     /// The STUN socket, unless `--stun-listen off`.
-    stun: Option<tokio::net::UdpSocket>,
+    stun: Option<Arc<tokio::net::UdpSocket>>,
+    /// The TURN service, unless `--turn-listen off`, and its own socket if
+    /// it does not share STUN's.
+    turn: Option<(Arc<turn::service::TurnService>, Option<Arc<tokio::net::UdpSocket>>)>,
     /// With `--tls-cert`: what the listener's handshakes present, and the
     /// acceptor that asks it.
     tls: Option<(Arc<ServerCertificate>, tokio_rustls::TlsAcceptor)>,
@@ -156,7 +173,7 @@ impl Server {
             server_names: server_names::accepted_names(&config.public_host, listen, &own).into(),
         };
         let stun = match config.stun_listen.0 {
-            Some(addr) => Some(stun_service::bind(addr).await?),
+            Some(addr) => Some(Arc::new(stun_service::bind(addr).await?)),
             None => None,
         };
         let (hub, cluster, datagrams_out) = if config.nats.is_empty() {
@@ -175,6 +192,13 @@ impl Server {
             (hub, Some(link), Some(datagrams_out))
         };
         hub.metrics.datagrams.show_limits(&config);
+        let shutdown = CancellationToken::new();
+        let acceptor = tls.as_ref().map(|(_, acceptor)| acceptor);
+        let turn = turn::start(&config, stun.as_ref(), acceptor, &hub.metrics, &shutdown).await?;
+        let (turn_issuer, turn) = match turn {
+            Some(turn) => (Some(turn.issuer), Some((turn.service, turn.own_socket))),
+            None => (None, None),
+        };
         let shared = Arc::new(Shared {
             datagrams: datagram_relay::DatagramRelay::new(&config, datagrams_out),
             hub,
@@ -185,7 +209,8 @@ impl Server {
             )),
             trusted_proxies: config.edge.trusted_proxies(),
             announce_policy,
-            shutdown: CancellationToken::new(),
+            shutdown,
+            turn_issuer,
             tasks: TaskTracker::new(),
             config,
         });
@@ -194,6 +219,7 @@ impl Server {
             shared,
             cluster,
             stun,
+            turn,
             tls,
         })
     }
@@ -216,6 +242,12 @@ impl Server {
     /// The STUN service's UDP address, if it runs.
     pub fn stun_addr(&self) -> Option<SocketAddr> {
         self.stun.as_ref().and_then(|socket| socket.local_addr().ok())
+    }
+
+    /// The TURN service's UDP address, if it runs.
+    pub fn turn_addr(&self) -> Option<SocketAddr> {
+        let (_, own) = self.turn.as_ref()?;
+        own.as_ref().or(self.stun.as_ref())?.local_addr().ok()
     }
 
     /// Cancelling this token shuts the server down gracefully.
@@ -243,9 +275,15 @@ impl Server {
             None => None,
         };
         let news = tokio::spawn(news_ticker(shared.clone()));
+        let (turn, turn_socket) = match self.turn {
+            Some((service, own)) => (Some(service), own),
+            None => (None, None),
+        };
+        let stun_turn = turn.clone().filter(|_| turn_socket.is_none());
         let stun = self
             .stun
-            .map(|socket| tokio::spawn(stun_service::serve(socket, shared.clone())));
+            .map(|socket| tokio::spawn(stun_service::serve(socket, shared.clone(), stun_turn)));
+        let turn_socket = turn_socket.map(|socket| tokio::spawn(stun_service::serve(socket, shared.clone(), turn)));
         let router = routes::router(shared.clone());
         let tls = self.tls.map(|(_, acceptor)| acceptor);
         listener::accept_loop(self.listener, shared.clone(), router, tls).await;
@@ -257,9 +295,9 @@ impl Server {
             tracing::warn!(remaining = shared.tasks.len(), "drain timeout: dropping connections");
         }
         news.abort();
-        if let Some(stun) = stun {
-            // It ends by itself on shutdown.
-            let _ = stun.await;
+        // They end by themselves on shutdown.
+        for task in [stun, turn_socket].into_iter().flatten() {
+            let _ = task.await;
         }
         if let Some(cluster) = cluster {
             cluster.stop(&shared).await;

@@ -33,7 +33,10 @@ fn run() -> anyhow::Result<()> {
         let stun = server
             .stun_addr()
             .map_or_else(|| "off".to_owned(), |addr| addr.to_string());
-        tracing::info!(listen = %server.local_addr(), %stun, "flsignal ready");
+        let turn = server
+            .turn_addr()
+            .map_or_else(|| "off".to_owned(), |addr| addr.to_string());
+        tracing::info!(listen = %server.local_addr(), %stun, %turn, "flsignal ready");
         tracing::info!(
             names = %server.accepted_server_names().join(","),
             "bound announces are accepted for these server names (set them with --public-host)"
@@ -54,10 +57,23 @@ fn run() -> anyhow::Result<()> {
     })
 }
 
+/// Crates whose log lines strangers can cause at will (the TURN state
+/// machine warns of a bad channel number, per datagram): silent unless
+/// `RUST_LOG` names them. flsignal counts and logs what matters itself.
+const QUIET_CRATES: [&str; 3] = ["turn_server_proto", "stun_proto", "turn_types"];
+
 fn init_logging(format: LogFormat) {
     // The NATS client logs every reconnect attempt; flsignal logs the
     // transitions itself.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn"));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn"));
+    let asked = std::env::var("RUST_LOG").unwrap_or_default();
+    for name in QUIET_CRATES {
+        if !asked.contains(name) {
+            if let Ok(directive) = format!("{name}=off").parse() {
+                filter = filter.add_directive(directive);
+            }
+        }
+    }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

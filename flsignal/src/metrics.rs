@@ -59,6 +59,8 @@ pub struct Metrics {
     pub stun_ignored: Family<Reason, Counter>,
     /// The datagram relay's.
     pub datagrams: crate::datagram_metrics::DatagramMetrics,
+    /// The TURN service's.
+    pub turn: crate::turn::metrics::TurnMetrics,
 }
 
 impl Metrics {
@@ -91,6 +93,7 @@ impl Metrics {
             stun_answered: registered(r, "stun_answered", "STUN Binding Requests answered"),
             stun_ignored: registered(r, "stun_ignored", "STUN datagrams not answered by reason"),
             datagrams: crate::datagram_metrics::DatagramMetrics::register(r),
+            turn: crate::turn::metrics::TurnMetrics::register(r),
             registry,
         };
         metrics.zero_known_series();
@@ -161,7 +164,7 @@ impl Metrics {
 }
 
 /// A new metric, registered under `name`.
-fn registered<M>(registry: &mut Registry, name: &str, help: &str) -> M
+pub(crate) fn registered<M>(registry: &mut Registry, name: &str, help: &str) -> M
 where
     M: prometheus_client::registry::Metric + Default + Clone,
 {

@@ -1,4 +1,5 @@
-//! The STUN service's UDP edge: one socket, one task. Each datagram is
+//! The STUN service's UDP edge: one socket, one task, which TURN may
+//! share (its datagrams are handed over first). Each datagram is
 //! read into a buffer one byte larger than the request limit (so an
 //! oversized one is recognised, not silently truncated into something
 //! that parses), checked against its source's budget, and handed to
@@ -16,6 +17,8 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::stun::{self, Ignored};
 use crate::stun_limit::ReplyBudget;
+use crate::turn::demux::{self, Kind};
+use crate::turn::service::TurnService;
 use crate::Shared;
 
 /// Binds the STUN socket; a port in use is a one-line error.
@@ -25,8 +28,10 @@ pub async fn bind(addr: SocketAddr) -> Result<UdpSocket, Error> {
         .map_err(|source| Error::StunListen { addr, source })
 }
 
-/// Answers Binding Requests on `socket` until the server shuts down.
-pub async fn serve(socket: UdpSocket, shared: Arc<Shared>) {
+/// Answers Binding Requests on `socket` until the server shuts down, and
+/// hands TURN's datagrams (see [`crate::turn::demux`]) to `turn` if it
+/// shares the socket.
+pub async fn serve(socket: Arc<UdpSocket>, shared: Arc<Shared>, turn: Option<Arc<TurnService>>) {
     let config = &shared.config;
     let metrics = &shared.hub.metrics;
     let max_request = config.stun_max_request;
@@ -37,7 +42,14 @@ pub async fn serve(socket: UdpSocket, shared: Arc<Shared>) {
         config.stun_max_sources,
         Instant::now(),
     );
-    let mut buffer = vec![0u8; max_request + 1];
+    // Relayed datagrams are larger than any STUN request: with TURN, the
+    // buffer takes the largest UDP payload, and STUN's limit is checked
+    // on the length read.
+    let size = match turn {
+        Some(_) => crate::turn::service::MAX_RELAYED_DATAGRAM,
+        None => max_request + 1,
+    };
+    let mut buffer = vec![0u8; size];
     loop {
         let received = tokio::select! {
             received = socket.recv_from(&mut buffer) => received,
@@ -53,6 +65,16 @@ pub async fn serve(socket: UdpSocket, shared: Arc<Shared>) {
             }
         };
         let now = Instant::now();
+        if let Some(turn) = &turn {
+            let kind = demux::classify(&buffer[..len]);
+            if matches!(kind, Kind::Turn | Kind::ChannelData)
+                && turn.on_datagram(source, &buffer[..len], kind, || {
+                    budget.source_allows(source.ip(), now) && budget.global_allows(now)
+                })
+            {
+                continue;
+            }
+        }
         let outcome = if budget.source_allows(source.ip(), now) {
             stun::answer(&buffer[..len], source, max_request)
         } else {

@@ -145,7 +145,18 @@ export class Peer extends EventTarget {
     // candidates for peers behind NAT, and a usable address even where
     // Chromium hides host addresses behind mDNS names that a node cannot
     // resolve.
-    const pc = new RTCPeerConnection({ iceServers: [{ urls: `stun:${stunHost()}:${STUN_PORT}` }] });
+    const iceServers = [{ urls: `stun:${stunHost()}:${STUN_PORT}` }];
+    // flsignal's TURN relay, with the credential it sent this page.
+    const turn = this.signalling.turn;
+    if (turn) {
+      const urls = [`turn:${stunHost()}:${turn.port}?transport=udp`];
+      // Over TCP and TLS too, where flsignal listens for them: the way out
+      // of networks that let no UDP through.
+      if (turn.tcp_port) urls.push(`turn:${stunHost()}:${turn.tcp_port}?transport=tcp`);
+      if (turn.tls_port) urls.push(`turns:${stunHost()}:${turn.tls_port}?transport=tcp`);
+      iceServers.push({ urls, username: turn.username, credential: turn.password });
+    }
+    const pc = new RTCPeerConnection({ iceServers });
     this.pc = pc;
     this.wasConnected = false;
     this.setState('connecting');

@@ -48,6 +48,7 @@ export class Signalling extends EventTarget {
     this.guards = new Map(); // sender idHex -> ReplayGuard
     this.socket = null;
     this.reconnectMs = MIN_RECONNECT_MS;
+    this.turn = null; // {username, password, ttl, port} once the server sent one
     this.inbound = Promise.resolve();
     this.outbound = Promise.resolve();
   }
@@ -145,6 +146,11 @@ export class Signalling extends EventTarget {
         return this.onSetup(body);
       case 'NotConnected':
         return this.emit('not-connected', { idHex: body.toLowerCase() });
+      case 'TurnCredentials':
+        // flsignal's TURN service and a short-lived credential for it,
+        // renewed before it expires; new connections use the newest.
+        this.turn = body;
+        return undefined;
       case 'Error':
         return this.notice(`server: ${body}`, 'error');
       default:

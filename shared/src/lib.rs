@@ -24,6 +24,9 @@
 //!   it to the receiver, so the server can neither forge nor read it.
 //! * [`datagram_relay`] is the last-resort relay of WireGuard datagrams
 //!   through the server: its binary frame and its limits.
+//! * [`turn_credentials`] are the short-lived TURN credentials flsignal
+//!   hands its nodes (the TURN REST API scheme) and checks again when they
+//!   are used.
 //! * [`x25519`] is a node's Diffie-Hellman key (WireGuard, sealed setups):
 //!   the Montgomery form of its node key, and [`overlay`] its overlay
 //!   addresses inside the WireGuard tunnels flnode manages.
@@ -50,6 +53,7 @@ pub mod session;
 pub mod setup_auth;
 pub mod setup_message;
 pub mod source_rate;
+pub mod turn_credentials;
 pub mod x25519;
 
 pub use ids::{ChallengeNonce, NodeId};

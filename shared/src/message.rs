@@ -31,6 +31,39 @@ pub enum ServerMessage {
     NotConnected(NodeId),
     /// Extension: the answer to a node that asked for the datagram relay.
     Relay(crate::datagram_relay::RelayAnswer),
+    /// Extension: a short-lived credential for this server's TURN service,
+    /// sent after registration and again before it expires (see
+    /// [`crate::turn_credentials`]).
+    TurnCredentials(TurnCredentials),
+}
+
+/// Extension: a TURN REST API credential (username `EXPIRY:NODEID`,
+/// password `base64(HMAC-SHA1(secret, username))`) and where to use it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TurnCredentials {
+    pub username: String,
+    pub password: String,
+    /// Seconds from now the credential makes new allocations.
+    pub ttl: u64,
+    /// The UDP port of the TURN service, on the host the node dialled.
+    pub port: u16,
+    /// Its TCP port, if it listens for TURN over TCP (for clients that
+    /// speak it: browsers; flnode's WebRTC stack does not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_port: Option<u16>,
+    /// Its TLS port (`turns:`), if it listens for TURN over TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_port: Option<u16>,
+}
+
+impl std::fmt::Debug for TurnCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "TurnCredentials({}, ttl {} s, port {}, password hidden)",
+            self.username, self.ttl, self.port
+        )
+    }
 }
 
 /// fledger's system configuration; this server never assigns a realm.
@@ -198,6 +231,19 @@ mod tests {
         node_round_trip(&plain);
         let asking = plain.replace(r#""server":"a:1""#, r#""server":"a:1","relay":true"#);
         node_round_trip(&asking);
+    }
+
+    #[test]
+    fn turn_credentials_are_byte_exact_and_hide_the_password() {
+        let json = format!(
+            r#"{{"TurnCredentials":{{"username":"1700003600:{ID}","password":"NMttHA1r7MueHjkCbQiIBgq/dMk=","ttl":3600,"port":3478}}}}"#
+        );
+        server_round_trip(&json);
+        let message: ServerMessage = serde_json::from_str(&json).unwrap();
+        assert!(!format!("{message:?}").contains("NMtt"), "{message:?}");
+        server_round_trip(&format!(
+            r#"{{"TurnCredentials":{{"username":"1:{ID}","password":"p","ttl":60,"port":3478,"tcp_port":3478,"tls_port":443}}}}"#
+        ));
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub struct ServerSession {
     protocol_errors: u32,
     last_heard: Instant,
     next_ping: Instant,
+    /// When the node is due a fresh TURN credential: set once a version-4
+    /// node is registered and the server runs TURN.
+    turn_due: Option<Instant>,
 }
 
 impl ServerSession {
@@ -96,6 +99,7 @@ impl ServerSession {
             protocol_errors: 0,
             last_heard: now,
             next_ping: now + config.ping_interval,
+            turn_due: None,
             config,
             policy,
             challenge,
@@ -144,6 +148,9 @@ impl ServerSession {
         {
             deadline = deadline.min(handshake);
         }
+        if let Some(due) = self.turn_due {
+            deadline = deadline.min(due);
+        }
         deadline
     }
 
@@ -167,6 +174,19 @@ impl ServerSession {
             }
             _ => {}
         }
+        self.renew_turn_credentials(now, out);
+    }
+
+    /// Sends a registered node its next TURN credential once it is due.
+    fn renew_turn_credentials(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let (Some(due), Some(renewal)) = (self.turn_due, self.config.turn_renewal) else {
+            return;
+        };
+        if now < due || self.node_id().is_none() {
+            return;
+        }
+        self.turn_due = Some(now + renewal);
+        out.push(Action::SendTurnCredentials);
     }
 
     /// Handles one inbound frame.
@@ -212,7 +232,9 @@ impl ServerSession {
     }
 
     /// The server entered the node this session verified: it is told the
-    /// system configuration and gets `first_list`, the node list the
+    /// system configuration, the answer to its request for the datagram
+    /// relay (if it asked), gets its TURN credential (a version-4 node,
+    /// while the server runs TURN) and `first_list`, the node list the
     /// registry rendered for it, in that order; from now on it speaks for
     /// its node.
     pub fn on_registered(&mut self, first_list: String, out: &mut Vec<Action>) {
@@ -223,6 +245,13 @@ impl ServerSession {
         out.push(Action::Send(ServerMessage::SystemConfig(SystemConfig::default())));
         if let Some(answer) = self.relay.answer() {
             out.push(Action::Send(ServerMessage::Relay(answer)));
+        }
+        // Before the list: a node starts connecting to the nodes it lists,
+        // and those connections should already have the TURN relay.
+        if let (true, Some(renewal)) = (bound, self.config.turn_renewal) {
+            out.push(Action::SendTurnCredentials);
+            // The announce that led here is the last thing heard: now.
+            self.turn_due = Some(self.last_heard + renewal);
         }
         out.push(Action::SendListing(first_list));
     }
@@ -263,6 +292,7 @@ impl ServerSession {
         self.state = State::Closed {
             registered: self.registered_node(),
         };
+        self.turn_due = None;
         out.push(Action::Close(reason));
     }
 
@@ -365,3 +395,7 @@ mod handshake_tests;
 #[cfg(test)]
 #[path = "session_datagram_tests.rs"]
 mod datagram_tests;
+
+#[cfg(test)]
+#[path = "session_turn_tests.rs"]
+mod turn_tests;

@@ -136,7 +136,11 @@ fn run_script(script: &[u8]) {
         require_bound,
         server_names: vec![SERVER.to_owned()].into(),
     };
-    let config = SessionConfig::default();
+    // With a TURN service, so that its credentials are checked too.
+    let config = SessionConfig {
+        turn_renewal: Some(std::time::Duration::from_secs(30)),
+        ..SessionConfig::default()
+    };
     let start = Instant::now();
     let mut now = start;
     let mut out = Vec::new();
@@ -235,6 +239,10 @@ fn check_actions(event: &Event, actions: &[Action], seen: &mut Observed) {
                 assert_eq!(*notify, node.bound);
             }
             Action::SendListing(_) => panic!("a listing only in answer to a registration"),
+            Action::SendTurnCredentials => {
+                let node = seen.registered.as_ref().expect("TURN credentials only once registered");
+                assert!(node.bound, "TURN credentials only for version-4 nodes");
+            }
             Action::SendNodeList => {
                 assert!(seen.registered.is_some(), "no node list before the Announce");
                 assert!(matches!(frame, Some(NodeMessage::ListIDsRequest)));
@@ -287,13 +295,14 @@ fn answer_registration(session: &mut ServerSession, event: &Event, seen: &mut Ob
     }
     let list = r#"{"ListIDsReply":[]}"#.to_owned();
     session.on_registered(list.clone(), &mut out);
+    let mut reply = vec![Action::Send(ServerMessage::SystemConfig(SystemConfig::default()))];
+    if seen.registered.as_ref().is_some_and(|node| node.bound) {
+        reply.push(Action::SendTurnCredentials);
+    }
+    reply.push(Action::SendListing(list));
     assert_eq!(
-        out,
-        [
-            Action::Send(ServerMessage::SystemConfig(SystemConfig::default())),
-            Action::SendListing(list)
-        ],
-        "the handshake reply: the system configuration, then the first list"
+        out, reply,
+        "the handshake reply: the system configuration, a version-4 node's TURN credential, the first list"
     );
 }
 

@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail, Context};
 use flproto::announce::{sign_announce, AnnounceAuth};
 use flproto::datagram_relay::RelayAnswer;
 use flproto::identity::NodeKey;
-use flproto::message::{NodeMessage, PeerInfo, ServerMessage, SetupMessage};
+use flproto::message::{NodeMessage, PeerInfo, ServerMessage, SetupMessage, TurnCredentials};
 use flproto::{ChallengeNonce, NodeId, NodeInfo};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -35,6 +35,9 @@ pub struct Client {
     pub socket: Socket,
     pub challenge: ChallengeNonce,
     pub url: String,
+    /// The last TURN credential the server sent: kept aside, not returned
+    /// as an event, so that tests of other things need not expect them.
+    pub turn_credentials: Option<TurnCredentials>,
 }
 
 impl Client {
@@ -109,6 +112,7 @@ impl Client {
             socket,
             challenge,
             url: url.to_owned(),
+            turn_credentials: None,
         })
     }
 
@@ -259,6 +263,10 @@ impl Client {
                     other => return Err(other.into()),
                 },
                 Some(Ok(Message::Text(text))) => match serde_json::from_str(text.as_str()) {
+                    Ok(ServerMessage::TurnCredentials(credentials)) => {
+                        self.turn_credentials = Some(credentials);
+                        continue;
+                    }
                     Ok(frame) => Event::Frame(frame),
                     Err(_) => Event::Unparsed(text.to_string()),
                 },
@@ -270,6 +278,22 @@ impl Client {
         }
     }
 
+    /// The TURN credential the server sent (waiting up to `wait` for one),
+    /// taken: the next call waits for the next one. Other frames that
+    /// arrive meanwhile are dropped.
+    pub async fn expect_turn_credentials(&mut self, wait: Duration) -> anyhow::Result<Option<TurnCredentials>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        while self.turn_credentials.is_none() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_within(left).await? {
+                None => break,
+                Some(Event::Closed(code)) => bail!("closed ({code:?}) while waiting for TURN credentials"),
+                Some(_) => continue,
+            }
+        }
+        Ok(self.turn_credentials.take())
+    }
+
     /// Raw next text frame, for checking verbatim relay.
     pub async fn next_text(&mut self) -> anyhow::Result<String> {
         loop {
@@ -278,6 +302,11 @@ impl Client {
                 .context("no frame")?
                 .ok_or_else(|| anyhow!("closed"))??;
             match message {
+                Message::Text(text) if text.as_str().starts_with(r#"{"TurnCredentials""#) => {
+                    if let Ok(ServerMessage::TurnCredentials(credentials)) = serde_json::from_str(text.as_str()) {
+                        self.turn_credentials = Some(credentials);
+                    }
+                }
                 Message::Text(text) => return Ok(text.to_string()),
                 Message::Close(frame) => bail!("closed: {frame:?}"),
                 _ => continue,

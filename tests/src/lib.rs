@@ -27,6 +27,7 @@ pub mod server_process;
 pub mod spread;
 pub mod stun_client;
 pub mod tls;
+pub mod turn_client;
 pub mod wireguard;
 
 pub use client::{ids_of, Client, Event, Socket};

@@ -274,6 +274,26 @@ impl NatTopology {
         text
     }
 
+    /// The value of one series of flsignal's `/metrics` at `server` (in the
+    /// public namespace), 0 if it is absent, and the whole text for a
+    /// failure's message.
+    pub fn server_metric(&self, server: SocketAddr, series: &str) -> (f64, String) {
+        let metrics = crate::netns::Testbed::in_namespace(&self.public, move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(async move { crate::http_get(server, "/metrics").await.map_err(std::io::Error::other) })
+        })
+        .map(|(_, body)| body)
+        .unwrap_or_else(|error| format!("no metrics: {error:#}"));
+        let value = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0.0);
+        (value, metrics)
+    }
+
     /// Whether one ping from `ns` to `address` is answered within a second.
     pub fn pings(ns: &str, address: &str) -> bool {
         run_in(ns, &["ping", "-c", "1", "-W", "1", address]).is_ok()
@@ -360,5 +380,10 @@ impl Coturn {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self._dir.path().join("turnserver.log")).unwrap_or_default()
+    }
+
+    /// Its process ID (`ip netns exec` execs turnserver in its place).
+    pub fn pid(&self) -> Option<u32> {
+        self._child.id()
     }
 }

@@ -1,11 +1,14 @@
 //! Two flnodes, each behind its own masquerading NAT router, with flsignal
-//! (and its STUN service) and coturn on the public network between them
-//! (`e2e::nat`). Real wireguard-go runs over the nodes.
+//! (and its STUN and TURN services) and coturn on the public network
+//! between them (`e2e::nat`). Real wireguard-go runs over the nodes.
 //!
 //! * With the routers free to exchange UDP, the tunnel comes up over
 //!   server-reflexive candidates learnt from flsignal's STUN service.
-//! * With UDP between the routers blocked, it should come up through
-//!   coturn, with `flnode status` saying `relay`.
+//! * With UDP between the routers blocked, it comes up through flsignal's
+//!   own TURN service, with the credentials flsignal sent the nodes, and
+//!   `flnode status` says `relay`.
+//! * The same through coturn named with `--ice-server` (flsignal's TURN
+//!   off): external TURN servers still work.
 
 use std::time::Duration;
 
@@ -14,7 +17,7 @@ use e2e::nat::{self, Coturn, NatTopology, HOST_A, HOST_B, ROUTER_A_PUBLIC, ROUTE
 use e2e::netns::{namespaces_available, Testbed};
 use e2e::stun_client::mapped_address;
 use e2e::wireguard::{self, Overlay};
-use e2e::{http_get, ServerProcess, PATIENCE};
+use e2e::{ServerProcess, PATIENCE};
 
 /// The selected path of the first peer in a status report, e.g.
 /// `host 192.168.10.2:5000 -> srflx 198.51.100.6:5001`.
@@ -30,19 +33,18 @@ fn available(test: &str, turn: bool) -> bool {
     namespaces_available(test) && wireguard::tools_available(test) && nat::tools_available(test, turn)
 }
 
-/// flsignal on the public network, STUN on its standard port. The public
-/// namespace has several addresses, so STUN is bound to the servers' one:
-/// a UDP socket on 0.0.0.0 answers from the address of the outgoing route,
-/// which the NAT would not take for the address it asked.
-async fn signalling(topology: &NatTopology) -> (ServerProcess, String) {
+/// flsignal on the public network, STUN (and TURN, on the same socket) on
+/// its standard port, with `extra` flags. The public namespace has several
+/// addresses, so STUN is bound to the servers' one: a UDP socket on
+/// 0.0.0.0 answers from the address of the outgoing route, which the NAT
+/// would not take for the address it asked.
+async fn signalling(topology: &NatTopology, extra: &[&str]) -> (ServerProcess, String) {
     let stun = format!("{SERVERS}:3478");
-    let server = ServerProcess::start_in(
-        Some(&topology.public),
-        &["--listen", "0.0.0.0:0", "--stun-listen", &stun],
-        &[],
-    )
-    .await
-    .unwrap();
+    let mut args = vec!["--listen", "0.0.0.0:0", "--stun-listen", &stun];
+    args.extend_from_slice(extra);
+    let server = ServerProcess::start_in(Some(&topology.public), &args, &[])
+        .await
+        .unwrap();
     let url = format!("ws://{SERVERS}:{}", server.addr.port());
     (server, url)
 }
@@ -119,7 +121,9 @@ async fn wireguard_crosses_two_nats_over_server_reflexive_candidates() {
         return;
     }
     let topology = NatTopology::new().unwrap();
-    let (server, url) = signalling(&topology).await;
+    // flsignal's TURN runs, but the routers' addresses are documentation
+    // addresses, which it refuses as peers: no relayed path competes.
+    let (server, url) = signalling(&topology, &[]).await;
     check_topology(&topology).await;
     let server_addr = format!("{SERVERS}:{}", server.addr.port()).parse().unwrap();
 
@@ -153,37 +157,78 @@ async fn wireguard_crosses_two_nats_over_server_reflexive_candidates() {
     overlay.ping_from_a().await.unwrap();
 
     // The nodes asked flsignal's STUN service (our own check did too).
-    let metrics = Testbed::in_namespace(&topology.public, move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-            .block_on(async move { http_get(server_addr, "/metrics").await.map_err(std::io::Error::other) })
-    })
-    .unwrap()
-    .1;
-    let answered: f64 = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("flsignal_stun_answered_total "))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0.0);
+    let (answered, metrics) = topology.server_metric(server_addr, "flsignal_stun_answered_total");
     assert!(answered > 2.0, "{metrics}");
 }
 
-/// UDP between the routers is dropped, so only coturn on the public
-/// network can carry the traffic; `flnode status` must say `relay`. On
-/// failure the message has both nodes' logs, coturn's log and every
-/// firewall counter. (This used to fail: the public network had no default
-/// route, so coturn's relayed send towards a peer's private host address
-/// failed with ENETUNREACH and coturn closed that allocation; see the
-/// upstream link in `NatTopology::wire`.)
+/// UDP between the routers is dropped, so only a relay on the public
+/// network can carry the traffic: flsignal's own TURN service, which the
+/// nodes use with the credentials flsignal sent them (no `--ice-server`,
+/// no coturn); `flnode status` must say `relay`. The routers' public
+/// addresses are documentation addresses, which the relay refuses as peers
+/// unless allowed: `--turn-allow-peer` allows them (the hosts' private
+/// addresses stay refused).
 #[tokio::test]
-async fn without_a_direct_path_traffic_goes_through_turn() {
-    let test = "without_a_direct_path_traffic_goes_through_turn";
+async fn without_a_direct_path_traffic_goes_through_flsignals_turn() {
+    let test = "without_a_direct_path_traffic_goes_through_flsignals_turn";
+    if !available(test, false) {
+        return;
+    }
+    let topology = NatTopology::new().unwrap();
+    let (server, url) = signalling(&topology, &["--turn-allow-peer", "198.51.100.0/24"]).await;
+    let server_addr = format!("{SERVERS}:{}", server.addr.port()).parse().unwrap();
+    check_topology(&topology).await;
+    topology.block_direct_udp().unwrap();
+
+    let pair = NodePair::start_between([&topology.host_a, &topology.host_b], server, [url.clone(), url], &[])
+        .await
+        .unwrap();
+    let overlay = Overlay::between(
+        [&topology.host_a, &topology.host_b],
+        &topology.tag,
+        WIREGUARD,
+        PEER_PORT,
+    )
+    .await
+    .unwrap();
+    let explain = || {
+        let (_, metrics) = topology.server_metric(server_addr, "flsignal_turn_allocations");
+        let turn: String = metrics
+            .lines()
+            .filter(|line| line.contains("turn_"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        format!("--- flsignal TURN metrics:\n{turn}\n{}", topology.firewall_counters())
+    };
+    ping_or_explain(&overlay, &pair, explain).await;
+    wait_for_path(&pair, "on a relayed path", |path| path.contains("relay"), explain).await;
+    overlay.ping_from_a().await.unwrap();
+
+    let (allocations, metrics) = topology.server_metric(server_addr, "flsignal_turn_allocations");
+    assert!(allocations >= 1.0, "{metrics}");
+    let series = r#"flsignal_turn_relayed_bytes_total{direction="to_peer"}"#;
+    let (relayed, metrics) = topology.server_metric(server_addr, series);
+    assert!(relayed > 1000.0, "{metrics}");
+    // The hosts' private addresses were asked for and refused.
+    let series = r#"flsignal_turn_refusals_total{reason="denied_peer"}"#;
+    let (denied, metrics) = topology.server_metric(server_addr, series);
+    assert!(denied >= 1.0, "{metrics}");
+}
+
+/// The same through coturn, named with `--ice-server`, and flsignal's TURN
+/// off: operators can still bring their own TURN server. On failure the
+/// message has both nodes' logs, coturn's log and every firewall counter.
+/// (This used to fail: the public network had no default route, so
+/// coturn's relayed send towards a peer's private host address failed with
+/// ENETUNREACH and coturn closed that allocation; see `NatTopology::wire`.)
+#[tokio::test]
+async fn without_a_direct_path_traffic_goes_through_an_external_turn() {
+    let test = "without_a_direct_path_traffic_goes_through_an_external_turn";
     if !available(test, true) {
         return;
     }
     let topology = NatTopology::new().unwrap();
-    let (server, url) = signalling(&topology).await;
+    let (server, url) = signalling(&topology, &["--turn-listen", "off"]).await;
     check_topology(&topology).await;
     topology.block_direct_udp().unwrap();
     let coturn = Coturn::start(&topology).await.unwrap();

@@ -59,6 +59,7 @@ async fn attempt_from(source: Ipv4Addr, server: &ServerProcess) -> Attempt {
                 socket,
                 challenge,
                 url: url.clone(),
+                turn_credentials: None,
             }),
             _ => Err(format!("first frame is not a challenge: {text}")),
         }

@@ -83,8 +83,10 @@ pub struct PeerConfig {
     pub socket: Option<Arc<UdpSocket>>,
     /// The local WireGuard's own UDP address.
     pub wireguard: SocketAddr,
-    /// STUN and TURN servers for ICE (STUN only for a test peer).
-    pub ice_servers: Vec<webrtc::peer_connection::RTCIceServer>,
+    /// STUN and TURN servers for ICE (STUN only for a test peer), read
+    /// afresh for each connection: the signalling server's TURN credential
+    /// is renewed while the node runs.
+    pub ice_servers: tokio::sync::watch::Receiver<Vec<webrtc::peer_connection::RTCIceServer>>,
     /// What a test peer may move over its data channels; `None` for a
     /// configured peer.
     pub budget: Option<Arc<crate::admission::ByteBudget>>,
@@ -97,7 +99,7 @@ pub struct PeerConfig {
 
 pub struct Peer {
     setup: PeerSetup,
-    ice_servers: Vec<webrtc::peer_connection::RTCIceServer>,
+    ice_servers: tokio::sync::watch::Receiver<Vec<webrtc::peer_connection::RTCIceServer>>,
     signal: SignalSender,
     stats: Arc<PeerStats>,
     sinks: ChannelSinks,
@@ -290,7 +292,8 @@ impl Peer {
     /// Builds connection `conn` and makes its offer (initiator) or answers
     /// `offer` (follower).
     async fn connect(&mut self, conn: ConnId, offer: Option<String>) -> anyhow::Result<Event> {
-        let link = connection::build(conn, self.ice_servers.clone(), &self.sinks).await?;
+        let ice_servers = self.ice_servers.borrow().clone();
+        let link = connection::build(conn, ice_servers, &self.sinks).await?;
         let made = match offer {
             None => link
                 .offer(conn, &self.sinks)

@@ -50,6 +50,10 @@ pub struct SessionConfig {
     /// The datagram relay's per-node limits; `None`: the server does not
     /// relay (`--relay off`).
     pub datagram_relay: Option<DatagramRelayLimits>,
+    /// How often a version-4 node is sent a fresh TURN credential (half
+    /// its lifetime, see `turn_credentials`); `None` while the server runs
+    /// no TURN service.
+    pub turn_renewal: Option<Duration>,
 }
 
 impl Default for SessionConfig {
@@ -65,6 +69,7 @@ impl Default for SessionConfig {
             relay_abuse: AbuseLimits::default(),
             fragment_timeout: DEFAULT_FRAGMENT_TIMEOUT,
             datagram_relay: Some(DatagramRelayLimits::default()),
+            turn_renewal: None,
         }
     }
 }

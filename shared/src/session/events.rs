@@ -32,6 +32,11 @@ pub enum Action {
     Register(VerifiedNode),
     /// Send the node a fresh node list from the registry.
     SendNodeList,
+    /// Send the node a fresh credential for the server's TURN service
+    /// (`ServerMessage::TurnCredentials`): after its registration, and
+    /// again every `SessionConfig::turn_renewal`. Only version-4 nodes get
+    /// it; fledger's decoder would fail on the unknown variant.
+    SendTurnCredentials,
     /// Forward the text that was just handed in, unchanged, to `to`. When
     /// `to` is not connected and `notify` is set, tell the sender.
     Relay { to: NodeId, notify: bool },
