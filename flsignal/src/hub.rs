@@ -158,7 +158,7 @@ impl Hub {
     pub fn register(&self, node: &VerifiedNode, handle: PeerHandle) -> String {
         let registered = {
             let mut registry = self.registry.lock();
-            let registered = registry.register(node, handle, wall_clock_us());
+            let registered = registry.register(node, handle, Instant::now(), wall_clock_us());
             self.update_gauges(&registry);
             registered
         };
@@ -177,8 +177,9 @@ impl Hub {
         self.carry_out(effects);
     }
 
+    /// The node list `id` asked for (see `flproto::presence`).
     pub fn node_list(&self, id: &NodeId) -> Option<String> {
-        self.registry.lock().node_list(id)
+        self.registry.lock().node_list(id, Instant::now())
     }
 
     /// Queues `text` from node `from` (on connection `from_conn`) for node

@@ -151,15 +151,15 @@ impl<T: Clone> Registry<T> {
     }
 
     /// Enters a node that proved its identity on connection `handle`, at
-    /// wall-clock time `now_us`. An older connection of the same node, here
-    /// or on another instance, loses it.
-    pub fn register(&mut self, node: &VerifiedNode, handle: T, now_us: u64) -> Registered<T> {
+    /// `now` (wall-clock time `now_us`). An older connection of the same
+    /// node, here or on another instance, loses it.
+    pub fn register(&mut self, node: &VerifiedNode, handle: T, now: Instant, now_us: u64) -> Registered<T> {
         let info = NodeInfoJson::of(&node.info);
         let mut effects = Effects::default();
         if let Some(cluster) = &mut self.cluster {
             effects.publish.push(cluster.local_join(node, &info, now_us));
         }
-        let joined = self.presence.join(node.id(), info, node.bound, handle);
+        let joined = self.presence.join(node.id(), info, node.bound, handle, now);
         if let Some(Holder::Local(old)) = joined.replaced {
             effects.replaced.push(old);
         }
@@ -207,10 +207,11 @@ impl<T: Clone> Registry<T> {
         self.presence.get(to)?.local().cloned()
     }
 
-    /// A fresh random node list for `id`, which becomes its view; `None`
-    /// unless it is held here.
-    pub fn node_list(&mut self, id: &NodeId) -> Option<String> {
-        self.presence.node_list(id)
+    /// The node list `id` asked for at `now` (a fresh sample, or its view
+    /// if that was drawn within `min_list_push_interval`);
+    /// `None` unless it is held here.
+    pub fn node_list(&mut self, id: &NodeId, now: Instant) -> Option<String> {
+        self.presence.node_list(id, now)
     }
 
     /// Pending news, one frame per local node that has some (see
