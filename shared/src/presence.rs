@@ -46,7 +46,7 @@ mod news;
 mod slots;
 
 pub use config::*;
-use slots::{remove_item, Members, Slot};
+use slots::{draw_others, remove_item, Members, Slot};
 
 /// The tables shrink when fewer than one in this many of their slots is
 /// used (see `Presence::shrink`).
@@ -336,15 +336,8 @@ impl<T: Clone> Presence<T> {
             remove_item(&mut self.members[subject].watchers, slot);
         }
         let others = self.all.len() - 1;
-        let wanted = others.min(self.config.max_list_len);
-        // Sample one extra so that dropping ourselves still leaves `wanted`.
-        let picks = rand::seq::index::sample(&mut self.rng, self.all.len(), (wanted + 1).min(self.all.len()));
-        let view: Vec<Slot> = picks
-            .into_iter()
-            .map(|index| self.all[index])
-            .filter(|&other| other != slot)
-            .take(wanted)
-            .collect();
+        let count = others.min(self.config.max_list_len);
+        let view = draw_others(&mut self.all, &mut self.members, &mut self.rng, slot, count);
         for &subject in &view {
             self.members[subject].watchers.push(slot);
         }

@@ -162,6 +162,26 @@ fn lists_are_capped_random_samples() {
 }
 
 #[test]
+fn views_are_uniform_samples_of_the_others() {
+    let mut p = presence(3, 256);
+    for n in 0..10 {
+        join(&mut p, n, true);
+    }
+    let mut drawn = std::collections::HashMap::new();
+    for _ in 0..30_000 {
+        for other in listed(&p.node_list(&id(0), Instant::now()).unwrap()) {
+            *drawn.entry(other).or_insert(0u32) += 1;
+        }
+    }
+    check_invariants(&p);
+    assert_eq!(drawn.len(), 9, "every other node is drawn, the node itself never");
+    for (node, times) in drawn {
+        // Expected 10 000 each; the bound is a dozen standard deviations.
+        assert!((9_000..11_000).contains(&times), "{node:?} drawn {times} times");
+    }
+}
+
+#[test]
 fn a_join_storm_costs_o_n_times_list_len() {
     let (nodes, cap) = (2_000u32, 20usize);
     let mut p = presence(cap, 256);
