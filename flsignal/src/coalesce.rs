@@ -54,6 +54,11 @@ impl<T> WriteCoalescer<T> {
     pub fn cork(&mut self) {
         self.corked = true;
     }
+
+    /// Whether writes are being held for the next flush.
+    pub fn is_corked(&self) -> bool {
+        self.corked
+    }
 }
 
 impl<T: AsyncWrite + Unpin> WriteCoalescer<T> {
@@ -144,13 +149,16 @@ mod tests {
     #[tokio::test]
     async fn writes_between_a_cork_and_a_flush_go_out_as_one() {
         let mut io = recorder(usize::MAX);
+        assert!(!io.is_corked());
         io.cork();
+        assert!(io.is_corked());
         io.write_all(b"one ").await.unwrap();
         io.write_all(b"two ").await.unwrap();
         io.write_all(b"three").await.unwrap();
         assert!(io.inner.writes.is_empty());
         io.flush().await.unwrap();
         assert_eq!(io.inner.writes, vec![b"one two three".to_vec()]);
+        assert!(!io.is_corked(), "a flush uncorks");
         assert_eq!(io.pending.capacity(), 0, "the buffer is released once written");
         io.write_all(b"alone").await.unwrap();
         assert_eq!(

@@ -263,6 +263,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub trim: crate::heap::TrimConfig,
+
+    #[command(flatten)]
+    pub malloc: crate::malloc_tunable::MallocConfig,
 }
 
 impl Default for Config {

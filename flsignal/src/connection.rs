@@ -186,10 +186,18 @@ impl Connection {
     /// produced them, for a verbatim relay. Carrying out an action can
     /// produce more (a relay dropped over the sender's share is a strike,
     /// which may close the session): those are carried out in turn.
+    ///
+    /// The frames a round of several actions sends leave together, with
+    /// one flush: the handshake reply (system configuration and first node
+    /// list) is one write, not one per frame.
     async fn apply(&mut self, frame: Option<(Utf8Bytes, Instant)>) -> Flow {
         let mut actions = std::mem::take(&mut self.actions);
         let mut flow = Flow::Continue;
         while !actions.is_empty() {
+            let several = actions.len() > 1;
+            if several {
+                self.socket.get_mut().cork();
+            }
             for action in &mut actions {
                 flow = self.apply_one(action, frame.as_ref()).await;
                 if let Flow::Stop = flow {
@@ -197,6 +205,9 @@ impl Connection {
                 }
             }
             actions.clear();
+            if let (true, Flow::Continue) = (several, &flow) {
+                flow = self.flush().await;
+            }
             if let Flow::Stop = flow {
                 break;
             }
@@ -357,13 +368,25 @@ impl Connection {
         self.after_write(outcome)
     }
 
+    /// Sends `text`; while the socket is corked (a round of several
+    /// actions, see [`Connection::apply`]) it waits for the round's flush.
     async fn send_text(&mut self, text: Utf8Bytes) -> Flow {
+        let alone = !self.socket.get_ref().is_corked();
         let socket = &mut self.socket;
         let write = async move {
             feed_text(socket, text).await?;
-            socket.flush().await
+            if alone {
+                socket.flush().await?;
+            }
+            Ok(())
         };
         let outcome = tokio::time::timeout(self.shared.config.write_timeout, write).await;
+        self.after_write(outcome)
+    }
+
+    /// Writes out whatever was fed and not yet written.
+    async fn flush(&mut self) -> Flow {
+        let outcome = tokio::time::timeout(self.shared.config.write_timeout, self.socket.flush()).await;
         self.after_write(outcome)
     }
 

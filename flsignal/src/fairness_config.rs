@@ -64,7 +64,9 @@ pub struct FairnessConfig {
     #[arg(long, env = "FLSIGNAL_FRAGMENT_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub fragment_timeout: Duration,
 
-    /// Shortest time between two full node lists pushed to one fledger node.
+    /// Shortest time between two full node lists pushed to one fledger
+    /// node; a ListIDsRequest within it of the node's last sample gets that
+    /// view as it stands instead of a new sample.
     #[arg(long, env = "FLSIGNAL_MIN_LIST_PUSH_INTERVAL", value_parser = parse_duration, default_value = "1s")]
     pub min_list_push_interval: Duration,
 }

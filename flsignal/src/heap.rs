@@ -14,8 +14,8 @@
 //! and the chunks each thread keeps cached for reuse (glibc's tcache, up to
 //! seven per size class and thread) are in use as far as a trim is
 //! concerned. After a storm those few cached chunks are spread over
-//! megabytes of pages; `GLIBC_TUNABLES=glibc.malloc.tcache_count=0` in the
-//! server's environment trades some CPU for them (BENCHMARKS.md).
+//! megabytes of pages; turning that cache off trades some CPU for them,
+//! which flsignal does by default (`malloc_tunable.rs`, BENCHMARKS.md).
 
 use crate::error::{check, InvalidSetting};
 use std::sync::Arc;

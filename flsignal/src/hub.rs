@@ -74,6 +74,12 @@ pub(crate) struct ClusterSide {
 }
 
 pub struct Hub {
+    /// Who is online. Lock order: the registry first, then a connection's
+    /// books of what is in its queue (`PeerHandle::in_flight`), then the
+    /// queue itself (flume's own lock). A relayed frame is offered to its
+    /// receiver with the registry held ([`Hub::relay`]); nothing takes the
+    /// registry while holding either of the other two, so that cannot
+    /// deadlock.
     registry: Mutex<Registry<PeerHandle>>,
     pub metrics: Metrics,
     next_conn: AtomicU64,
@@ -152,7 +158,7 @@ impl Hub {
     pub fn register(&self, node: &VerifiedNode, handle: PeerHandle) -> String {
         let registered = {
             let mut registry = self.registry.lock();
-            let registered = registry.register(node, handle, wall_clock_us());
+            let registered = registry.register(node, handle, Instant::now(), wall_clock_us());
             self.update_gauges(&registry);
             registered
         };
@@ -178,8 +184,9 @@ impl Hub {
         self.registry.lock().route_by(to, |handle| handle.datagrams.clone())
     }
 
+    /// The node list `id` asked for (see `flproto::presence`).
     pub fn node_list(&self, id: &NodeId) -> Option<String> {
-        self.registry.lock().node_list(id)
+        self.registry.lock().node_list(id, Instant::now())
     }
 
     /// Queues `text` from node `from` (on connection `from_conn`) for node
@@ -194,33 +201,38 @@ impl Hub {
         arrived: Instant,
         share: RelayShare,
     ) -> RelayOutcome {
-        let route = self.registry.lock().route(to);
-        match route {
-            Some(Route::Local(handle)) => match self.deliver(&handle, text, Some(arrived), Some((from_conn, share))) {
-                Delivery::Queued => {
-                    self.metrics.relayed.inc();
-                    RelayOutcome::Queued
+        let registry = self.registry.lock();
+        let instance = match registry.route_ref(to) {
+            // Offered with the registry held (see its lock order): the
+            // handle is lent, not cloned, once per frame.
+            Some(Route::Local(handle)) => {
+                let delivery = self.deliver(handle, text, Some(arrived), Some((from_conn, share)));
+                drop(registry);
+                if delivery != Delivery::Queued {
+                    return RelayOutcome::Dropped(delivery);
                 }
-                dropped => RelayOutcome::Dropped(dropped),
-            },
-            Some(Route::Remote(instance)) => {
-                let text = Bytes::from(text);
-                if self.publish(Outgoing::Relay {
-                    from: *from,
-                    to: *to,
-                    instance,
-                    text,
-                }) {
-                    self.metrics.count_relay("out");
-                    self.metrics.relayed.inc();
-                }
-                RelayOutcome::Queued
+                self.metrics.relayed.inc();
+                return RelayOutcome::Queued;
             }
+            Some(Route::Remote(instance)) => instance,
             None => {
+                drop(registry);
                 Metrics::count(&self.metrics.drops, "not_connected");
-                RelayOutcome::NotConnected
+                return RelayOutcome::NotConnected;
             }
+        };
+        drop(registry);
+        let text = Bytes::from(text);
+        if self.publish(Outgoing::Relay {
+            from: *from,
+            to: *to,
+            instance,
+            text,
+        }) {
+            self.metrics.count_relay("out");
+            self.metrics.relayed.inc();
         }
+        RelayOutcome::Queued
     }
 
     /// A frame another instance relayed from `from` to `to`, which this
@@ -398,3 +410,7 @@ pub(crate) fn wall_clock_us() -> u64 {
 #[cfg(test)]
 #[path = "hub_cluster_tests.rs"]
 mod cluster_tests;
+
+#[cfg(test)]
+#[path = "hub_lock_tests.rs"]
+mod lock_tests;

@@ -51,6 +51,7 @@ pub mod fragment_watch;
 pub mod heap;
 pub mod hub;
 pub mod listener;
+pub mod malloc_tunable;
 pub mod metrics;
 pub mod news;
 pub mod outbox;

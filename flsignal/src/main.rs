@@ -21,7 +21,12 @@ fn run() -> anyhow::Result<()> {
     let mut config = Config::parse();
     // A bad setting is reported before anything else is said or done.
     config.validate()?;
+    // Before anything else is started: on success this does not return.
+    let reexec = flsignal::malloc_tunable::reexec_without_tcache(config.malloc);
     init_logging(config.log_format);
+    if let Err(error) = reexec {
+        tracing::warn!(%error, "cannot restart with glibc's malloc cache off; running with it");
+    }
     fit_fd_limit(&mut config);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {

@@ -125,11 +125,14 @@ hex32_type!(
 );
 
 impl ChallengeNonce {
-    /// A fresh challenge from the operating system's random number generator.
+    /// A fresh, unpredictable challenge: from the thread's CSPRNG
+    /// (`rand::thread_rng`, ChaCha12 seeded and periodically reseeded from
+    /// the operating system), which spares every connection a `getrandom`
+    /// system call.
     pub fn random() -> Self {
         use rand::RngCore;
         let mut bytes = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        rand::thread_rng().fill_bytes(&mut bytes);
         Self(bytes)
     }
 }

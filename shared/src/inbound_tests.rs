@@ -26,6 +26,8 @@ fn frames_of_every_kind_get_the_verdict_node_message_gives() {
         setup_with(r#"{"Offer":"v=0\r\no=- 46117 2 IN IP4 127.0.0.1\r\n"}"#),
         setup_with(r#"{"Answer":"plain"}"#),
         setup_with(r#"{"IceCandidate":"candidate:1 1 udp 2130706431 10.0.0.1 1 typ host"}"#),
+        setup_with(r#"{"Sealed":"AAECAwQFBgcICQ=="}"#),
+        setup_with(r#"{"Sealed":7}"#),
         setup_with(r#"{"Offer":"\u00e9\ud83d\ude00"}"#),
         // A lone surrogate: skipping accepts it, a String does not.
         setup_with(r#"{"Offer":"\ud800"}"#),

@@ -46,7 +46,7 @@ mod news;
 mod slots;
 
 pub use config::*;
-use slots::{remove_item, Members, Slot};
+use slots::{draw_others, remove_item, Members, Slot};
 
 /// The tables shrink when fewer than one in this many of their slots is
 /// used (see `Presence::shrink`).
@@ -90,6 +90,10 @@ struct Member<T> {
     news: News,
     /// When the last full list was pushed to it as news.
     last_list_push: Option<Instant>,
+    /// When its view was drawn; `None` while it has none drawn here (held
+    /// by another server). A list asked for within
+    /// `min_list_push_interval` of it is that view, not a new draw.
+    view_drawn: Option<Instant>,
 }
 
 /// Changes to a member's view it has not been told about yet.
@@ -167,16 +171,16 @@ impl<T: Clone> Presence<T> {
         self.by_id.get(id).map(|&slot| &self.members[slot].holder)
     }
 
-    /// Enters a node that proved its identity here. A node already present
-    /// keeps its place in others' views; its old holder is returned so the
-    /// server can close that connection.
-    pub fn join(&mut self, id: NodeId, info: NodeInfoJson, bound: bool, handle: T) -> Joined<T> {
+    /// Enters a node that proved its identity here at `now`. A node already
+    /// present keeps its place in others' views; its old holder is returned
+    /// so the server can close that connection.
+    pub fn join(&mut self, id: NodeId, info: NodeInfoJson, bound: bool, handle: T, now: Instant) -> Joined<T> {
         if let Some(&slot) = self.by_id.get(&id) {
             let replaced = self.set_holder(slot, Holder::Local(handle));
             let member = &mut self.members[slot];
             member.info = info;
             member.bound = bound;
-            self.resample_view(slot);
+            self.resample_view(slot, now);
             return Joined {
                 replaced: Some(replaced),
                 node_list: self.node_list_frame(slot),
@@ -184,7 +188,7 @@ impl<T: Clone> Presence<T> {
         }
         let slot = self.insert(id, info, bound, Holder::Local(handle));
         self.tell_nodes_with_room(slot);
-        self.resample_view(slot);
+        self.resample_view(slot, now);
         Joined {
             replaced: None,
             node_list: self.node_list_frame(slot),
@@ -205,6 +209,7 @@ impl<T: Clone> Presence<T> {
             watchers: Vec::new(),
             news: News::default(),
             last_list_push: None,
+            view_drawn: None,
         });
         self.all.push(slot);
         self.by_id.insert(id, slot);
@@ -229,14 +234,11 @@ impl<T: Clone> Presence<T> {
             let member = &mut self.members[slot];
             member.info = info;
             member.bound = bound;
+            member.view_drawn = None;
             for subject in std::mem::take(&mut member.view) {
                 remove_item(&mut self.members[subject].watchers, slot);
             }
-            let member = &mut self.members[slot];
-            member.news = News {
-                queued: member.news.queued,
-                ..News::default()
-            };
+            self.drop_news(slot);
             self.with_room.swap_remove(&slot);
             return Some(replaced);
         }
@@ -327,32 +329,35 @@ impl<T: Clone> Presence<T> {
         }
     }
 
-    /// Replaces a member's view with a uniform sample of the others.
-    fn resample_view(&mut self, slot: Slot) {
+    /// Replaces a member's view with a uniform sample of the others, drawn
+    /// at `now`.
+    fn resample_view(&mut self, slot: Slot, now: Instant) {
         for subject in std::mem::take(&mut self.members[slot].view) {
             remove_item(&mut self.members[subject].watchers, slot);
         }
         let others = self.all.len() - 1;
-        let wanted = others.min(self.config.max_list_len);
-        // Sample one extra so that dropping ourselves still leaves `wanted`.
-        let picks = rand::seq::index::sample(&mut self.rng, self.all.len(), (wanted + 1).min(self.all.len()));
-        let view: Vec<Slot> = picks
-            .into_iter()
-            .map(|index| self.all[index])
-            .filter(|&other| other != slot)
-            .take(wanted)
-            .collect();
+        let count = others.min(self.config.max_list_len);
+        let view = draw_others(&mut self.all, &mut self.members, &mut self.rng, slot, count);
         for &subject in &view {
             self.members[subject].watchers.push(slot);
         }
         let member = &mut self.members[slot];
         member.view = view;
+        member.view_drawn = Some(now);
         // The list supersedes whatever news was pending.
+        self.drop_news(slot);
+        self.update_room(slot);
+    }
+
+    /// Forgets a member's pending news (it stays in the queue, where the
+    /// next drain passes over it): a list of its whole view is going out,
+    /// or it has no view here any more.
+    fn drop_news(&mut self, slot: Slot) {
+        let member = &mut self.members[slot];
         member.news = News {
             queued: member.news.queued,
             ..News::default()
         };
-        self.update_room(slot);
     }
 
     fn update_room(&mut self, slot: Slot) {

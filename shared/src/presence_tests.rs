@@ -39,7 +39,7 @@ pub(crate) fn drain(p: &mut Presence<u32>, now: Instant) -> Vec<(u32, String)> {
 }
 
 pub(crate) fn join(p: &mut Presence<u32>, n: u32, bound: bool) -> String {
-    p.join(id(n), info(n), bound, n).node_list
+    p.join(id(n), info(n), bound, n, Instant::now()).node_list
 }
 
 pub(crate) fn listed(frame: &str) -> Vec<NodeId> {
@@ -139,7 +139,7 @@ fn a_small_network_sees_everyone_join_and_leave() {
 fn a_replaced_connection_cannot_remove_its_successor() {
     let mut p = presence(100, 256);
     join(&mut p, 1, false);
-    let joined = p.join(id(1), info(1), true, 99);
+    let joined = p.join(id(1), info(1), true, 99, Instant::now());
     assert_eq!(joined.replaced, Some(Holder::Local(1)));
     assert!(!p.leave_if(&id(1), |h| *h == Holder::Local(1)));
     assert_eq!(p.get(&id(1)), Some(&Holder::Local(99)));
@@ -153,12 +153,32 @@ fn lists_are_capped_random_samples() {
     for n in 0..50 {
         join(&mut p, n, false);
     }
-    let first = listed(&p.node_list(&id(0)).unwrap());
+    let first = listed(&p.node_list(&id(0), Instant::now()).unwrap());
     assert_eq!(first.len(), 10);
     assert!(!first.contains(&id(0)));
-    let second = listed(&p.node_list(&id(0)).unwrap());
+    let second = listed(&p.node_list(&id(0), Instant::now()).unwrap());
     assert_ne!(first, second, "a new request draws a new sample");
     check_invariants(&p);
+}
+
+#[test]
+fn views_are_uniform_samples_of_the_others() {
+    let mut p = presence(3, 256);
+    for n in 0..10 {
+        join(&mut p, n, true);
+    }
+    let mut drawn = std::collections::HashMap::new();
+    for _ in 0..30_000 {
+        for other in listed(&p.node_list(&id(0), Instant::now()).unwrap()) {
+            *drawn.entry(other).or_insert(0u32) += 1;
+        }
+    }
+    check_invariants(&p);
+    assert_eq!(drawn.len(), 9, "every other node is drawn, the node itself never");
+    for (node, times) in drawn {
+        // Expected 10 000 each; the bound is a dozen standard deviations.
+        assert!((9_000..11_000).contains(&times), "{node:?} drawn {times} times");
+    }
 }
 
 #[test]
@@ -223,7 +243,7 @@ proptest! {
                 Op::Join(n, bound) => { join(&mut p, n, bound); }
                 Op::Leave(n) => { p.leave_if(&id(n), |_| true); }
                 Op::List(n) => {
-                    if let Some(frame) = p.node_list(&id(n)) {
+                    if let Some(frame) = p.node_list(&id(n), Instant::now()) {
                         prop_assert!(listed(&frame).len() <= cap);
                     }
                 }
@@ -272,7 +292,7 @@ fn a_node_moving_between_servers_keeps_its_place() {
     assert!(drain(&mut p, Instant::now()).is_empty());
     check_invariants(&p);
     // And back here: it gets a view again.
-    let joined = p.join(id(2), info(2), true, 2);
+    let joined = p.join(id(2), info(2), true, 2, Instant::now());
     assert_eq!(joined.replaced, Some(Holder::Remote));
     assert_eq!(listed(&joined.node_list), vec![id(1)]);
     assert!(drain(&mut p, Instant::now()).is_empty());
@@ -323,7 +343,7 @@ fn a_node_held_by_another_server_gets_no_list_here() {
     join(&mut p, 3, true);
     assert_eq!(p.join_remote(id(2), info(2), true), None);
     drain(&mut p, tick());
-    assert_eq!(p.node_list(&id(2)), None);
+    assert_eq!(p.node_list(&id(2), Instant::now()), None);
     assert!(p.leave_if(&id(1), |h| *h == Holder::Local(1)));
     assert!(
         drain(&mut p, tick()).iter().all(|(h, _)| *h == 3),

@@ -151,15 +151,15 @@ impl<T: Clone> Registry<T> {
     }
 
     /// Enters a node that proved its identity on connection `handle`, at
-    /// wall-clock time `now_us`. An older connection of the same node, here
-    /// or on another instance, loses it.
-    pub fn register(&mut self, node: &VerifiedNode, handle: T, now_us: u64) -> Registered<T> {
+    /// `now` (wall-clock time `now_us`). An older connection of the same
+    /// node, here or on another instance, loses it.
+    pub fn register(&mut self, node: &VerifiedNode, handle: T, now: Instant, now_us: u64) -> Registered<T> {
         let info = NodeInfoJson::of(&node.info);
         let mut effects = Effects::default();
         if let Some(cluster) = &mut self.cluster {
             effects.publish.push(cluster.local_join(node, &info, now_us));
         }
-        let joined = self.presence.join(node.id(), info, node.bound, handle);
+        let joined = self.presence.join(node.id(), info, node.bound, handle, now);
         if let Some(Holder::Local(old)) = joined.replaced {
             effects.replaced.push(old);
         }
@@ -193,8 +193,18 @@ impl<T: Clone> Registry<T> {
     /// of a node held here (the one queue a relayed datagram needs, say,
     /// rather than a clone of the whole handle per frame).
     pub fn route_by<U>(&self, to: &NodeId, local: impl FnOnce(&T) -> U) -> Option<Route<U>> {
+        Some(match self.route_ref(to)? {
+            Route::Local(handle) => Route::Local(local(handle)),
+            Route::Remote(instance) => Route::Remote(instance),
+        })
+    }
+
+    /// [`Registry::route`] with the local handle lent, not cloned: the
+    /// server hands a relayed frame to it while it holds the registry,
+    /// which costs less than a copy of the handle per frame.
+    pub fn route_ref(&self, to: &NodeId) -> Option<Route<&T>> {
         match self.presence.get(to)? {
-            Holder::Local(handle) => Some(Route::Local(local(handle))),
+            Holder::Local(handle) => Some(Route::Local(handle)),
             Holder::Remote => self.owner(to).map(|(instance, _)| Route::Remote(instance)),
         }
     }
@@ -204,10 +214,11 @@ impl<T: Clone> Registry<T> {
         self.presence.get(to)?.local().cloned()
     }
 
-    /// A fresh random node list for `id`, which becomes its view; `None`
-    /// unless it is held here.
-    pub fn node_list(&mut self, id: &NodeId) -> Option<String> {
-        self.presence.node_list(id)
+    /// The node list `id` asked for at `now` (a fresh sample, or its view
+    /// if that was drawn within `min_list_push_interval`);
+    /// `None` unless it is held here.
+    pub fn node_list(&mut self, id: &NodeId, now: Instant) -> Option<String> {
+        self.presence.node_list(id, now)
     }
 
     /// Pending news, one frame per local node that has some (see

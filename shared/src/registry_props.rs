@@ -99,7 +99,7 @@ impl Run {
                 let handle = self.handles;
                 let mut verified = node(n);
                 verified.bound = bound;
-                let registered = self.registry.register(&verified, handle, self.now_us);
+                let registered = self.registry.register(&verified, handle, Instant::now(), self.now_us);
                 self.last_handle.insert(id(n), handle);
                 assert_eq!(self.registry.route(&id(n)), Some(Route::Local(handle)));
                 registered.effects
@@ -173,7 +173,7 @@ impl Run {
             Op::List(n) => {
                 let local = self.local_handle(n).is_some();
                 assert_eq!(
-                    self.registry.node_list(&id(n)).is_some(),
+                    self.registry.node_list(&id(n), Instant::now()).is_some(),
                     local,
                     "lists only for local nodes"
                 );

@@ -70,7 +70,7 @@ fn check(registry: &Registry<u32>) {
 #[test]
 fn a_node_registered_here_is_routed_to_its_connection_and_counted() {
     let mut registry = Registry::with_seed(PresenceConfig::default(), None, 7);
-    let registered = registry.register(&node(1), 10, NOW_US);
+    let registered = registry.register(&node(1), 10, Instant::now(), NOW_US);
     assert_eq!(registered.node_list, r#"{"ListIDsReply":[]}"#);
     assert!(registered.effects.publish.is_empty(), "nothing to publish alone");
     assert_eq!(registry.route(&id(1)), Some(Route::Local(10)));
@@ -83,8 +83,8 @@ fn a_node_registered_here_is_routed_to_its_connection_and_counted() {
 #[test]
 fn a_second_connection_of_a_node_replaces_the_first_which_cannot_remove_it() {
     let mut registry = clustered();
-    registry.register(&node(1), 10, NOW_US);
-    let second = registry.register(&node(1), 11, NOW_US + 1);
+    registry.register(&node(1), 10, Instant::now(), NOW_US);
+    let second = registry.register(&node(1), 11, Instant::now(), NOW_US + 1);
     assert_eq!(second.effects.replaced, vec![10]);
     assert_eq!(registry.local_len(), 1);
     let stale = registry.leave(&id(1), |&handle| handle == 10);
@@ -103,7 +103,7 @@ fn a_second_connection_of_a_node_replaces_the_first_which_cannot_remove_it() {
 #[test]
 fn a_newer_registration_elsewhere_takes_our_node_and_an_older_one_does_not() {
     let mut registry = clustered();
-    let ours = announced_at(&registry.register(&node(1), 10, NOW_US).effects);
+    let ours = announced_at(&registry.register(&node(1), 10, Instant::now(), NOW_US).effects);
     let older = join_elsewhere(&mut registry, 1, ours - 1);
     assert!(older.replaced.is_empty());
     assert_eq!(registry.route(&id(1)), Some(Route::Local(10)));
@@ -122,7 +122,7 @@ fn a_local_registration_outranks_the_remote_one_it_displaces() {
     let mut registry = clustered();
     let far_ahead = NOW_US + 2_000_000;
     join_elsewhere(&mut registry, 1, far_ahead);
-    let at = announced_at(&registry.register(&node(1), 10, NOW_US).effects);
+    let at = announced_at(&registry.register(&node(1), 10, Instant::now(), NOW_US).effects);
     assert!(at > far_ahead, "newer than what it displaced, whatever our clock says");
     assert_eq!(registry.owner(&id(1)), Some((ME, at)));
     assert_eq!(registry.local_len(), 1);
@@ -132,7 +132,7 @@ fn a_local_registration_outranks_the_remote_one_it_displaces() {
 #[test]
 fn entries_from_the_future_or_with_bad_info_are_refused_and_change_nothing() {
     let mut registry = clustered();
-    registry.register(&node(1), 10, NOW_US);
+    registry.register(&node(1), 10, Instant::now(), NOW_US);
     let future = NOW_US + SKEW.as_micros() as u64 + 1;
     let effects = join_elsewhere(&mut registry, 1, future);
     assert_eq!(effects.refused, vec![(OTHER, EntryRefusal::FutureAt)]);
@@ -160,10 +160,13 @@ fn entries_from_the_future_or_with_bad_info_are_refused_and_change_nothing() {
 #[test]
 fn remote_nodes_are_listed_here_but_get_no_list_or_news() {
     let mut registry = clustered();
-    registry.register(&node(1), 10, NOW_US);
+    registry.register(&node(1), 10, Instant::now(), NOW_US);
     join_elsewhere(&mut registry, 2, NOW_US);
-    assert!(registry.node_list(&id(1)).unwrap().contains(&id(2).to_hex()));
-    assert_eq!(registry.node_list(&id(2)), None);
+    assert!(registry
+        .node_list(&id(1), Instant::now())
+        .unwrap()
+        .contains(&id(2).to_hex()));
+    assert_eq!(registry.node_list(&id(2), Instant::now()), None);
     let news = registry.drain_news(Instant::now());
     assert!(news.iter().all(|(to, _, _)| *to == id(1)), "{news:?}");
     check(&registry);
@@ -174,7 +177,7 @@ fn hello_is_answered_with_a_snapshot_of_local_nodes_in_chunks() {
     let mut registry = clustered();
     let count = 2 * SNAPSHOT_CHUNK as u32 + 50;
     for n in 0..count {
-        registry.register(&node(n), n, NOW_US);
+        registry.register(&node(n), n, Instant::now(), NOW_US);
     }
     join_elsewhere(&mut registry, 100_000, NOW_US);
     let effects = registry.apply(ClusterMessage::Hello { instance: OTHER }, Instant::now(), NOW_US);
@@ -244,7 +247,7 @@ fn goodbye_expiry_and_snapshots_remove_remote_nodes() {
 #[test]
 fn the_heartbeat_counts_local_nodes_and_a_disagreeing_one_asks_for_a_snapshot() {
     let mut registry = clustered();
-    registry.register(&node(1), 10, NOW_US);
+    registry.register(&node(1), 10, Instant::now(), NOW_US);
     join_elsewhere(&mut registry, 2, NOW_US);
     assert!(matches!(
         registry.heartbeat(),
@@ -271,7 +274,7 @@ fn the_heartbeat_counts_local_nodes_and_a_disagreeing_one_asks_for_a_snapshot() 
 #[test]
 fn our_own_messages_echoed_back_change_nothing() {
     let mut registry = clustered();
-    registry.register(&node(1), 10, NOW_US);
+    registry.register(&node(1), 10, Instant::now(), NOW_US);
     let now = Instant::now();
     let effects = registry.apply(
         ClusterMessage::Leave {

@@ -11,7 +11,8 @@ use std::time::Instant;
 use crate::announce::{verify_announce, AnnouncePolicy};
 use crate::close::CloseReason;
 use crate::ids::{ChallengeNonce, NodeId};
-use crate::message::{NodeMessage, ServerMessage, SystemConfig};
+use crate::inbound::{self, InboundMessage};
+use crate::message::{ServerMessage, SystemConfig};
 use crate::rate::TokenBucket;
 use crate::relay_share::{AbuseMeter, Standing};
 use crate::FLEDGER_PROTOCOL_VERSION;
@@ -297,7 +298,7 @@ impl ServerSession {
     }
 
     fn on_text(&mut self, text: &str, now: Instant, out: &mut Vec<Action>) {
-        let message = match serde_json::from_str::<NodeMessage>(text) {
+        let message = match inbound::parse(text) {
             Ok(message) => message,
             Err(error) => {
                 let mut detail = error.to_string();
@@ -306,7 +307,7 @@ impl ServerSession {
             }
         };
         match (&mut self.state, message) {
-            (State::AwaitingAnnounce { failures, .. }, NodeMessage::Announce(announce)) => {
+            (State::AwaitingAnnounce { failures, .. }, InboundMessage::Announce(announce)) => {
                 match verify_announce(&announce, &self.challenge, &self.policy) {
                     Ok(node) => {
                         let asked = announce.relay && node.bound;
@@ -330,16 +331,16 @@ impl ServerSession {
             // fledger nodes ask for the list as soon as they connect, before
             // they announce. The list is never given to an unauthenticated
             // connection; it comes with the successful Announce instead.
-            (State::AwaitingAnnounce { .. }, NodeMessage::ListIDsRequest) => {}
+            (State::AwaitingAnnounce { .. }, InboundMessage::ListIDsRequest) => {}
             (State::AwaitingAnnounce { .. }, _) => self.refuse(Refusal::NotAnnounced, out),
             // The server answers a Register before it reads on, so nothing
             // arrives meanwhile from a real connection; what would is
             // treated as before the Announce.
-            (State::Registering { .. }, NodeMessage::Announce(_)) => self.refuse(Refusal::AlreadyAnnounced, out),
-            (State::Registering { .. }, NodeMessage::ListIDsRequest) => {}
+            (State::Registering { .. }, InboundMessage::Announce(_)) => self.refuse(Refusal::AlreadyAnnounced, out),
+            (State::Registering { .. }, InboundMessage::ListIDsRequest) => {}
             (State::Registering { .. }, _) => self.refuse(Refusal::NotAnnounced, out),
-            (State::Registered { .. }, NodeMessage::Announce(_)) => self.refuse(Refusal::AlreadyAnnounced, out),
-            (State::Registered { .. }, NodeMessage::ListIDsRequest) => {
+            (State::Registered { .. }, InboundMessage::Announce(_)) => self.refuse(Refusal::AlreadyAnnounced, out),
+            (State::Registered { .. }, InboundMessage::ListIDsRequest) => {
                 if self.list_rate.try_take(now) {
                     out.push(Action::SendNodeList);
                 } else {
@@ -348,8 +349,8 @@ impl ServerSession {
                     out.push(Action::Refuse(Refusal::ListRateLimited));
                 }
             }
-            (State::Registered { .. }, NodeMessage::NodeStats(_)) => {}
-            (State::Registered { id, bound }, NodeMessage::PeerSetup(setup)) => {
+            (State::Registered { .. }, InboundMessage::NodeStats(_)) => {}
+            (State::Registered { id, bound }, InboundMessage::PeerSetup(setup)) => {
                 let (id, bound) = (*id, *bound);
                 match setup.counterpart_of(&id) {
                     None => self.refuse(Refusal::SpoofedSender, out),

@@ -9,7 +9,7 @@ use crate::announce::{sign_announce, AnnounceAuth};
 use crate::datagram_relay::frame::{Frame, FrameKind};
 use crate::datagram_relay::{DatagramRelayLimits, RelayAnswer, RelayGrant, RELAY_OFF};
 use crate::identity::NodeKey;
-use crate::message::{PeerInfo, SetupMessage};
+use crate::message::{NodeMessage, PeerInfo, SetupMessage};
 use crate::node_info::NodeInfo;
 use crate::rate::RateLimit;
 

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::announce::{sign_announce, AnnounceAuth};
 use crate::identity::NodeKey;
-use crate::message::{PeerInfo, SetupMessage};
+use crate::message::{NodeMessage, PeerInfo, SetupMessage};
 use crate::node_info::NodeInfo;
 use crate::rate::RateLimit;
 use crate::relay_share::{AbuseLimits, DEFAULT_RELAY_THROTTLE_AFTER};

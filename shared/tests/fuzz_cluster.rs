@@ -282,7 +282,9 @@ impl Run {
                     info: info(node),
                     bound: true,
                 };
-                let registered = self.registry.register(&verified, self.connections, now_us);
+                let registered = self
+                    .registry
+                    .register(&verified, self.connections, Instant::now(), now_us);
                 let [Publish::Broadcast(ClusterMessage::Join { instance: ME, entry })] =
                     &registered.effects.publish[..]
                 else {

@@ -95,7 +95,7 @@ fn run_script(script: &[u8]) {
                     info: info(node),
                     bound,
                 };
-                let registered = registry.register(&verified, handle, now_us);
+                let registered = registry.register(&verified, handle, now, now_us);
                 check_list(&registered.node_list, node, &members);
                 let replaced = registered.effects.replaced.first().copied();
                 assert_eq!(
@@ -161,7 +161,7 @@ fn run_script(script: &[u8]) {
                 }
             }
             b'l' => {
-                let list = registry.node_list(&id(node));
+                let list = registry.node_list(&id(node), now);
                 let local = previous.is_some_and(|member| member.handle.is_some());
                 assert_eq!(list.is_some(), local, "lists only for nodes connected here");
                 if let Some(list) = list {

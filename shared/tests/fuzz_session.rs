@@ -211,7 +211,15 @@ fn check_actions(event: &Event, actions: &[Action], seen: &mut Observed) {
         return;
     }
     let frame = match event {
-        Event::Inbound { text: Some(text), .. } => serde_json::from_str::<NodeMessage>(text).ok(),
+        Event::Inbound { text: Some(text), .. } => {
+            let frame = serde_json::from_str::<NodeMessage>(text).ok();
+            assert_eq!(
+                flproto::inbound::parse(text).is_ok(),
+                frame.is_some(),
+                "the session reads exactly the frames NodeMessage reads: {text}"
+            );
+            frame
+        }
         _ => None,
     };
     for (at, action) in actions.iter().enumerate() {

@@ -27,7 +27,13 @@ fn node_messages_that_parse_round_trip() {
             let Ok(text) = std::str::from_utf8(bytes) else {
                 return;
             };
-            let Ok(message) = serde_json::from_str::<NodeMessage>(text) else {
+            let parsed = serde_json::from_str::<NodeMessage>(text);
+            assert_eq!(
+                flproto::inbound::parse(text).is_ok(),
+                parsed.is_ok(),
+                "the server's parse accepts exactly what NodeMessage accepts: {text}"
+            );
+            let Ok(message) = parsed else {
                 return;
             };
             if let NodeMessage::Announce(announce) = &message {

@@ -22,15 +22,28 @@ impl<T: Clone> Presence<T> {
         self.queue(slot);
     }
 
-    /// A fresh random node list for `id`, which becomes its view. `None`
-    /// for a node held by another server, which keeps its view: a list
-    /// asked for here comes from a connection that has just lost the node.
-    pub fn node_list(&mut self, id: &NodeId) -> Option<String> {
+    /// The node list `id` asked for at `now`: a fresh random sample, which
+    /// becomes its view, or — if its view was drawn less than
+    /// `min_list_push_interval` ago — that view as it stands. fledger nodes
+    /// ask right after their first list; drawing again would cost a sample
+    /// and a walk of a hundred watcher lists for an answer no better.
+    /// Either way the list supersedes the node's pending news.
+    ///
+    /// `None` for a node held by another server, which keeps its view: a
+    /// list asked for here comes from a connection that has just lost the
+    /// node.
+    pub fn node_list(&mut self, id: &NodeId, now: Instant) -> Option<String> {
         let slot = *self.by_id.get(id)?;
-        if !self.members[slot].holder.is_local() {
+        let member = &self.members[slot];
+        if !member.holder.is_local() {
             return None;
         }
-        self.resample_view(slot);
+        let interval = self.config.min_list_push_interval;
+        if member.view_drawn.is_some_and(|drawn| now < drawn + interval) {
+            self.drop_news(slot);
+        } else {
+            self.resample_view(slot, now);
+        }
         Some(self.node_list_frame(slot))
     }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::ids::NodeId;
 use crate::message::ServerMessage;
 use crate::node_info::NodeInfo;
-use crate::presence::tests::{check_invariants, drain, id, join, later, listed, presence};
+use crate::presence::tests::{check_invariants, drain, id, info, join, later, listed, presence};
 use crate::presence::{Presence, PresenceConfig};
 
 #[test]
@@ -119,6 +119,61 @@ fn news_held_back_for_a_bound_node_nets_out_whoever_came_and_went_meanwhile() {
     delta.left.sort();
     assert_eq!(joined, vec![id(42), id(43), id(44)], "the last ones in its view");
     assert_eq!(delta.left, vec![id(2), id(3), id(4)], "the ones it was told about");
+}
+
+/// A presence whose views stay as drawn for one second.
+fn presence_with_interval(max_list_len: usize) -> Presence<u32> {
+    let config = PresenceConfig {
+        max_list_len,
+        join_fanout: 256,
+        min_list_push_interval: Duration::from_secs(1),
+    };
+    Presence::with_seed(config, 7)
+}
+
+#[test]
+fn a_list_asked_for_within_the_interval_of_the_first_is_that_view() {
+    let mut p = presence_with_interval(10);
+    let start = Instant::now();
+    for n in 0..50 {
+        p.join(id(n), info(n), false, n, start);
+    }
+    let joined_at = start + Duration::from_secs(5);
+    let first = listed(&p.join(id(99), info(99), false, 99, joined_at).node_list);
+    assert_eq!(first.len(), 10);
+    let asked_soon = p.node_list(&id(99), joined_at + Duration::from_millis(999));
+    assert_eq!(listed(&asked_soon.unwrap()), first, "not drawn again");
+    check_invariants(&p);
+    let asked_later = p.node_list(&id(99), joined_at + Duration::from_secs(1));
+    let second = listed(&asked_later.unwrap());
+    assert_eq!(second.len(), 10);
+    assert_ne!(second, first, "once the interval passed, a new sample");
+    let asked_again = p.node_list(&id(99), joined_at + Duration::from_millis(1500));
+    assert_eq!(listed(&asked_again.unwrap()), second, "the new sample stays as drawn");
+    check_invariants(&p);
+}
+
+#[test]
+fn a_list_that_is_the_view_as_it_stands_answers_the_pending_news() {
+    let mut p = presence_with_interval(10);
+    let now = Instant::now();
+    p.join(id(1), info(1), false, 1, now);
+    p.join(id(2), info(2), false, 2, now);
+    p.join(id(3), info(3), false, 3, now);
+    p.leave_if(&id(2), |_| true);
+    // 1's view was drawn empty; 2 and 3 joined into it, 2 left again.
+    let list = p.node_list(&id(1), now + Duration::from_millis(10));
+    assert_eq!(listed(&list.unwrap()), vec![id(3)], "the view as it stands");
+    let later = now + Duration::from_secs(5);
+    assert!(
+        drain(&mut p, later).iter().all(|(to, _)| *to != 1),
+        "the list told it all its news"
+    );
+    p.join(id(4), info(4), false, 4, later);
+    let news = drain(&mut p, later);
+    let to_1 = news.iter().find(|(to, _)| *to == 1).map(|(_, frame)| listed(frame));
+    assert_eq!(to_1, Some(vec![id(3), id(4)]), "later news is told as before");
+    check_invariants(&p);
 }
 
 fn ids_of(infos: &[NodeInfo]) -> Vec<NodeId> {

@@ -1,6 +1,7 @@
 //! How presence stores its members: in a slab, addressed by a compact
 //! [`Slot`] that views and watcher lists hold by the hundred.
 
+use rand::Rng;
 use slab::Slab;
 
 use super::Member;
@@ -35,4 +36,36 @@ pub(super) fn remove_item(items: &mut Vec<Slot>, item: Slot) -> bool {
         }
         None => false,
     }
+}
+
+/// `count` members other than `exclude`, drawn uniformly at random from
+/// `all` (every member's slot, each member knowing its `position` there):
+/// a partial Fisher–Yates shuffle puts a random `count + 1` of them (one
+/// extra, in case `exclude` is drawn) at the front of `all`. That costs
+/// O(count), where sampling indices (`rand::seq::index::sample`) built a
+/// table of all N members for every join.
+pub(super) fn draw_others<T>(
+    all: &mut [Slot],
+    members: &mut Members<T>,
+    rng: &mut impl Rng,
+    exclude: Slot,
+    count: usize,
+) -> Vec<Slot> {
+    let len = all.len();
+    let picks = (count + 1).min(len);
+    for front in 0..picks {
+        let drawn = rng.gen_range(front..len);
+        all.swap(front, drawn);
+        members[all[front]].position = front;
+        members[all[drawn]].position = drawn;
+    }
+    let mut view = Vec::with_capacity(count);
+    view.extend(
+        all[..picks]
+            .iter()
+            .copied()
+            .filter(|&other| other != exclude)
+            .take(count),
+    );
+    view
 }
