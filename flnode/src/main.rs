@@ -26,6 +26,7 @@ mod test_peers;
 mod tls;
 mod tunnel_settings;
 mod udp;
+mod udp_batch;
 mod wireguard;
 
 use std::path::PathBuf;

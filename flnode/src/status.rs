@@ -147,7 +147,7 @@ fn path_lines(peer: &PeerEntry) -> String {
         micros => format!("{:.2} ms", micros as f64 / 1000.0),
     };
     format!(
-        "  local {}  path {path}  rtt {rtt} (ctl ping; ICE check {ice_rtt})\n  tx {} packets {} bytes  rx {} packets {} bytes  drops {} not-open {} full {} foreign  setup refused {}  handovers {}  setups {}\n",
+        "  local {}  path {path}  rtt {rtt} (ctl ping; ICE check {ice_rtt})\n  tx {} packets {} bytes  rx {} packets {} bytes  drops {} not-open {} full {} foreign {} oversize  setup refused {}  handovers {}  setups {}\n",
         peer.local.map(|local| local.to_string()).unwrap_or_default(),
         s.tx_packets.load(Ordering::Relaxed),
         s.tx_bytes.load(Ordering::Relaxed),
@@ -156,6 +156,7 @@ fn path_lines(peer: &PeerEntry) -> String {
         s.drops_not_open.load(Ordering::Relaxed),
         s.drops_full.load(Ordering::Relaxed),
         s.drops_foreign.load(Ordering::Relaxed),
+        s.drops_oversize.load(Ordering::Relaxed),
         s.setup_refused.load(Ordering::Relaxed),
         s.handovers.load(Ordering::Relaxed),
         setups_word(s),

@@ -22,6 +22,7 @@ pub mod mesh;
 pub mod nat;
 pub mod nats;
 pub mod netns;
+pub mod proc_usage;
 pub mod server_process;
 pub mod spread;
 pub mod stun_client;
