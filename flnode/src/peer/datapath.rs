@@ -139,7 +139,7 @@ impl DataPath {
                 }
                 received = socket.recv(&mut slots) => {
                     if received.is_ok() {
-                        self.from_wireguard(&slots).await;
+                        self.on_wireguard_batch(&slots).await;
                     }
                     socket.recycle(&mut slots);
                 }
@@ -205,7 +205,7 @@ impl DataPath {
     }
 
     /// The datagrams of one read from the WireGuard-facing socket.
-    async fn from_wireguard(&mut self, slots: &RecvSlots) {
+    async fn on_wireguard_batch(&mut self, slots: &RecvSlots) {
         for received in slots.received() {
             match received {
                 Received::Datagram { source, data } if from_wireguard(source, self.wireguard) => {
