@@ -5,8 +5,12 @@
 //!   (flnode's own pings carry their send time, [`ping`]);
 //! * `msg:<text>` is answered `msg:echo: <text>`, so a browser that
 //!   connects to a node sees its messages come back;
-//! * `bulk <id> <i> <n> <filler>` chunks of a throughput test are counted;
-//!   after chunk `n - 1` the answer is `bulkack <id> <bytes received>`;
+//! * `bulkend <id>` ends a throughput test whose data went over the
+//!   test peer's other channel (the page's `wg`); the answer is
+//!   `bulkack <id> <bytes received there since the last bulkend>`;
+//! * `bulk <id> <i> <n> <filler>` chunks of an older page's throughput
+//!   test (on `ctl` itself) are counted; after chunk `n - 1` the answer is
+//!   `bulkack <id> <bytes received>`;
 //! * `addr <IPv4> <IPv6>` (flnode only, managed mode) tells the peer this
 //!   node's overlay addresses (its `--address`, or the derived ones); it
 //!   is not answered. `ctl` runs over DTLS whose fingerprints are in the
@@ -34,6 +38,9 @@ pub enum CtlAction {
     Pong { sent_micros: Option<u64> },
     /// The peer's overlay addresses, each inside its overlay range.
     Addresses(OverlayAddresses),
+    /// A throughput test over the other channel ended: answer
+    /// [`bulk_ack`] with what that channel received.
+    BulkEnd(String),
     /// Nothing to do (unknown, malformed, or a chunk in the middle).
     Nothing,
 }
@@ -52,6 +59,18 @@ fn parse_addresses(data: &[u8]) -> Option<OverlayAddresses> {
     let v4 = words.next()?.parse().ok().filter(|ip| is_overlay_v4(*ip))?;
     let v6 = words.next()?.parse().ok().filter(|ip| is_overlay_v6(*ip))?;
     words.next().is_none().then_some(OverlayAddresses { v4, v6 })
+}
+
+/// The answer to `bulkend <id>` or to an old test's last chunk.
+pub fn bulk_ack(id: &str, bytes: u64) -> String {
+    format!("bulkack {id} {bytes}")
+}
+
+/// `bulkend <id>` → id, if well formed.
+fn parse_bulk_end(data: &[u8]) -> Option<String> {
+    let id = std::str::from_utf8(data).ok()?.strip_prefix("bulkend ")?;
+    let well_formed = !id.is_empty() && id.len() <= MAX_BULK_ID && id.bytes().all(|b| b.is_ascii_alphanumeric());
+    well_formed.then(|| id.to_owned())
 }
 
 /// A keepalive ping that carries its send time (microseconds on the
@@ -82,6 +101,9 @@ impl CtlResponder {
         if let Some(text) = data.strip_prefix(b"msg:") {
             return CtlAction::Reply([b"msg:echo: ", text].concat());
         }
+        if data.starts_with(b"bulkend ") {
+            return parse_bulk_end(data).map_or(CtlAction::Nothing, CtlAction::BulkEnd);
+        }
         if data.starts_with(b"bulk ") {
             return self.on_bulk(data);
         }
@@ -108,7 +130,7 @@ impl CtlResponder {
             return CtlAction::Nothing;
         }
         let (id, bytes) = self.bulk.swap_remove(at);
-        CtlAction::Reply(format!("bulkack {id} {bytes}").into_bytes())
+        CtlAction::Reply(bulk_ack(&id, bytes).into_bytes())
     }
 }
 
@@ -177,6 +199,17 @@ mod tests {
             CtlAction::Reply(format!("bulkack abc {total}").into_bytes())
         );
         assert!(ctl.bulk.is_empty());
+    }
+
+    #[test]
+    fn a_test_over_the_other_channel_ends_with_bulkend() {
+        let mut ctl = CtlResponder::default();
+        assert_eq!(ctl.on_message(b"bulkend k3x9"), CtlAction::BulkEnd("k3x9".into()));
+        let long = format!("bulkend {}", "i".repeat(MAX_BULK_ID + 1));
+        for bad in [&b"bulkend "[..], b"bulkend a b", b"bulkend \xff", long.as_bytes()] {
+            assert_eq!(ctl.on_message(bad), CtlAction::Nothing, "{bad:?}");
+        }
+        assert_eq!(bulk_ack("k3x9", 25_165_824), "bulkack k3x9 25165824");
     }
 
     #[test]

@@ -56,6 +56,11 @@ fn check_action(message: &[u8], action: &CtlAction, sent: &[(Vec<u8>, u64)]) {
     match action {
         CtlAction::Nothing => {}
         CtlAction::Pong { .. } => assert!(message.starts_with(b"pong")),
+        // Only a well-formed end of a test, with a short plain id.
+        CtlAction::BulkEnd(id) => {
+            assert!(message.starts_with(b"bulkend ") && message.ends_with(id.as_bytes()));
+            assert!(!id.is_empty() && id.len() <= MAX_BULK_ID && id.bytes().all(|b| b.is_ascii_alphanumeric()));
+        }
         // Only a short, well-formed announcement inside the overlay ranges.
         CtlAction::Addresses(addresses) => {
             assert!(message.starts_with(b"addr ") && message.len() <= MAX_ADDR_MESSAGE);

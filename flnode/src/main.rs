@@ -30,6 +30,7 @@ mod tls;
 mod tunnel_settings;
 mod turn_relay;
 mod udp;
+mod udp_batch;
 mod wireguard;
 
 use std::path::PathBuf;

@@ -8,11 +8,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::udp_batch::BatchSocket;
 use anyhow::Context;
 use flproto::overlay::OverlayAddresses;
 use flproto::peer_setup::Local;
 use flproto::NodeId;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::allow_list::{Added, AllowList, AllowedPeer, PeerName};
@@ -57,7 +57,7 @@ pub struct PeerFactory {
 impl PeerFactory {
     /// Starts the task of a configured peer, with its socket and its end
     /// of the signalling server's relay.
-    fn start(&self, id: NodeId, socket: Arc<UdpSocket>) -> PeerEntry {
+    fn start(&self, id: NodeId, socket: Arc<BatchSocket>) -> PeerEntry {
         self.start_with(PeerConfig {
             id,
             socket: Some(socket),

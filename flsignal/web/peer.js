@@ -4,11 +4,14 @@
 // candidates; those that arrive before the remote description wait.
 //
 // Channels: `wg` (unordered, no retransmissions; flnode carries WireGuard
-// on it, the page only opens it) and `ctl` (reliable), which carries
+// on it, the page sends its throughput test there) and `ctl` (reliable),
+// which carries
 //   ping<t> / pong<t>         round-trip time (flnode answers pings too)
 //   msg:<text>                chat
-//   bulk <id> <i> <n> ...     throughput test chunks
-//   bulkack <id> <bytes>      the receiver got all n chunks
+//   bulkend <id>              the throughput test's data has all been sent
+//   bulkack <id> <bytes>      bytes received on `wg` since the last bulkend
+//   bulk <id> <i> <n> ...     an older page's test chunks (on `ctl`), still
+//                             counted and answered with bulkack after chunk n-1
 
 export const WG_CHANNEL = 'wg';
 export const CTL_CHANNEL = 'ctl';
@@ -17,10 +20,12 @@ const MAX_PENDING_CANDIDATES = 64;
 // An attempt that is not connected by then has failed.
 const SETUP_TIMEOUT_MS = 20000;
 const PING_INTERVAL_MS = 2000;
-// Throughput test: bytes sent, chunk size, and how much may wait unsent.
-const BULK_BYTES = 8 * 1024 * 1024;
-const BULK_CHUNK = 16 * 1024;
-const BULK_BUFFER = 1024 * 1024;
+// Throughput test: bytes sent over `wg` (what WireGuard would get), the
+// largest message (smaller if the peer says so), and how much may wait unsent in the browser: several
+// MiB in flight, refilled whenever half of it has gone out.
+const BULK_BYTES = 24 * 1024 * 1024;
+const BULK_MESSAGE = 256 * 1024;
+const BULK_IN_FLIGHT = 4 * 1024 * 1024;
 const BULK_TIMEOUT_MS = 30000;
 
 // The port of flsignal's STUN service (`--stun-listen`, default 3478).
@@ -53,6 +58,8 @@ export class Peer extends EventTarget {
     this.pc = null;
     this.wasConnected = false;
     this.ctl = null;
+    this.wg = null;
+    this.wgReceived = 0; // bytes on `wg` since the last bulkend
     this.attempt = null;
     this.pendingCandidates = [];
     this.path = null;
@@ -131,6 +138,8 @@ export class Peer extends EventTarget {
     const pc = this.pc;
     this.pc = null;
     this.ctl = null;
+    this.wg = null;
+    this.wgReceived = 0;
     if (pc) pc.close();
     this.pendingCandidates = [];
     this.path = null;
@@ -213,9 +222,20 @@ export class Peer extends EventTarget {
   }
 
   attachChannel(channel) {
-    if (channel.label !== CTL_CHANNEL) return; // `wg` is flnode's; opened, not used here
+    if (channel.label === WG_CHANNEL) {
+      this.wg = channel;
+      channel.binaryType = 'arraybuffer';
+      channel.onmessage = (event) => {
+        this.wgReceived += event.data.byteLength ?? event.data.length ?? 0;
+      };
+      return;
+    }
+    if (channel.label !== CTL_CHANNEL) return;
     channel.onopen = () => {
       this.ctl = channel;
+      // A node that offered made `ctl` only (flnode, to a test peer): the
+      // throughput test needs a `wg` channel of its own.
+      if (!this.wg && this.pc) this.attachChannel(this.pc.createDataChannel(WG_CHANNEL, { ordered: false, maxRetransmits: 0 }));
       this.ping();
       this.timers.push(setInterval(() => this.ping(), PING_INTERVAL_MS));
       this.timers.push(setInterval(() => this.refreshPath(), PING_INTERVAL_MS));
@@ -241,6 +261,9 @@ export class Peer extends EventTarget {
     } else if (text.startsWith('msg:')) {
       this.chat.push({ from: 'peer', text: text.slice(4) });
       this.emit();
+    } else if (text.startsWith('bulkend ')) {
+      channel.send(`bulkack ${text.split(' ')[1]} ${this.wgReceived}`);
+      this.wgReceived = 0;
     } else if (text.startsWith('bulk ')) {
       const [, id, index, count] = text.split(' ', 4);
       const bytes = (this.bulkReceived.get(id) || 0) + text.length;
@@ -256,7 +279,10 @@ export class Peer extends EventTarget {
     }
   }
 
+  // No ping while a throughput test runs: the figure shown is the round
+  // trip of an idle path, not of a ping queued behind the test's data.
   ping() {
+    if (this.throughput && this.throughput.running) return;
     if (this.ctl && this.ctl.readyState === 'open') this.ctl.send(`ping${performance.now()}`);
   }
 
@@ -267,13 +293,15 @@ export class Peer extends EventTarget {
     this.emit();
   }
 
-  // Sends BULK_BYTES over `ctl` as fast as its buffer drains and waits for
-  // the receiver's count: the figure includes SCTP's flow control.
+  // Sends BULK_BYTES over `wg` as fast as the browser's buffer drains,
+  // keeping up to BULK_IN_FLIGHT in it, then `bulkend` over `ctl` once the
+  // buffer is empty; the figure is what the receiver counted, over the time
+  // to its answer. `wg` has no retransmissions, so what is lost is shown.
   async runThroughput() {
-    const channel = this.ctl;
-    if (!channel || channel.readyState !== 'open') throw new Error('not connected');
+    const ctl = this.ctl;
+    const wg = this.wg;
+    if (!ctl || ctl.readyState !== 'open' || !wg || wg.readyState !== 'open') throw new Error('not connected');
     const id = Math.random().toString(36).slice(2, 10);
-    const count = BULK_BYTES / BULK_CHUNK;
     const acked = new Promise((resolve, reject) => {
       this.bulkWaiters.set(id, resolve);
       setTimeout(() => reject(new Error('no bulkack within 30 s')), BULK_TIMEOUT_MS);
@@ -282,28 +310,36 @@ export class Peer extends EventTarget {
     acked.catch(() => {});
     this.throughput = { running: true };
     this.emit();
-    channel.bufferedAmountLowThreshold = BULK_BUFFER / 2;
+    // No larger than the peer takes (its SDP's max-message-size).
+    const limit = this.pc && this.pc.sctp ? this.pc.sctp.maxMessageSize : 0;
+    const message = new Uint8Array(limit > 0 ? Math.min(BULK_MESSAGE, limit) : BULK_MESSAGE);
+    const drained = (threshold) =>
+      new Promise((resolve) => {
+        wg.bufferedAmountLowThreshold = threshold;
+        if (wg.bufferedAmount <= threshold) return resolve();
+        wg.addEventListener('bufferedamountlow', resolve, { once: true });
+        wg.addEventListener('close', resolve, { once: true });
+      });
     const start = performance.now();
     try {
-      for (let i = 0; i < count; i++) {
-        const head = `bulk ${id} ${i} ${count} `;
-        channel.send(head + 'x'.repeat(BULK_CHUNK - head.length));
-        if (channel.bufferedAmount > BULK_BUFFER) {
-          await new Promise((resolve) => {
-            channel.addEventListener('bufferedamountlow', resolve, { once: true });
-            channel.addEventListener('close', resolve, { once: true });
-          });
-        }
-        if (channel.readyState !== 'open') throw new Error('the channel closed during the test');
+      let sent = 0;
+      while (sent < BULK_BYTES) {
+        wg.send(message);
+        sent += message.byteLength;
+        if (wg.bufferedAmount > BULK_IN_FLIGHT) await drained(BULK_IN_FLIGHT / 2);
+        if (wg.readyState !== 'open') throw new Error('the channel closed during the test');
       }
+      await drained(0);
+      ctl.send(`bulkend ${id}`);
       const bytes = await acked;
       const seconds = (performance.now() - start) / 1000;
-      this.throughput = { bytes, seconds, mbps: (bytes * 8) / seconds / 1e6 };
+      this.throughput = { bytes, sent, seconds, mbps: (bytes * 8) / seconds / 1e6 };
     } catch (error) {
       this.throughput = { error: error.message };
     } finally {
       this.bulkWaiters.delete(id);
       this.emit();
+      this.ping();
     }
     return this.throughput;
   }

@@ -97,7 +97,8 @@ function describeThroughput(result) {
   if (result.running) return 'measuring…';
   if (result.error) return `failed: ${result.error}`;
   const mib = (result.bytes / 1048576).toFixed(1);
-  return `${result.mbps.toFixed(1)} Mbit/s (${mib} MiB in ${result.seconds.toFixed(2)} s)`;
+  const lost = result.sent ? `, ${(100 * (1 - result.bytes / result.sent)).toFixed(1)} % lost` : '';
+  return `${result.mbps.toFixed(1)} Mbit/s (${mib} MiB in ${result.seconds.toFixed(2)} s${lost})`;
 }
 
 // The panel of the selected peer.

@@ -68,6 +68,7 @@ try {
   await page.locator('#throughput').click();
   await page.locator('#peer-throughput', { hasText: 'Mbit/s' }).waitFor();
   step(`throughput ${await text(entry, '#peer-throughput')}`);
+  step(`RTT right after the test ${await text(entry, '#peer-rtt')}`);
 
   // The node gives a test peer a byte budget (--test-peer-budget, set by
   // the test to fit one throughput test but not two): the second one

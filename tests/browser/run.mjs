@@ -88,6 +88,7 @@ try {
   await a.page.locator('#throughput').click();
   await a.page.locator('#peer-throughput', { hasText: 'Mbit/s' }).waitFor();
   step(`throughput ${await text(a, '#peer-throughput')}`);
+  step(`RTT right after the test ${await text(a, '#peer-rtt')}`);
 
   // b hangs up: a says so in words, not just in colour.
   await b.page.locator('#disconnect').click();

@@ -1,6 +1,7 @@
-//! What a process has cost so far, from `/proc/PID/stat` (Linux): user and
-//! system CPU time, for benchmarks that divide a server's CPU by the work
-//! it did.
+//! What a process has cost so far, from `/proc` (Linux): user and system
+//! CPU time and resident memory, for benchmarks that divide a process's
+//! CPU or memory by the work it did (per relayed MiB, per datagram, per
+//! peer).
 
 /// Clock ticks per second of `/proc/PID/stat`'s times (`USER_HZ`, 100 on
 /// every Linux architecture this runs on).
@@ -24,6 +25,26 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<(f64, f64)> {
     Ok((ticks(11)?, ticks(12)?))
 }
 
+/// User plus system CPU time of process `pid`, in seconds.
+pub fn total_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let (user, system) = cpu_seconds(pid)?;
+    Ok(user + system)
+}
+
+/// Resident memory of process `pid` (VmRSS), in KiB.
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/{pid}/status"))?;
+    let kib = line
+        .split_whitespace()
+        .nth(1)
+        .ok_or_else(|| anyhow::anyhow!("empty VmRSS line"))?;
+    Ok(kib.parse()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,5 +58,6 @@ mod tests {
         }
         let (user, system) = cpu_seconds(std::process::id()).unwrap();
         assert!(user + system > 0.0 && spin > 0);
+        assert!(rss_kib(std::process::id()).unwrap() > 0);
     }
 }

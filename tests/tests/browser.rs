@@ -87,8 +87,9 @@ async fn the_page_registers_over_wss_when_served_over_https() {
 
 /// A browser page connects to an flnode in another network namespace. The
 /// node is configured for WireGuard with another node only and started
-/// with `--test-peers 1`, so it takes the page as a test peer: its messages come back as echoes, pings and a
-/// throughput test are answered on `ctl`, and `flnode status` lists it as
+/// with `--test-peers 1`, so it takes the page as a test peer: its messages come back as echoes, pings are
+/// answered on `ctl`, the throughput test's data on the page's `wg` channel
+/// is counted and its `bulkend` answered, and `flnode status` lists it as
 /// a test peer, apart from the WireGuard peers.
 #[tokio::test]
 async fn a_browser_page_gets_echo_replies_from_an_flnode() {
@@ -98,8 +99,8 @@ async fn a_browser_page_gets_echo_replies_from_an_flnode() {
     }
     let testbed = Testbed::new().unwrap();
     // Test peers are off by default: one slot, and a budget that fits one
-    // 8 MiB throughput test of the page but not two.
-    let budget = (12 * 1024 * 1024).to_string();
+    // 24 MiB throughput test of the page (over its `wg` channel) but not two.
+    let budget = (36 * 1024 * 1024).to_string();
     let pair = NodePair::start_with_args(&testbed, &["--test-peers", "1", "--test-peer-budget", &budget])
         .await
         .unwrap();

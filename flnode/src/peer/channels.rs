@@ -3,7 +3,7 @@
 //! to the peer's data path, `ctl` to a reader of its own that answers the
 //! `ctl` protocol (`crate::ctl`) and reports keepalives to the state machine.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use flproto::peer_setup::{ConnId, Event};
@@ -22,6 +22,9 @@ pub(super) struct LinkChannels {
     pub(super) ctl: OnceLock<Arc<dyn DataChannel>>,
     /// Channels adopted so far (capped for a test peer).
     adopted: AtomicUsize,
+    /// Bytes a test peer sent on its other channel (the page's `wg`, where
+    /// its throughput test goes) since its last `bulkend`.
+    test_bytes: AtomicU64,
 }
 
 pub(super) type CtlSlot = Arc<LinkChannels>;
@@ -61,13 +64,13 @@ impl ChannelSinks {
             }
             (CTL_CHANNEL, _) => {
                 if link.ctl.set(channel.clone()).is_ok() {
-                    tokio::spawn(read_ctl(conn, channel, self.clone()));
+                    tokio::spawn(read_ctl(conn, channel, self.clone(), link.clone()));
                 }
             }
             // A test peer's other channels (the page's `wg`) carry nothing
             // for WireGuard: read, charged to its budget, and dropped.
             _ if self.budget.is_some() => {
-                tokio::spawn(drain(conn, channel, self.clone()));
+                tokio::spawn(drain(conn, channel, self.clone(), link.clone()));
             }
             (other, _) => tracing::debug!(label = other, "unknown data channel; ignored"),
         }
@@ -109,7 +112,7 @@ pub(super) fn clock_micros(clock: std::time::Instant) -> u64 {
 
 /// Reads one `ctl` channel until it closes. Replies go out as text: the
 /// browser page reads `ctl` as text.
-async fn read_ctl(conn: ConnId, channel: Arc<dyn DataChannel>, sinks: ChannelSinks) {
+async fn read_ctl(conn: ConnId, channel: Arc<dyn DataChannel>, sinks: ChannelSinks, link: CtlSlot) {
     let mut responder = CtlResponder::default();
     while let Some(event) = channel.poll().await {
         match event {
@@ -133,6 +136,14 @@ async fn read_ctl(conn: ConnId, channel: Arc<dyn DataChannel>, sinks: ChannelSin
                     }
                     let _ = sinks.events.send(Event::Pong(conn));
                 }
+                CtlAction::BulkEnd(id) if sinks.budget.is_some() => {
+                    let reply = crate::ctl::bulk_ack(&id, link.test_bytes.swap(0, Ordering::Relaxed));
+                    if !sinks.charge(conn, reply.len()) {
+                        break;
+                    }
+                    let _ = channel.try_send_text(&reply).await;
+                }
+                CtlAction::BulkEnd(_) => {}
                 CtlAction::Addresses(addresses) if sinks.announce.is_some() => sinks.addresses_announced(addresses),
                 CtlAction::Addresses(_) | CtlAction::Nothing => {}
             },
@@ -144,11 +155,14 @@ async fn read_ctl(conn: ConnId, channel: Arc<dyn DataChannel>, sinks: ChannelSin
 }
 
 /// Reads a test peer's channel that carries nothing we use, charging what
-/// arrives to its budget.
-async fn drain(conn: ConnId, channel: Arc<dyn DataChannel>, sinks: ChannelSinks) {
+/// arrives to its budget and counting it for the throughput test.
+async fn drain(conn: ConnId, channel: Arc<dyn DataChannel>, sinks: ChannelSinks, link: CtlSlot) {
     while let Some(event) = channel.poll().await {
         match event {
             DataChannelEvent::OnMessage(message) if !sinks.charge(conn, message.data.len()) => break,
+            DataChannelEvent::OnMessage(message) => {
+                link.test_bytes.fetch_add(message.data.len() as u64, Ordering::Relaxed);
+            }
             DataChannelEvent::OnClose => break,
             _ => {}
         }

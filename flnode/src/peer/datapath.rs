@@ -4,6 +4,12 @@
 //! of them carries what WireGuard sends, and the datagrams held while none
 //! does. Channels arrive here straight from where they are made and are
 //! read here; the peer's state machine only says which one carries.
+//!
+//! Both ways go in batches: what WireGuard sent is read with one
+//! `recvmmsg` and handed to the carrying channel one message each, which
+//! lets the WebRTC stack's driver wake once and send the whole batch (as
+//! UDP GSO when it is long enough); what the channels delivered is taken
+//! while it is there and sent to WireGuard in runs of one `sendmsg`.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -14,12 +20,13 @@ use std::time::Duration;
 use bytes::BytesMut;
 use flproto::peer_setup::{Carrier, ConnId, Event};
 use futures_util::stream::{self, SelectAll, StreamExt};
-use tokio::net::UdpSocket;
+use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 
 use super::relay_path::RelayPath;
 use super::PeerStats;
+use crate::udp_batch::{BatchSocket, Received, RecvSlots};
 
 /// Datagrams from WireGuard kept while no channel carries, so that its first
 /// handshake is not lost (WireGuard would retry only after 5 s).
@@ -27,11 +34,16 @@ pub const MAX_PENDING_DATAGRAMS: usize = 16;
 /// How long a kept datagram stays worth sending: WireGuard repeats a
 /// handshake after 5 s, so anything older has been superseded.
 pub const PENDING_DATAGRAM_MAX_AGE: Duration = Duration::from_secs(5);
-/// Largest datagram read from the local WireGuard.
-pub const MAX_DATAGRAM: usize = 65_535;
 /// At most one log line per this interval for datagrams from foreign
 /// sources, however many arrive; all are counted.
 pub const FOREIGN_LOG_INTERVAL: Duration = Duration::from_secs(1);
+/// Most datagrams from the channels taken before they are sent on to
+/// WireGuard: one wake-up's worth, as many as one `recvmmsg` reads.
+pub const TO_WIREGUARD_BATCH: usize = crate::udp_batch::RECV_BATCH;
+/// Bytes of each buffer that datagrams from WireGuard are copied into on
+/// their way to the channel: one allocation serves many datagrams, and is
+/// used again once the stack has released all of them.
+pub const OUTGOING_BUFFER_BYTES: usize = 64 * 1024;
 
 /// What the peer's driver tells the data path.
 pub(super) enum PathCommand {
@@ -48,26 +60,40 @@ pub(super) type PathSender = mpsc::UnboundedSender<PathCommand>;
 
 type ChannelEvents = std::pin::Pin<Box<dyn futures_util::Stream<Item = (ConnId, DataChannelEvent)> + Send>>;
 
+/// Where datagrams from WireGuard go: a connection's channel, looked up
+/// once when the state machine names it rather than for every datagram,
+/// or the signalling server's relay.
+enum Route {
+    Link {
+        conn: ConnId,
+        channel: Arc<dyn DataChannel>,
+    },
+    Relay,
+}
+
 pub(super) struct DataPath {
-    socket: Arc<UdpSocket>,
+    socket: Arc<BatchSocket>,
     /// The local WireGuard's own UDP address.
     wireguard: SocketAddr,
     stats: Arc<PeerStats>,
     /// Tells the peer's state machine when a `wg` channel opens.
     events: mpsc::UnboundedSender<Event>,
     channels: HashMap<ConnId, Arc<dyn DataChannel>>,
-    carrier: Option<Carrier>,
+    route: Option<Route>,
     /// Where datagrams go when the relay carries.
     relay: RelayPath,
     pending: VecDeque<(tokio::time::Instant, BytesMut)>,
     /// When a datagram from a foreign source was last logged.
     foreign_logged: Option<tokio::time::Instant>,
+    /// Where the next datagram from WireGuard is copied to (see
+    /// [`OUTGOING_BUFFER_BYTES`]).
+    outgoing: BytesMut,
 }
 
 impl DataPath {
     /// Starts the task; it ends when every [`PathSender`] is dropped.
     pub(super) fn spawn(
-        socket: Arc<UdpSocket>,
+        socket: Arc<BatchSocket>,
         wireguard: SocketAddr,
         stats: Arc<PeerStats>,
         events: mpsc::UnboundedSender<Event>,
@@ -80,10 +106,11 @@ impl DataPath {
             stats,
             events,
             channels: HashMap::new(),
-            carrier: None,
+            route: None,
             relay,
             pending: VecDeque::new(),
             foreign_logged: None,
+            outgoing: BytesMut::new(),
         };
         tokio::spawn(path.run(commands_rx));
         commands
@@ -91,7 +118,9 @@ impl DataPath {
 
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<PathCommand>) {
         let mut readers: SelectAll<ChannelEvents> = SelectAll::new();
-        let mut buffer = vec![0u8; MAX_DATAGRAM];
+        let mut slots = RecvSlots::default();
+        let mut to_wireguard: Vec<BytesMut> = Vec::with_capacity(TO_WIREGUARD_BATCH);
+        let mut scratch = Vec::new();
         let socket = self.socket.clone();
         loop {
             tokio::select! {
@@ -100,15 +129,28 @@ impl DataPath {
                     None => break,
                 },
                 Some((conn, event)) = readers.next(), if !readers.is_empty() => {
-                    self.on_channel_event(conn, event).await;
-                }
-                received = socket.recv_from(&mut buffer) => match received {
-                    Ok((len, source)) if from_wireguard(source, self.wireguard) => {
-                        self.forward_to_peer(&buffer[..len]).await;
+                    self.on_channel_event(conn, event, &mut to_wireguard);
+                    // Whatever else the channels already hold goes in the
+                    // same batch; a reader that is not ready ends it.
+                    while to_wireguard.len() < TO_WIREGUARD_BATCH {
+                        let Some(Some((conn, event))) = readers.next().now_or_never() else {
+                            break;
+                        };
+                        self.on_channel_event(conn, event, &mut to_wireguard);
                     }
-                    Ok((_, source)) => self.drop_foreign(source),
-                    Err(_) => {}
-                },
+                    if !to_wireguard.is_empty() {
+                        // A send that fails (WireGuard not listening) loses
+                        // what WireGuard would have lost on a UDP path too.
+                        let _ = socket.send_all(self.wireguard, &to_wireguard, &mut scratch).await;
+                        to_wireguard.clear();
+                    }
+                }
+                received = socket.recv(&mut slots) => {
+                    if received.is_ok() {
+                        self.on_wireguard_batch(&slots).await;
+                    }
+                    socket.recycle(&mut slots);
+                }
             }
         }
     }
@@ -124,25 +166,28 @@ impl DataPath {
                 readers.push(Box::pin(events));
             }
             PathCommand::Carry(carrier) => {
-                self.carrier = carrier;
+                self.route = carrier.and_then(|carrier| match carrier {
+                    Carrier::Relay => Some(Route::Relay),
+                    Carrier::Link(conn) => {
+                        let channel = self.channels.get(&conn)?.clone();
+                        Some(Route::Link { conn, channel })
+                    }
+                });
                 for (kept_at, datagram) in std::mem::take(&mut self.pending) {
                     if kept_at.elapsed() > PENDING_DATAGRAM_MAX_AGE {
                         self.stats.drops_not_open.fetch_add(1, Ordering::Relaxed);
                     } else {
-                        self.forward_to_peer(&datagram).await;
+                        self.forward_to_peer(datagram).await;
                     }
                 }
             }
-            PathCommand::Close(conn) => {
-                self.channels.remove(&conn);
-                if self.carrier == Some(Carrier::Link(conn)) {
-                    self.carrier = None;
-                }
-            }
+            PathCommand::Close(conn) => self.forget(conn),
         }
     }
 
-    async fn on_channel_event(&mut self, conn: ConnId, event: DataChannelEvent) {
+    /// Handles one event of a `wg` channel; a message is added to
+    /// `to_wireguard`, to be sent with the rest of its batch.
+    fn on_channel_event(&mut self, conn: ConnId, event: DataChannelEvent, to_wireguard: &mut Vec<BytesMut>) {
         match event {
             DataChannelEvent::OnOpen if self.channels.contains_key(&conn) => {
                 let _ = self.events.send(Event::WgOpen(conn));
@@ -154,13 +199,48 @@ impl DataPath {
                 self.stats
                     .rx_bytes
                     .fetch_add(message.data.len() as u64, Ordering::Relaxed);
-                let _ = self.socket.send_to(&message.data, self.wireguard).await;
+                to_wireguard.push(message.data);
             }
-            DataChannelEvent::OnClose => {
-                self.channels.remove(&conn);
-            }
+            DataChannelEvent::OnClose => self.forget(conn),
             _ => {}
         }
+    }
+
+    /// Connection `conn`'s channel is gone: datagrams are held until the
+    /// state machine names another.
+    fn forget(&mut self, conn: ConnId) {
+        self.channels.remove(&conn);
+        if matches!(&self.route, Some(Route::Link { conn: carrying, .. }) if *carrying == conn) {
+            self.route = None;
+        }
+    }
+
+    /// The datagrams of one read from the WireGuard-facing socket.
+    async fn on_wireguard_batch(&mut self, slots: &RecvSlots) {
+        for received in slots.received() {
+            match received {
+                Received::Datagram { source, data } if from_wireguard(source, self.wireguard) => {
+                    let datagram = self.copy_outgoing(data);
+                    self.forward_to_peer(datagram).await;
+                }
+                Received::Datagram { source, .. } => self.drop_foreign(source),
+                Received::Truncated { source } if from_wireguard(source, self.wireguard) => {
+                    self.stats.drops_oversize.fetch_add(1, Ordering::Relaxed);
+                }
+                Received::Truncated { source } => self.drop_foreign(source),
+            }
+        }
+    }
+
+    /// `data` in a buffer of its own that the channel can take, carved
+    /// from the current outgoing buffer (a new one only when it is spent
+    /// and the stack still holds datagrams of the old one).
+    fn copy_outgoing(&mut self, data: &[u8]) -> BytesMut {
+        if self.outgoing.capacity() < data.len() {
+            self.outgoing.reserve(OUTGOING_BUFFER_BYTES.max(data.len()));
+        }
+        self.outgoing.extend_from_slice(data);
+        self.outgoing.split()
     }
 
     /// A datagram on the WireGuard-facing port from another local process:
@@ -179,10 +259,10 @@ impl DataPath {
         }
     }
 
-    async fn forward_to_peer(&mut self, datagram: &[u8]) {
-        let channel = match self.carrier {
-            Some(Carrier::Relay) => return self.relay.send_datagram(datagram),
-            Some(Carrier::Link(conn)) => self.channels.get(&conn),
+    async fn forward_to_peer(&mut self, datagram: BytesMut) {
+        let channel = match &self.route {
+            Some(Route::Relay) => return self.relay.send_datagram(&datagram),
+            Some(Route::Link { channel, .. }) => Some(channel),
             None => None,
         };
         let Some(channel) = channel else {
@@ -190,14 +270,14 @@ impl DataPath {
                 self.pending.pop_front();
                 self.stats.drops_not_open.fetch_add(1, Ordering::Relaxed);
             }
-            self.pending
-                .push_back((tokio::time::Instant::now(), BytesMut::from(datagram)));
+            self.pending.push_back((tokio::time::Instant::now(), datagram));
             return;
         };
-        match channel.try_send(BytesMut::from(datagram)).await {
+        let len = datagram.len() as u64;
+        match channel.try_send(datagram).await {
             Ok(()) => {
                 self.stats.tx_packets.fetch_add(1, Ordering::Relaxed);
-                self.stats.tx_bytes.fetch_add(datagram.len() as u64, Ordering::Relaxed);
+                self.stats.tx_bytes.fetch_add(len, Ordering::Relaxed);
             }
             Err(_) => {
                 self.stats.drops_full.fetch_add(1, Ordering::Relaxed);

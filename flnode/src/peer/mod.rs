@@ -17,12 +17,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::udp_batch::BatchSocket;
 use flproto::message::PeerInfo;
 use flproto::peer_setup::{Action, Carrier, ConnId, Event, Local, PeerKind, PeerSetup, PeerState, PeerTimings};
 use flproto::setup_message::Opens;
 use flproto::NodeId;
 use rand::SeedableRng;
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::signal_client::SignalSender;
@@ -80,7 +80,7 @@ pub struct PeerConfig {
     /// Bound local socket: the local WireGuard's endpoint for this peer.
     /// `None` for a test peer (a browser, say): it gets the `ctl` channel's
     /// echo services and never the WireGuard path.
-    pub socket: Option<Arc<UdpSocket>>,
+    pub socket: Option<Arc<BatchSocket>>,
     /// The local WireGuard's own UDP address.
     pub wireguard: SocketAddr,
     /// STUN and TURN servers for ICE (STUN only for a test peer), read

@@ -11,11 +11,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::udp_batch::BatchSocket;
 use bytes::Bytes;
 use flproto::datagram_relay::frame::{Frame, FrameKind};
 use flproto::peer_setup::Event;
 use flproto::rate::{RateLimit, TokenBucket};
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::channels::clock_micros;
@@ -74,7 +74,7 @@ impl RelayPath {
 pub(super) async fn receive(
     mut incoming: mpsc::Receiver<Bytes>,
     path: RelayPath,
-    socket: Arc<UdpSocket>,
+    socket: Arc<BatchSocket>,
     wireguard: SocketAddr,
     events: mpsc::UnboundedSender<Event>,
 ) {
@@ -91,7 +91,7 @@ pub(super) async fn receive(
                 path.stats
                     .rx_bytes
                     .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
-                let _ = socket.send_to(frame.payload, wireguard).await;
+                let _ = socket.send_all(wireguard, &[frame.payload], &mut Vec::new()).await;
             }
             FrameKind::Ping if frame.payload.len() <= MAX_PING_PAYLOAD && pongs.try_take(Instant::now()) => {
                 let _ = path.sender.send(FrameKind::Pong, frame.payload);

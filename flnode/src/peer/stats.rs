@@ -22,6 +22,9 @@ pub struct PeerStats {
     /// Datagrams on the WireGuard-facing port from anything but the local
     /// WireGuard (another local process): dropped, never forwarded.
     pub drops_foreign: AtomicU64,
+    /// Datagrams from WireGuard that filled a whole receive slot and may
+    /// have been cut short: dropped (see `crate::udp_batch::RECV_SLOT_BYTES`).
+    pub drops_oversize: AtomicU64,
     /// Setup messages refused: unsigned, badly signed, replayed, stale,
     /// sealed but not opening, or plain where sealed ones were due.
     pub setup_refused: AtomicU64,
