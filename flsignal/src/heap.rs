@@ -42,7 +42,8 @@ const SAMPLE_PERIOD: Duration = Duration::from_millis(250);
 pub struct TrimConfig {
     /// Shortest time between two heap trims while nodes keep leaving (give
     /// freed memory back to the system after many nodes left; once they
-    /// stop leaving the trim comes at once); `0s` turns trimming off.
+    /// stop leaving the trim comes at once, and one more follows an interval
+    /// later); `0s` turns trimming off.
     #[arg(long, env = "FLSIGNAL_TRIM_INTERVAL", value_parser = humantime::parse_duration, default_value = "2s")]
     pub trim_interval: Duration,
 
