@@ -42,7 +42,8 @@ const SAMPLE_PERIOD: Duration = Duration::from_millis(250);
 pub struct TrimConfig {
     /// Shortest time between two heap trims while nodes keep leaving (give
     /// freed memory back to the system after many nodes left; once they
-    /// stop leaving the trim comes at once); `0s` turns trimming off.
+    /// stop leaving the trim comes at once, and one more follows an interval
+    /// later); `0s` turns trimming off.
     #[arg(long, env = "FLSIGNAL_TRIM_INTERVAL", value_parser = humantime::parse_duration, default_value = "2s")]
     pub trim_interval: Duration,
 
@@ -63,7 +64,9 @@ impl TrimConfig {
 /// leaving has stopped (the count did not change since the sample
 /// before). Waiting out the interval spares a long exodus a trim per
 /// sample; once nobody leaves any more, waiting frees nothing more and
-/// only keeps the memory out longer.
+/// only keeps the memory out longer. One more trim follows `interval` after
+/// a trim caused by leaves: what the leavers' tasks and sockets free after
+/// the count fell (their buffers, queued frames) comes after the first.
 #[derive(Debug)]
 pub struct TrimPolicy {
     interval: Duration,
@@ -71,6 +74,7 @@ pub struct TrimPolicy {
     highest: usize,
     previous: Option<usize>,
     last_trim: Option<Instant>,
+    follow_up_at: Option<Instant>,
 }
 
 impl TrimPolicy {
@@ -81,6 +85,7 @@ impl TrimPolicy {
             highest: 0,
             previous: None,
             last_trim: None,
+            follow_up_at: None,
         }
     }
 
@@ -92,6 +97,12 @@ impl TrimPolicy {
         let settled = self.previous.replace(online) == Some(online);
         if left_enough && (rested || settled) {
             self.highest = online;
+            self.last_trim = Some(now);
+            self.follow_up_at = Some(now + self.interval);
+            return true;
+        }
+        if self.follow_up_at.is_some_and(|at| now >= at) {
+            self.follow_up_at = None;
             self.last_trim = Some(now);
             return true;
         }
@@ -161,9 +172,26 @@ mod tests {
             "the leaves are remembered"
         );
         assert!(
+            policy.on_sample(0, start + Duration::from_secs(4)),
+            "the follow-up, an interval after the last trim"
+        );
+        assert!(
             !policy.on_sample(0, start + Duration::from_secs(10)),
             "nobody left since the last trim"
         );
+    }
+
+    #[test]
+    fn one_follow_up_trim_comes_an_interval_after_a_storm_left() {
+        let (mut policy, start) = (policy(2, 100), Instant::now());
+        policy.on_sample(8000, start);
+        assert!(policy.on_sample(0, start));
+        let at = |ms| start + Duration::from_millis(ms);
+        assert!(!policy.on_sample(0, at(1750)), "not before the interval");
+        assert!(policy.on_sample(0, at(2000)), "the follow-up");
+        for ms in (2250..20_000).step_by(250) {
+            assert!(!policy.on_sample(0, at(ms)), "only one follow-up ({ms} ms)");
+        }
     }
 
     #[test]
@@ -179,7 +207,7 @@ mod tests {
         );
         assert!(
             !policy.on_sample(300, soon + Duration::from_millis(500)),
-            "nobody left since that trim"
+            "nobody left since that trim, and its follow-up is not due"
         );
     }
 
