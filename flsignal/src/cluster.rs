@@ -243,17 +243,7 @@ async fn receive_presence(
 async fn receive_relays(shared: Arc<Shared>, mut messages: async_nats::Subscriber) {
     while let Some(message) = messages.next().await {
         // P.node.<node>.<instance>
-        let node = message
-            .subject
-            .split('.')
-            .rev()
-            .nth(1)
-            .and_then(|hex| hex.parse::<NodeId>().ok());
-        let sender = message
-            .headers
-            .as_ref()
-            .and_then(|headers| headers.get(SENDER_HEADER))
-            .and_then(|value| value.as_str().parse::<NodeId>().ok());
+        let (node, sender) = addressed(&message);
         let text = Utf8Bytes::try_from(message.payload);
         match (node, sender, text) {
             (Some(node), Some(sender), Ok(text)) => shared.hub.relay_from_cluster(&sender, &node, text),
@@ -261,6 +251,24 @@ async fn receive_relays(shared: Arc<Shared>, mut messages: async_nats::Subscribe
             _ => refuse(&shared, RelayRefusal::NotPeerSetup.label(), &message.subject),
         }
     }
+}
+
+/// The node a message from another instance is for (the second-to-last
+/// part of its subject, `P.<kind>.<node>.<instance>`) and the node that
+/// sent it (its [`SENDER_HEADER`]); `None` where either does not parse.
+pub(crate) fn addressed(message: &async_nats::Message) -> (Option<NodeId>, Option<NodeId>) {
+    let node = message
+        .subject
+        .split('.')
+        .rev()
+        .nth(1)
+        .and_then(|hex| hex.parse::<NodeId>().ok());
+    let sender = message
+        .headers
+        .as_ref()
+        .and_then(|headers| headers.get(SENDER_HEADER))
+        .and_then(|value| value.as_str().parse::<NodeId>().ok());
+    (node, sender)
 }
 
 pub(crate) fn refuse(shared: &Shared, reason: &'static str, subject: &async_nats::Subject) {

@@ -17,7 +17,7 @@ use flproto::NodeId;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::cluster::{refuse, SENDER_HEADER};
+use crate::cluster::{addressed, refuse, SENDER_HEADER};
 use crate::datagram_relay::ClusterDatagram;
 use crate::Shared;
 
@@ -57,17 +57,7 @@ pub async fn publish(shared: Arc<Shared>, client: Client, mut queued: mpsc::Rece
 pub async fn receive(shared: Arc<Shared>, mut messages: async_nats::Subscriber) {
     while let Some(message) = messages.next().await {
         // P.relay.<node>.<instance>
-        let node = message
-            .subject
-            .split('.')
-            .rev()
-            .nth(1)
-            .and_then(|hex| hex.parse::<NodeId>().ok());
-        let sender = message
-            .headers
-            .as_ref()
-            .and_then(|headers| headers.get(SENDER_HEADER))
-            .and_then(|value| value.as_str().parse::<NodeId>().ok());
+        let (node, sender) = addressed(&message);
         match (node, sender) {
             (Some(node), Some(sender)) => {
                 if let Err(refusal) = shared
