@@ -41,6 +41,7 @@ pub mod cluster;
 pub mod cluster_datagrams;
 pub mod coalesce;
 pub mod config;
+mod config_validate;
 pub mod connection;
 pub mod datagram_metrics;
 pub mod datagram_relay;
