@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Bytes, Message, Utf8Bytes};
 use tracing::Instrument;
 
+use crate::datagram_queue::DatagramInbox;
 use crate::hub::{Delivery, Hub, Outbound, PeerHandle, RelayOutcome};
 use crate::metrics::Metrics;
 use crate::outgoing::{next_datagram, Pending};
@@ -45,7 +46,7 @@ struct Connection {
     inbox: flume::Receiver<Outbound>,
     /// Relay frames for the node, once it was granted the datagram relay;
     /// written only when no signalling frame waits.
-    datagrams: Option<flume::Receiver<Bytes>>,
+    datagrams: Option<DatagramInbox>,
     /// Where the connection comes from as limits see it, for the announce
     /// rate per source.
     client: IpAddr,
@@ -113,7 +114,7 @@ impl Connection {
             let flow = tokio::select! {
                 inbound = self.socket.next() => self.on_socket(inbound).await,
                 Ok(outbound) = self.inbox.recv_async() => self.write(Pending::Signal(outbound)).await,
-                Ok(frame) = next_datagram(&self.datagrams) => self.write(Pending::Datagram(frame)).await,
+                frame = next_datagram(&self.datagrams) => self.write(Pending::Datagram(frame)).await,
                 reason = &mut killed, if kill_pending => {
                     kill_pending = false;
                     self.session.close(reason, &mut self.actions);

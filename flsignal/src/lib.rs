@@ -43,6 +43,7 @@ pub mod coalesce;
 pub mod config;
 pub mod connection;
 pub mod datagram_metrics;
+pub mod datagram_queue;
 pub mod datagram_relay;
 pub mod edge_config;
 pub mod error;

@@ -31,6 +31,7 @@ pub enum QueueDrop {
 }
 
 /// What became of a frame offered to the queue.
+#[must_use]
 #[derive(Debug, PartialEq, Eq)]
 pub enum Offered<S, T> {
     /// Queued, and nothing dropped.

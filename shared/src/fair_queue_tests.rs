@@ -36,7 +36,9 @@ fn in_a_full_shared_queue_the_sender_with_the_most_loses_its_oldest_frame() {
 #[test]
 fn clearing_frees_the_queue_and_its_books() {
     let mut queue = FairQueue::new(8);
-    (0..5).for_each(|n| drop(queue.offer(n % 2, n)));
+    (0..5).for_each(|n| {
+        let _ = queue.offer(n % 2, n);
+    });
     assert_eq!(queue.clear(), 5);
     assert!(queue.is_empty());
     assert_eq!(queue.queued_by(0), 0);
@@ -130,7 +132,7 @@ proptest! {
         for (flood, reads, sends) in rounds {
             for n in 0..flood {
                 let flooder = 1 + (n % usize::from(flooders)) as u8;
-                drop(queue.offer(flooder, false));
+                let _ = queue.offer(flooder, false);
             }
             let room = split.saturating_sub(queue.queued_by(honest));
             for _ in 0..sends.min(room) {

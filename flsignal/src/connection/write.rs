@@ -62,7 +62,7 @@ impl Connection {
                 fed += 1;
                 if fed < WRITE_BATCH {
                     next = inbox.try_recv().ok().map(Pending::Signal).or_else(|| {
-                        let frame = datagrams?.try_recv().ok()?;
+                        let frame = datagrams?.try_next()?;
                         Some(Pending::Datagram(frame))
                     });
                 }
