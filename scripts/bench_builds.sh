@@ -21,6 +21,9 @@
 #   relay              20 pairs × 8 in flight × RELAY_MESSAGES echoes each way
 #   handshakes         HS_NODES nodes, 50 in flight, no ListIDsRequest
 #   handshakes_listed  the same with fledger's ListIDsRequest after the Announce
+#   datagrams          DG_PAIRS relayed pairs (flsignal only), 1485-byte relay
+#                      frames at 1 Mbit/s each way for DG_DURATION seconds
+#                      (not in the default MEASURES)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,9 +31,11 @@ ROUNDS="${ROUNDS:-5}"
 MEASURES="${MEASURES:-relay handshakes handshakes_listed}"
 RELAY_MESSAGES="${RELAY_MESSAGES:-20000}"
 HS_NODES="${HS_NODES:-4000}"
+DG_PAIRS="${DG_PAIRS:-100}"
+DG_DURATION="${DG_DURATION:-10}"
 FLLOAD="${FLLOAD:-target/release/flload}"
 if [ "$#" -lt 1 ]; then
-  sed -n '2,23p' "$0" >&2
+  sed -n '2,26p' "$0" >&2
   exit 2
 fi
 if [ ! -x "$FLLOAD" ]; then
@@ -94,15 +99,16 @@ flload_args() { # measure name
     relay) echo relay --pairs 20 --window 8 --messages "$RELAY_MESSAGES" --rtt-samples 0 --protocol "$protocol" ;;
     handshakes) echo handshakes --nodes "$HS_NODES" --in-flight 50 --list-request false --protocol "$protocol" ;;
     handshakes_listed) echo handshakes --nodes "$HS_NODES" --in-flight 50 ;;
+    datagrams) echo datagrams --pairs "$DG_PAIRS" --rate-kbit 1000 --duration "$DG_DURATION" --in-flight 50 ;;
   esac
 }
 
-unit_of() { case "$1" in relay) echo frame ;; *) echo handshake ;; esac; }
+unit_of() { case "$1" in relay | datagrams) echo frame ;; *) echo handshake ;; esac; }
 
 for round in $(seq "$ROUNDS"); do
   for measure in $MEASURES; do
     for name in "${names[@]}"; do
-      if [ "$name" = matchbox ] && [ "$measure" = handshakes_listed ]; then continue; fi
+      if [ "$name" = matchbox ] && [ "$measure" != relay ] && [ "$measure" != handshakes ]; then continue; fi
       start_server "$name"
       # shellcheck disable=SC2046 # a list of words
       out="$(ip netns exec "$ns" bash -c 'ulimit -n 20000; exec "$@"' _ \

@@ -3,7 +3,6 @@
 //! the decisions are in `flproto::session`.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,25 +11,26 @@ use flproto::close::CloseReason;
 use flproto::message::ServerMessage;
 use flproto::session::{Action, DatagramVerdict, Inbound, ServerSession};
 use flproto::ChallengeNonce;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Bytes, Message, Utf8Bytes};
 use tracing::Instrument;
 
+use crate::datagram_queue::DatagramInbox;
 use crate::hub::{Delivery, Hub, Outbound, PeerHandle, RelayOutcome};
 use crate::metrics::Metrics;
-use crate::outgoing::{feed_text, next_datagram, Pending};
+use crate::outgoing::{next_datagram, Pending};
 use crate::upgrade::ServerSocket;
 use crate::Shared;
+
+mod write;
+
+pub use write::WRITE_BATCH;
 
 /// Characters of a refused frame shown in its debug line: enough to tell
 /// what it was, never a whole 64 KiB message in the log.
 pub const LOGGED_FRAME_CHARS: usize = 120;
-
-/// Frames written between two flushes at most, so one busy sender cannot
-/// keep a connection's driver from reading and ticking.
-pub const WRITE_BATCH: usize = 64;
 
 /// Why the driver stops.
 enum Flow {
@@ -46,7 +46,7 @@ struct Connection {
     inbox: flume::Receiver<Outbound>,
     /// Relay frames for the node, once it was granted the datagram relay;
     /// written only when no signalling frame waits.
-    datagrams: Option<flume::Receiver<Bytes>>,
+    datagrams: Option<DatagramInbox>,
     /// Where the connection comes from as limits see it, for the announce
     /// rate per source.
     client: IpAddr,
@@ -114,7 +114,7 @@ impl Connection {
             let flow = tokio::select! {
                 inbound = self.socket.next() => self.on_socket(inbound).await,
                 Ok(outbound) = self.inbox.recv_async() => self.write(Pending::Signal(outbound)).await,
-                Ok(frame) = next_datagram(&self.datagrams) => self.write(Pending::Datagram(frame)).await,
+                frame = next_datagram(&self.datagrams) => self.write(Pending::Datagram(frame)).await,
                 reason = &mut killed, if kill_pending => {
                     kill_pending = false;
                     self.session.close(reason, &mut self.actions);
@@ -296,129 +296,6 @@ impl Connection {
                     reason: reason.label().into(),
                 };
                 let _ = self.send(Message::Close(Some(frame))).await;
-                Flow::Stop
-            }
-        }
-    }
-
-    /// Writes `first` and whatever else is already queued (up to
-    /// [`WRITE_BATCH`] frames), then flushes once: a busy connection pays
-    /// one system call per batch, not per frame (see [`crate::coalesce`]);
-    /// a lone frame is written straight through. Signalling frames go
-    /// before relay frames: a relay frame is taken only when none waits.
-    ///
-    /// The write timeout counts from the last frame that went out, not
-    /// from the start of the batch: a client that reads slowly but reads
-    /// stays, one that takes nothing at all for that long is dropped.
-    async fn write(&mut self, first: Pending) -> Flow {
-        let metrics = &self.shared.hub.metrics;
-        let socket = &mut self.socket;
-        let inbox = &mut self.inbox;
-        let datagrams = self.datagrams.as_ref();
-        let handle = &self.handle;
-        // When a frame last went out, in ms after `start` (an atomic, as
-        // the connection's future must be `Sync`).
-        let start = tokio::time::Instant::now();
-        let last_progress = AtomicU64::new(0);
-        let progress_deadline = || {
-            start
-                + std::time::Duration::from_millis(last_progress.load(Ordering::Relaxed))
-                + self.shared.config.write_timeout
-        };
-        if !inbox.is_empty() || datagrams.is_some_and(|queue| !queue.is_empty()) {
-            socket.get_mut().cork();
-        }
-        let batch = async {
-            let mut next = Some(first);
-            let mut fed = 0;
-            while let Some(pending) = next.take() {
-                match pending {
-                    Pending::Signal(outbound) => {
-                        let bytes = outbound.text.len();
-                        feed_text(socket, outbound.text).await?;
-                        handle.written(outbound.sender, bytes);
-                        if let Some(arrived) = outbound.relayed_at {
-                            metrics.relay_latency.observe(arrived.elapsed().as_secs_f64());
-                        }
-                    }
-                    Pending::Datagram(frame) => socket.feed(Message::Binary(frame)).await?,
-                }
-                last_progress.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
-                fed += 1;
-                if fed < WRITE_BATCH {
-                    next = inbox.try_recv().ok().map(Pending::Signal).or_else(|| {
-                        let frame = datagrams?.try_recv().ok()?;
-                        Some(Pending::Datagram(frame))
-                    });
-                }
-            }
-            socket.flush().await
-        };
-        let outcome = {
-            let mut batch = std::pin::pin!(batch);
-            loop {
-                match tokio::time::timeout_at(progress_deadline(), &mut batch).await {
-                    Ok(written) => break Ok(written),
-                    // A frame went out meanwhile: wait from then on.
-                    Err(_) if progress_deadline() > tokio::time::Instant::now() => continue,
-                    Err(elapsed) => break Err(elapsed),
-                }
-            }
-        };
-        self.after_write(outcome)
-    }
-
-    /// Sends `text`; while the socket is corked (a round of several
-    /// actions, see [`Connection::apply`]) it waits for the round's flush.
-    async fn send_text(&mut self, text: Utf8Bytes) -> Flow {
-        let alone = !self.socket.get_ref().is_corked();
-        let socket = &mut self.socket;
-        let write = async move {
-            feed_text(socket, text).await?;
-            if alone {
-                socket.flush().await?;
-            }
-            Ok(())
-        };
-        let outcome = tokio::time::timeout(self.shared.config.write_timeout, write).await;
-        self.after_write(outcome)
-    }
-
-    /// Writes out whatever was fed and not yet written.
-    async fn flush(&mut self) -> Flow {
-        let outcome = tokio::time::timeout(self.shared.config.write_timeout, self.socket.flush()).await;
-        self.after_write(outcome)
-    }
-
-    async fn send(&mut self, message: Message) -> Flow {
-        let outcome = tokio::time::timeout(self.shared.config.write_timeout, self.socket.send(message)).await;
-        self.after_write(outcome)
-    }
-
-    /// A failed write ends the connection; so does one that made no
-    /// progress for the write timeout: the client does not read. Its
-    /// close frame could not get out either, so it is only counted, and
-    /// what waited for it counts as dropped.
-    fn after_write(&self, outcome: Result<Result<(), tungstenite::Error>, tokio::time::error::Elapsed>) -> Flow {
-        match outcome {
-            Ok(Ok(())) => Flow::Continue,
-            Ok(Err(_)) => Flow::Stop,
-            Err(_) => {
-                let metrics = &self.shared.hub.metrics;
-                Metrics::count(&metrics.closes, CloseReason::SlowReader.label());
-                metrics
-                    .drops
-                    .get_or_create(&crate::metrics::Reason { reason: "slow_reader" })
-                    .inc_by(1 + self.inbox.len() as u64);
-                if let Some(datagrams) = &self.datagrams {
-                    let reason = crate::metrics::Reason { reason: "slow_reader" };
-                    metrics
-                        .datagrams
-                        .drops
-                        .get_or_create(&reason)
-                        .inc_by(datagrams.len() as u64);
-                }
-                tracing::debug!(node = ?self.session.registered_node(), "closing a slow reader");
                 Flow::Stop
             }
         }

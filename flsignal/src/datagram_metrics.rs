@@ -25,11 +25,12 @@ pub struct Limit {
 
 /// Why a relay frame was dropped at the server, besides the sender's own
 /// (`flproto::session::DatagramDrop`).
-pub const DROP_REASONS: [&str; 8] = [
+pub const DROP_REASONS: [&str; 9] = [
     "server_rate",
     "not_connected",
     "not_relaying",
     "queue_full",
+    "over_share",
     "closing",
     "cluster_queue",
     "cluster_down",

@@ -7,7 +7,8 @@
 //! readdressed (the sender's ID where the destination's was) and offered
 //! to a queue. Each connection granted the relay has a second bounded
 //! queue for relay frames beside its signalling queue, which its writer
-//! serves only when no signalling frame waits; what does not fit either
+//! serves only when no signalling frame waits, and which its senders share
+//! fairly when it is full ([`crate::datagram_queue`]); what does not fit
 //! is dropped and counted, never queued without bound.
 
 use std::time::Instant;
@@ -23,6 +24,7 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
+use crate::datagram_queue::{datagram_queue, DatagramInbox, Queued};
 use crate::hub::Hub;
 
 /// A relay frame on its way to another instance, as the sender sent it
@@ -67,9 +69,7 @@ impl ClusterDatagramRefusal {
     }
 }
 
-/// A connection's relay queue, its sending side held by the registry's
-/// handle for the node.
-pub type DatagramOutbox = flume::Sender<Bytes>;
+pub use crate::datagram_queue::DatagramOutbox;
 
 pub struct DatagramRelay {
     /// What the server still relays for all nodes together, in bytes.
@@ -92,8 +92,8 @@ impl DatagramRelay {
     }
 
     /// A relay queue for a connection granted the relay.
-    pub fn queue(&self) -> (DatagramOutbox, flume::Receiver<Bytes>) {
-        flume::bounded(self.queue)
+    pub fn queue(&self) -> (DatagramOutbox, DatagramInbox) {
+        datagram_queue(self.queue)
     }
 
     /// A frame from `from` that its session let through, for `to`.
@@ -164,7 +164,8 @@ impl DatagramRelay {
     }
 
     /// Readdresses `frame` to its sender and offers it to the receiver's
-    /// relay queue, if it has one (it asked for the relay).
+    /// relay queue, if it has one (it asked for the relay), within the
+    /// sender's share of it.
     fn deliver(&self, hub: &Hub, queue: Option<&DatagramOutbox>, from: &NodeId, frame: Bytes, path: &'static str) {
         let metrics = &hub.metrics.datagrams;
         let Some(queue) = queue else {
@@ -177,10 +178,13 @@ impl DatagramRelay {
             .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
         readdress(&mut owned, from);
         let bytes = owned.len();
-        match queue.try_send(owned.freeze()) {
-            Ok(()) => metrics.relayed(path, bytes),
-            Err(flume::TrySendError::Full(_)) => metrics.drop("queue_full"),
-            Err(flume::TrySendError::Disconnected(_)) => metrics.drop("closing"),
+        match queue.offer(*from, owned.freeze()) {
+            Queued::Yes => metrics.relayed(path, bytes),
+            Queued::DisplacingOverShare => {
+                metrics.relayed(path, bytes);
+                metrics.drop("over_share");
+            }
+            Queued::Dropped(reason) => metrics.drop(reason),
         }
     }
 }

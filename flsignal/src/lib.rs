@@ -44,6 +44,7 @@ pub mod config;
 mod config_validate;
 pub mod connection;
 pub mod datagram_metrics;
+pub mod datagram_queue;
 pub mod datagram_relay;
 pub mod edge_config;
 pub mod error;

@@ -7,6 +7,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::{self, Bytes, Message, Utf8Bytes};
 
+use crate::datagram_queue::DatagramInbox;
 use crate::hub::Outbound;
 use crate::upgrade::ServerSocket;
 
@@ -21,9 +22,9 @@ pub enum Pending {
 }
 
 /// The next relay frame for a node granted the relay; never, for any other.
-pub async fn next_datagram(queue: &Option<flume::Receiver<Bytes>>) -> Result<Bytes, flume::RecvError> {
+pub async fn next_datagram(queue: &Option<DatagramInbox>) -> Bytes {
     match queue {
-        Some(queue) => queue.recv_async().await,
+        Some(queue) => queue.next().await,
         None => std::future::pending().await,
     }
 }

@@ -295,3 +295,72 @@ async fn a_setup_overtakes_relay_frames_that_wait_for_a_slow_reader() {
         "{before} relay frames (1.4 KB each) arrived before the setup"
     );
 }
+
+/// Frames a paced sender sends per 10 ms tick.
+async fn paced(mut client: Client, to: NodeId, per_tick: usize, ticks: u8, size: usize) -> Client {
+    for tick in 0..ticks {
+        for _ in 0..per_tick {
+            client.send_binary(datagram(to, &vec![tick; size])).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    client
+}
+
+/// Two strangers (4 000 full-size frames a second each) flood a node that
+/// reads about 1 000 a second, so its relay queue is always full; its real
+/// peer sends 100 small frames a second meanwhile. The flooders' frames
+/// are dropped over their share, and most of the peer's reach the node.
+/// (First come, first served, 4 of the peer's 200 arrived; with shares,
+/// 188–192, the rest lost while the loaded machine stalled the reader
+/// long enough, about 0.2 s, for the peer to reach its third of the
+/// queue.)
+#[tokio::test]
+async fn a_peer_within_its_share_gets_through_a_full_relay_queue_that_strangers_flood() {
+    let server = TestServer::start(&[
+        "--relay-queue",
+        "64",
+        "--relay-node-bytes-per-second",
+        "100000000",
+        "--relay-node-burst",
+        "100000000",
+    ])
+    .await;
+    let (victim_key, mut victim) = slow_reader(&server.url, server.addr).await;
+    let victim_id = victim_key.id();
+    let (_, attacker_a) = relaying(&server.url).await;
+    let (_, attacker_b) = relaying(&server.url).await;
+    let (peer_key, peer) = relaying(&server.url).await;
+    let (peer_ticks, peer_frames) = (200u8, 200);
+    let flooders = [attacker_a, attacker_b].map(|attacker| tokio::spawn(paced(attacker, victim_id, 40, 250, 1400)));
+    let honest = tokio::spawn(paced(peer, victim_id, 1, peer_ticks, 100));
+
+    // The victim reads about a frame a millisecond until the flood is over
+    // and what waited for it is drained.
+    let (mut from_peer, mut from_flooders) = (0, 0);
+    while let Some(event) = victim.next_within(Duration::from_secs(3)).await.unwrap() {
+        match event {
+            Event::Binary(bytes) => {
+                if Frame::parse(&bytes).unwrap().node == peer_key.id() {
+                    from_peer += 1;
+                } else {
+                    from_flooders += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Event::Closed(code) => panic!("the victim was closed: {code:?}"),
+            _ => {}
+        }
+    }
+    for flooder in flooders {
+        flooder.await.unwrap();
+    }
+    honest.await.unwrap();
+    let over_share = server.metric(r#"flsignal_datagram_drops_total{reason="over_share"}"#);
+    eprintln!("{from_peer} of the peer's {peer_frames} frames arrived, {from_flooders} of the flooders', {over_share} dropped over their share");
+    assert!(
+        from_peer * 2 >= peer_frames,
+        "{from_peer} of the peer's {peer_frames} frames arrived ({from_flooders} of the flooders', {over_share} dropped over their share)"
+    );
+    assert!(over_share > 1_000.0, "{over_share} dropped over their share");
+}

@@ -23,7 +23,8 @@
 //!   to set up a connection; [`setup_auth`] signs it and [`seal`] encrypts
 //!   it to the receiver, so the server can neither forge nor read it.
 //! * [`datagram_relay`] is the last-resort relay of WireGuard datagrams
-//!   through the server: its binary frame and its limits.
+//!   through the server: its binary frame and its limits; [`fair_queue`]
+//!   shares a receiver's relay queue fairly among those who send to it.
 //! * [`turn_credentials`] are the short-lived TURN credentials flsignal
 //!   hands its nodes (the TURN REST API scheme) and checks again when they
 //!   are used.
@@ -37,6 +38,7 @@ pub mod close;
 pub mod cluster_message;
 pub mod cluster_presence;
 pub mod datagram_relay;
+pub mod fair_queue;
 pub mod identity;
 pub mod ids;
 pub mod inbound;

@@ -155,7 +155,15 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
             println!(
                 "server CPU: user {user:.2} s, system {system:.2} s for {mib:.1} MiB relayed = {per_mib_ms:.2} ms per MiB"
             );
-            format!("server_user_s={user:.2} server_system_s={system:.2} server_cpu_ms_per_mib={per_mib_ms:.3}")
+            // Per frame too, in the fields scripts/bench_builds.sh reads.
+            let per_frame_us = |seconds: f64| seconds * 1e6 / received.max(1) as f64;
+            format!(
+                "server_user_s={user:.2} server_system_s={system:.2} server_cpu_ms_per_mib={per_mib_ms:.3} \
+                 server_cpu_us_per_frame={:.3} server_user_us_per_frame={:.3} server_system_us_per_frame={:.3}",
+                per_frame_us(user + system),
+                per_frame_us(user),
+                per_frame_us(system),
+            )
         }
         None => "server_cpu=unknown".to_owned(),
     };
