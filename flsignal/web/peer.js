@@ -21,11 +21,15 @@ const MAX_PENDING_CANDIDATES = 64;
 const SETUP_TIMEOUT_MS = 20000;
 const PING_INTERVAL_MS = 2000;
 // Throughput test: bytes sent over `wg` (what WireGuard would get), the
-// largest message (smaller if the peer says so), and how much may wait unsent in the browser: several
-// MiB in flight, refilled whenever half of it has gone out.
-const BULK_BYTES = 24 * 1024 * 1024;
-const BULK_MESSAGE = 256 * 1024;
-const BULK_IN_FLIGHT = 4 * 1024 * 1024;
+// largest message (smaller if the peer says so), and how much may wait
+// unsent in the browser, refilled whenever half of it has gone out. `wg`
+// has no retransmissions, so one lost packet loses its whole message:
+// 16 KiB messages (14 packets) lose less than 256 KiB ones when the
+// receiver falls behind, at the same rate (BENCHMARKS.md, "The page's
+// throughput test"). In flight stays well under Chromium's 16 MiB send
+// queue. runThroughput() takes other values for measuring
+// (tests/browser/sweep.mjs).
+export const BULK_DEFAULTS = { bytes: 24 * 1024 * 1024, message: 16 * 1024, inFlight: 4 * 1024 * 1024 };
 const BULK_TIMEOUT_MS = 30000;
 
 // The port of flsignal's STUN service (`--stun-listen`, default 3478).
@@ -293,11 +297,16 @@ export class Peer extends EventTarget {
     this.emit();
   }
 
-  // Sends BULK_BYTES over `wg` as fast as the browser's buffer drains,
-  // keeping up to BULK_IN_FLIGHT in it, then `bulkend` over `ctl` once the
-  // buffer is empty; the figure is what the receiver counted, over the time
-  // to its answer. `wg` has no retransmissions, so what is lost is shown.
-  async runThroughput() {
+  // Sends `bytes` over `wg` in messages of `message` bytes as fast as the
+  // browser's buffer drains, keeping up to `inFlight` in it, then `bulkend`
+  // over `ctl` once the buffer is empty; the figure is what the receiver
+  // counted, over the time to its answer. `wg` has no retransmissions, so
+  // what is lost is shown.
+  async runThroughput(options = {}) {
+    const { bytes: total, message: size, inFlight } = { ...BULK_DEFAULTS, ...options };
+    if (![total, size, inFlight].every((n) => Number.isSafeInteger(n) && n > 0)) {
+      throw new Error('throughput test: bytes, message and inFlight must be positive integers');
+    }
     const ctl = this.ctl;
     const wg = this.wg;
     if (!ctl || ctl.readyState !== 'open' || !wg || wg.readyState !== 'open') throw new Error('not connected');
@@ -312,7 +321,7 @@ export class Peer extends EventTarget {
     this.emit();
     // No larger than the peer takes (its SDP's max-message-size).
     const limit = this.pc && this.pc.sctp ? this.pc.sctp.maxMessageSize : 0;
-    const message = new Uint8Array(limit > 0 ? Math.min(BULK_MESSAGE, limit) : BULK_MESSAGE);
+    const message = new Uint8Array(limit > 0 ? Math.min(size, limit) : size);
     const drained = (threshold) =>
       new Promise((resolve) => {
         wg.bufferedAmountLowThreshold = threshold;
@@ -323,17 +332,17 @@ export class Peer extends EventTarget {
     const start = performance.now();
     try {
       let sent = 0;
-      while (sent < BULK_BYTES) {
+      while (sent < total) {
         wg.send(message);
         sent += message.byteLength;
-        if (wg.bufferedAmount > BULK_IN_FLIGHT) await drained(BULK_IN_FLIGHT / 2);
+        if (wg.bufferedAmount > inFlight) await drained(inFlight / 2);
         if (wg.readyState !== 'open') throw new Error('the channel closed during the test');
       }
       await drained(0);
       ctl.send(`bulkend ${id}`);
       const bytes = await acked;
       const seconds = (performance.now() - start) / 1000;
-      this.throughput = { bytes, sent, seconds, mbps: (bytes * 8) / seconds / 1e6 };
+      this.throughput = { bytes, sent, seconds, mbps: (bytes * 8) / seconds / 1e6, message: message.byteLength };
     } catch (error) {
       this.throughput = { error: error.message };
     } finally {
