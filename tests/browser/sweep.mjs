@@ -12,6 +12,8 @@
 //   IN_FLIGHT     in-flight amounts in bytes, comma-separated
 //   ROUNDS        runs per setting (default 3)
 //   BYTES         bytes per run (default the page's own)
+//   IDLE_MS       wait this long after connecting before the first run
+//   WARMUP        bytes sent uncounted before each run (default the page's)
 //   SPLIT         browser ↔ browser only: `tabs` (default; both pages in
 //                 one Chromium and one profile, as run.mjs has them, where
 //                 they share one renderer process) or `browsers` (each
@@ -61,13 +63,16 @@ try {
   // Both ends' `wg` channels open.
   await sender.page.waitForFunction((id) => window.flpeer.peers.get(id).wg?.readyState === 'open', peerId);
   console.log(`connected: ${target ? 'browser → flnode' : `browser → browser (${split})`}`);
+  await new Promise((resolve) => setTimeout(resolve, Number(process.env.IDLE_MS || 0)));
 
   const settings = messages.flatMap((message) => inFlights.map((inFlight) => ({ message, inFlight })));
   const results = new Map(settings.map((s) => [key(s), []]));
   for (let round = 0; round < rounds; round++) {
     const order = round % 2 === 0 ? settings : [...settings].reverse();
     for (const setting of order) {
-      const options = process.env.BYTES ? { ...setting, bytes: Number(process.env.BYTES) } : setting;
+      const options = { ...setting };
+      if (process.env.BYTES) options.bytes = Number(process.env.BYTES);
+      if (process.env.WARMUP) options.warmup = Number(process.env.WARMUP);
       const before = await counters(sender, peerId, receiver, senderId);
       const result = await sender.page.evaluate(({ id, options }) => window.flpeer.peers.get(id).runThroughput(options), {
         id: peerId,

@@ -7,7 +7,8 @@
 //!   cargo build --release -p flsignal -p flnode -p e2e
 //!   sudo ./target/release/flbench_page [rounds] [browser|flnode|both]
 //!
-//! MESSAGES and IN_FLIGHT (comma-separated bytes) choose the settings.
+//! MESSAGES and IN_FLIGHT (comma-separated bytes) choose the settings;
+//! BYTES, WARMUP, IDLE_MS and SPLIT are passed on (see sweep.mjs).
 //! Prints one line per run and, per setting, the median (min–max) of the
 //! rate the receiver counted and of the share lost.
 
@@ -27,7 +28,7 @@ const TEST_PEER_BUDGET: u64 = 1 << 40;
 /// MESSAGES, IN_FLIGHT and ROUNDS passed on to sweep.mjs.
 fn sweep_env(url: String, rounds: &str) -> Vec<(&'static str, String)> {
     let mut env = vec![("FLSIGNAL_URL", url), ("ROUNDS", rounds.to_owned())];
-    for name in ["MESSAGES", "IN_FLIGHT", "BYTES"] {
+    for name in ["MESSAGES", "IN_FLIGHT", "BYTES", "WARMUP", "IDLE_MS", "SPLIT"] {
         if let Ok(value) = std::env::var(name) {
             env.push((name, value));
         }
