@@ -89,6 +89,13 @@ try {
   await a.page.locator('#peer-throughput', { hasText: 'Mbit/s' }).waitFor();
   step(`throughput ${await text(a, '#peer-throughput')}`);
   step(`RTT right after the test ${await text(a, '#peer-rtt')}`);
+  // Settings that would never end the test (a message of 0 bytes) are refused.
+  const refused = await a.page.evaluate(
+    (id) => window.flpeer.peers.get(id).runThroughput({ message: 0 }).then(() => '', (error) => error.message),
+    idB,
+  );
+  if (!refused.includes('positive integers')) throw new Error(`a throughput test with 0-byte messages: "${refused}"`);
+  step('the throughput test refuses 0-byte messages');
 
   // b hangs up: a says so in words, not just in colour.
   await b.page.locator('#disconnect').click();

@@ -99,7 +99,8 @@ async fn a_browser_page_gets_echo_replies_from_an_flnode() {
     }
     let testbed = Testbed::new().unwrap();
     // Test peers are off by default: one slot, and a budget that fits one
-    // 24 MiB throughput test of the page (over its `wg` channel) but not two.
+    // throughput test of the page (4 MiB warm-up and 24 MiB, over its `wg`
+    // channel) but not two.
     let budget = (36 * 1024 * 1024).to_string();
     let pair = NodePair::start_with_args(&testbed, &["--test-peers", "1", "--test-peer-budget", &budget])
         .await
