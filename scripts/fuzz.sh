@@ -49,6 +49,7 @@ turn-usernames    flsignal --test=fuzz_turn         credential_usernames_parse_o
 ctl               flnode   --bin=flnode             ctl::fuzz::ctl_replies_and_state_stay_bounded_under_any_messages
 relay-frames      flproto  --test=fuzz_datagram_relay relay_frames_parse_to_their_bytes_or_are_refused
 relay-budget      flproto  --test=fuzz_datagram_relay a_granted_session_forwards_only_good_frames_within_its_budget_and_never_closes
+halves            flproto  --test=fuzz_halves       any_messages_from_a_peer_join_only_true_pairs_within_the_limits
 "
 
 # What cargo-bolero's libfuzzer engine passes: bolero's cfgs and LLVM's

@@ -15,6 +15,10 @@
 //!   node's overlay addresses (its `--address`, or the derived ones); it
 //!   is not answered. `ctl` runs over DTLS whose fingerprints are in the
 //!   signed setup messages, so only the node itself can say it.
+//! * `halves` (flnode only) says that this node joins WireGuard datagrams
+//!   sent in two halves on `wg` (`flproto::halves`), so the peer may send
+//!   those too large for one SCTP packet that way; it is not answered.
+//!   A node that never gets it (an older flnode) is sent whole datagrams.
 //!
 //! Pure: bytes in, what to do out, so every case is tested without a
 //! connection.
@@ -27,6 +31,9 @@ pub const MAX_BULK_TESTS: usize = 4;
 pub const MAX_BULK_ID: usize = 32;
 /// Longest `addr` message: `addr `, an IPv4 and an IPv6 address in full.
 pub const MAX_ADDR_MESSAGE: usize = 5 + 15 + 1 + 39;
+
+/// The `halves` message (see the module's documentation).
+pub const JOINS_HALVES: &str = "halves";
 
 /// What a `ctl` message asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -41,6 +48,8 @@ pub enum CtlAction {
     /// A throughput test over the other channel ended: answer
     /// [`bulk_ack`] with what that channel received.
     BulkEnd(String),
+    /// The peer joins datagrams sent in halves.
+    JoinsHalves,
     /// Nothing to do (unknown, malformed, or a chunk in the middle).
     Nothing,
 }
@@ -106,6 +115,9 @@ impl CtlResponder {
         }
         if data.starts_with(b"bulk ") {
             return self.on_bulk(data);
+        }
+        if data == JOINS_HALVES.as_bytes() {
+            return CtlAction::JoinsHalves;
         }
         if data.starts_with(b"addr ") {
             return parse_addresses(data).map_or(CtlAction::Nothing, CtlAction::Addresses);
@@ -274,6 +286,15 @@ mod tests {
         let mut chunk = b"bulk z 0 1 ".to_vec();
         chunk.extend_from_slice(&[0xff; 100]);
         assert!(matches!(ctl.on_message(&chunk), CtlAction::Reply(_)));
+    }
+
+    #[test]
+    fn halves_is_understood_only_as_the_whole_word() {
+        let mut ctl = CtlResponder::default();
+        assert_eq!(ctl.on_message(JOINS_HALVES.as_bytes()), CtlAction::JoinsHalves);
+        for other in ["halves ", "halve", "halves1", "HALVES"] {
+            assert_eq!(ctl.on_message(other.as_bytes()), CtlAction::Nothing, "{other}");
+        }
     }
 }
 

@@ -55,6 +55,7 @@ fn ctl_replies_and_state_stay_bounded_under_any_messages() {
 fn check_action(message: &[u8], action: &CtlAction, sent: &[(Vec<u8>, u64)]) {
     match action {
         CtlAction::Nothing => {}
+        CtlAction::JoinsHalves => assert_eq!(message, JOINS_HALVES.as_bytes()),
         CtlAction::Pong { .. } => assert!(message.starts_with(b"pong")),
         // Only a well-formed end of a test, with a short plain id.
         CtlAction::BulkEnd(id) => {

@@ -5,6 +5,7 @@ mod admission;
 mod allow_list;
 mod control;
 mod ctl;
+mod halves;
 mod host_addresses;
 mod ice_servers;
 mod key_file;

@@ -42,6 +42,11 @@ pub const SCTP_MTU: u32 = 1340;
 /// [`SCTP_MTU`] packet (1340 - 12 - 16 - 32 = 1280).
 pub const WIREGUARD_MTU: u32 = SCTP_MTU - SCTP_COMMON_HEADER - SCTP_DATA_CHUNK_HEADER - WIREGUARD_OVERHEAD;
 
+/// The largest WireGuard datagram sent as one message: one DATA chunk of
+/// an [`SCTP_MTU`] packet. A larger one goes in two halves
+/// (`flproto::halves`) to a peer that joins them.
+pub const LARGEST_WHOLE_DATAGRAM: usize = (WIREGUARD_MTU + WIREGUARD_OVERHEAD) as usize;
+
 /// A DTLS 1.2 record's overhead with the cipher suite webrtc negotiates
 /// between two flnodes, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 (seen in a
 /// capture of the handshake): a 13-byte record header, an 8-byte explicit
@@ -80,6 +85,11 @@ mod tests {
             rtc::sctp::max_payload_size_for_mtu(SCTP_MTU),
             WIREGUARD_MTU + WIREGUARD_OVERHEAD
         );
+        assert_eq!(LARGEST_WHOLE_DATAGRAM, 1312);
+        // Each half of the largest datagram from a 1420-MTU interface
+        // (1452 bytes) fits one chunk, header and all.
+        let half = flproto::halves::HEADER_LEN + flproto::halves::split_at(1452);
+        assert!(half as u32 <= rtc::sctp::max_payload_size_for_mtu(SCTP_MTU));
         assert_eq!((UDP_PAYLOAD, IPV4_PACKET, IPV6_PACKET), (1377, 1405, 1425));
         assert_eq!(TURN_IPV6_PACKET, 1484);
     }

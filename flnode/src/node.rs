@@ -52,6 +52,9 @@ pub struct NodeSettings {
     pub signal_ca: Option<PathBuf>,
     /// Threads of the async runtime (1: everything on one thread).
     pub threads: usize,
+    /// How many halves of large datagrams are held for their partners,
+    /// and how long; `None`: peers are asked for whole datagrams.
+    pub halves: Option<flproto::halves::ReassemblyLimits>,
 }
 
 /// This node's overlay addresses: `--address` where given, else derived.
@@ -136,6 +139,7 @@ async fn serve(
         test_peer_budget: settings.test_peer_budget,
         relay: relay_peers,
         managed: None,
+        halves: settings.halves,
     };
     let mut wireguard: Option<(tokio::task::JoinHandle<()>, watch::Receiver<WgStatus>)> = None;
     let mut peers = match (&settings.tunnel, managed) {

@@ -52,6 +52,8 @@ pub struct PeerFactory {
     /// Managed mode: this node's overlay addresses (announced to each
     /// peer) and who to tell when a peer's state changes.
     pub managed: Option<(OverlayAddresses, Arc<Notify>)>,
+    /// Whether (and within what) peers' datagrams in halves are joined.
+    pub halves: Option<flproto::halves::ReassemblyLimits>,
 }
 
 impl PeerFactory {
@@ -66,6 +68,7 @@ impl PeerFactory {
             budget: None,
             announce: self.managed.as_ref().map(|(own, _)| *own),
             relay: Some(self.relay.attach(id)),
+            halves: self.halves,
         })
     }
 
@@ -79,6 +82,7 @@ impl PeerFactory {
             budget: Some(Arc::new(crate::admission::ByteBudget::new(self.test_peer_budget))),
             announce: None,
             relay: None,
+            halves: None,
         })
     }
 

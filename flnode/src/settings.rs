@@ -70,6 +70,8 @@ pub struct UpArgs {
     pub fledger_compat: bool,
     #[command(flatten)]
     pub seal: crate::sealing::SealArgs,
+    #[command(flatten)]
+    pub halves: crate::halves::HalvesArgs,
     /// Name announced to the network [default: flnode]
     #[arg(long, env = "FLNODE_NAME")]
     pub name: Option<String>,
@@ -138,6 +140,9 @@ struct FileSettings {
     test_peer_budget: Option<u64>,
     max_signal_message: Option<usize>,
     threads: Option<usize>,
+    held_halves: Option<usize>,
+    #[serde(default, with = "humantime_serde_opt")]
+    held_half_max_age: Option<Duration>,
     signal_ca: Option<PathBuf>,
     #[serde(default)]
     ice_servers: Vec<String>,
@@ -236,6 +241,10 @@ pub fn resolve(args: UpArgs) -> anyhow::Result<NodeSettings> {
         },
         signal_ca: args.signal_ca.or(file.signal_ca),
         threads: args.threads.or(file.threads).unwrap_or(1).clamp(1, MAX_THREADS),
+        halves: crate::halves::limits(
+            args.halves.held_halves.or(file.held_halves),
+            args.halves.held_half_max_age.or(file.held_half_max_age),
+        )?,
     })
 }
 

@@ -139,7 +139,7 @@ fn path_lines(peer: &PeerEntry) -> String {
     let s = &peer.stats;
     let (_, path, rtt) = path_words(s);
     format!(
-        "  local {}  path {path}  rtt {rtt}\n  tx {} packets {} bytes  rx {} packets {} bytes  drops {} not-open {} full {} foreign {} oversize  setup refused {}  handovers {}  setups {}\n",
+        "  local {}  path {path}  rtt {rtt}\n  tx {} packets {} bytes  rx {} packets {} bytes  drops {} not-open {} full {} foreign {} oversize {} halves  setup refused {}  handovers {}  setups {}\n",
         peer.local.map(|local| local.to_string()).unwrap_or_default(),
         s.tx_packets.load(Ordering::Relaxed),
         s.tx_bytes.load(Ordering::Relaxed),
@@ -149,6 +149,7 @@ fn path_lines(peer: &PeerEntry) -> String {
         s.drops_full.load(Ordering::Relaxed),
         s.drops_foreign.load(Ordering::Relaxed),
         s.drops_oversize.load(Ordering::Relaxed),
+        s.drops_halves.load(Ordering::Relaxed),
         s.setup_refused.load(Ordering::Relaxed),
         s.handovers.load(Ordering::Relaxed),
         setups_word(s),

@@ -28,6 +28,8 @@
 //! * [`turn_credentials`] are the short-lived TURN credentials flsignal
 //!   hands its nodes (the TURN REST API scheme) and checks again when they
 //!   are used.
+//! * [`halves`] splits a WireGuard datagram too large for one SCTP packet
+//!   into two equal messages on the data channel, and joins them again.
 //! * [`x25519`] is a node's Diffie-Hellman key (WireGuard, sealed setups):
 //!   the Montgomery form of its node key, and [`overlay`] its overlay
 //!   addresses inside the WireGuard tunnels flnode manages.
@@ -39,6 +41,7 @@ pub mod cluster_message;
 pub mod cluster_presence;
 pub mod datagram_relay;
 pub mod fair_queue;
+pub mod halves;
 pub mod identity;
 pub mod ids;
 pub mod inbound;

@@ -48,6 +48,59 @@ fn ready(test: &str) -> bool {
     namespaces_available(test) && tools_available(test)
 }
 
+/// Whether tcpdump is here (it must be in CI).
+fn tcpdump_available(test: &str) -> bool {
+    if std::process::Command::new("tcpdump").arg("--version").output().is_ok() {
+        return true;
+    }
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{test}: needs tcpdump");
+    eprintln!("SKIPPED {test}: needs tcpdump");
+    false
+}
+
+/// The UDP payload length of every datagram host 0 sends host 1 on the
+/// mesh while `ns` sends `count` pings of `size` bytes (with DF) to
+/// `target`, 50 ms apart.
+async fn udp_lengths_during_pings(mesh: &Mesh, ns: &str, target: &str, size: u32, count: usize) -> Vec<usize> {
+    let capture = tokio::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "tcpdump",
+            "-i",
+            &mesh.link_of(0),
+            "-nn",
+            "-l",
+            "-q",
+        ])
+        .args(["-c", "400", "udp and src host 10.203.0.1 and dst host 10.203.0.2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (size, count) = (size.to_string(), count.to_string());
+    run_in(
+        ns,
+        &[
+            "ping", "-M", "do", "-s", &size, "-c", &count, "-i", "0.05", "-W", "1", target,
+        ],
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = capture.id().unwrap();
+    // SAFETY: kill(2) of our own child (tcpdump prints what it has).
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let output = capture.wait_with_output().await.unwrap();
+    // `… UDP, length N`: the UDP payload of each datagram.
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.rsplit("length ").next()?.trim().parse().ok())
+        .collect()
+}
+
 #[tokio::test]
 async fn three_nodes_reach_each_other_by_overlay_address() {
     if !ready("three_nodes_reach_each_other_by_overlay_address") {
@@ -245,5 +298,7 @@ async fn the_kernel_backend_carries_the_tunnel_where_the_kernel_has_wireguard() 
 mod addresses;
 #[path = "flnode_managed/errors.rs"]
 mod errors;
+#[path = "flnode_managed/halves.rs"]
+mod halves;
 #[path = "flnode_managed/lifecycle.rs"]
 mod lifecycle;

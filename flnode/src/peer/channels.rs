@@ -44,6 +44,9 @@ pub(super) struct ChannelSinks {
     /// Managed mode: this node's overlay addresses, told to the peer when
     /// `ctl` opens, and the sign that the peer's are wanted.
     pub(super) announce: Option<flproto::overlay::OverlayAddresses>,
+    /// Whether the peer is asked (on `ctl`) to send large datagrams in
+    /// halves, which this node joins (`flproto::halves`).
+    pub(super) joins_halves: bool,
 }
 
 impl ChannelSinks {
@@ -120,6 +123,9 @@ async fn read_ctl(conn: ConnId, channel: Arc<dyn DataChannel>, sinks: ChannelSin
                 if let Some(own) = &sinks.announce {
                     let _ = channel.try_send_text(&crate::ctl::addresses(own)).await;
                 }
+                if sinks.joins_halves && sinks.path.is_some() {
+                    let _ = channel.try_send_text(crate::ctl::JOINS_HALVES).await;
+                }
                 let _ = sinks.events.send(Event::CtlOpen(conn));
             }
             DataChannelEvent::OnMessage(message) if !sinks.charge(conn, message.data.len()) => break,
@@ -146,6 +152,11 @@ async fn read_ctl(conn: ConnId, channel: Arc<dyn DataChannel>, sinks: ChannelSin
                 CtlAction::BulkEnd(_) => {}
                 CtlAction::Addresses(addresses) if sinks.announce.is_some() => sinks.addresses_announced(addresses),
                 CtlAction::Addresses(_) | CtlAction::Nothing => {}
+                CtlAction::JoinsHalves => {
+                    if let Some(path) = &sinks.path {
+                        let _ = path.send(PathCommand::SendHalves(conn));
+                    }
+                }
             },
             DataChannelEvent::OnClose => break,
             _ => {}

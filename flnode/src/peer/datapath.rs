@@ -10,6 +10,9 @@
 //! lets the WebRTC stack's driver wake once and send the whole batch (as
 //! UDP GSO when it is long enough); what the channels delivered is taken
 //! while it is there and sent to WireGuard in runs of one `sendmsg`.
+//! A datagram too large for one SCTP packet goes as two equal halves to a
+//! peer that joins them, and halves from the peer are joined here
+//! (`super::halves`).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -24,6 +27,7 @@ use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 
+use super::halves::{Halves, Joined};
 use super::relay_path::RelayPath;
 use super::PeerStats;
 use crate::udp_batch::{BatchSocket, Received, RecvSlots};
@@ -53,6 +57,9 @@ pub(super) enum PathCommand {
     Carry(Option<Carrier>),
     /// The connection is closed: forget its channel.
     Close(ConnId),
+    /// The peer joins datagrams sent in halves on connection `conn`'s
+    /// channel (it said so on `ctl`).
+    SendHalves(ConnId),
 }
 
 /// How the rest of the peer reaches its data path.
@@ -67,6 +74,8 @@ enum Route {
     Link {
         conn: ConnId,
         channel: Arc<dyn DataChannel>,
+        /// Whether datagrams too large for one SCTP packet go in halves.
+        halves: bool,
     },
     Relay,
 }
@@ -88,6 +97,8 @@ pub(super) struct DataPath {
     /// Where the next datagram from WireGuard is copied to (see
     /// [`OUTGOING_BUFFER_BYTES`]).
     outgoing: BytesMut,
+    /// Datagrams in halves, both ways.
+    halves: Halves,
 }
 
 impl DataPath {
@@ -98,8 +109,10 @@ impl DataPath {
         stats: Arc<PeerStats>,
         events: mpsc::UnboundedSender<Event>,
         relay: RelayPath,
+        halves: flproto::halves::ReassemblyLimits,
     ) -> PathSender {
         let (commands, commands_rx) = mpsc::unbounded_channel();
+        let halves = Halves::new(halves, stats.clone());
         let path = DataPath {
             socket,
             wireguard,
@@ -111,6 +124,7 @@ impl DataPath {
             pending: VecDeque::new(),
             foreign_logged: None,
             outgoing: BytesMut::new(),
+            halves,
         };
         tokio::spawn(path.run(commands_rx));
         commands
@@ -170,18 +184,28 @@ impl DataPath {
                     Carrier::Relay => Some(Route::Relay),
                     Carrier::Link(conn) => {
                         let channel = self.channels.get(&conn)?.clone();
-                        Some(Route::Link { conn, channel })
+                        let halves = self.halves.sends_to(conn);
+                        Some(Route::Link { conn, channel, halves })
                     }
                 });
                 for (kept_at, datagram) in std::mem::take(&mut self.pending) {
                     if kept_at.elapsed() > PENDING_DATAGRAM_MAX_AGE {
                         self.stats.drops_not_open.fetch_add(1, Ordering::Relaxed);
                     } else {
-                        self.forward_to_peer(datagram).await;
+                        self.forward_to_peer(&datagram).await;
                     }
                 }
             }
             PathCommand::Close(conn) => self.forget(conn),
+            PathCommand::SendHalves(conn) => {
+                self.halves.send_to(conn);
+                if let Some(Route::Link {
+                    conn: carrying, halves, ..
+                }) = &mut self.route
+                {
+                    *halves |= *carrying == conn;
+                }
+            }
         }
     }
 
@@ -195,11 +219,13 @@ impl DataPath {
             // Whatever a channel still delivers, even one being replaced,
             // is WireGuard's: hand it over.
             DataChannelEvent::OnMessage(message) => {
+                let datagram = match self.halves.on_message(conn, message.data) {
+                    Joined::Datagram(datagram) => datagram,
+                    Joined::Waiting => return,
+                };
                 self.stats.rx_packets.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .rx_bytes
-                    .fetch_add(message.data.len() as u64, Ordering::Relaxed);
-                to_wireguard.push(message.data);
+                self.stats.rx_bytes.fetch_add(datagram.len() as u64, Ordering::Relaxed);
+                to_wireguard.push(datagram);
             }
             DataChannelEvent::OnClose => self.forget(conn),
             _ => {}
@@ -210,6 +236,7 @@ impl DataPath {
     /// state machine names another.
     fn forget(&mut self, conn: ConnId) {
         self.channels.remove(&conn);
+        self.halves.forget(conn);
         if matches!(&self.route, Some(Route::Link { conn: carrying, .. }) if *carrying == conn) {
             self.route = None;
         }
@@ -220,8 +247,7 @@ impl DataPath {
         for received in slots.received() {
             match received {
                 Received::Datagram { source, data } if from_wireguard(source, self.wireguard) => {
-                    let datagram = self.copy_outgoing(data);
-                    self.forward_to_peer(datagram).await;
+                    self.forward_to_peer(data).await;
                 }
                 Received::Datagram { source, .. } => self.drop_foreign(source),
                 Received::Truncated { source } if from_wireguard(source, self.wireguard) => {
@@ -235,11 +261,14 @@ impl DataPath {
     /// `data` in a buffer of its own that the channel can take, carved
     /// from the current outgoing buffer (a new one only when it is spent
     /// and the stack still holds datagrams of the old one).
-    fn copy_outgoing(&mut self, data: &[u8]) -> BytesMut {
-        if self.outgoing.capacity() < data.len() {
-            self.outgoing.reserve(OUTGOING_BUFFER_BYTES.max(data.len()));
+    fn copy_outgoing(&mut self, parts: &[&[u8]]) -> BytesMut {
+        let len = parts.iter().map(|part| part.len()).sum();
+        if self.outgoing.capacity() < len {
+            self.outgoing.reserve(OUTGOING_BUFFER_BYTES.max(len));
         }
-        self.outgoing.extend_from_slice(data);
+        for part in parts {
+            self.outgoing.extend_from_slice(part);
+        }
         self.outgoing.split()
     }
 
@@ -259,31 +288,43 @@ impl DataPath {
         }
     }
 
-    async fn forward_to_peer(&mut self, datagram: BytesMut) {
-        let channel = match &self.route {
-            Some(Route::Relay) => return self.relay.send_datagram(&datagram),
-            Some(Route::Link { channel, .. }) => Some(channel),
-            None => None,
+    async fn forward_to_peer(&mut self, datagram: &[u8]) {
+        let (channel, in_halves) = match &self.route {
+            Some(Route::Relay) => return self.relay.send_datagram(datagram),
+            Some(Route::Link { channel, halves, .. }) => (channel.clone(), *halves && needs_halves(datagram)),
+            None => {
+                if self.pending.len() == MAX_PENDING_DATAGRAMS {
+                    self.pending.pop_front();
+                    self.stats.drops_not_open.fetch_add(1, Ordering::Relaxed);
+                }
+                let kept = BytesMut::from(datagram);
+                self.pending.push_back((tokio::time::Instant::now(), kept));
+                return;
+            }
         };
-        let Some(channel) = channel else {
-            if self.pending.len() == MAX_PENDING_DATAGRAMS {
-                self.pending.pop_front();
-                self.stats.drops_not_open.fetch_add(1, Ordering::Relaxed);
-            }
-            self.pending.push_back((tokio::time::Instant::now(), datagram));
-            return;
+        let sent = if in_halves {
+            let (first, second) = self.halves.split(datagram);
+            let first = self.copy_outgoing(&[&first.0, first.1]);
+            let second = self.copy_outgoing(&[&second.0, second.1]);
+            channel.try_send(first).await.is_ok() && channel.try_send(second).await.is_ok()
+        } else {
+            let whole = self.copy_outgoing(&[datagram]);
+            channel.try_send(whole).await.is_ok()
         };
-        let len = datagram.len() as u64;
-        match channel.try_send(datagram).await {
-            Ok(()) => {
-                self.stats.tx_packets.fetch_add(1, Ordering::Relaxed);
-                self.stats.tx_bytes.fetch_add(len, Ordering::Relaxed);
-            }
-            Err(_) => {
-                self.stats.drops_full.fetch_add(1, Ordering::Relaxed);
-            }
+        if sent {
+            self.stats.tx_packets.fetch_add(1, Ordering::Relaxed);
+            self.stats.tx_bytes.fetch_add(datagram.len() as u64, Ordering::Relaxed);
+        } else {
+            self.stats.drops_full.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// Whether `datagram` is too large for one SCTP packet (see
+/// [`crate::mtu::LARGEST_WHOLE_DATAGRAM`]), so that it goes in halves to a
+/// peer that joins them.
+fn needs_halves(datagram: &[u8]) -> bool {
+    datagram.len() > crate::mtu::LARGEST_WHOLE_DATAGRAM
 }
 
 /// Whether a datagram on a WireGuard-facing port came from the local

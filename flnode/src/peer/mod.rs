@@ -30,6 +30,7 @@ use crate::signal_client::SignalSender;
 mod channels;
 mod connection;
 mod datapath;
+mod halves;
 mod relay_path;
 mod stats;
 
@@ -95,6 +96,9 @@ pub struct PeerConfig {
     /// The peer's end of the signalling server's relay; `None` for a test
     /// peer, which never gets it.
     pub relay: Option<crate::relay_link::RelayPeerSide>,
+    /// Whether this node joins datagrams the peer sends in halves, and
+    /// within what limits (`None`: the peer is not asked for halves).
+    pub halves: Option<flproto::halves::ReassemblyLimits>,
 }
 
 pub struct Peer {
@@ -138,6 +142,10 @@ impl Peer {
                     stats.clone(),
                     events_tx.clone(),
                     relay.clone(),
+                    config.halves.unwrap_or(flproto::halves::ReassemblyLimits {
+                        max_held: 0,
+                        ..Default::default()
+                    }),
                 );
                 (Some(path), Some(relay))
             }
@@ -160,6 +168,7 @@ impl Peer {
             clock,
             budget: config.budget,
             announce: config.announce,
+            joins_halves: config.halves.is_some(),
         };
         Peer {
             setup,

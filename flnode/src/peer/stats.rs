@@ -25,6 +25,9 @@ pub struct PeerStats {
     /// Datagrams from WireGuard that filled a whole receive slot and may
     /// have been cut short: dropped (see `crate::udp_batch::RECV_SLOT_BYTES`).
     pub drops_oversize: AtomicU64,
+    /// Halves of datagrams (`flproto::halves`) dropped: malformed, never
+    /// joined by their partner in time, or pushed out of a full table.
+    pub drops_halves: AtomicU64,
     /// Setup messages refused: unsigned, badly signed, replayed, stale,
     /// sealed but not opening, or plain where sealed ones were due.
     pub setup_refused: AtomicU64,

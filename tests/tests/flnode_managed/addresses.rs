@@ -9,12 +9,7 @@ use super::*;
 #[tokio::test]
 async fn a_full_size_packet_crosses_as_one_udp_datagram() {
     let test = "a_full_size_packet_crosses_as_one_udp_datagram";
-    if !ready(test) {
-        return;
-    }
-    if std::process::Command::new("tcpdump").arg("--version").output().is_err() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{test}: needs tcpdump");
-        eprintln!("SKIPPED {test}: needs tcpdump");
+    if !ready(test) || !tcpdump_available(test) {
         return;
     }
     let mesh = Mesh::new(2).unwrap();
@@ -26,57 +21,10 @@ async fn a_full_size_packet_crosses_as_one_udp_datagram() {
     }
     let target = nodes[1].overlay().v4.to_string();
     ping_until(&nodes[0].ns, &target).await.unwrap();
-    let capture = tokio::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &nodes[0].ns,
-            "tcpdump",
-            "-i",
-            &mesh.link_of(0),
-            "-nn",
-            "-l",
-            "-q",
-        ])
-        .args(["-c", "400", "udp and src host 10.203.0.1 and dst host 10.203.0.2"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
     const PINGS: usize = 50;
-    run_in(
-        &nodes[0].ns,
-        &[
-            "ping",
-            "-M",
-            "do",
-            "-s",
-            "1252",
-            "-c",
-            &PINGS.to_string(),
-            "-i",
-            "0.05",
-            "-W",
-            "1",
-            &target,
-        ],
-    )
-    .unwrap();
+    let lengths = udp_lengths_during_pings(&mesh, &nodes[0].ns, &target, 1252, PINGS).await;
     // A too-large one is refused on this side, not fragmented.
     assert!(run_in(&nodes[0].ns, &["ping", "-M", "do", "-s", "1253", "-c", "1", &target]).is_err());
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let pid = capture.id().unwrap();
-    // SAFETY: kill(2) of our own child (tcpdump prints what it has).
-    unsafe { libc::kill(pid as i32, libc::SIGINT) };
-    let output = capture.wait_with_output().await.unwrap();
-    let text = String::from_utf8_lossy(&output.stdout);
-    // `… UDP, length N`: the UDP payload of each datagram.
-    let lengths: Vec<usize> = text
-        .lines()
-        .filter_map(|line| line.rsplit("length ").next()?.trim().parse().ok())
-        .collect();
     let full = lengths.iter().filter(|&&length| length == 1377).count();
     assert!(
         full >= PINGS,

@@ -14,13 +14,16 @@
 //! Prints per mode, as medians (min–max) over the runs: time from both
 //! nodes started to the first ping answered through the tunnel, iperf3 TCP
 //! throughput over flnode and direct (and their same-run ratio), and the
-//! RTT flnode adds to direct.
+//! RTT flnode adds to direct; in manual mode also the RTT two plain
+//! user-space UDP forwarders add (`forwarders`), the floor for any design
+//! that carries WireGuard through a process on each side.
 
 use std::time::Duration;
 
 use e2e::netns::run_in;
 use e2e::spread::report;
 
+mod forwarders;
 mod managed;
 mod manual;
 
@@ -30,6 +33,9 @@ pub struct Run {
     direct_mbits: f64,
     flnode_rtt: f64,
     direct_rtt: f64,
+    /// Manual mode: the RTT through two plain forwarders instead of
+    /// flnode (`forwarders`).
+    forwarded_rtt: Option<f64>,
 }
 
 /// Round-trip times (ms) of `count` pings from namespace `ns` to `target`.
@@ -87,6 +93,18 @@ async fn main() -> anyhow::Result<()> {
             2,
         );
         report("added RTT", "ms", values(|r| r.flnode_rtt - r.direct_rtt), 2);
+        let floor: Vec<f64> = results
+            .iter()
+            .filter_map(|r| Some(r.forwarded_rtt? - r.direct_rtt))
+            .collect();
+        if !floor.is_empty() {
+            report("added RTT, two plain forwarders instead", "ms", floor, 2);
+            let beyond: Vec<f64> = results
+                .iter()
+                .filter_map(|r| Some(r.flnode_rtt - r.forwarded_rtt?))
+                .collect();
+            report("added RTT beyond the forwarders'", "ms", beyond, 2);
+        }
     }
     Ok(())
 }

@@ -55,6 +55,7 @@ pub async fn one_run() -> anyhow::Result<Run> {
             direct_mbits,
             flnode_rtt,
             direct_rtt,
+            forwarded_rtt: None,
         })
     };
     let outcome = run.await;

@@ -1,6 +1,7 @@
 //! Manual mode: two wireguard-go interfaces configured by hand (MTU 1420),
 //! each peer's endpoint the local flnode's port; then the same pair with
-//! each endpoint pointed at the other host's WireGuard directly.
+//! each endpoint pointed at the other host's WireGuard directly; then
+//! through two plain forwarders (`crate::forwarders`), for the RTT floor.
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,7 @@ use e2e::netns::{Testbed, ADDR_A, ADDR_B};
 use e2e::spread::median;
 use e2e::wireguard::Overlay;
 
+use crate::forwarders::{Forwarders, FORWARDER_A};
 use crate::Run;
 
 pub async fn one_run() -> anyhow::Result<Run> {
@@ -32,11 +34,27 @@ pub async fn one_run() -> anyhow::Result<Run> {
     overlay.ping_from_a().await?;
     let direct_rtt = median(overlay.ping_rtts_from_a(40)?);
     let direct_mbits = overlay.iperf3_mbits_from_a(5).await?;
+    // Last, the same pair through two plain forwarders: host b's
+    // WireGuard follows its peer to the forwarder once a packet comes
+    // through it (WireGuard's roaming), so only a's endpoint is set.
+    let forwarders = Forwarders::start(&testbed, port.parse()?)?;
+    overlay.set_endpoints(FORWARDER_A, &format!("{ADDR_A}:{port}"))?;
+    overlay.ping_from_a().await?;
+    let before = forwarders.carried();
+    let forwarded_rtts = overlay.ping_rtts_from_a(40)?;
+    let carried = forwarders.carried() - before;
+    anyhow::ensure!(
+        carried >= 2 * forwarded_rtts.len() as u64,
+        "the forwarders carried {carried} datagrams for {} pings: not every ping went through them",
+        forwarded_rtts.len()
+    );
+    let forwarded_rtt = Some(median(forwarded_rtts));
     Ok(Run {
         first_packet,
         flnode_mbits,
         direct_mbits,
         flnode_rtt,
         direct_rtt,
+        forwarded_rtt,
     })
 }
