@@ -183,6 +183,24 @@ impl Overlay {
             .collect())
     }
 
+    /// The mean round trip (ms) of `count` pings from a to b sent back to
+    /// back (`ping -f`: the next as soon as the answer is in), so the path
+    /// is never idle between them.
+    pub fn flood_rtt_from_a(&self, count: u32) -> anyhow::Result<f64> {
+        let output = run(
+            &self.a,
+            &["ping", "-f", "-q", "-c", &count.to_string(), OVERLAY_B],
+            None,
+        )?;
+        // rtt min/avg/max/mdev = 0.138/0.459/8.448/0.186 ms
+        let stats = output
+            .lines()
+            .find_map(|line| line.split(" = ").nth(1).filter(|_| line.starts_with("rtt")))
+            .with_context(|| format!("no rtt line in ping's output: {output}"))?;
+        let average = stats.split('/').nth(1).context("no average")?;
+        Ok(average.parse()?)
+    }
+
     /// Pings b's overlay address from a every `interval` for `seconds`
     /// while `during` runs, and returns the longest time between two
     /// answered pings (ms, from ping's own timestamps) and how many went

@@ -16,12 +16,15 @@
 //! throughput over flnode and direct (and their same-run ratio), and the
 //! RTT flnode adds to direct; in manual mode also the RTT two plain
 //! user-space UDP forwarders add (`forwarders`), the floor for any design
-//! that carries WireGuard through a process on each side.
+//! that carries WireGuard through a process on each side, and the same
+//! three RTTs for pings sent back to back (`ping -f`), when the path is
+//! never idle.
 
 use std::time::Duration;
 
 use e2e::netns::run_in;
 use e2e::spread::report;
+use e2e::wireguard::{OVERLAY_A, OVERLAY_B};
 
 mod forwarders;
 mod managed;
@@ -36,6 +39,30 @@ pub struct Run {
     /// Manual mode: the RTT through two plain forwarders instead of
     /// flnode (`forwarders`).
     forwarded_rtt: Option<f64>,
+    /// Manual mode: mean RTTs of back-to-back pings.
+    flood: Option<FloodRtts>,
+}
+
+/// Mean RTT (ms) of back-to-back pings (`ping -f`) over each path.
+pub struct FloodRtts {
+    flnode: f64,
+    direct: f64,
+    forwarded: f64,
+}
+
+/// `FLBENCH_WG_HOLD=SECONDS`: once the tunnel is up, keep it that long
+/// before measuring, saying where it is, so that a profiler can be pointed
+/// at the nodes while traffic of one's own choosing runs (e.g.
+/// `ip netns exec <a> ping -f 10.77.0.2`).
+pub async fn hold_for_profiling(testbed: &e2e::netns::Testbed) {
+    let Some(seconds) = std::env::var("FLBENCH_WG_HOLD").ok().and_then(|s| s.parse().ok()) else {
+        return;
+    };
+    println!(
+        "holding the tunnel {seconds} s: namespaces {} and {}, overlay {OVERLAY_A} -> {OVERLAY_B}",
+        testbed.a, testbed.b
+    );
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
 }
 
 /// Round-trip times (ms) of `count` pings from namespace `ns` to `target`.
@@ -104,6 +131,18 @@ async fn main() -> anyhow::Result<()> {
                 .filter_map(|r| Some(r.flnode_rtt - r.forwarded_rtt?))
                 .collect();
             report("added RTT beyond the forwarders'", "ms", beyond, 2);
+        }
+        let floods: Vec<&FloodRtts> = results.iter().filter_map(|r| r.flood.as_ref()).collect();
+        if !floods.is_empty() {
+            let added: Vec<f64> = floods.iter().map(|f| f.flnode - f.direct).collect();
+            report("added RTT, back-to-back pings", "ms", added, 2);
+            let added: Vec<f64> = floods.iter().map(|f| f.forwarded - f.direct).collect();
+            report(
+                "added RTT, back-to-back pings, two plain forwarders instead",
+                "ms",
+                added,
+                2,
+            );
         }
     }
     Ok(())

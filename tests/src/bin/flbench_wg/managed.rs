@@ -56,6 +56,7 @@ pub async fn one_run() -> anyhow::Result<Run> {
             flnode_rtt,
             direct_rtt,
             forwarded_rtt: None,
+            flood: None,
         })
     };
     let outcome = run.await;

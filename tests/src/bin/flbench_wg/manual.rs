@@ -14,6 +14,9 @@ use e2e::wireguard::Overlay;
 use crate::forwarders::{Forwarders, FORWARDER_A};
 use crate::Run;
 
+/// Back-to-back pings per path for the RTT of a busy path.
+const FLOOD_PINGS: u32 = 2000;
+
 pub async fn one_run() -> anyhow::Result<Run> {
     let testbed = Testbed::new()?;
     let started = Instant::now();
@@ -27,12 +30,15 @@ pub async fn one_run() -> anyhow::Result<Run> {
         anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "tunnel never came up");
     }
     let first_packet = started.elapsed();
+    crate::hold_for_profiling(&testbed).await;
     let flnode_rtt = median(overlay.ping_rtts_from_a(40)?);
+    let flnode_flood = overlay.flood_rtt_from_a(FLOOD_PINGS)?;
     let flnode_mbits = overlay.iperf3_mbits_from_a(5).await?;
     let port = WIREGUARD.rsplit(':').next().context("port")?;
     overlay.set_endpoints(&format!("{ADDR_B}:{port}"), &format!("{ADDR_A}:{port}"))?;
     overlay.ping_from_a().await?;
     let direct_rtt = median(overlay.ping_rtts_from_a(40)?);
+    let direct_flood = overlay.flood_rtt_from_a(FLOOD_PINGS)?;
     let direct_mbits = overlay.iperf3_mbits_from_a(5).await?;
     // Last, the same pair through two plain forwarders: host b's
     // WireGuard follows its peer to the forwarder once a packet comes
@@ -49,6 +55,7 @@ pub async fn one_run() -> anyhow::Result<Run> {
         forwarded_rtts.len()
     );
     let forwarded_rtt = Some(median(forwarded_rtts));
+    let forwarded_flood = overlay.flood_rtt_from_a(FLOOD_PINGS)?;
     Ok(Run {
         first_packet,
         flnode_mbits,
@@ -56,5 +63,10 @@ pub async fn one_run() -> anyhow::Result<Run> {
         flnode_rtt,
         direct_rtt,
         forwarded_rtt,
+        flood: Some(crate::FloodRtts {
+            flnode: flnode_flood,
+            direct: direct_flood,
+            forwarded: forwarded_flood,
+        }),
     })
 }
