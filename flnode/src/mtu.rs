@@ -47,6 +47,12 @@ pub const WIREGUARD_MTU: u32 = SCTP_MTU - SCTP_COMMON_HEADER - SCTP_DATA_CHUNK_H
 /// (`flproto::halves`) to a peer that joins them.
 pub const LARGEST_WHOLE_DATAGRAM: usize = (WIREGUARD_MTU + WIREGUARD_OVERHEAD) as usize;
 
+/// The largest datagram sent in halves: each half, header included, fits
+/// one DATA chunk (2 614 bytes, a WireGuard MTU of 2 582). A larger one (a
+/// jumbo-MTU interface) goes whole and SCTP cuts it into as many chunks as
+/// it needs, as before halves existed.
+pub const LARGEST_HALVED_DATAGRAM: usize = 2 * (LARGEST_WHOLE_DATAGRAM - flproto::halves::HEADER_LEN);
+
 /// A DTLS 1.2 record's overhead with the cipher suite webrtc negotiates
 /// between two flnodes, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 (seen in a
 /// capture of the handshake): a 13-byte record header, an 8-byte explicit
@@ -90,6 +96,11 @@ mod tests {
         // (1452 bytes) fits one chunk, header and all.
         let half = flproto::halves::HEADER_LEN + flproto::halves::split_at(1452);
         assert!(half as u32 <= rtc::sctp::max_payload_size_for_mtu(SCTP_MTU));
+        // So does each half of the largest datagram sent in halves, and
+        // the receiver takes halves that large.
+        let half = flproto::halves::HEADER_LEN + flproto::halves::split_at(LARGEST_HALVED_DATAGRAM);
+        assert_eq!(half, LARGEST_WHOLE_DATAGRAM);
+        assert!(LARGEST_HALVED_DATAGRAM / 2 <= flproto::halves::MAX_HALF_BYTES);
         assert_eq!((UDP_PAYLOAD, IPV4_PACKET, IPV6_PACKET), (1377, 1405, 1425));
         assert_eq!(TURN_IPV6_PACKET, 1484);
     }

@@ -320,11 +320,11 @@ impl DataPath {
     }
 }
 
-/// Whether `datagram` is too large for one SCTP packet (see
-/// [`crate::mtu::LARGEST_WHOLE_DATAGRAM`]), so that it goes in halves to a
-/// peer that joins them.
+/// Whether `datagram` goes in halves to a peer that joins them: too large
+/// for one SCTP packet, and each half small enough for one (see
+/// [`crate::mtu::LARGEST_HALVED_DATAGRAM`]).
 fn needs_halves(datagram: &[u8]) -> bool {
-    datagram.len() > crate::mtu::LARGEST_WHOLE_DATAGRAM
+    (crate::mtu::LARGEST_WHOLE_DATAGRAM + 1..=crate::mtu::LARGEST_HALVED_DATAGRAM).contains(&datagram.len())
 }
 
 /// Whether a datagram on a WireGuard-facing port came from the local
@@ -339,7 +339,22 @@ fn from_wireguard(source: SocketAddr, wireguard: SocketAddr) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::from_wireguard;
+    use super::{from_wireguard, needs_halves};
+
+    #[test]
+    fn only_datagrams_between_one_and_two_chunks_go_in_halves() {
+        for (len, halves) in [
+            (64, false),
+            (1312, false),
+            (1313, true),
+            (1452, true),
+            (2614, true),
+            (2615, false),
+            (9032, false),
+        ] {
+            assert_eq!(needs_halves(&vec![4; len]), halves, "{len}");
+        }
+    }
 
     #[test]
     fn only_the_local_wireguard_may_send_to_its_ports() {
