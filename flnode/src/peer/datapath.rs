@@ -221,7 +221,7 @@ impl DataPath {
             DataChannelEvent::OnMessage(message) => {
                 let datagram = match self.halves.on_message(conn, message.data) {
                     Joined::Datagram(datagram) => datagram,
-                    Joined::Waiting => return,
+                    Joined::Nothing => return,
                 };
                 self.stats.rx_packets.fetch_add(1, Ordering::Relaxed);
                 self.stats.rx_bytes.fetch_add(datagram.len() as u64, Ordering::Relaxed);

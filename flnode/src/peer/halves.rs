@@ -19,9 +19,9 @@ pub(super) type OutgoingHalf<'a> = ([u8; HEADER_LEN], &'a [u8]);
 pub(super) enum Joined {
     /// A datagram for WireGuard.
     Datagram(BytesMut),
-    /// Nothing yet (a half waiting for its partner), or nothing at all (a
-    /// malformed or unpaired half, counted).
-    Waiting,
+    /// Nothing for WireGuard: a half waiting for its partner, or one
+    /// dropped (malformed, or pushing out an older one), counted.
+    Nothing,
 }
 
 pub(super) struct Halves {
@@ -77,7 +77,7 @@ impl Halves {
             Message::Whole => Joined::Datagram(message),
             Message::Malformed => {
                 self.count_dropped(1);
-                Joined::Waiting
+                Joined::Nothing
             }
             Message::Half { half, id } => {
                 let step = self.reassembly.on_half(conn, half, id, message, Instant::now());
@@ -90,7 +90,7 @@ impl Halves {
                         datagram.extend_from_slice(second);
                         Joined::Datagram(datagram)
                     }
-                    None => Joined::Waiting,
+                    None => Joined::Nothing,
                 }
             }
         }
