@@ -171,9 +171,15 @@ impl Overlay {
 
     /// Round-trip times (ms) of `count` pings from a to b through the overlay.
     pub fn ping_rtts_from_a(&self, count: u32) -> anyhow::Result<Vec<f64>> {
+        self.ping_rtts_from_a_every(count, "0.05")
+    }
+
+    /// [`Overlay::ping_rtts_from_a`] with pings `interval` seconds apart
+    /// (ping's `-i`; below 0.002 needs root).
+    pub fn ping_rtts_from_a_every(&self, count: u32, interval: &str) -> anyhow::Result<Vec<f64>> {
         let output = run(
             &self.a,
-            &["ping", "-c", &count.to_string(), "-i", "0.05", "-W", "1", OVERLAY_B],
+            &["ping", "-c", &count.to_string(), "-i", interval, "-W", "1", OVERLAY_B],
             None,
         )?;
         Ok(output

@@ -65,6 +65,13 @@ pub async fn hold_for_profiling(testbed: &e2e::netns::Testbed) {
     tokio::time::sleep(Duration::from_secs(seconds)).await;
 }
 
+/// Seconds between the pings that measure RTT in manual mode: 0.05, or
+/// `FLBENCH_WG_PING_INTERVAL` (to see how the added RTT depends on how
+/// long the path was idle before each ping).
+pub fn ping_interval() -> String {
+    std::env::var("FLBENCH_WG_PING_INTERVAL").unwrap_or_else(|_| "0.05".to_owned())
+}
+
 /// Round-trip times (ms) of `count` pings from namespace `ns` to `target`.
 pub fn ping_rtts(ns: &str, target: &str, count: u32) -> anyhow::Result<Vec<f64>> {
     let output = run_in(ns, &["ping", "-c", &count.to_string(), "-i", "0.05", "-W", "1", target])?;

@@ -30,14 +30,15 @@ pub async fn one_run() -> anyhow::Result<Run> {
         anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "tunnel never came up");
     }
     let first_packet = started.elapsed();
+    let interval = crate::ping_interval();
     crate::hold_for_profiling(&testbed).await;
-    let flnode_rtt = median(overlay.ping_rtts_from_a(40)?);
+    let flnode_rtt = median(overlay.ping_rtts_from_a_every(40, &interval)?);
     let flnode_flood = overlay.flood_rtt_from_a(FLOOD_PINGS)?;
     let flnode_mbits = overlay.iperf3_mbits_from_a(5).await?;
     let port = WIREGUARD.rsplit(':').next().context("port")?;
     overlay.set_endpoints(&format!("{ADDR_B}:{port}"), &format!("{ADDR_A}:{port}"))?;
     overlay.ping_from_a().await?;
-    let direct_rtt = median(overlay.ping_rtts_from_a(40)?);
+    let direct_rtt = median(overlay.ping_rtts_from_a_every(40, &interval)?);
     let direct_flood = overlay.flood_rtt_from_a(FLOOD_PINGS)?;
     let direct_mbits = overlay.iperf3_mbits_from_a(5).await?;
     // Last, the same pair through two plain forwarders: host b's
@@ -47,7 +48,7 @@ pub async fn one_run() -> anyhow::Result<Run> {
     overlay.set_endpoints(FORWARDER_A, &format!("{ADDR_A}:{port}"))?;
     overlay.ping_from_a().await?;
     let before = forwarders.carried();
-    let forwarded_rtts = overlay.ping_rtts_from_a(40)?;
+    let forwarded_rtts = overlay.ping_rtts_from_a_every(40, &interval)?;
     let carried = forwarders.carried() - before;
     anyhow::ensure!(
         carried >= 2 * forwarded_rtts.len() as u64,
