@@ -41,6 +41,15 @@ fn ids_except(nodes: &[ManagedNode], except: usize) -> Vec<NodeId> {
         .collect()
 }
 
+/// Starts each of `nodes` with all the others as its peers and
+/// `args(index)` as its flags.
+fn start_all<'a>(nodes: &mut [ManagedNode], url: &str, args: impl Fn(usize) -> Vec<&'a str>) {
+    for index in 0..nodes.len() {
+        let peers = ids_except(nodes, index);
+        nodes[index].start(url, &peers, &args(index)).unwrap();
+    }
+}
+
 /// The userspace backend, as CI has no kernel WireGuard.
 const USERSPACE: &[&str] = &["--wg-backend", "userspace"];
 
@@ -113,10 +122,7 @@ async fn three_nodes_reach_each_other_by_overlay_address() {
     // also for the wireguard-go it starts.
     let last = nodes.pop().unwrap();
     nodes.push(last.wrapped(ONLY_NET_ADMIN));
-    for index in 0..nodes.len() {
-        let peers = ids_except(&nodes, index);
-        nodes[index].start(&url, &peers, USERSPACE).unwrap();
-    }
+    start_all(&mut nodes, &url, |_| USERSPACE.to_vec());
     for from in &nodes {
         for to in nodes.iter().filter(|to| to.id != from.id) {
             let overlay = to.overlay();
@@ -165,10 +171,7 @@ async fn peers_added_and_removed_at_run_time_change_the_mesh() {
     let mut nodes = nodes(&mesh);
     // Three nodes in a mesh; the fourth allows node 0, which does not
     // allow it yet.
-    for index in 0..3 {
-        let peers: Vec<NodeId> = ids_except(&nodes[..3], index);
-        nodes[index].start(&url, &peers, USERSPACE).unwrap();
-    }
+    start_all(&mut nodes[..3], &url, |_| USERSPACE.to_vec());
     let first = nodes[0].id;
     nodes[3].start(&url, &[first], USERSPACE).unwrap();
     nodes[0].wait_connected(&[nodes[1].id, nodes[2].id]).await.unwrap();
@@ -281,10 +284,7 @@ async fn the_kernel_backend_carries_the_tunnel_where_the_kernel_has_wireguard() 
     run_in(&mesh.hosts[0], &["ip", "link", "del", &probe]).unwrap();
     let (_server, url) = signal(&mesh).await;
     let mut nodes = nodes(&mesh);
-    for index in 0..2 {
-        let peers = ids_except(&nodes, index);
-        nodes[index].start(&url, &peers, &["--wg-backend", "kernel"]).unwrap();
-    }
+    start_all(&mut nodes, &url, |_| vec!["--wg-backend", "kernel"]);
     ping_until(&nodes[0].ns, &nodes[1].overlay().v4.to_string())
         .await
         .unwrap();

@@ -15,10 +15,7 @@ async fn a_full_size_packet_crosses_as_one_udp_datagram() {
     let mesh = Mesh::new(2).unwrap();
     let (_server, url) = signal(&mesh).await;
     let mut nodes = nodes(&mesh);
-    for index in 0..2 {
-        let peers = ids_except(&nodes, index);
-        nodes[index].start(&url, &peers, USERSPACE).unwrap();
-    }
+    start_all(&mut nodes, &url, |_| USERSPACE.to_vec());
     let target = nodes[1].overlay().v4.to_string();
     ping_until(&nodes[0].ns, &target).await.unwrap();
     const PINGS: usize = 50;
@@ -47,11 +44,7 @@ async fn announced_addresses_are_routed_and_clashing_ones_are_not() {
     // Node 2 claims node 0's derived IPv4 address.
     let taken = nodes[0].overlay().v4.to_string();
     let addresses = [vec![], vec!["--address", moved], vec!["--address", taken.as_str()]];
-    for index in 0..3 {
-        let peers = ids_except(&nodes, index);
-        let args = [USERSPACE, &addresses[index]].concat();
-        nodes[index].start(&url, &peers, &args).unwrap();
-    }
+    start_all(&mut nodes, &url, |index| [USERSPACE, &addresses[index]].concat());
     // The moved address is routed (node 2's own IPv4 clashes, so it has
     // none its peers take packets from).
     ping_until(&nodes[0].ns, moved).await.unwrap();

@@ -18,11 +18,10 @@ async fn pair_at_1420(extra_for_1: &[&str]) -> (Mesh, ServerProcess, Vec<Managed
     let mesh = Mesh::new(2).unwrap();
     let (server, url) = signal(&mesh).await;
     let mut nodes = nodes(&mesh);
-    for index in 0..2 {
-        let peers = ids_except(&nodes, index);
+    start_all(&mut nodes, &url, |index| {
         let extra = if index == 1 { extra_for_1 } else { &[] };
-        nodes[index].start(&url, &peers, &[USERSPACE, extra].concat()).unwrap();
-    }
+        [USERSPACE, extra].concat()
+    });
     for node in &nodes {
         node.wait_up().await.unwrap();
         run_in(&node.ns, &["ip", "link", "set", "dev", &node.interface, "mtu", "1420"]).unwrap();

@@ -12,10 +12,7 @@ async fn a_node_stopped_with_sigterm_removes_its_interface_and_comes_back() {
     let mesh = Mesh::new(2).unwrap();
     let (_server, url) = signal(&mesh).await;
     let mut nodes = nodes(&mesh);
-    for index in 0..2 {
-        let peers = ids_except(&nodes, index);
-        nodes[index].start(&url, &peers, USERSPACE).unwrap();
-    }
+    start_all(&mut nodes, &url, |_| USERSPACE.to_vec());
     let to_b = nodes[1].overlay().v6.to_string();
     ping_until(&nodes[0].ns, &to_b).await.unwrap();
     assert!(nodes[1].interface_exists());
