@@ -198,3 +198,34 @@ fn managed_mode_comes_from_the_file_alone() {
     assert!(managed.keep_interface);
     assert_eq!(managed.peer_grace, Duration::from_secs(90));
 }
+
+#[test]
+fn held_halves_come_from_the_file_unless_flags_say_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = || UpArgs {
+        config: dir.path().into(),
+        peers: vec![format!("{ID}=127.0.0.1:2000")],
+        ..UpArgs::default()
+    };
+    std::fs::write(config_file(dir.path()), "signal = \"ws://s:1\"\n").unwrap();
+    let default = resolve(args()).unwrap().halves;
+    assert_eq!(default, Some(flproto::halves::ReassemblyLimits::default()));
+    std::fs::write(
+        config_file(dir.path()),
+        "signal = \"ws://s:1\"\nheld_halves = 8\nheld_half_max_age = \"50ms\"\n",
+    )
+    .unwrap();
+    let from_file = resolve(args()).unwrap().halves.unwrap();
+    assert_eq!((from_file.max_held, from_file.max_age), (8, Duration::from_millis(50)));
+    let off = resolve(UpArgs {
+        halves: crate::halves::HalvesArgs {
+            held_halves: Some(0),
+            held_half_max_age: None,
+        },
+        ..args()
+    })
+    .unwrap();
+    assert_eq!(off.halves, None, "the flag wins over the file");
+    std::fs::write(config_file(dir.path()), "signal = \"ws://s:1\"\nheld_halves = 100000\n").unwrap();
+    assert!(format!("{:#}", resolve(args()).unwrap_err()).contains("--held-halves"));
+}
