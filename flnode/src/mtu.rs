@@ -77,6 +77,8 @@ pub const PATH_MTU: u32 = 1500;
 // The promise of this module, checked when flnode is compiled: the largest
 // form of a full-size datagram fits the path, and so do the plain ones.
 const _: () = assert!(TURN_IPV6_PACKET <= PATH_MTU && IPV4_PACKET < IPV6_PACKET && IPV6_PACKET <= PATH_MTU);
+// A peer takes every half this node sends.
+const _: () = assert!(LARGEST_HALVED_DATAGRAM / 2 <= flproto::halves::MAX_HALF_BYTES);
 
 #[cfg(test)]
 mod tests {
@@ -96,11 +98,10 @@ mod tests {
         // (1452 bytes) fits one chunk, header and all.
         let half = flproto::halves::HEADER_LEN + flproto::halves::split_at(1452);
         assert!(half as u32 <= rtc::sctp::max_payload_size_for_mtu(SCTP_MTU));
-        // So does each half of the largest datagram sent in halves, and
-        // the receiver takes halves that large.
+        // So does each half of the largest datagram sent in halves (and
+        // the receiver takes halves that large: checked at compile time).
         let half = flproto::halves::HEADER_LEN + flproto::halves::split_at(LARGEST_HALVED_DATAGRAM);
         assert_eq!(half, LARGEST_WHOLE_DATAGRAM);
-        assert!(LARGEST_HALVED_DATAGRAM / 2 <= flproto::halves::MAX_HALF_BYTES);
         assert_eq!((UDP_PAYLOAD, IPV4_PACKET, IPV6_PACKET), (1377, 1405, 1425));
         assert_eq!(TURN_IPV6_PACKET, 1484);
     }

@@ -74,8 +74,6 @@ enum Route {
     Link {
         conn: ConnId,
         channel: Arc<dyn DataChannel>,
-        /// Whether datagrams too large for one SCTP packet go in halves.
-        halves: bool,
     },
     Relay,
 }
@@ -109,7 +107,7 @@ impl DataPath {
         stats: Arc<PeerStats>,
         events: mpsc::UnboundedSender<Event>,
         relay: RelayPath,
-        halves: flproto::halves::ReassemblyLimits,
+        halves: Option<flproto::halves::ReassemblyLimits>,
     ) -> PathSender {
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let halves = Halves::new(halves, stats.clone());
@@ -184,8 +182,7 @@ impl DataPath {
                     Carrier::Relay => Some(Route::Relay),
                     Carrier::Link(conn) => {
                         let channel = self.channels.get(&conn)?.clone();
-                        let halves = self.halves.sends_to(conn);
-                        Some(Route::Link { conn, channel, halves })
+                        Some(Route::Link { conn, channel })
                     }
                 });
                 for (kept_at, datagram) in std::mem::take(&mut self.pending) {
@@ -197,15 +194,7 @@ impl DataPath {
                 }
             }
             PathCommand::Close(conn) => self.forget(conn),
-            PathCommand::SendHalves(conn) => {
-                self.halves.send_to(conn);
-                if let Some(Route::Link {
-                    conn: carrying, halves, ..
-                }) = &mut self.route
-                {
-                    *halves |= *carrying == conn;
-                }
-            }
+            PathCommand::SendHalves(conn) => self.halves.send_to(conn),
         }
     }
 
@@ -258,20 +247,6 @@ impl DataPath {
         }
     }
 
-    /// `data` in a buffer of its own that the channel can take, carved
-    /// from the current outgoing buffer (a new one only when it is spent
-    /// and the stack still holds datagrams of the old one).
-    fn copy_outgoing(&mut self, parts: &[&[u8]]) -> BytesMut {
-        let len = parts.iter().map(|part| part.len()).sum();
-        if self.outgoing.capacity() < len {
-            self.outgoing.reserve(OUTGOING_BUFFER_BYTES.max(len));
-        }
-        for part in parts {
-            self.outgoing.extend_from_slice(part);
-        }
-        self.outgoing.split()
-    }
-
     /// A datagram on the WireGuard-facing port from another local process:
     /// counted and dropped (one log line per [`FOREIGN_LOG_INTERVAL`]).
     fn drop_foreign(&mut self, source: SocketAddr) {
@@ -291,7 +266,7 @@ impl DataPath {
     async fn forward_to_peer(&mut self, datagram: &[u8]) {
         let (channel, in_halves) = match &self.route {
             Some(Route::Relay) => return self.relay.send_datagram(datagram),
-            Some(Route::Link { channel, halves, .. }) => (channel.clone(), *halves && needs_halves(datagram)),
+            Some(Route::Link { conn, channel }) => (channel, needs_halves(datagram) && self.halves.sends_to(*conn)),
             None => {
                 if self.pending.len() == MAX_PENDING_DATAGRAMS {
                     self.pending.pop_front();
@@ -304,11 +279,11 @@ impl DataPath {
         };
         let sent = if in_halves {
             let (first, second) = self.halves.split(datagram);
-            let first = self.copy_outgoing(&[&first.0, first.1]);
-            let second = self.copy_outgoing(&[&second.0, second.1]);
+            let first = carve(&mut self.outgoing, &[&first.0, first.1]);
+            let second = carve(&mut self.outgoing, &[&second.0, second.1]);
             channel.try_send(first).await.is_ok() && channel.try_send(second).await.is_ok()
         } else {
-            let whole = self.copy_outgoing(&[datagram]);
+            let whole = carve(&mut self.outgoing, &[datagram]);
             channel.try_send(whole).await.is_ok()
         };
         if sent {
@@ -318,6 +293,21 @@ impl DataPath {
             self.stats.drops_full.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// `parts` in one buffer of its own that the channel can take, carved from
+/// the current `outgoing` buffer (a new one only when it is spent and the
+/// stack still holds datagrams of the old one). A free function, not a
+/// method, so that it borrows only the buffer while the route is borrowed.
+fn carve(outgoing: &mut BytesMut, parts: &[&[u8]]) -> BytesMut {
+    let len = parts.iter().map(|part| part.len()).sum();
+    if outgoing.capacity() < len {
+        outgoing.reserve(OUTGOING_BUFFER_BYTES.max(len));
+    }
+    for part in parts {
+        outgoing.extend_from_slice(part);
+    }
+    outgoing.split()
 }
 
 /// Whether `datagram` goes in halves to a peer that joins them: too large

@@ -33,8 +33,13 @@ pub(super) struct Halves {
 }
 
 impl Halves {
-    /// `limits.max_held == 0`: every arriving half is dropped.
-    pub(super) fn new(limits: ReassemblyLimits, stats: Arc<PeerStats>) -> Self {
+    /// `None`: this node joins no halves (it did not ask for them), and
+    /// every half that arrives anyway is dropped and counted.
+    pub(super) fn new(limits: Option<ReassemblyLimits>, stats: Arc<PeerStats>) -> Self {
+        let limits = limits.unwrap_or(ReassemblyLimits {
+            max_held: 0,
+            ..ReassemblyLimits::default()
+        });
         Self {
             ids: Ids::default(),
             send_to: Vec::new(),

@@ -142,10 +142,7 @@ impl Peer {
                     stats.clone(),
                     events_tx.clone(),
                     relay.clone(),
-                    config.halves.unwrap_or(flproto::halves::ReassemblyLimits {
-                        max_held: 0,
-                        ..Default::default()
-                    }),
+                    config.halves,
                 );
                 (Some(path), Some(relay))
             }
